@@ -1,0 +1,108 @@
+//! `carepath`: every service on one port, plus migrate, import, token and audit.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use carepath_server::{
+    Area,
+    cli::{self, CliError, DbArgs, KeyArgs, ServeArgs},
+};
+use carepath_store::AuditVerification;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "carepath",
+    version,
+    about = "Utilization and care management for a health plan"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve every carepath service on one port.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DbArgs),
+    /// Import a directory JSON file (plans, members, providers, staff) in one transaction.
+    Import {
+        /// The JSON file; `data/demo/directory.json` is the shipped demo.
+        file: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print a bearer token signed with this instance's key.
+    Token {
+        /// provider, member, nurse, physician_reviewer, admin or service.
+        #[arg(long)]
+        role: String,
+        /// An NPI for a provider, a member id, a staff id, or a service name.
+        #[arg(long)]
+        subject: String,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 8)]
+        hours: i64,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Check that the audit log's hash chain is intact.
+    AuditVerify(DbArgs),
+}
+
+async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Serve(args) => cli::run_server(&args, Area::ALL).await,
+        Command::Migrate(db) => {
+            cli::open_store(&db).await?;
+            println!("migrations applied to {}", db.database_url);
+            Ok(())
+        }
+        Command::Import { file, db } => {
+            let store = cli::open_store(&db).await?;
+            let s = cli::import_file(&store, &file).await?;
+            println!(
+                "imported {} plans, {} members, {} providers, {} staff",
+                s.plans, s.members, s.providers, s.staff
+            );
+            Ok(())
+        }
+        Command::Token {
+            role,
+            subject,
+            hours,
+            db,
+            keys,
+        } => {
+            println!(
+                "{}",
+                cli::mint_token(&keys, &db, &role, &subject, chrono::Duration::hours(hours))?
+            );
+            Ok(())
+        }
+        Command::AuditVerify(db) => match cli::open_store(&db).await?.verify_audit().await? {
+            AuditVerification::Intact { entries } => {
+                println!("audit log intact: {entries} entries");
+                Ok(())
+            }
+            AuditVerification::Broken { seq, reason } => Err(CliError::Usage(format!(
+                "audit log broken at entry {seq}: {reason}"
+            ))),
+        },
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    cli::init_logging();
+    match run(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("carepath: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

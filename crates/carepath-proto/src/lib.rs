@@ -1,0 +1,22 @@
+//! Generated code for carepath's protobuf contracts, one module per package.
+//!
+//! Nothing here is written by hand except the module tree: domain types never depend
+//! on this crate, and conversions live at the gRPC edge in `carepath-server`.
+
+#![allow(missing_docs, clippy::all, clippy::pedantic, unused_qualifications)]
+
+/// The encoded `FileDescriptorSet` of every carepath contract, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/carepath_descriptor.bin"));
+
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("carepath.common.v1");
+    }
+}
+
+pub mod directory {
+    pub mod v1 {
+        tonic::include_proto!("carepath.directory.v1");
+    }
+}

@@ -1,0 +1,319 @@
+//! Bearer-token authentication: JWTs carrying the caller's role and subject.
+//!
+//! On the embedded default the instance makes its own Ed25519 signing key on first
+//! start and keeps it beside the database (never in the repository); `carepath token`
+//! mints tokens with it. In production only verifying keys are configured (Ed25519 or
+//! RSA public keys in PEM), and tokens come from the organisation's identity provider.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use carepath_core::{Actor, Role};
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{
+    SigningKey,
+    pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding},
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The issuer every carepath token names.
+pub const ISSUER: &str = "carepath";
+
+/// Why a token was refused. The message is safe to send to the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing authorization metadata: send 'authorization: Bearer <token>'")]
+    Missing,
+    #[error("authorization metadata must be 'Bearer <token>'")]
+    Malformed,
+    #[error("token expired")]
+    Expired,
+    #[error("token rejected: {0}")]
+    Rejected(String),
+}
+
+/// Failures handling key files; reported at start-up, never to callers.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write key file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {path} is not a usable key: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("this instance has no signing key: tokens come from the configured issuer")]
+    NoSigningKey,
+}
+
+/// The claims of a carepath token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Keys to verify tokens with, and optionally one to mint them.
+#[derive(Clone)]
+pub struct Authenticator {
+    signing: Option<EncodingKey>,
+    verifying: Vec<(Algorithm, DecodingKey)>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("can_sign", &self.signing.is_some())
+            .field("verifying_keys", &self.verifying.len())
+            .finish()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn invalid(path: &Path, reason: impl ToString) -> KeyError {
+    KeyError::Invalid {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Authenticator {
+    /// Loads the Ed25519 signing key at `path`, creating it (readable by the owner
+    /// only) when it does not exist. Tokens it signs are verified with its public half.
+    pub fn with_local_key(path: &Path) -> Result<Self, KeyError> {
+        let key = if path.exists() {
+            let pem = String::from_utf8(read(path)?).map_err(|e| invalid(path, e))?;
+            SigningKey::from_pkcs8_pem(&pem).map_err(|e| invalid(path, e))?
+        } else {
+            let key = SigningKey::generate(&mut rand_core::OsRng);
+            let pem = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| invalid(path, e))?;
+            write_private(path, pem.as_bytes())?;
+            tracing::info!(path = %path.display(), "created a new token signing key");
+            key
+        };
+        let der = key.to_pkcs8_der().map_err(|e| invalid(path, e))?;
+        let public_pem = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| invalid(path, e))?;
+        let verifying =
+            DecodingKey::from_ed_pem(public_pem.as_bytes()).map_err(|e| invalid(path, e))?;
+        Ok(Authenticator {
+            signing: Some(EncodingKey::from_ed_der(der.as_bytes())),
+            verifying: vec![(Algorithm::EdDSA, verifying)],
+        })
+    }
+
+    /// Verifies with the given public keys only (PEM files, Ed25519 or RSA); cannot
+    /// mint tokens.
+    pub fn with_public_keys(paths: &[PathBuf]) -> Result<Self, KeyError> {
+        let mut verifying = Vec::new();
+        for path in paths {
+            let pem = read(path)?;
+            if let Ok(key) = DecodingKey::from_ed_pem(&pem) {
+                verifying.push((Algorithm::EdDSA, key));
+            } else {
+                let key = DecodingKey::from_rsa_pem(&pem)
+                    .map_err(|_| invalid(path, "expected an Ed25519 or RSA public key in PEM"))?;
+                verifying.push((Algorithm::RS256, key));
+            }
+        }
+        Ok(Authenticator {
+            signing: None,
+            verifying,
+        })
+    }
+
+    /// Mints a token for `actor`, valid from `now` for `ttl`.
+    pub fn mint(
+        &self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<String, KeyError> {
+        let key = self.signing.as_ref().ok_or(KeyError::NoSigningKey)?;
+        let claims = Claims {
+            sub: actor.subject.clone(),
+            role: actor.role.as_str().to_owned(),
+            iss: ISSUER.to_owned(),
+            iat: now.timestamp(),
+            exp: (now + ttl).timestamp(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, key).map_err(|e| {
+            KeyError::Invalid {
+                path: PathBuf::new(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// Checks the `authorization` metadata value and returns who is calling.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Actor, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Malformed)?;
+        let mut last = AuthError::Rejected("no verifying key configured".into());
+        for (alg, key) in &self.verifying {
+            let mut validation = Validation::new(*alg);
+            validation.set_issuer(&[ISSUER]);
+            validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+            validation.leeway = 30;
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) => {
+                    let role = Role::parse(&data.claims.role).map_err(|_| {
+                        AuthError::Rejected(format!("unknown role {:?}", data.claims.role))
+                    })?;
+                    return Actor::new(role, data.claims.sub).map_err(|e| {
+                        AuthError::Rejected(format!("subject does not fit the role: {e}"))
+                    });
+                }
+                Err(e) => {
+                    last = match e.kind() {
+                        jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                        jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                            AuthError::Rejected("bad signature".into())
+                        }
+                        _ => AuthError::Rejected(e.to_string()),
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let err = |source| KeyError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider() -> Actor {
+        Actor::new(Role::Provider, "1234567893").unwrap()
+    }
+
+    #[test]
+    fn a_minted_token_authenticates_as_its_actor() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authenticator::with_local_key(&dir.path().join("k.pem")).unwrap();
+        let token = auth
+            .mint(&provider(), Utc::now(), chrono::Duration::hours(1))
+            .unwrap();
+        let actor = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(actor, provider());
+    }
+
+    #[test]
+    fn the_key_is_reused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        let first = Authenticator::with_local_key(&path).unwrap();
+        let token = first
+            .mint(&provider(), Utc::now(), chrono::Duration::hours(1))
+            .unwrap();
+        let second = Authenticator::with_local_key(&path).unwrap();
+        assert!(
+            second
+                .authenticate(Some(&format!("Bearer {token}")))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn expired_foreign_and_malformed_tokens_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authenticator::with_local_key(&dir.path().join("a.pem")).unwrap();
+        let other = Authenticator::with_local_key(&dir.path().join("b.pem")).unwrap();
+        let expired = auth
+            .mint(
+                &provider(),
+                Utc::now() - chrono::Duration::hours(2),
+                chrono::Duration::hours(1),
+            )
+            .unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&format!("Bearer {expired}"))),
+            Err(AuthError::Expired)
+        ));
+        let foreign = other
+            .mint(&provider(), Utc::now(), chrono::Duration::hours(1))
+            .unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&format!("Bearer {foreign}"))),
+            Err(AuthError::Rejected(_))
+        ));
+        assert!(matches!(auth.authenticate(None), Err(AuthError::Missing)));
+        assert!(matches!(
+            auth.authenticate(Some("Basic abc")),
+            Err(AuthError::Malformed)
+        ));
+    }
+
+    #[test]
+    fn public_keys_verify_but_cannot_mint() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Authenticator::with_local_key(&dir.path().join("k.pem")).unwrap();
+        let key =
+            SigningKey::from_pkcs8_pem(&std::fs::read_to_string(dir.path().join("k.pem")).unwrap())
+                .unwrap();
+        let public = dir.path().join("pub.pem");
+        std::fs::write(
+            &public,
+            key.verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap(),
+        )
+        .unwrap();
+        let verifier = Authenticator::with_public_keys(&[public]).unwrap();
+        let token = signer
+            .mint(&provider(), Utc::now(), chrono::Duration::hours(1))
+            .unwrap();
+        assert!(
+            verifier
+                .authenticate(Some(&format!("Bearer {token}")))
+                .is_ok()
+        );
+        assert!(matches!(
+            verifier.mint(&provider(), Utc::now(), chrono::Duration::hours(1)),
+            Err(KeyError::NoSigningKey)
+        ));
+    }
+}

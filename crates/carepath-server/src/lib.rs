@@ -1,0 +1,18 @@
+//! carepath's gRPC edge: authentication, the one error mapping, proto conversions,
+//! the services, and the wiring module every binary shares.
+//!
+//! Handlers parse requests into domain types, check who may do what, call the domain
+//! and storage crates, and convert back. Decisions are made in the domain crates, never
+//! here.
+
+pub mod auth;
+pub mod cli;
+pub mod context;
+pub mod convert;
+pub mod directory;
+pub mod error;
+pub mod server;
+
+pub use context::App;
+pub use error::{ApiError, ApiResult};
+pub use server::{Area, Limits, serve};

@@ -1,0 +1,190 @@
+//! The one wiring module: builds a gRPC server with the chosen areas, health,
+//! reflection, authentication, request ids and limits, and runs it until shutdown.
+//!
+//! The server takes its listener and its shutdown signal as arguments, so tests start
+//! it on port 0 and stop it cleanly, and every binary wires it the same way.
+
+use std::{future::Future, time::Duration};
+
+use carepath_proto::directory::v1::directory_service_server::DirectoryServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    service::{RoutesBuilder, interceptor::InterceptedService},
+    transport::Server,
+};
+use tonic_health::ServingStatus;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{
+    context::{App, Authenticate, RpcMethod},
+    directory::Directory,
+};
+
+/// A functional area of carepath; each binary serves one or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Area {
+    /// Plans, members, providers, staff: served by every binary, since each area
+    /// reads it.
+    Directory,
+}
+
+impl Area {
+    /// Every area, as served by the all-in-one binary.
+    pub const ALL: &'static [Area] = &[Area::Directory];
+
+    /// The gRPC services the area exposes, by full name (for health).
+    pub fn service_names(self) -> &'static [&'static str] {
+        match self {
+            Area::Directory => &["carepath.directory.v1.DirectoryService"],
+        }
+    }
+}
+
+/// Limits applied to every call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Upper bound for a call when the client sets no shorter deadline.
+    pub request_timeout: Duration,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Calls in flight per connection before new ones wait.
+    pub concurrency_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_timeout: Duration::from_secs(30),
+            max_message_bytes: 4 * 1024 * 1024,
+            concurrency_per_connection: 256,
+        }
+    }
+}
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection set-up failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Serves `areas` on `listener` until `shutdown` completes; calls in flight finish,
+/// then background work is told to stop and awaited.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    areas: &[Area],
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection_v1 = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
+    let authenticate = Authenticate(app.auth.clone());
+
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health_service);
+    routes.add_service(reflection_v1);
+    routes.add_service(reflection_v1alpha);
+    let mut names = Vec::new();
+    for area in areas {
+        match area {
+            Area::Directory => {
+                routes.add_service(InterceptedService::new(
+                    DirectoryServiceServer::new(Directory::new(app.clone()))
+                        .max_decoding_message_size(limits.max_message_bytes)
+                        .max_encoding_message_size(limits.max_message_bytes),
+                    authenticate.clone(),
+                ));
+            }
+        }
+        names.extend_from_slice(area.service_names());
+    }
+
+    for name in std::iter::once(&"").chain(&names) {
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+    let background = CancellationToken::new();
+    let probe = tokio::spawn(probe_health(app.clone(), health, names, background.clone()));
+
+    let layers = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_grpc().make_span_with(|req: &http::Request<_>| {
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .map_request(|mut req: http::Request<_>| {
+            let method = RpcMethod(req.uri().path().to_owned());
+            req.extensions_mut().insert(method);
+            req
+        });
+
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = Server::builder()
+        .timeout(limits.request_timeout)
+        .concurrency_limit_per_connection(limits.concurrency_per_connection)
+        .layer(layers)
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+
+    background.cancel();
+    let _ = probe.await;
+    tracing::info!("server stopped");
+    result.map_err(ServeError::from)
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(carepath_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Reports each service SERVING while the database answers, NOT_SERVING while it
+/// does not.
+async fn probe_health(
+    app: App,
+    health: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+    stop: CancellationToken,
+) {
+    let mut last = Some(ServingStatus::Serving);
+    loop {
+        let status = match app.store.ping().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(e) => {
+                tracing::warn!(error = %e, "database does not answer");
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            health.set_service_status("", status).await;
+            for name in &names {
+                health.set_service_status(*name, status).await;
+            }
+            last = Some(status);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(HEALTH_PROBE_INTERVAL) => {}
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The audit log: who read or changed which member's data, when, through which call,
+//! and whether it was allowed. Append-only, and hash-chained so that an altered or
+//! removed entry is detected by [`Store::verify_audit`].
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::{Backend, Store, StoreError, Tx, on_db, on_tx};
+
+/// Whether the access was let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Allowed,
+    Denied,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Allowed => "allowed",
+            AuditOutcome::Denied => "denied",
+        }
+    }
+}
+
+/// One access to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub subject: String,
+    pub role: String,
+    /// The full gRPC method, e.g. `/carepath.directory.v1.DirectoryService/GetMember`.
+    pub rpc: String,
+    pub record_kind: String,
+    pub record_id: String,
+    pub member_id: Option<String>,
+    pub outcome: AuditOutcome,
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub entry: AuditEntry,
+    pub hash: String,
+}
+
+/// Search criteria for the audit log; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub member_id: Option<String>,
+    pub subject: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The result of walking the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditVerification {
+    Intact { entries: i64 },
+    Broken { seq: i64, reason: String },
+}
+
+fn chain_hash(prev: &str, at: DateTime<Utc>, e: &AuditEntry) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        prev,
+        &at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        &e.subject,
+        &e.role,
+        &e.rpc,
+        &e.record_kind,
+        &e.record_id,
+        e.member_id.as_deref().unwrap_or(""),
+        e.outcome.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0x1f]);
+    }
+    hex::encode(h.finalize())
+}
+
+type AuditRow = (
+    i64,
+    DateTime<Utc>,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+fn record_from_row(row: AuditRow) -> (AuditRecord, String) {
+    let (seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev, hash) = row;
+    let outcome = if outcome == "denied" {
+        AuditOutcome::Denied
+    } else {
+        AuditOutcome::Allowed
+    };
+    (
+        AuditRecord {
+            seq,
+            at,
+            entry: AuditEntry {
+                subject,
+                role,
+                rpc,
+                record_kind,
+                record_id,
+                member_id,
+                outcome,
+            },
+            hash,
+        },
+        prev,
+    )
+}
+
+impl Tx {
+    /// Appends an entry in this transaction, chained to the newest one. On PostgreSQL
+    /// the chain head row is locked until commit, so concurrent appends queue.
+    pub async fn append_audit(
+        &mut self,
+        entry: &AuditEntry,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // Stored and hashed at microsecond precision, the precision both engines keep.
+        let at = DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at);
+        let head_sql = match self.backend() {
+            Backend::Sqlite => "SELECT hash FROM audit_head WHERE id = 1",
+            Backend::Postgres => "SELECT hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        };
+        let prev: String = on_tx!(self, c => sqlx::query_scalar(head_sql).fetch_one(c).await)?;
+        let hash = chain_hash(&prev, at, entry);
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+            .bind(at).bind(&entry.subject).bind(&entry.role).bind(&entry.rpc)
+            .bind(&entry.record_kind).bind(&entry.record_id).bind(entry.member_id.clone())
+            .bind(entry.outcome.as_str()).bind(&prev).bind(&hash)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        on_tx!(self, c => sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+            .bind(&hash).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Records one access in its own transaction (for reads, which change nothing else).
+    pub async fn audit(&self, entry: &AuditEntry, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.append_audit(entry, at).await?;
+        tx.commit().await
+    }
+
+    /// Entries matching `query`, oldest first, after position `after`, at most `limit`.
+    pub async fn search_audit(
+        &self,
+        query: &AuditQuery,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        // Bounds both engines store and that compare correctly as SQLite text.
+        let far_past = DateTime::<Utc>::UNIX_EPOCH;
+        let far_future = "9999-12-31T00:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .expect("valid date");
+        let rows: Vec<AuditRow> = on_db!(self, c => sqlx::query_as(
+            "SELECT seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash
+             FROM audit_log
+             WHERE seq > $1 AND ($2 = '' OR member_id = $2) AND ($3 = '' OR subject = $3)
+               AND at >= $4 AND at < $5
+             ORDER BY seq LIMIT $6")
+            .bind(after)
+            .bind(query.member_id.clone().unwrap_or_default())
+            .bind(query.subject.clone().unwrap_or_default())
+            .bind(query.from.unwrap_or(far_past))
+            .bind(query.to.unwrap_or(far_future))
+            .bind(i64::from(limit))
+            .fetch_all(c).await)?;
+        Ok(rows.into_iter().map(|r| record_from_row(r).0).collect())
+    }
+
+    /// Walks the whole chain, recomputing every hash: any altered, inserted or removed
+    /// entry breaks it.
+    pub async fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
+        let mut prev = "genesis".to_owned();
+        let mut after = 0_i64;
+        let mut count = 0_i64;
+        loop {
+            let rows: Vec<AuditRow> = on_db!(self, c => sqlx::query_as(
+                "SELECT seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash
+                 FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000")
+                .bind(after).fetch_all(c).await)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let (record, stored_prev) = record_from_row(row);
+                if stored_prev != prev {
+                    return Ok(AuditVerification::Broken {
+                        seq: record.seq,
+                        reason: "does not link to the entry before it".into(),
+                    });
+                }
+                if chain_hash(&prev, record.at, &record.entry) != record.hash {
+                    return Ok(AuditVerification::Broken {
+                        seq: record.seq,
+                        reason: "content does not match its hash".into(),
+                    });
+                }
+                prev = record.hash;
+                after = record.seq;
+                count += 1;
+            }
+        }
+        let head: String = on_db!(self, c => sqlx::query_scalar("SELECT hash FROM audit_head WHERE id = 1").fetch_one(c).await)?;
+        if head != prev {
+            return Ok(AuditVerification::Broken {
+                seq: after,
+                reason: "newest entries were removed".into(),
+            });
+        }
+        Ok(AuditVerification::Intact { entries: count })
+    }
+}

@@ -1,0 +1,219 @@
+//! carepath's storage: one API over SQLite and PostgreSQL, chosen by the database URL.
+//!
+//! Every query is written once and compiled twice, once per backend, by the
+//! [`on_db!`] and [`on_tx!`] macros: the SQL text is shared (placeholders are `$1`,
+//! which both engines accept) and only the few statements that must differ (row locks
+//! on PostgreSQL) are spelled out per backend. Callers never see which backend they
+//! talk to.
+//!
+//! Invariants:
+//! - a state change and the domain events describing it commit in one transaction
+//!   ([`Tx::append_event`]);
+//! - audit entries form a hash chain that only grows ([`Tx::append_audit`]);
+//! - timestamps are passed in by the caller (from its clock), never read here.
+
+mod audit;
+mod directory;
+mod outbox;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, Postgres, Sqlite, SqlitePool, Transaction,
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+pub use audit::{AuditEntry, AuditOutcome, AuditQuery, AuditRecord, AuditVerification};
+pub use directory::{ImportSummary, MemberFilter, Page, ProviderFilter, StaffFilter};
+pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
+
+/// Which engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Errors of the storage layer. `NotFound` and `Conflict` are meaningful to callers;
+/// the rest are internal causes the gRPC edge logs and never sends.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{kind} {id} already exists")]
+    Conflict { kind: &'static str, id: String },
+    #[error("{kind} {id} is referenced but does not exist")]
+    MissingReference { kind: &'static str, id: String },
+    #[error("unsupported database url {0:?}: expected sqlite:// or postgres://")]
+    UnsupportedUrl(String),
+    #[error("stored {kind} {id} cannot be read: {reason}")]
+    Corrupt {
+        kind: &'static str,
+        id: String,
+        reason: String,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A connection pool on one of the two backends. Cloning is cheap (pools are shared).
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// SQLite allows one writer at a time: writes go through a single-connection pool
+    /// so they queue in-process instead of failing with "database is locked", while
+    /// reads use their own pool and never wait for a writer (WAL mode).
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$c` bound to the pool of whichever backend `$store` is on. The
+/// body is compiled once per backend, so one query text serves both.
+#[macro_export]
+macro_rules! on_db {
+    ($store:expr, $c:ident => $body:expr) => {
+        match $store {
+            $crate::Store::Sqlite { read: $c, .. } => $body,
+            $crate::Store::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$c` bound to the connection of the open transaction `$tx`.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx {
+            $crate::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+/// An open transaction. Dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+impl Store {
+    /// Opens the database named by `url`: `sqlite://PATH` (the file is created on first
+    /// use) or `postgres://...`. Does not migrate; call [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a committed transaction survives power loss, not only a crash.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await?;
+            return Ok(Store::Sqlite { write, read });
+        }
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            return Ok(Store::Postgres(pool));
+        }
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+
+    /// Applies the backend's migrations from `migrations/<backend>/`; idempotent.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite { write, .. } => SQLITE_MIGRATOR.run(write).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite { .. } => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Starts a read-write transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Store::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
+            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Checks that the database answers; used by the health service.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_db!(self, c => sqlx::query("SELECT 1").execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Store::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+impl Tx {
+    /// Makes every change of the transaction durable, or none of them.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Turns a unique-constraint violation into [`StoreError::Conflict`]; other errors
+/// pass through.
+pub fn conflict_on_unique(err: sqlx::Error, kind: &'static str, id: &str) -> StoreError {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict {
+            kind,
+            id: id.to_owned(),
+        };
+    }
+    StoreError::Database(err)
+}

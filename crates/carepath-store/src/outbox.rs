@@ -1,0 +1,263 @@
+//! The transactional outbox: domain events written with the change they describe, and
+//! delivered at least once to every subscribed consumer.
+//!
+//! Each consumer subscribes to event-kind prefixes. Appending an event inserts one
+//! delivery row per subscribed consumer in the same transaction, so an event that
+//! committed is never missed. Consumers claim a batch of deliveries under a lease
+//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several processes share the work without
+//! taking the same rows; SQLite has a single writer), process them, and acknowledge.
+//! A delivery whose lease expires (its consumer died) is claimed again: processing
+//! must be idempotent.
+
+use carepath_core::{DomainEvent, MemberId};
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use crate::{Backend, Store, StoreError, Tx, on_db, on_tx};
+
+/// An event handed to a consumer, with how many times it has been handed out so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedEvent {
+    pub seq: i64,
+    pub attempts: i32,
+    pub event: DomainEvent,
+}
+
+/// Where a delivery stands for one consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Pending,
+    Done,
+    Dead,
+}
+
+/// Delivery counts for one consumer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: i64,
+    pub done: i64,
+    pub dead: i64,
+}
+
+const INSERT_EVENT: &str = "INSERT INTO outbox_event
+    (id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload)
+    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq";
+
+const FAN_OUT: &str = "INSERT INTO outbox_delivery (consumer, seq, available_at)
+    SELECT DISTINCT consumer, $1, $2 FROM outbox_subscription
+    WHERE substr($3, 1, length(kind_prefix)) = kind_prefix";
+
+const CLAIM_SQLITE: &str = "UPDATE outbox_delivery
+    SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
+    WHERE consumer = $3 AND seq IN (
+        SELECT seq FROM outbox_delivery
+        WHERE consumer = $3 AND done_at IS NULL AND dead_at IS NULL AND available_at <= $4
+          AND (lease_until IS NULL OR lease_until < $4)
+        ORDER BY seq LIMIT $5)";
+
+const CLAIM_POSTGRES: &str = "UPDATE outbox_delivery
+    SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
+    WHERE consumer = $3 AND seq IN (
+        SELECT seq FROM outbox_delivery
+        WHERE consumer = $3 AND done_at IS NULL AND dead_at IS NULL AND available_at <= $4
+          AND (lease_until IS NULL OR lease_until < $4)
+        ORDER BY seq LIMIT $5
+        FOR UPDATE SKIP LOCKED)";
+
+const CLAIMED: &str = "SELECT d.seq, d.attempts, e.id, e.kind, e.aggregate_kind, e.aggregate_id,
+        e.member_id, e.occurred_at, e.payload
+    FROM outbox_delivery d JOIN outbox_event e ON e.seq = d.seq
+    WHERE d.consumer = $1 AND d.lease_owner = $2 AND d.done_at IS NULL
+    ORDER BY d.seq";
+
+type EventRow = (
+    i64,
+    i32,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    Json<serde_json::Value>,
+);
+
+fn event_from_row(row: EventRow) -> Result<ClaimedEvent, StoreError> {
+    let (seq, attempts, id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload) =
+        row;
+    let member_id = member_id
+        .map(|m| MemberId::parse(&m))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt {
+            kind: "outbox event",
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(ClaimedEvent {
+        seq,
+        attempts,
+        event: DomainEvent {
+            id,
+            kind,
+            aggregate_kind,
+            aggregate_id,
+            member_id,
+            occurred_at,
+            payload: payload.0,
+        },
+    })
+}
+
+impl Tx {
+    /// Records `event` in the outbox, in this transaction, for every consumer
+    /// subscribed to its kind. Returns the event's position in the outbox.
+    pub async fn append_event(&mut self, event: &DomainEvent) -> Result<i64, StoreError> {
+        let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
+        let seq: i64 = on_tx!(self, c => sqlx::query_scalar(INSERT_EVENT)
+            .bind(&event.id).bind(&event.kind).bind(&event.aggregate_kind)
+            .bind(&event.aggregate_id).bind(member.clone()).bind(event.occurred_at)
+            .bind(Json(&event.payload))
+            .fetch_one(c).await)?;
+        on_tx!(self, c => sqlx::query(FAN_OUT)
+            .bind(seq).bind(event.occurred_at).bind(&event.kind)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(seq)
+    }
+}
+
+impl Store {
+    /// Subscribes `consumer` to every event whose kind starts with one of `prefixes`
+    /// (an empty prefix means all events). Idempotent; takes effect for events
+    /// appended from now on.
+    pub async fn subscribe(&self, consumer: &str, prefixes: &[&str]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for prefix in prefixes {
+            on_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO outbox_subscription (consumer, kind_prefix) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING")
+                .bind(consumer).bind(*prefix).execute(c).await.map(|r| r.rows_affected()))?;
+        }
+        tx.commit().await
+    }
+
+    /// Claims up to `limit` deliveries that are due for `consumer`, leased to a fresh
+    /// owner until `now + lease`. Concurrent claimers never get the same delivery while
+    /// its lease runs.
+    pub async fn claim(
+        &self,
+        consumer: &str,
+        limit: u32,
+        lease: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(String, Vec<ClaimedEvent>), StoreError> {
+        let owner = uuid::Uuid::now_v7().to_string();
+        let sql = match self.backend() {
+            Backend::Sqlite => CLAIM_SQLITE,
+            Backend::Postgres => CLAIM_POSTGRES,
+        };
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, c => sqlx::query(sql)
+            .bind(&owner).bind(now + lease).bind(consumer).bind(now).bind(i64::from(limit))
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        let rows: Vec<EventRow> = on_tx!(&mut tx, c => sqlx::query_as(CLAIMED)
+            .bind(consumer).bind(&owner).fetch_all(c).await)?;
+        tx.commit().await?;
+        let events = rows
+            .into_iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((owner, events))
+    }
+
+    /// Acknowledges a processed delivery. Returns false when the lease was lost (the
+    /// delivery was re-claimed by another worker), in which case nothing changes.
+    pub async fn acknowledge(
+        &self,
+        consumer: &str,
+        seq: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE outbox_delivery SET done_at = $1, lease_owner = NULL, lease_until = NULL
+             WHERE consumer = $2 AND seq = $3 AND lease_owner = $4 AND done_at IS NULL")
+            .bind(now).bind(consumer).bind(seq).bind(owner).execute(c).await.map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        Ok(done == 1)
+    }
+
+    /// Gives a delivery back after a failure: it becomes due again at `retry_at`, or is
+    /// marked dead (kept, listed, never retried automatically) when `retry_at` is None.
+    pub async fn release(
+        &self,
+        consumer: &str,
+        seq: i64,
+        owner: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        match retry_at {
+            Some(at) => on_tx!(&mut tx, c => sqlx::query(
+                "UPDATE outbox_delivery SET available_at = $1, lease_owner = NULL, lease_until = NULL,
+                    last_error = $2
+                 WHERE consumer = $3 AND seq = $4 AND lease_owner = $5")
+                .bind(at).bind(error).bind(consumer).bind(seq).bind(owner).execute(c).await.map(|r| r.rows_affected()))?,
+            None => on_tx!(&mut tx, c => sqlx::query(
+                "UPDATE outbox_delivery SET dead_at = $1, lease_owner = NULL, lease_until = NULL,
+                    last_error = $2
+                 WHERE consumer = $3 AND seq = $4 AND lease_owner = $5")
+                .bind(now).bind(error).bind(consumer).bind(seq).bind(owner).execute(c).await.map(|r| r.rows_affected()))?,
+        };
+        tx.commit().await
+    }
+
+    /// Counts deliveries of `consumer` by state.
+    pub async fn outbox_stats(&self, consumer: &str) -> Result<OutboxStats, StoreError> {
+        let (pending, done, dead): (i64, i64, i64) = on_db!(self, c => sqlx::query_as(
+            "SELECT
+                COALESCE(SUM(CASE WHEN done_at IS NULL AND dead_at IS NULL THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN done_at IS NOT NULL THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0)
+             FROM outbox_delivery WHERE consumer = $1")
+            .bind(consumer).fetch_one(c).await)?;
+        Ok(OutboxStats {
+            pending,
+            done,
+            dead,
+        })
+    }
+
+    /// The events recorded for one aggregate, oldest first (for histories and tests).
+    pub async fn events_for(
+        &self,
+        aggregate_kind: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<DomainEvent>, StoreError> {
+        let rows: Vec<EventRow> = on_db!(self, c => sqlx::query_as(
+            "SELECT seq, 0, id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload
+             FROM outbox_event WHERE aggregate_kind = $1 AND aggregate_id = $2 ORDER BY seq")
+            .bind(aggregate_kind).bind(aggregate_id).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(|r| event_from_row(r).map(|c| c.event))
+            .collect()
+    }
+
+    /// The delivery state of event `seq` for `consumer`, if it was delivered to it.
+    pub async fn delivery_state(
+        &self,
+        consumer: &str,
+        seq: i64,
+    ) -> Result<Option<DeliveryState>, StoreError> {
+        let row: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = on_db!(self, c => sqlx::query_as(
+            "SELECT done_at, dead_at FROM outbox_delivery WHERE consumer = $1 AND seq = $2")
+            .bind(consumer).bind(seq).fetch_optional(c).await)?;
+        Ok(row.map(|(done, dead)| match (done, dead) {
+            (Some(_), _) => DeliveryState::Done,
+            (None, Some(_)) => DeliveryState::Dead,
+            (None, None) => DeliveryState::Pending,
+        }))
+    }
+}

@@ -1,0 +1,105 @@
+-- Directory, transactional outbox and audit log (SQLite).
+-- Timestamps are RFC 3339 text in UTC; JSON documents are text.
+
+CREATE TABLE plan (
+    id          TEXT PRIMARY KEY,
+    doc         TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE member (
+    id             TEXT PRIMARY KEY,
+    plan_id        TEXT NOT NULL REFERENCES plan (id),
+    subscriber_id  TEXT,
+    doc            TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+CREATE INDEX member_plan ON member (plan_id, id);
+CREATE INDEX member_subscriber ON member (subscriber_id, id);
+
+CREATE TABLE provider (
+    npi         TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    specialty   TEXT NOT NULL,
+    country     TEXT NOT NULL,
+    doc         TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX provider_specialty ON provider (specialty, npi);
+
+CREATE TABLE provider_network (
+    npi      TEXT NOT NULL REFERENCES provider (npi) ON DELETE CASCADE,
+    plan_id  TEXT NOT NULL,
+    PRIMARY KEY (npi, plan_id)
+);
+
+CREATE TABLE provider_language (
+    npi       TEXT NOT NULL REFERENCES provider (npi) ON DELETE CASCADE,
+    language  TEXT NOT NULL,
+    PRIMARY KEY (npi, language)
+);
+
+CREATE TABLE staff (
+    id          TEXT PRIMARY KEY,
+    role        TEXT NOT NULL,
+    specialty   TEXT NOT NULL,
+    doc         TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE outbox_event (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    aggregate_kind  TEXT NOT NULL,
+    aggregate_id    TEXT NOT NULL,
+    member_id       TEXT,
+    occurred_at     TEXT NOT NULL,
+    payload         TEXT NOT NULL
+);
+CREATE INDEX outbox_event_aggregate ON outbox_event (aggregate_kind, aggregate_id, seq);
+
+CREATE TABLE outbox_subscription (
+    consumer     TEXT NOT NULL,
+    kind_prefix  TEXT NOT NULL,
+    PRIMARY KEY (consumer, kind_prefix)
+);
+
+CREATE TABLE outbox_delivery (
+    consumer      TEXT NOT NULL,
+    seq           INTEGER NOT NULL REFERENCES outbox_event (seq),
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    available_at  TEXT NOT NULL,
+    lease_owner   TEXT,
+    lease_until   TEXT,
+    done_at       TEXT,
+    dead_at       TEXT,
+    last_error    TEXT,
+    PRIMARY KEY (consumer, seq)
+);
+CREATE INDEX outbox_delivery_pending ON outbox_delivery (consumer, seq)
+    WHERE done_at IS NULL AND dead_at IS NULL;
+
+CREATE TABLE audit_log (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    rpc          TEXT NOT NULL,
+    record_kind  TEXT NOT NULL,
+    record_id    TEXT NOT NULL,
+    member_id    TEXT,
+    outcome      TEXT NOT NULL,
+    prev_hash    TEXT NOT NULL,
+    hash         TEXT NOT NULL
+);
+CREATE INDEX audit_log_member ON audit_log (member_id, seq);
+CREATE INDEX audit_log_subject ON audit_log (subject, seq);
+
+-- One row holding the hash of the newest audit entry, locked by every append so the
+-- chain stays linear under concurrent writers.
+CREATE TABLE audit_head (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    hash  TEXT NOT NULL
+);
+INSERT INTO audit_head (id, hash) VALUES (1, 'genesis');
