@@ -11,6 +11,7 @@ pub mod context;
 pub mod convert;
 pub mod directory;
 pub mod error;
+pub mod outbox;
 pub mod server;
 
 pub use context::App;

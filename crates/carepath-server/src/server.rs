@@ -16,7 +16,7 @@ use tonic::{
 use tonic_health::ServingStatus;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
 
 use crate::{
@@ -120,14 +120,18 @@ pub async fn serve(
     let layers = tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
-            TraceLayer::new_for_grpc().make_span_with(|req: &http::Request<_>| {
-                let request_id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
-            }),
+            TraceLayer::new_for_grpc()
+                .make_span_with(|req: &http::Request<_>| {
+                    let request_id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
+                })
+                // A refused call is routine (bad input, no token); server faults are
+                // logged at error level where they happen.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .map_request(|mut req: http::Request<_>| {

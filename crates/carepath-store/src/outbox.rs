@@ -251,7 +251,8 @@ impl Store {
         consumer: &str,
         seq: i64,
     ) -> Result<Option<DeliveryState>, StoreError> {
-        let row: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = on_db!(self, c => sqlx::query_as(
+        type Row = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+        let row: Option<Row> = on_db!(self, c => sqlx::query_as(
             "SELECT done_at, dead_at FROM outbox_delivery WHERE consumer = $1 AND seq = $2")
             .bind(consumer).bind(seq).fetch_optional(c).await)?;
         Ok(row.map(|(done, dead)| match (done, dead) {

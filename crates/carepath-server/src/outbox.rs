@@ -1,0 +1,181 @@
+//! Outbox consumers: background loops that hand each committed domain event to a
+//! handler at least once, retrying with backoff and parking an event as dead after
+//! too many failures.
+//!
+//! Several processes may run the same consumer: the store's claim leases each event
+//! to one of them at a time. Handlers must be idempotent, since an event whose
+//! acknowledgement was lost (a crash between handling and acknowledging) comes back.
+
+use std::{sync::Arc, time::Duration};
+
+use carepath_core::{Clock, DomainEvent};
+use carepath_store::{ClaimedEvent, Store};
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Something that reacts to domain events: notifications, case referrals.
+pub trait EventHandler: Send + Sync + 'static {
+    /// The consumer's stable name; its deliveries are tracked under it.
+    fn consumer(&self) -> &'static str;
+    /// Event-kind prefixes it wants, e.g. `["precert.case."]`.
+    fn prefixes(&self) -> &'static [&'static str];
+    /// Processes one event. An error is retried later; it must describe the cause.
+    fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// How a consumer polls and retries.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerOptions {
+    pub batch: u32,
+    /// How long a claimed event stays with this worker before another may take it.
+    pub lease: Duration,
+    /// Pause when nothing is due.
+    pub idle_poll: Duration,
+    /// Failures after which an event is parked as dead.
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            batch: 32,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(200),
+            max_attempts: 10,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The delay before retry number `attempts` (1-based): doubling from `base`, capped.
+pub fn backoff(options: &ConsumerOptions, attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
+    options
+        .base_backoff
+        .saturating_mul(2_u32.saturating_pow(exp))
+        .min(options.max_backoff)
+}
+
+/// Subscribes the handler, then processes its events until `stop` is cancelled. The
+/// batch in hand is finished before returning, so a clean shutdown loses nothing.
+pub async fn run_consumer(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    handler: Arc<dyn EventHandler>,
+    options: ConsumerOptions,
+    stop: CancellationToken,
+) {
+    let consumer = handler.consumer();
+    if let Err(e) = store.subscribe(consumer, handler.prefixes()).await {
+        tracing::error!(consumer, error = %e, "cannot subscribe consumer; it will not run");
+        return;
+    }
+    let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::seconds(60));
+    while !stop.is_cancelled() {
+        let handled =
+            match process_batch(&store, clock.as_ref(), handler.as_ref(), &options, lease).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(consumer, error = %e, "outbox claim failed; retrying");
+                    0
+                }
+            };
+        if handled == 0 {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(options.idle_poll) => {}
+            }
+        }
+    }
+    tracing::info!(consumer, "consumer stopped");
+}
+
+/// Claims and processes one batch; returns how many events it handled.
+pub async fn process_batch(
+    store: &Store,
+    clock: &dyn Clock,
+    handler: &dyn EventHandler,
+    options: &ConsumerOptions,
+    lease: chrono::Duration,
+) -> Result<usize, carepath_store::StoreError> {
+    let consumer = handler.consumer();
+    let (owner, claimed) = store
+        .claim(consumer, options.batch, lease, clock.now())
+        .await?;
+    let count = claimed.len();
+    for item in claimed {
+        let span = tracing::info_span!("event", consumer, kind = %item.event.kind, event_id = %item.event.id);
+        settle(store, clock, handler, options, &owner, item)
+            .instrument(span)
+            .await?;
+    }
+    Ok(count)
+}
+
+/// Hands one claimed event to the handler and records the outcome.
+async fn settle(
+    store: &Store,
+    clock: &dyn Clock,
+    handler: &dyn EventHandler,
+    options: &ConsumerOptions,
+    owner: &str,
+    item: ClaimedEvent,
+) -> Result<(), carepath_store::StoreError> {
+    let consumer = handler.consumer();
+    match handler.handle(&item.event).await {
+        Ok(()) => {
+            if !store
+                .acknowledge(consumer, item.seq, owner, clock.now())
+                .await?
+            {
+                tracing::warn!(
+                    "lease lost before acknowledgement; the event will be handled again"
+                );
+            }
+        }
+        Err(cause) if item.attempts >= options.max_attempts => {
+            tracing::error!(%cause, attempts = item.attempts, "event parked as dead");
+            store
+                .release(consumer, item.seq, owner, &cause, None, clock.now())
+                .await?;
+        }
+        Err(cause) => {
+            let delay = backoff(options, item.attempts);
+            tracing::warn!(%cause, attempts = item.attempts, retry_in_ms = delay.as_millis() as u64, "event failed; will retry");
+            let retry_at = clock.now()
+                + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1));
+            store
+                .release(
+                    consumer,
+                    item.seq,
+                    owner,
+                    &cause,
+                    Some(retry_at),
+                    clock.now(),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let o = ConsumerOptions::default();
+        assert_eq!(backoff(&o, 1), Duration::from_secs(1));
+        assert_eq!(backoff(&o, 2), Duration::from_secs(2));
+        assert_eq!(backoff(&o, 5), Duration::from_secs(16));
+        assert_eq!(backoff(&o, 30), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every carepath test: unit, property, storage contract and end-to-end.
+#
+# The storage contract and end-to-end suites also run on PostgreSQL when a server
+# answers at CAREPATH_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test,
+# a role that may create databases). When none answers, the PostgreSQL suite is skipped
+# and this script says so; with CAREPATH_REQUIRE_POSTGRES=1 that is an error instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+url="${CAREPATH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+hostport="${url#*://}"
+hostport="${hostport#*@}"
+hostport="${hostport%%/*}"
+host="${hostport%%:*}"
+port="${hostport##*:}"
+[ "$port" = "$hostport" ] && port=5432
+
+if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+    export CAREPATH_TEST_POSTGRES_URL="$url"
+    pg_note="PostgreSQL suite: ran against $host:$port"
+else
+    if [ "${CAREPATH_REQUIRE_POSTGRES:-0}" = "1" ]; then
+        echo "PostgreSQL is required but nothing answers at $host:$port" >&2
+        exit 1
+    fi
+    unset CAREPATH_TEST_POSTGRES_URL
+    pg_note="PostgreSQL suite: SKIPPED (nothing answers at $host:$port; set CAREPATH_TEST_POSTGRES_URL to run it)"
+fi
+echo "$pg_note"
+
+cargo test --workspace --locked "$@"
+
+echo "$pg_note"

@@ -1,0 +1,291 @@
+//! Test harness shared by the storage contract suite and the end-to-end tests: a fresh
+//! database per test on either backend, and the real server started on port 0.
+//!
+//! PostgreSQL tests run when `CAREPATH_TEST_POSTGRES_URL` names a server (a role that
+//! may create databases); each test gets its own database, dropped afterwards. When
+//! the variable is unset they return at once, and `tests/run.sh` says plainly that the
+//! suite was skipped. When `CAREPATH_PG_MARKER_DIR` is set, each PostgreSQL test that
+//! really ran leaves a file there, so CI can prove the suite ran.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use carepath_core::{Actor, BusinessCalendar, Clock, FixedClock, Role};
+use carepath_server::{App, Area, Limits, auth::Authenticator};
+use carepath_store::Store;
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, PgConnection};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+
+/// The backends a contract test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, migrated database that is removed when dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    pub store: Store,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_drop: Option<(String, String)>,
+}
+
+/// The PostgreSQL server the suite uses, if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("CAREPATH_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{}", &base[..path_start], database);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn mark_postgres_ran(test: &str) {
+    if let Ok(dir) = std::env::var("CAREPATH_PG_MARKER_DIR") {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(PathBuf::from(dir).join(test.replace("::", "__")), "ran");
+    }
+}
+
+impl TestDb {
+    /// A fresh SQLite file in a temporary folder.
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let store = Store::connect(&url).await.expect("open sqlite");
+        store.migrate().await.expect("migrate sqlite");
+        TestDb {
+            store,
+            url,
+            _dir: Some(dir),
+            pg_drop: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` when no server is configured. `test`
+    /// names the test for CI's record of what ran.
+    pub async fn postgres(test: &str) -> Option<TestDb> {
+        let admin = postgres_url()?;
+        let name = format!("carepath_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("CAREPATH_TEST_POSTGRES_URL is set but {admin} does not answer: {e}")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let url = with_database(&admin, &name);
+        let store = Store::connect(&url).await.expect("open postgres");
+        store.migrate().await.expect("migrate postgres");
+        mark_postgres_ran(test);
+        Some(TestDb {
+            store,
+            url,
+            _dir: None,
+            pg_drop: Some((admin, name)),
+        })
+    }
+
+    /// The database of `backend`, or `None` for PostgreSQL when it is not configured.
+    pub async fn on(backend: Backend, test: &str) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => Some(TestDb::sqlite().await),
+            Backend::Postgres => TestDb::postgres(test).await,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.pg_drop.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime: do the async clean-up on a thread of
+        // its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs a contract test body once per backend: `contract_tests!(name, name, ...)`
+/// expects `async fn name(db: &TestDb)` in scope and generates `sqlite::name` and
+/// `postgres::name` tests.
+#[macro_export]
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    let Some(db) = $crate::TestDb::postgres(test).await else {
+                        eprintln!("skipped {test}: CAREPATH_TEST_POSTGRES_URL is not set");
+                        return;
+                    };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A running server on a random local port, stopped when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub app: App,
+    pub clock: Arc<FixedClock>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+    _keys: tempfile::TempDir,
+}
+
+/// The instant test servers start at: a Monday morning in New York.
+pub fn test_start() -> DateTime<Utc> {
+    "2026-11-23T14:00:00Z".parse().expect("valid instant")
+}
+
+impl TestServer {
+    /// Starts every area over `db`, with a fixed clock at [`test_start`] and the demo
+    /// directory loaded.
+    pub async fn start(db: &TestDb) -> TestServer {
+        let keys = tempfile::tempdir().expect("temp dir");
+        let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
+        let clock = Arc::new(FixedClock::new(test_start()));
+        let app = App {
+            store: db.store.clone(),
+            clock: clock.clone() as Arc<dyn Clock>,
+            calendar: Arc::new(BusinessCalendar::us_federal()),
+            auth: Arc::new(auth),
+        };
+        carepath_server::cli::load_demo(&db.store)
+            .await
+            .expect("demo data");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = app.clone();
+        let handle = tokio::spawn(async move {
+            carepath_server::serve(served, listener, Area::ALL, Limits::default(), async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestServer {
+            addr,
+            app,
+            clock,
+            stop: Some(stop),
+            handle: Some(handle),
+            _keys: keys,
+        }
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// A bearer token for `role` and `subject`, signed by the server's key.
+    pub fn token(&self, role: Role, subject: &str) -> String {
+        let actor = Actor::new(role, subject).expect("valid actor");
+        self.app
+            .auth
+            .mint(&actor, self.clock.now(), chrono::Duration::hours(1))
+            .expect("mint")
+    }
+
+    /// Wraps `message` in a request carrying `token`.
+    pub fn request<T>(&self, token: &str, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii token"),
+        );
+        request
+    }
+
+    /// Stops the server, letting calls in flight finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_replace_the_path_only() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database(
+                "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
+                "x"
+            ),
+            "postgres://postgres@127.0.0.1:5432/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}

@@ -1,0 +1,452 @@
+//! The storage contract: every test here runs on SQLite and on PostgreSQL, proving
+//! both backends behave the same behind the one storage API.
+
+use std::collections::HashSet;
+
+use carepath_core::{DirectoryBundle, DomainEvent, MemberId, PlanId};
+use carepath_store::{
+    AuditEntry, AuditOutcome, AuditQuery, AuditVerification, DeliveryState, MemberFilter,
+    ProviderFilter, StoreError, on_db,
+};
+use carepath_tests::{TestDb, contract_tests};
+use chrono::{DateTime, Duration, Utc};
+
+contract_tests!(
+    directory_round_trips_and_pages,
+    provider_filters_combine,
+    upsert_reports_creation_and_replaces,
+    a_failed_import_leaves_nothing_behind,
+    events_commit_or_roll_back_with_their_change,
+    each_subscriber_gets_each_event_once,
+    an_expired_lease_hands_the_event_out_again,
+    failures_are_retried_then_parked_as_dead,
+    concurrent_claimers_never_share_an_event,
+    the_audit_chain_detects_tampering,
+    the_audit_log_is_searchable,
+);
+
+fn now() -> DateTime<Utc> {
+    "2026-11-23T15:00:00Z".parse().unwrap()
+}
+
+fn demo() -> DirectoryBundle {
+    DirectoryBundle::demo().unwrap()
+}
+
+fn event(i: usize, kind: &str) -> DomainEvent {
+    DomainEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: kind.to_owned(),
+        aggregate_kind: "test".into(),
+        aggregate_id: format!("agg-{i}"),
+        member_id: Some(MemberId::parse("M100001").unwrap()),
+        occurred_at: now(),
+        payload: serde_json::json!({ "i": i }),
+    }
+}
+
+async fn append(db: &TestDb, events: &[DomainEvent]) {
+    let mut tx = db.store.begin().await.unwrap();
+    for e in events {
+        tx.append_event(e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn directory_round_trips_and_pages(db: &TestDb) {
+    let bundle = demo();
+    let summary = db.store.import_directory(&bundle, now()).await.unwrap();
+    assert_eq!(summary.members, bundle.members.len());
+
+    let member = &bundle.members[0];
+    assert_eq!(&db.store.get_member(&member.id).await.unwrap(), member);
+    let provider = &bundle.providers[3];
+    assert_eq!(
+        &db.store.get_provider(&provider.npi).await.unwrap(),
+        provider
+    );
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = db
+            .store
+            .list_members(&MemberFilter::default(), &token, 7)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 7);
+        seen.extend(page.items.into_iter().map(|m| m.id));
+        match page.next_page_token {
+            Some(t) => token = t,
+            None => break,
+        }
+    }
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(seen.len(), bundle.members.len());
+    assert_eq!(unique.len(), bundle.members.len());
+
+    let missing = db
+        .store
+        .get_member(&MemberId::parse("M999999").unwrap())
+        .await;
+    assert!(matches!(
+        missing,
+        Err(StoreError::NotFound { kind: "member", .. })
+    ));
+}
+
+async fn provider_filters_combine(db: &TestDb) {
+    db.store.import_directory(&demo(), now()).await.unwrap();
+    let filter = ProviderFilter {
+        specialty: Some("orthopaedic_surgery".into()),
+        country: Some("AE".into()),
+        in_network_for_plan: Some("PLAN-GLOBAL".into()),
+        language: Some("ar".into()),
+        ..Default::default()
+    };
+    let found = db.store.list_providers(&filter, "", 50).await.unwrap();
+    let npis: Vec<_> = found.items.iter().map(|p| p.npi.as_str()).collect();
+    assert_eq!(npis, ["1495212221"]);
+
+    let oncologists = ProviderFilter {
+        specialty: Some("medical_oncology".into()),
+        ..Default::default()
+    };
+    let found = db.store.list_providers(&oncologists, "", 50).await.unwrap();
+    assert!(found.items.len() >= 3);
+    assert!(
+        found
+            .items
+            .iter()
+            .all(|p| p.specialty.as_ref().unwrap().as_str() == "medical_oncology")
+    );
+}
+
+async fn upsert_reports_creation_and_replaces(db: &TestDb) {
+    let bundle = demo();
+    let mut plan = bundle.plans[0].clone();
+    let mut tx = db.store.begin().await.unwrap();
+    assert!(tx.upsert_plan(&plan, now()).await.unwrap());
+    plan.name = "Renamed plan".into();
+    assert!(!tx.upsert_plan(&plan, now()).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(
+        db.store.get_plan(&plan.id).await.unwrap().name,
+        "Renamed plan"
+    );
+}
+
+async fn a_failed_import_leaves_nothing_behind(db: &TestDb) {
+    let mut bundle = demo();
+    let mut orphan = bundle.members[0].clone();
+    orphan.id = MemberId::parse("M900000").unwrap();
+    orphan.plan_id = PlanId::parse("PLAN-NOPE").unwrap();
+    bundle.members.push(orphan);
+    let err = db.store.import_directory(&bundle, now()).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::MissingReference { kind: "plan", .. }),
+        "{err}"
+    );
+    let plans = db.store.list_plans("", 50).await.unwrap();
+    assert!(
+        plans.items.is_empty(),
+        "the plans written before the failure were rolled back"
+    );
+    let events = db
+        .store
+        .events_for("plan", bundle.plans[0].id.as_str())
+        .await
+        .unwrap();
+    assert!(events.is_empty());
+}
+
+async fn events_commit_or_roll_back_with_their_change(db: &TestDb) {
+    db.store.subscribe("notify", &[""]).await.unwrap();
+    let plan = demo().plans[0].clone();
+    {
+        let mut tx = db.store.begin().await.unwrap();
+        tx.upsert_plan(&plan, now()).await.unwrap();
+        // dropped without commit
+    }
+    assert!(db.store.get_plan(&plan.id).await.is_err());
+    assert!(
+        db.store
+            .events_for("plan", plan.id.as_str())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(db.store.outbox_stats("notify").await.unwrap().pending, 0);
+
+    let mut tx = db.store.begin().await.unwrap();
+    tx.upsert_plan(&plan, now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let events = db.store.events_for("plan", plan.id.as_str()).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "directory.plan.upserted");
+    assert_eq!(db.store.outbox_stats("notify").await.unwrap().pending, 1);
+}
+
+async fn each_subscriber_gets_each_event_once(db: &TestDb) {
+    db.store.subscribe("a", &["precert."]).await.unwrap();
+    db.store
+        .subscribe("b", &["precert.case.approved", "cases."])
+        .await
+        .unwrap();
+    let events = [
+        event(1, "precert.case.approved"),
+        event(2, "precert.case.denied"),
+        event(3, "cases.case.opened"),
+        event(4, "directory.plan.upserted"),
+    ];
+    append(db, &events).await;
+
+    let lease = Duration::seconds(60);
+    let (owner_a, got_a) = db.store.claim("a", 10, lease, now()).await.unwrap();
+    let kinds: Vec<_> = got_a.iter().map(|c| c.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["precert.case.approved", "precert.case.denied"]);
+    assert_eq!(got_a[0].event, events[0]);
+    let (_, again) = db.store.claim("a", 10, lease, now()).await.unwrap();
+    assert!(again.is_empty(), "leased events are not handed out twice");
+    for c in &got_a {
+        assert!(
+            db.store
+                .acknowledge("a", c.seq, &owner_a, now())
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            db.store.delivery_state("a", c.seq).await.unwrap(),
+            Some(DeliveryState::Done)
+        );
+    }
+    let (_, got_b) = db.store.claim("b", 10, lease, now()).await.unwrap();
+    let kinds: Vec<_> = got_b.iter().map(|c| c.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["precert.case.approved", "cases.case.opened"]);
+    let later = now() + Duration::hours(2);
+    let (_, after_ack) = db.store.claim("a", 10, lease, later).await.unwrap();
+    assert!(after_ack.is_empty(), "acknowledged events never come back");
+}
+
+async fn an_expired_lease_hands_the_event_out_again(db: &TestDb) {
+    db.store.subscribe("a", &[""]).await.unwrap();
+    append(db, &[event(1, "x.y")]).await;
+    let (first_owner, first) = db
+        .store
+        .claim("a", 10, Duration::seconds(30), now())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let (second_owner, second) = db
+        .store
+        .claim(
+            "a",
+            10,
+            Duration::seconds(30),
+            now() + Duration::seconds(31),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].attempts, 2);
+    assert!(
+        !db.store
+            .acknowledge("a", first[0].seq, &first_owner, now())
+            .await
+            .unwrap(),
+        "the first worker lost its lease"
+    );
+    assert!(
+        db.store
+            .acknowledge("a", second[0].seq, &second_owner, now())
+            .await
+            .unwrap()
+    );
+}
+
+async fn failures_are_retried_then_parked_as_dead(db: &TestDb) {
+    db.store.subscribe("a", &[""]).await.unwrap();
+    append(db, &[event(1, "x.y")]).await;
+    let lease = Duration::seconds(30);
+    let (owner, got) = db.store.claim("a", 10, lease, now()).await.unwrap();
+    let seq = got[0].seq;
+    db.store
+        .release(
+            "a",
+            seq,
+            &owner,
+            "smtp down",
+            Some(now() + Duration::seconds(10)),
+            now(),
+        )
+        .await
+        .unwrap();
+    let (_, early) = db
+        .store
+        .claim("a", 10, lease, now() + Duration::seconds(5))
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "not due before its retry time");
+    let (owner, retried) = db
+        .store
+        .claim("a", 10, lease, now() + Duration::seconds(11))
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    db.store
+        .release("a", seq, &owner, "smtp still down", None, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.delivery_state("a", seq).await.unwrap(),
+        Some(DeliveryState::Dead)
+    );
+    let (_, never) = db
+        .store
+        .claim("a", 10, lease, now() + Duration::days(1))
+        .await
+        .unwrap();
+    assert!(never.is_empty());
+    let stats = db.store.outbox_stats("a").await.unwrap();
+    assert_eq!((stats.pending, stats.done, stats.dead), (0, 0, 1));
+}
+
+async fn concurrent_claimers_never_share_an_event(db: &TestDb) {
+    db.store.subscribe("workers", &[""]).await.unwrap();
+    let events: Vec<_> = (0..200).map(|i| event(i, "load.test")).collect();
+    append(db, &events).await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let (owner, batch) = store
+                    .claim("workers", 10, Duration::seconds(300), now())
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                for c in batch {
+                    assert!(
+                        store
+                            .acknowledge("workers", c.seq, &owner, now())
+                            .await
+                            .unwrap()
+                    );
+                    mine.push(c.event.id);
+                }
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200, "every event handled exactly once");
+    assert_eq!(unique.len(), 200);
+}
+
+fn entry(subject: &str, member: &str) -> AuditEntry {
+    AuditEntry {
+        subject: subject.into(),
+        role: "nurse".into(),
+        rpc: "/carepath.directory.v1.DirectoryService/GetMember".into(),
+        record_kind: "member".into(),
+        record_id: member.into(),
+        member_id: Some(member.into()),
+        outcome: AuditOutcome::Allowed,
+    }
+}
+
+async fn the_audit_chain_detects_tampering(db: &TestDb) {
+    for i in 0..5 {
+        db.store
+            .audit(
+                &entry("RN-001", &format!("M10000{i}")),
+                now() + Duration::seconds(i),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Intact { entries: 5 }
+    );
+
+    on_db!(&db.store, c => sqlx::query("UPDATE audit_log SET subject = 'RN-999' WHERE seq = 3").execute(c).await.map(|_| ())).unwrap();
+    assert!(matches!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Broken { seq: 3, .. }
+    ));
+    on_db!(&db.store, c => sqlx::query("UPDATE audit_log SET subject = 'RN-001' WHERE seq = 3").execute(c).await.map(|_| ())).unwrap();
+    assert!(matches!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Intact { .. }
+    ));
+
+    on_db!(&db.store, c => sqlx::query("DELETE FROM audit_log WHERE seq = 5").execute(c).await.map(|_| ())).unwrap();
+    assert!(matches!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Broken { .. }
+    ));
+}
+
+async fn the_audit_log_is_searchable(db: &TestDb) {
+    db.store
+        .audit(&entry("RN-001", "M100001"), now())
+        .await
+        .unwrap();
+    db.store
+        .audit(&entry("RN-002", "M100002"), now() + Duration::hours(1))
+        .await
+        .unwrap();
+    db.store
+        .audit(&entry("RN-001", "M100002"), now() + Duration::hours(2))
+        .await
+        .unwrap();
+    let by_member = db
+        .store
+        .search_audit(
+            &AuditQuery {
+                member_id: Some("M100002".into()),
+                ..Default::default()
+            },
+            0,
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_member.len(), 2);
+    let by_subject = db
+        .store
+        .search_audit(
+            &AuditQuery {
+                subject: Some("RN-001".into()),
+                ..Default::default()
+            },
+            0,
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_subject.len(), 2);
+    let in_period = db
+        .store
+        .search_audit(
+            &AuditQuery {
+                from: Some(now() + Duration::minutes(30)),
+                to: Some(now() + Duration::minutes(90)),
+                ..Default::default()
+            },
+            0,
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(in_period.len(), 1);
+    assert_eq!(in_period[0].entry.subject, "RN-002");
+}
