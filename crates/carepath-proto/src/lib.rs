@@ -20,3 +20,9 @@ pub mod directory {
         tonic::include_proto!("carepath.directory.v1");
     }
 }
+
+pub mod precert {
+    pub mod v1 {
+        tonic::include_proto!("carepath.precert.v1");
+    }
+}

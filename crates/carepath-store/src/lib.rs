@@ -15,6 +15,7 @@
 mod audit;
 mod directory;
 mod outbox;
+mod precert;
 
 use std::{str::FromStr, time::Duration};
 
@@ -27,6 +28,7 @@ use sqlx::{
 pub use audit::{AuditEntry, AuditOutcome, AuditQuery, AuditRecord, AuditVerification};
 pub use directory::{ImportSummary, MemberFilter, Page, ProviderFilter, StaffFilter};
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
+pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord};
 
 /// Which engine a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

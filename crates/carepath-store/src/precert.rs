@@ -1,0 +1,353 @@
+//! Precertification cases: each kept as a JSON document (the workflow aggregate) with
+//! the columns that lists, the review queue and idempotent submission need; gold-card
+//! status; and rule-list versions activated by admins.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::{Backend, Page, Store, StoreError, Tx, conflict_on_unique, on_db, on_tx};
+
+/// A case as stored: the indexed columns and the aggregate document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseRecord {
+    pub id: String,
+    /// `<requesting npi>:<client request id>`, unique.
+    pub request_key: String,
+    pub member_id: String,
+    pub requesting_npi: String,
+    pub servicing_npi: String,
+    pub status: String,
+    pub urgency: String,
+    /// `review` while waiting for or in clinical review, `information` while waiting
+    /// for the provider, empty otherwise.
+    pub queue: String,
+    pub reviewer_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub doc: Value,
+}
+
+/// Filters of [`Store::list_cases`]; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    pub member_id: Option<String>,
+    /// Cases this provider requested or services.
+    pub provider_npi: Option<String>,
+    pub status: Option<String>,
+    pub received_from: Option<DateTime<Utc>>,
+    pub received_to: Option<DateTime<Utc>>,
+}
+
+/// A provider's gold-card standing for one service category.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GoldCardRecord {
+    pub npi: String,
+    pub category: String,
+    pub exempt: bool,
+    pub requests: i64,
+    pub approvals: i64,
+    pub evaluated_at: DateTime<Utc>,
+    pub window_start: DateTime<Utc>,
+}
+
+/// A rule-list version an admin activated, kept so it survives restarts.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RuleListRecord {
+    pub list_id: String,
+    pub version: String,
+    pub effective_from: NaiveDate,
+    pub source_name: String,
+    pub source: String,
+    pub activated_by: String,
+    pub activated_at: DateTime<Utc>,
+}
+
+type CaseRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Json<Value>,
+);
+
+fn record(row: CaseRow) -> CaseRecord {
+    let (
+        id,
+        request_key,
+        member_id,
+        requesting_npi,
+        servicing_npi,
+        status,
+        urgency,
+        queue,
+        reviewer_id,
+        received_at,
+        due_at,
+        decided_at,
+        doc,
+    ) = row;
+    CaseRecord {
+        id,
+        request_key,
+        member_id,
+        requesting_npi,
+        servicing_npi,
+        status,
+        urgency,
+        queue,
+        reviewer_id,
+        received_at,
+        due_at,
+        decided_at,
+        doc: doc.0,
+    }
+}
+
+macro_rules! select_case {
+    ($where:literal) => {
+        concat!(
+            "SELECT id, request_key, member_id, requesting_npi, servicing_npi, status, urgency, queue, reviewer_id, received_at, due_at, decided_at, doc FROM precert_case ",
+            $where
+        )
+    };
+}
+
+impl Tx {
+    /// Inserts a new case. A second case with the same request key is a
+    /// [`StoreError::Conflict`].
+    pub async fn insert_case(
+        &mut self,
+        case: &CaseRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let result = on_tx!(self, c => sqlx::query(
+            "INSERT INTO precert_case (id, request_key, member_id, requesting_npi, servicing_npi, status, urgency, queue, reviewer_id, received_at, due_at, decided_at, doc, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+            .bind(&case.id).bind(&case.request_key).bind(&case.member_id).bind(&case.requesting_npi)
+            .bind(&case.servicing_npi).bind(&case.status).bind(&case.urgency).bind(&case.queue)
+            .bind(case.reviewer_id.clone()).bind(case.received_at).bind(case.due_at).bind(case.decided_at)
+            .bind(Json(&case.doc)).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()));
+        result.map_err(|e| conflict_on_unique(e, "precert case", &case.request_key))?;
+        Ok(())
+    }
+
+    /// Reads a case for update: on PostgreSQL the row stays locked until the
+    /// transaction ends, so concurrent transitions of one case queue.
+    pub async fn case_for_update(&mut self, id: &str) -> Result<CaseRecord, StoreError> {
+        let sql = match self.backend() {
+            Backend::Sqlite => select_case!("WHERE id = $1"),
+            Backend::Postgres => select_case!("WHERE id = $1 FOR UPDATE"),
+        };
+        let row: Option<CaseRow> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(id).fetch_optional(c).await)?;
+        row.map(record).ok_or_else(|| StoreError::NotFound {
+            kind: "precert case",
+            id: id.to_owned(),
+        })
+    }
+
+    /// Replaces a case's columns and document.
+    pub async fn update_case(
+        &mut self,
+        case: &CaseRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, c => sqlx::query(
+            "UPDATE precert_case SET status = $2, queue = $3, reviewer_id = $4, due_at = $5, decided_at = $6, doc = $7, updated_at = $8
+             WHERE id = $1")
+            .bind(&case.id).bind(&case.status).bind(&case.queue).bind(case.reviewer_id.clone())
+            .bind(case.due_at).bind(case.decided_at).bind(Json(&case.doc)).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Records a provider's gold-card standing for a category.
+    pub async fn upsert_gold_card(&mut self, card: &GoldCardRecord) -> Result<(), StoreError> {
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO precert_gold_card (npi, category, exempt, requests, approvals, evaluated_at, window_start)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (npi, category) DO UPDATE SET exempt = excluded.exempt, requests = excluded.requests,
+                approvals = excluded.approvals, evaluated_at = excluded.evaluated_at, window_start = excluded.window_start")
+            .bind(&card.npi).bind(&card.category).bind(card.exempt).bind(card.requests).bind(card.approvals)
+            .bind(card.evaluated_at).bind(card.window_start)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Keeps an activated rule-list version.
+    pub async fn insert_rule_list(&mut self, list: &RuleListRecord) -> Result<(), StoreError> {
+        let result = on_tx!(self, c => sqlx::query(
+            "INSERT INTO precert_rule_list (list_id, version, effective_from, source_name, source, activated_by, activated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&list.list_id).bind(&list.version).bind(list.effective_from).bind(&list.source_name)
+            .bind(&list.source).bind(&list.activated_by).bind(list.activated_at)
+            .execute(c).await.map(|r| r.rows_affected()));
+        result.map_err(|e| {
+            conflict_on_unique(
+                e,
+                "rule list version",
+                &format!("{} {}", list.list_id, list.version),
+            )
+        })?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn get_case(&self, id: &str) -> Result<CaseRecord, StoreError> {
+        let row: Option<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!("WHERE id = $1")).bind(id).fetch_optional(c).await)?;
+        row.map(record).ok_or_else(|| StoreError::NotFound {
+            kind: "precert case",
+            id: id.to_owned(),
+        })
+    }
+
+    /// The case a request key already made, if any.
+    pub async fn case_by_request_key(&self, key: &str) -> Result<Option<CaseRecord>, StoreError> {
+        let row: Option<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!("WHERE request_key = $1")).bind(key).fetch_optional(c).await)?;
+        Ok(row.map(record))
+    }
+
+    /// Cases matching `filter`, newest first, keyset-paged on (received_at, id).
+    pub async fn list_cases(
+        &self,
+        filter: &CaseFilter,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<Page<CaseRecord>, StoreError> {
+        let (before_at, before_id) = decode_token(page_token);
+        let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!(
+            "WHERE ($1 = '' OR member_id = $1)
+               AND ($2 = '' OR requesting_npi = $2 OR servicing_npi = $2)
+               AND ($3 = '' OR status = $3)
+               AND received_at >= $4 AND received_at < $5
+               AND (received_at < $6 OR (received_at = $6 AND id < $7))
+             ORDER BY received_at DESC, id DESC LIMIT $8"))
+            .bind(filter.member_id.clone().unwrap_or_default())
+            .bind(filter.provider_npi.clone().unwrap_or_default())
+            .bind(filter.status.clone().unwrap_or_default())
+            .bind(filter.received_from.unwrap_or(far_past()))
+            .bind(filter.received_to.unwrap_or(far_future()))
+            .bind(before_at)
+            .bind(before_id.clone())
+            .bind(i64::from(page_size) + 1)
+            .fetch_all(c).await)?;
+        Ok(page_of(rows, page_size, |r| {
+            encode_token(r.received_at, &r.id)
+        }))
+    }
+
+    /// The clinical review queue: urgent before routine, then by due time.
+    pub async fn review_queue(
+        &self,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<Page<CaseRecord>, StoreError> {
+        let offset: i64 = page_token.parse().unwrap_or(0);
+        let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!(
+            "WHERE queue = 'review'
+             ORDER BY CASE urgency WHEN 'urgent' THEN 0 ELSE 1 END, due_at, id
+             LIMIT $1 OFFSET $2"))
+            .bind(i64::from(page_size) + 1).bind(offset)
+            .fetch_all(c).await)?;
+        let mut page = page_of(rows, page_size, |_| String::new());
+        if page.next_page_token.is_some() {
+            page.next_page_token = Some((offset + i64::from(page_size)).to_string());
+        }
+        Ok(page)
+    }
+
+    /// Cases received in `[from, to)`, for metrics.
+    pub async fn cases_received_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<CaseRecord>, StoreError> {
+        let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!(
+            "WHERE received_at >= $1 AND received_at < $2 ORDER BY received_at, id"))
+            .bind(from).bind(to).fetch_all(c).await)?;
+        Ok(rows.into_iter().map(record).collect())
+    }
+
+    /// Cases decided in `[from, to)`, for gold carding.
+    pub async fn cases_decided_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<CaseRecord>, StoreError> {
+        let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!(
+            "WHERE decided_at >= $1 AND decided_at < $2 ORDER BY decided_at, id"))
+            .bind(from).bind(to).fetch_all(c).await)?;
+        Ok(rows.into_iter().map(record).collect())
+    }
+
+    /// Every case in a queue (`review`, `information`), soonest due first.
+    pub async fn cases_in_queue(&self, queue: &str) -> Result<Vec<CaseRecord>, StoreError> {
+        let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!(
+            "WHERE queue = $1 ORDER BY due_at, id"))
+            .bind(queue).fetch_all(c).await)?;
+        Ok(rows.into_iter().map(record).collect())
+    }
+
+    pub async fn gold_cards(&self, npi: Option<&str>) -> Result<Vec<GoldCardRecord>, StoreError> {
+        Ok(on_db!(self, c => sqlx::query_as(
+            "SELECT npi, category, exempt, requests, approvals, evaluated_at, window_start FROM precert_gold_card
+             WHERE ($1 = '' OR npi = $1) ORDER BY npi, category")
+            .bind(npi.unwrap_or_default()).fetch_all(c).await)?)
+    }
+
+    pub async fn rule_lists(&self) -> Result<Vec<RuleListRecord>, StoreError> {
+        Ok(on_db!(self, c => sqlx::query_as(
+            "SELECT list_id, version, effective_from, source_name, source, activated_by, activated_at
+             FROM precert_rule_list ORDER BY list_id, effective_from")
+            .fetch_all(c).await)?)
+    }
+}
+
+fn far_past() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH
+}
+
+fn far_future() -> DateTime<Utc> {
+    "9999-12-31T00:00:00Z".parse().expect("valid instant")
+}
+
+fn encode_token(at: DateTime<Utc>, id: &str) -> String {
+    format!(
+        "{}|{id}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    )
+}
+
+fn decode_token(token: &str) -> (DateTime<Utc>, String) {
+    token
+        .split_once('|')
+        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
+        .unwrap_or_else(|| (far_future(), String::new()))
+}
+
+fn page_of(
+    mut rows: Vec<CaseRow>,
+    page_size: u32,
+    token: impl Fn(&CaseRecord) -> String,
+) -> Page<CaseRecord> {
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let items: Vec<CaseRecord> = rows.into_iter().map(record).collect();
+    let next_page_token = if more { items.last().map(&token) } else { None };
+    Page {
+        items,
+        next_page_token,
+    }
+}
