@@ -33,6 +33,9 @@ CREATE TABLE precert_gold_card (
     approvals     INTEGER NOT NULL,
     evaluated_at  TIMESTAMPTZ NOT NULL,
     window_start  TIMESTAMPTZ NOT NULL,
+    -- the exemption in force (JSON), empty when not exempt
+    exemption     TEXT NOT NULL,
+    change        TEXT NOT NULL,
     PRIMARY KEY (npi, category)
 );
 

@@ -7,6 +7,8 @@
 //! suite was skipped. When `CAREPATH_PG_MARKER_DIR` is set, each PostgreSQL test that
 //! really ran leaves a file there, so CI can prove the suite ran.
 
+pub mod load;
+
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use carepath_core::{Actor, BusinessCalendar, Clock, FixedClock, Role};

@@ -240,6 +240,40 @@ pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError
     Ok(())
 }
 
+/// The whole `main` of a thin binary: parses [`ServeArgs`] under the binary's own
+/// name, then serves `areas` until Ctrl-C or SIGTERM.
+pub fn thin_main(
+    name: &'static str,
+    about: &'static str,
+    areas: &'static [Area],
+) -> std::process::ExitCode {
+    use clap::{Args, FromArgMatches};
+    let command = ServeArgs::augment_args(
+        clap::Command::new(name)
+            .about(about)
+            .version(env!("CARGO_PKG_VERSION")),
+    );
+    let args = ServeArgs::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_server(&args, areas)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod directory;
 pub mod error;
 pub mod outbox;
+pub mod precert;
 pub mod server;
 
 pub use context::App;

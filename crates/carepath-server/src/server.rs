@@ -6,7 +6,10 @@
 
 use std::{future::Future, time::Duration};
 
-use carepath_proto::directory::v1::directory_service_server::DirectoryServiceServer;
+use carepath_proto::{
+    directory::v1::directory_service_server::DirectoryServiceServer,
+    precert::v1::precert_service_server::PrecertServiceServer,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -22,24 +25,30 @@ use tower_http::{
 use crate::{
     context::{App, Authenticate, RpcMethod},
     directory::Directory,
+    precert::{
+        Precert,
+        engine::{EngineError, PrecertEngine},
+    },
 };
 
 /// A functional area of carepath; each binary serves one or all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Area {
-    /// Plans, members, providers, staff: served by every binary, since each area
-    /// reads it.
+    /// Plans, members, providers, staff.
     Directory,
+    /// Precertification: requirement checks, cases, review, gold cards, metrics.
+    Precert,
 }
 
 impl Area {
     /// Every area, as served by the all-in-one binary.
-    pub const ALL: &'static [Area] = &[Area::Directory];
+    pub const ALL: &'static [Area] = &[Area::Directory, Area::Precert];
 
     /// The gRPC services the area exposes, by full name (for health).
     pub fn service_names(self) -> &'static [&'static str] {
         match self {
             Area::Directory => &["carepath.directory.v1.DirectoryService"],
+            Area::Precert => &["carepath.precert.v1.PrecertService"],
         }
     }
 }
@@ -72,6 +81,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection set-up failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("precertification engine: {0}")]
+    Engine(#[from] EngineError),
 }
 
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -94,12 +105,22 @@ pub async fn serve(
     routes.add_service(health_service);
     routes.add_service(reflection_v1);
     routes.add_service(reflection_v1alpha);
+    let engine = PrecertEngine::load(&app.store).await?;
+    let precert = Precert::new(app.clone(), engine.clone());
     let mut names = Vec::new();
     for area in areas {
         match area {
             Area::Directory => {
                 routes.add_service(InterceptedService::new(
                     DirectoryServiceServer::new(Directory::new(app.clone()))
+                        .max_decoding_message_size(limits.max_message_bytes)
+                        .max_encoding_message_size(limits.max_message_bytes),
+                    authenticate.clone(),
+                ));
+            }
+            Area::Precert => {
+                routes.add_service(InterceptedService::new(
+                    PrecertServiceServer::new(precert.clone())
                         .max_decoding_message_size(limits.max_message_bytes)
                         .max_encoding_message_size(limits.max_message_bytes),
                     authenticate.clone(),

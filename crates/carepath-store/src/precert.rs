@@ -50,6 +50,10 @@ pub struct GoldCardRecord {
     pub approvals: i64,
     pub evaluated_at: DateTime<Utc>,
     pub window_start: DateTime<Utc>,
+    /// The exemption in force as JSON, empty when not exempt.
+    pub exemption: String,
+    /// How the standing changed at the last evaluation.
+    pub change: String,
 }
 
 /// A rule-list version an admin activated, kept so it survives restarts.
@@ -175,12 +179,13 @@ impl Tx {
     /// Records a provider's gold-card standing for a category.
     pub async fn upsert_gold_card(&mut self, card: &GoldCardRecord) -> Result<(), StoreError> {
         on_tx!(self, c => sqlx::query(
-            "INSERT INTO precert_gold_card (npi, category, exempt, requests, approvals, evaluated_at, window_start)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO precert_gold_card (npi, category, exempt, requests, approvals, evaluated_at, window_start, exemption, change)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (npi, category) DO UPDATE SET exempt = excluded.exempt, requests = excluded.requests,
-                approvals = excluded.approvals, evaluated_at = excluded.evaluated_at, window_start = excluded.window_start")
+                approvals = excluded.approvals, evaluated_at = excluded.evaluated_at, window_start = excluded.window_start,
+                exemption = excluded.exemption, change = excluded.change")
             .bind(&card.npi).bind(&card.category).bind(card.exempt).bind(card.requests).bind(card.approvals)
-            .bind(card.evaluated_at).bind(card.window_start)
+            .bind(card.evaluated_at).bind(card.window_start).bind(&card.exemption).bind(&card.change)
             .execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
@@ -302,7 +307,7 @@ impl Store {
 
     pub async fn gold_cards(&self, npi: Option<&str>) -> Result<Vec<GoldCardRecord>, StoreError> {
         Ok(on_db!(self, c => sqlx::query_as(
-            "SELECT npi, category, exempt, requests, approvals, evaluated_at, window_start FROM precert_gold_card
+            "SELECT npi, category, exempt, requests, approvals, evaluated_at, window_start, exemption, change FROM precert_gold_card
              WHERE ($1 = '' OR npi = $1) ORDER BY npi, category")
             .bind(npi.unwrap_or_default()).fetch_all(c).await)?)
     }

@@ -1,0 +1,59 @@
+//! Precertification (prior authorization) for carepath: the plan's lists as versioned
+//! data, the requirement check, automatic determination, the case workflow, due
+//! clocks, gold carding and reporting metrics.
+//!
+//! Everything here is pure and synchronous: time is always a parameter, nothing reads
+//! the wall clock, and the only I/O is [`RuleBook::from_dir`] reading list files. The
+//! gRPC service and storage build on these types; errors carry a [`ErrorCode`] so the
+//! edge maps them to status codes in one place.
+//!
+//! - Rules: [`shipped`], [`RuleBook`], [`RuleList`], [`Rule`] (`data/precert/*.toml`).
+//! - Check: [`RuleBook::check`] → [`Check`] (borrowed) / [`CheckAnswer`] (owned).
+//! - Determination: [`determine`] → [`Determination`]; automation never denies.
+//! - Workflow: [`PrecertCase`] commands → [`EventDraft`]s.
+//! - Clocks: [`decision_due`], [`information_due`], [`withdraw_after`], [`is_late`].
+//! - Gold cards: [`goldcard::evaluate`] → [`GoldCards`].
+//! - Metrics: [`metrics::metrics`] over [`CaseSummary`].
+
+mod case;
+mod check;
+mod clock;
+mod determine;
+pub mod goldcard;
+mod index;
+mod load;
+pub mod metrics;
+mod rules;
+mod synthetic;
+
+pub use case::{
+    AGGREGATE_KIND, AUTOMATION_SUBJECT, Action, AdverseDetermination, Appeal, AppealDecision,
+    AppealPriority, Caller, CaseState, Ctx, Decision, DecisionMaker, DecisionOutcome,
+    DecisionStage, ErrorCode, EventDraft, Events, HistoryActor, HistoryEntry, InformationRequest,
+    LineApproval, LineDecision, PeerToPeer, PeerToPeerOutcome, PermissionReason, PrecertCase,
+    ReasonCode, StaffRef, WithdrawReason, WorkflowError, event_kinds, is_late,
+};
+pub use check::{
+    Check, CheckAnswer, CheckError, DocumentRequest, Requirement, Responsible, RuleSummary,
+    ServiceLine, check_list,
+};
+pub use clock::{
+    APPEAL_FILING_DAYS, Due, DueBasis, EXPEDITED_APPEAL_HOURS, INFORMATION_BUSINESS_DAYS,
+    ROUTINE_BUSINESS_DAYS, ROUTINE_CEILING_HOURS, STANDARD_APPEAL_DAYS, URGENT_CEILING_HOURS,
+    URGENT_INFORMATION_HOURS, appeal_due, appeal_filing_deadline, decision_due, information_due,
+    withdraw_after,
+};
+pub use determine::{
+    ApprovalBasis, CaseOutcome, Determination, DetermineError, LineDetermination, LineOutcome,
+    MAX_LINES, MAX_UNITS, Missing, MissingQuestion, PendReason, PendedFor, ProviderParty,
+    RecordRef, ReviewReason, Submission, case_outcome, determine,
+};
+pub use goldcard::{DecisionRecord, Exemption, GoldCards};
+pub use load::{LoadError, LoadErrors, Problem, RuleBook, shipped};
+pub use metrics::CaseSummary;
+pub use rules::{
+    Admission, Answer, AnswerKind, Category, CodeRange, Comparison, Criterion, Delivery,
+    DiagnosisRange, Effect, ListRef, Literal, Matcher, Op, PlanFilter, Program, Question, Rule,
+    RuleList, StayThreshold,
+};
+pub use synthetic::{synthetic_codes, synthetic_list};

@@ -1,0 +1,112 @@
+//! The precertification engine's live state: the rule book (shipped lists plus those
+//! admins activated, swapped atomically so a new version applies without a restart)
+//! and the gold-card exemptions in force.
+
+use std::sync::{Arc, RwLock};
+
+use carepath_precert::{Exemption, GoldCards, LoadErrors, RuleBook, RuleList, shipped};
+use carepath_store::{RuleListRecord, Store, StoreError};
+
+/// Where a loaded list came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListOrigin {
+    Shipped,
+    Activated { by: String },
+}
+
+/// Rules and exemptions, shared by the precertification and oncology services.
+#[derive(Debug)]
+pub struct PrecertEngine {
+    rules: RwLock<Arc<RuleBook>>,
+    origins: RwLock<Vec<(String, String, ListOrigin)>>,
+    gold_cards: RwLock<Arc<GoldCards>>,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("stored rule lists do not load: {0}")]
+    Rules(LoadErrors),
+}
+
+impl PrecertEngine {
+    /// The shipped lists plus every list activated in `store`, and the exemptions the
+    /// last gold-card evaluation granted.
+    pub async fn load(store: &Store) -> Result<Arc<Self>, EngineError> {
+        let base = shipped();
+        let mut lists: Vec<RuleList> = base.lists().to_vec();
+        let mut origins: Vec<_> = lists
+            .iter()
+            .map(|l| (l.id.clone(), l.version.clone(), ListOrigin::Shipped))
+            .collect();
+        for record in store.rule_lists().await? {
+            let list = RuleList::from_toml(&record.source_name, &record.source)
+                .map_err(EngineError::Rules)?;
+            origins.push((
+                list.id.clone(),
+                list.version.clone(),
+                ListOrigin::Activated {
+                    by: record.activated_by.clone(),
+                },
+            ));
+            lists.push(list);
+        }
+        let rules = RuleBook::from_lists(lists).map_err(EngineError::Rules)?;
+        let exemptions = store
+            .gold_cards(None)
+            .await?
+            .into_iter()
+            .filter(|c| c.exempt)
+            .filter_map(|c| serde_json::from_str::<Exemption>(&c.exemption).ok())
+            .collect::<Vec<_>>();
+        Ok(Arc::new(PrecertEngine {
+            rules: RwLock::new(Arc::new(rules)),
+            origins: RwLock::new(origins),
+            gold_cards: RwLock::new(Arc::new(GoldCards::new(exemptions))),
+        }))
+    }
+
+    /// The rule book in force now; cheap (an `Arc` clone).
+    pub fn rules(&self) -> Arc<RuleBook> {
+        self.rules.read().expect("rules lock").clone()
+    }
+
+    pub fn gold_cards(&self) -> Arc<GoldCards> {
+        self.gold_cards.read().expect("gold card lock").clone()
+    }
+
+    pub fn origin(&self, list_id: &str, version: &str) -> ListOrigin {
+        self.origins
+            .read()
+            .expect("origins lock")
+            .iter()
+            .find(|(id, v, _)| id == list_id && v == version)
+            .map_or(ListOrigin::Shipped, |(_, _, o)| o.clone())
+    }
+
+    /// Validates `list` together with the lists in force (overlaps are errors) and
+    /// returns the book that would result.
+    pub fn with_list(&self, list: RuleList) -> Result<RuleBook, LoadErrors> {
+        let mut lists = self.rules().lists().to_vec();
+        lists.push(list);
+        RuleBook::from_lists(lists)
+    }
+
+    /// Makes a validated book current.
+    pub fn install(&self, book: RuleBook, record: &RuleListRecord) {
+        *self.rules.write().expect("rules lock") = Arc::new(book);
+        self.origins.write().expect("origins lock").push((
+            record.list_id.clone(),
+            record.version.clone(),
+            ListOrigin::Activated {
+                by: record.activated_by.clone(),
+            },
+        ));
+    }
+
+    pub fn set_gold_cards(&self, cards: GoldCards) {
+        *self.gold_cards.write().expect("gold card lock") = Arc::new(cards);
+    }
+}
