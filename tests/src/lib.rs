@@ -252,6 +252,20 @@ impl TestServer {
         request
     }
 
+    /// The server's current (fixed) time.
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// A precertification service over the same state, for driving its background
+    /// sweeps directly.
+    pub async fn precert(&self) -> carepath_server::precert::Precert {
+        let engine = carepath_server::precert::engine::PrecertEngine::load(&self.app.store)
+            .await
+            .expect("engine");
+        carepath_server::precert::Precert::new(self.app.clone(), engine)
+    }
+
     /// Stops the server, letting calls in flight finish.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

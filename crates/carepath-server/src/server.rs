@@ -136,7 +136,18 @@ pub async fn serve(
             .await;
     }
     let background = CancellationToken::new();
-    let probe = tokio::spawn(probe_health(app.clone(), health, names, background.clone()));
+    let mut tasks = vec![tokio::spawn(probe_health(
+        app.clone(),
+        health,
+        names,
+        background.clone(),
+    ))];
+    if areas.contains(&Area::Precert) {
+        tasks.push(tokio::spawn(precert_sweeps(
+            precert.clone(),
+            background.clone(),
+        )));
+    }
 
     let layers = tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -171,7 +182,9 @@ pub async fn serve(
         .await;
 
     background.cancel();
-    let _ = probe.await;
+    for task in tasks {
+        let _ = task.await;
+    }
     tracing::info!("server stopped");
     result.map_err(ServeError::from)
 }
@@ -181,6 +194,37 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(carepath_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+const GOLD_CARD_INTERVAL: chrono::Duration = chrono::Duration::hours(24);
+
+/// Precertification housekeeping: withdraws cases whose requested information is
+/// overdue past the limit (every minute) and re-evaluates gold cards (daily).
+async fn precert_sweeps(precert: Precert, stop: CancellationToken) {
+    let mut last_gold_cards: Option<chrono::DateTime<chrono::Utc>> = None;
+    loop {
+        match precert.withdraw_overdue().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                withdrawn = n,
+                "withdrew cases whose information did not come"
+            ),
+            Err(e) => tracing::warn!(error = %e, "withdrawal sweep failed"),
+        }
+        let now = precert.now();
+        if last_gold_cards.is_none_or(|at| now - at >= GOLD_CARD_INTERVAL) {
+            match precert.evaluate_gold_cards(now).await {
+                Ok(cards) => tracing::info!(standings = cards.len(), "gold cards re-evaluated"),
+                Err(e) => tracing::warn!(error = %e, "gold-card evaluation failed"),
+            }
+            last_gold_cards = Some(now);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+        }
+    }
 }
 
 /// Reports each service SERVING while the database answers, NOT_SERVING while it

@@ -14,7 +14,7 @@ pub mod engine;
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use carepath_core::{Actor, Invalid, MemberId, NetworkStatus, Npi, Role, StaffId, Urgency};
+use carepath_core::{Actor, Invalid, MemberId, NetworkStatus, Npi, Role, StaffId};
 use carepath_precert::{
     self as precert, AdverseDetermination, AppealDecision, AppealPriority, CaseState, Ctx,
     DecisionMaker, DecisionOutcome, DecisionRecord, DocumentRequest, ErrorCode, EventDraft,
@@ -138,6 +138,11 @@ fn parse_case_id(id: &str) -> ApiResult<String> {
 impl Precert {
     pub fn new(app: App, engine: Arc<PrecertEngine>) -> Self {
         Precert { app, engine }
+    }
+
+    /// The service's clock reading.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.app.now()
     }
 
     /// The workflow's view of the caller: staff bring the specialty the directory
@@ -1557,9 +1562,4 @@ fn load_invalid(errors: &precert::LoadErrors) -> ApiError {
         invalid.push("source", e.to_string());
     }
     ApiError::Invalid(invalid)
-}
-
-/// The urgency name stored with a case.
-pub fn urgency_name(u: Urgency) -> &'static str {
-    u.as_str()
 }
