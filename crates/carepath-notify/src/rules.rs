@@ -62,7 +62,8 @@ pub struct NoticeRule {
 }
 
 impl NoticeRule {
-    fn matches_kind(&self, kind: &str) -> bool {
+    /// Whether the rule is about events of `kind` (before its `when` conditions).
+    pub fn matches_kind(&self, kind: &str) -> bool {
         match self.event.strip_suffix(".*") {
             Some(prefix) => kind
                 .strip_prefix(prefix)

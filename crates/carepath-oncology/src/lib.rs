@@ -15,6 +15,7 @@
 //! always give the same evaluation. The shipped data (`data/oncology/`) is
 //! illustrative and not clinical guidance.
 
+mod alternative;
 mod catalogue;
 mod evaluate;
 mod lines;
@@ -25,6 +26,7 @@ mod supportive;
 pub mod synthetic;
 mod versions;
 
+pub use alternative::adopt_alternative;
 pub use catalogue::{
     AntiemeticEscalation, AntiemeticLevel, AntiemeticRules, BiomarkerRequirement, Cancer,
     Catalogue, Component, Drug, DrugClass, GrowthFactorRule, HcpcsBilling, Icd10Range,

@@ -36,8 +36,8 @@ use crate::clock::{
     appeal_filing_deadline, decision_due, information_due, withdraw_after,
 };
 use crate::determine::{
-    CaseOutcome, Determination, DetermineError, LineOutcome, Missing, PendedFor, RecordRef,
-    Submission, determine,
+    ApprovalBasis, CaseOutcome, Determination, DetermineError, LineOutcome, Missing, PendReason,
+    PendedFor, RecordRef, Submission, case_outcome, determine,
 };
 use crate::goldcard::GoldCards;
 use crate::load::RuleBook;
@@ -180,6 +180,19 @@ impl Caller {
             specialty: self.specialty.clone(),
         }
     }
+}
+
+/// The verdict of a program that reviews a whole request (the oncology pathway
+/// review): approve every line, or hold them all for its reviewers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramReview {
+    pub approved: bool,
+    /// What decided, e.g. `oncology-pathway:tchp` with the catalogue version.
+    pub rule: String,
+    /// The criteria that held (on pathway, no open findings), for the record.
+    pub criteria: Vec<String>,
+    /// Who must review when not approved.
+    pub reviewer_specialty: Option<Specialty>,
 }
 
 /// A plan staff member as recorded on a case.
@@ -617,6 +630,49 @@ impl PrecertCase {
     ) -> Result<(PrecertCase, Events), WorkflowError> {
         // Determine first so an invalid request leaves no case behind.
         let determination = determine(ctx.rules, &request, ctx.gold_cards)?;
+        let (mut case, mut events) =
+            PrecertCase::receive(id, request, requesting_specialty, caller, ctx.calendar, now)?;
+        events.extend(case.apply_determination(determination, DecisionStage::Initial, ctx, now));
+        Ok((case, events))
+    }
+
+    /// Receives a request whose lines a program's own review has judged as a whole
+    /// (the oncology pathway review looks at the entire treatment plan). Validation,
+    /// requirement checks and due times are as for [`PrecertCase::submit`]; each
+    /// line's outcome is the program's: approved when the review approves the plan,
+    /// otherwise pended for a reviewer of the review's specialty. Like automation, a
+    /// program review never denies.
+    pub fn submit_reviewed(
+        id: impl Into<String>,
+        request: Submission,
+        requesting_specialty: Option<Specialty>,
+        caller: &Caller,
+        ctx: &Ctx<'_>,
+        review: &ProgramReview,
+        now: DateTime<Utc>,
+    ) -> Result<(PrecertCase, Events), WorkflowError> {
+        let mut determination = determine(ctx.rules, &request, ctx.gold_cards)?;
+        for line in &mut determination.lines {
+            line.outcome = if review.approved {
+                LineOutcome::Approved {
+                    basis: ApprovalBasis::CriteriaMet {
+                        rule: review.rule.clone(),
+                        criteria: review.criteria.clone(),
+                    },
+                }
+            } else {
+                LineOutcome::Pended {
+                    reason: PendReason::OncologyReview {
+                        rule: review.rule.clone(),
+                        reviewer_specialty: review.reviewer_specialty.clone(),
+                    },
+                }
+            };
+            if !review.approved {
+                line.reviewer_specialty = review.reviewer_specialty.clone();
+            }
+        }
+        determination.outcome = case_outcome(&determination.lines);
         let (mut case, mut events) =
             PrecertCase::receive(id, request, requesting_specialty, caller, ctx.calendar, now)?;
         events.extend(case.apply_determination(determination, DecisionStage::Initial, ctx, now));
@@ -1767,7 +1823,7 @@ fn summarize(d: &Determination) -> String {
     parts.join("; ")
 }
 
-fn basis_name(b: &crate::determine::ApprovalBasis) -> &'static str {
+fn basis_name(b: &ApprovalBasis) -> &'static str {
     use crate::determine::ApprovalBasis::*;
     match b {
         NotRequired { .. } => "not required",
@@ -1776,7 +1832,7 @@ fn basis_name(b: &crate::determine::ApprovalBasis) -> &'static str {
     }
 }
 
-fn pend_name(p: &crate::determine::PendReason) -> &'static str {
+fn pend_name(p: &PendReason) -> &'static str {
     use crate::determine::PendReason::*;
     match p {
         NeedsInformation { .. } => "needs information",

@@ -31,7 +31,7 @@ pub use case::{
     AppealPriority, Caller, CaseState, Ctx, Decision, DecisionMaker, DecisionOutcome,
     DecisionStage, ErrorCode, EventDraft, Events, HistoryActor, HistoryEntry, InformationRequest,
     LineApproval, LineDecision, PeerToPeer, PeerToPeerOutcome, PermissionReason, PrecertCase,
-    ReasonCode, StaffRef, WithdrawReason, WorkflowError, event_kinds, is_late,
+    ProgramReview, ReasonCode, StaffRef, WithdrawReason, WorkflowError, event_kinds, is_late,
 };
 pub use check::{
     Check, CheckAnswer, CheckError, DocumentRequest, Requirement, Responsible, RuleSummary,

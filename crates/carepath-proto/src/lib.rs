@@ -26,3 +26,27 @@ pub mod precert {
         tonic::include_proto!("carepath.precert.v1");
     }
 }
+
+pub mod notify {
+    pub mod v1 {
+        tonic::include_proto!("carepath.notify.v1");
+    }
+}
+
+pub mod oncology {
+    pub mod v1 {
+        tonic::include_proto!("carepath.oncology.v1");
+    }
+}
+
+pub mod secondopinion {
+    pub mod v1 {
+        tonic::include_proto!("carepath.secondopinion.v1");
+    }
+}
+
+pub mod cases {
+    pub mod v1 {
+        tonic::include_proto!("carepath.cases.v1");
+    }
+}

@@ -55,6 +55,8 @@ pub struct ServeArgs {
     /// Load the shipped demo directory (plans, members, providers, staff) at start.
     #[arg(long, env = "CAREPATH_DEMO")]
     pub demo: bool,
+    #[command(flatten)]
+    pub notify: crate::notify::settings::NotifyArgs,
 }
 
 /// Errors of start-up and of the one-shot commands, shown to the operator.
@@ -235,7 +237,19 @@ pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError
             source,
         })?;
     tracing::info!(addr = %listener.local_addr().unwrap_or(args.listen), backend = ?store.backend(), "carepath listening");
-    server::serve(app, listener, areas, Limits::default(), shutdown_signal()).await?;
+    let notify = args
+        .notify
+        .settings(&args.db.database_url)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    server::serve_with(
+        app,
+        listener,
+        areas,
+        Limits::default(),
+        &notify,
+        shutdown_signal(),
+    )
+    .await?;
     store.close().await;
     Ok(())
 }

@@ -6,11 +6,14 @@
 //! here.
 
 pub mod auth;
+pub mod cases;
 pub mod cli;
 pub mod context;
 pub mod convert;
 pub mod directory;
 pub mod error;
+pub mod notify;
+pub mod oncology;
 pub mod outbox;
 pub mod precert;
 pub mod server;

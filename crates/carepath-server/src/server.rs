@@ -4,10 +4,13 @@
 //! The server takes its listener and its shutdown signal as arguments, so tests start
 //! it on port 0 and stop it cleanly, and every binary wires it the same way.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
+
+use carepath_oncology::Catalogue;
 
 use carepath_proto::{
     directory::v1::directory_service_server::DirectoryServiceServer,
+    oncology::v1::oncology_service_server::OncologyServiceServer,
     precert::v1::precert_service_server::PrecertServiceServer,
 };
 use tokio::net::TcpListener;
@@ -25,6 +28,7 @@ use tower_http::{
 use crate::{
     context::{App, Authenticate, RpcMethod},
     directory::Directory,
+    oncology::Oncology,
     precert::{
         Precert,
         engine::{EngineError, PrecertEngine},
@@ -38,17 +42,32 @@ pub enum Area {
     Directory,
     /// Precertification: requirement checks, cases, review, gold cards, metrics.
     Precert,
+    /// Notices from events: the outbox consumer, the dispatcher and the service.
+    Notify,
+    /// Oncology pathway review of whole treatment plans.
+    Oncology,
+    /// Nurse case management, with the referral consumer.
+    Cases,
 }
 
 impl Area {
     /// Every area, as served by the all-in-one binary.
-    pub const ALL: &'static [Area] = &[Area::Directory, Area::Precert];
+    pub const ALL: &'static [Area] = &[
+        Area::Directory,
+        Area::Precert,
+        Area::Notify,
+        Area::Oncology,
+        Area::Cases,
+    ];
 
     /// The gRPC services the area exposes, by full name (for health).
     pub fn service_names(self) -> &'static [&'static str] {
         match self {
             Area::Directory => &["carepath.directory.v1.DirectoryService"],
             Area::Precert => &["carepath.precert.v1.PrecertService"],
+            Area::Notify => &["carepath.notify.v1.NotificationService"],
+            Area::Oncology => &["carepath.oncology.v1.OncologyService"],
+            Area::Cases => &["carepath.cases.v1.CaseService"],
         }
     }
 }
@@ -83,12 +102,14 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("precertification engine: {0}")]
     Engine(#[from] EngineError),
+    #[error("{0}")]
+    Notify(#[from] crate::notify::NotifyError),
 }
 
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Serves `areas` on `listener` until `shutdown` completes; calls in flight finish,
-/// then background work is told to stop and awaited.
+/// Serves `areas` on `listener` until `shutdown` completes, with the default
+/// notification settings (see [`serve_with`]).
 pub async fn serve(
     app: App,
     listener: TcpListener,
@@ -96,6 +117,22 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let notify = crate::notify::settings::NotifySettings::default();
+    serve_with(app, listener, areas, limits, &notify, shutdown).await
+}
+
+/// Serves `areas` on `listener` until `shutdown` completes; calls in flight finish,
+/// then background work is told to stop and awaited. `notify` says where notices
+/// go out when the notification area is served.
+pub async fn serve_with(
+    app: App,
+    listener: TcpListener,
+    areas: &[Area],
+    limits: Limits,
+    notify: &crate::notify::settings::NotifySettings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let mut notify_area = None;
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
@@ -126,6 +163,39 @@ pub async fn serve(
                     authenticate.clone(),
                 ));
             }
+            Area::Oncology => {
+                let catalogue = Arc::new(Catalogue::shipped());
+                routes.add_service(InterceptedService::new(
+                    OncologyServiceServer::new(Oncology::new(
+                        app.clone(),
+                        engine.clone(),
+                        catalogue,
+                    ))
+                    .max_decoding_message_size(limits.max_message_bytes)
+                    .max_encoding_message_size(limits.max_message_bytes),
+                    authenticate.clone(),
+                ));
+            }
+            Area::Cases => {
+                routes.add_service(InterceptedService::new(
+                    carepath_proto::cases::v1::case_service_server::CaseServiceServer::new(
+                        crate::cases::Cases::new(app.clone()),
+                    )
+                    .max_decoding_message_size(limits.max_message_bytes)
+                    .max_encoding_message_size(limits.max_message_bytes),
+                    authenticate.clone(),
+                ));
+            }
+            Area::Notify => {
+                let area = crate::notify::NotifyArea::new(app.clone(), notify)?;
+                routes.add_service(InterceptedService::new(
+                    carepath_proto::notify::v1::notification_service_server::NotificationServiceServer::new(area.service.clone())
+                        .max_decoding_message_size(limits.max_message_bytes)
+                        .max_encoding_message_size(limits.max_message_bytes),
+                    authenticate.clone(),
+                ));
+                notify_area = Some(area);
+            }
         }
         names.extend_from_slice(area.service_names());
     }
@@ -142,6 +212,31 @@ pub async fn serve(
         names,
         background.clone(),
     ))];
+    if let Some(area) = notify_area {
+        tasks.push(tokio::spawn(crate::outbox::run_consumer(
+            app.store.clone(),
+            app.clock.clone(),
+            std::sync::Arc::new(area.handler),
+            crate::outbox::ConsumerOptions::default(),
+            background.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::notify::dispatcher::run_dispatcher(
+            area.dispatcher,
+            background.clone(),
+        )));
+    }
+    if areas.contains(&Area::Cases) {
+        tasks.push(tokio::spawn(crate::outbox::run_consumer(
+            app.store.clone(),
+            app.clock.clone(),
+            Arc::new(crate::cases::referrals::ReferralConsumer::new(
+                app.store.clone(),
+                app.clock.clone(),
+            )),
+            crate::outbox::ConsumerOptions::default(),
+            background.clone(),
+        )));
+    }
     if areas.contains(&Area::Precert) {
         tasks.push(tokio::spawn(precert_sweeps(
             precert.clone(),

@@ -13,9 +13,13 @@
 //! - timestamps are passed in by the caller (from its clock), never read here.
 
 mod audit;
+mod cases;
 mod directory;
+mod notify;
+mod oncology;
 mod outbox;
 mod precert;
+mod secondopinion;
 
 use std::{str::FromStr, time::Duration};
 
@@ -26,9 +30,13 @@ use sqlx::{
 };
 
 pub use audit::{AuditEntry, AuditOutcome, AuditQuery, AuditRecord, AuditVerification};
+pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
 pub use directory::{ImportSummary, MemberFilter, Page, ProviderFilter, StaffFilter};
+pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
+pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord};
+pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
 
 /// Which engine a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

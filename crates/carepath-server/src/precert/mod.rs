@@ -123,7 +123,7 @@ pub async fn append_events(tx: &mut Tx, events: Vec<EventDraft>) -> ApiResult<()
 }
 
 /// Microsecond precision: what both backends store, so keys and pages compare exactly.
-fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 

@@ -1,0 +1,2 @@
+//! Thin service binary (being written).
+fn main() {}

@@ -1,0 +1,122 @@
+//! The dispatcher: claims due notices under a lease, hands each to its channel, and
+//! records the outcome: sent with the channel's receipt, failed with the time of the
+//! next try, or dead.
+//!
+//! A dispatcher killed mid-batch leaves its notices `sending`; once the lease runs out
+//! another (or the restarted one) claims them again. The channels make that retry
+//! harmless: the email Message-ID and the fax gateway's idempotency key are the
+//! notice key, and the print batch skips a key its manifest already lists.
+
+use std::sync::Arc;
+
+use carepath_core::Clock;
+use carepath_notify::{ChannelError, Channels, RenderedNotice, RetryDecision, RetryPolicy};
+use carepath_store::{DeliveryOutcome, NoticeRecord, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::settings::DispatchOptions;
+
+/// Delivers stored notices.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub channels: Channels,
+    pub retry: RetryPolicy,
+    pub options: DispatchOptions,
+}
+
+impl Dispatcher {
+    /// Claims and delivers one batch; returns how many notices it handled.
+    pub async fn dispatch_once(&self) -> Result<usize, StoreError> {
+        let lease =
+            chrono::Duration::from_std(self.options.lease).unwrap_or(chrono::Duration::minutes(2));
+        let (owner, claimed) = self
+            .store
+            .claim_notices(self.options.batch, lease, self.clock.now())
+            .await?;
+        let count = claimed.len();
+        for notice in claimed {
+            let span = tracing::info_span!("notice", id = %notice.id, channel = %notice.channel, key = %notice.idempotency_key);
+            self.deliver(&owner, notice).instrument(span).await?;
+        }
+        Ok(count)
+    }
+
+    async fn deliver(&self, owner: &str, notice: NoticeRecord) -> Result<(), StoreError> {
+        let outcome = match rendered(&notice) {
+            Ok(rendered) => match self.channels.deliver(&rendered).await {
+                Ok(receipt) => DeliveryOutcome::Sent {
+                    reference: receipt.reference,
+                    detail: receipt.detail.unwrap_or_default(),
+                },
+                Err(e) => self.after_failure(&notice, &e),
+            },
+            Err(e) => self.after_failure(&notice, &e),
+        };
+        match &outcome {
+            DeliveryOutcome::Sent { reference, .. } => {
+                tracing::info!(%reference, attempts = notice.attempts, "notice sent");
+            }
+            DeliveryOutcome::Failed { error, retry_at } => {
+                tracing::warn!(%error, %retry_at, attempts = notice.attempts, "notice delivery failed; will retry");
+            }
+            DeliveryOutcome::Dead { error } => {
+                tracing::error!(%error, attempts = notice.attempts, "notice is dead; staff must resend it");
+            }
+        }
+        let recorded = self
+            .store
+            .finish_notice(&notice.id, owner, &outcome, self.clock.now())
+            .await?;
+        if !recorded {
+            tracing::warn!(
+                "lease lost before the outcome was recorded; another dispatcher owns the notice"
+            );
+        }
+        Ok(())
+    }
+
+    fn after_failure(&self, notice: &NoticeRecord, error: &ChannelError) -> DeliveryOutcome {
+        let tries = u32::try_from(notice.tries).unwrap_or(u32::MAX);
+        match self.retry.after_failure(tries, self.clock.now(), error) {
+            RetryDecision::RetryAt { at } => DeliveryOutcome::Failed {
+                error: error.to_string(),
+                retry_at: at,
+            },
+            RetryDecision::Dead { reason } => DeliveryOutcome::Dead { error: reason },
+        }
+    }
+}
+
+/// The stored rendered notice; a row without one cannot be sent.
+fn rendered(notice: &NoticeRecord) -> Result<RenderedNotice, ChannelError> {
+    let doc = notice
+        .rendered
+        .as_ref()
+        .ok_or_else(|| ChannelError::permanent("the notice has no rendered content"))?;
+    serde_json::from_value(doc.0.clone())
+        .map_err(|e| ChannelError::permanent(format!("stored notice unreadable: {e}")))
+}
+
+/// Delivers due notices until `stop` is cancelled; the notice in hand is finished
+/// first.
+pub async fn run_dispatcher(dispatcher: Dispatcher, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        let handled = match dispatcher.dispatch_once().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "notice dispatch failed; retrying");
+                0
+            }
+        };
+        if handled == 0 {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(dispatcher.options.idle_poll) => {}
+            }
+        }
+    }
+    tracing::info!("notice dispatcher stopped");
+}

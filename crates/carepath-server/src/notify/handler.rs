@@ -1,0 +1,209 @@
+//! The outbox consumer that turns each event into the notices it calls for: resolve
+//! the recipients from the directory, plan by the rules, render, and store every
+//! notice (and every recipient no channel reaches) in one transaction.
+//!
+//! Storing is idempotent: a notice's key is unique, and so is (event, rule,
+//! recipient), so an event delivered twice adds nothing the second time.
+
+use std::sync::Arc;
+
+use carepath_core::{Clock, DomainEvent};
+use carepath_notify::{
+    NoticePlan, NoticeRules, PlannedNotice, Priority, ResolvedRecipients, TemplateCatalog,
+    Unreachable,
+};
+use carepath_store::{NewNotice, Store, StoreError};
+use futures::future::BoxFuture;
+use serde_json::json;
+
+use super::{destination_text, precert_payload};
+use crate::outbox::EventHandler;
+
+/// The consumer name deliveries are tracked under (subscribed by migration too).
+pub const CONSUMER: &str = "notify";
+
+/// Event kinds the consumer wants.
+pub const PREFIXES: &[&str] = &["precert.case.", "secondopinion.", "cases.interaction."];
+
+/// Plans, renders and stores the notices of each event.
+#[derive(Debug, Clone)]
+pub struct NotifyHandler {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub rules: Arc<NoticeRules>,
+    pub catalog: Arc<TemplateCatalog>,
+}
+
+impl EventHandler for NotifyHandler {
+    fn consumer(&self) -> &'static str {
+        CONSUMER
+    }
+
+    fn prefixes(&self) -> &'static [&'static str] {
+        PREFIXES
+    }
+
+    fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.store_notices(event))
+    }
+}
+
+impl NotifyHandler {
+    /// Stores the notices `event` calls for.
+    pub async fn store_notices(&self, event: &DomainEvent) -> Result<(), String> {
+        if !self.rules.rules.iter().any(|r| r.matches_kind(&event.kind)) {
+            return Ok(());
+        }
+        let event = if event.kind.starts_with("precert.case.") {
+            precert_payload::adapt(&self.store, event).await?
+        } else {
+            event.clone()
+        };
+        let plan = self.plan(&event).await?;
+        let mut tx = self.store.begin().await.map_err(|e| e.to_string())?;
+        let now = self.clock.now();
+        let mut added = 0;
+        for planned in &plan.notices {
+            let row = self.row(planned);
+            if tx
+                .insert_notice(&row, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                added += 1;
+            }
+        }
+        for unreachable in &plan.unreachable {
+            let row = unreachable_row(&event, &self.rules.version, unreachable);
+            if tx
+                .insert_notice(&row, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                added += 1;
+            }
+        }
+        tx.commit().await.map_err(|e| e.to_string())?;
+        tracing::info!(
+            planned = plan.notices.len(),
+            unreachable = plan.unreachable.len(),
+            added,
+            "notices stored"
+        );
+        Ok(())
+    }
+
+    /// Resolves the recipients the rules need from the directory, then plans.
+    async fn plan(&self, event: &DomainEvent) -> Result<NoticePlan, String> {
+        let needed = self
+            .rules
+            .lookups_needed(event)
+            .map_err(|e| e.to_string())?;
+        let mut resolved = ResolvedRecipients::default();
+        for id in &needed.members {
+            match self.store.get_member(id).await {
+                Ok(m) => resolved = resolved.with_member(m),
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        for npi in &needed.providers {
+            match self.store.get_provider(npi).await {
+                Ok(p) => resolved = resolved.with_provider(p),
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        for id in &needed.staff {
+            match self.store.get_staff(id).await {
+                Ok(s) => resolved = resolved.with_staff(s),
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        self.rules.plan(event, &resolved).map_err(|e| e.to_string())
+    }
+
+    /// The stored row of a planned notice: rendered now (on the event's date, so a
+    /// redelivery renders the same words), or kept dead with the reason when the
+    /// template cannot be filled.
+    fn row(&self, planned: &PlannedNotice) -> NewNotice {
+        let rendered = self.catalog.render(planned, planned.event_date);
+        let (state, last_error, subject, template_version, language, rendered) = match rendered {
+            Ok(r) => (
+                "pending",
+                String::new(),
+                r.subject.clone(),
+                i32::try_from(r.template.version).unwrap_or(i32::MAX),
+                r.template.language.to_string(),
+                serde_json::to_value(&r).ok(),
+            ),
+            Err(e) => (
+                "dead",
+                format!("cannot render: {e}"),
+                String::new(),
+                0,
+                planned.language.to_string(),
+                None,
+            ),
+        };
+        NewNotice {
+            id: uuid::Uuid::now_v7().to_string(),
+            idempotency_key: planned.key.to_string(),
+            event_id: planned.event_id.clone(),
+            event_kind: planned.event_kind.clone(),
+            rule_id: planned.rule_id.clone(),
+            rules_version: planned.rules_version.clone(),
+            recipient_id: planned.recipient.id.clone(),
+            recipient_role: planned.recipient.role.as_str().to_owned(),
+            recipient_name: planned.recipient.name.clone(),
+            member_id: planned
+                .context
+                .pointer("/member/id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            channel: planned.channel.as_str().to_owned(),
+            destination: destination_text(&planned.destination),
+            template_id: planned.template.clone(),
+            template_version,
+            language,
+            subject,
+            priority: match planned.priority {
+                Priority::Immediate => 0,
+                Priority::Normal => 1,
+            },
+            planned: serde_json::to_value(planned).ok(),
+            rendered,
+            state: state.to_owned(),
+            last_error,
+        }
+    }
+}
+
+/// A recipient a rule called for but no channel reaches: kept dead, so the gap shows
+/// in the failed list and the delivery report instead of vanishing.
+fn unreachable_row(event: &DomainEvent, rules_version: &str, u: &Unreachable) -> NewNotice {
+    NewNotice {
+        id: uuid::Uuid::now_v7().to_string(),
+        idempotency_key: u.key.to_string(),
+        event_id: u.event_id.clone(),
+        event_kind: event.kind.clone(),
+        rule_id: u.rule_id.clone(),
+        rules_version: rules_version.to_owned(),
+        recipient_id: u.recipient.clone(),
+        recipient_role: u.role.as_str().to_owned(),
+        recipient_name: String::new(),
+        member_id: event.member_id.as_ref().map(|m| m.to_string()),
+        channel: "none".into(),
+        destination: String::new(),
+        template_id: u.template.clone(),
+        template_version: 0,
+        language: String::new(),
+        subject: String::new(),
+        priority: 1,
+        planned: Some(json!({ "unreachable": u })),
+        rendered: None,
+        state: "dead".into(),
+        last_error: format!("unreachable: {}", u.reason),
+    }
+}

@@ -1,0 +1,260 @@
+//! Where notices go out: the SMTP server, the fax gateway, the print-batch folder, and
+//! how deliveries are retried. Flags with environment fallbacks; secrets never reach a
+//! log line (the `Debug` output leaves them out).
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use carepath_notify::{
+    Channels, EmailChannel, EmailSettings, FaxChannel, FaxSettings, MailChannel, MailSettings,
+    PortalChannel, RetryPolicy, SmtpCredentials, TlsMode,
+};
+
+/// The notification settings of a serving binary (flattened into `ServeArgs`).
+#[derive(Clone, clap::Args)]
+pub struct NotifyArgs {
+    /// SMTP server notices are emailed through.
+    #[arg(long, env = "CAREPATH_SMTP_HOST", default_value = "127.0.0.1")]
+    pub smtp_host: String,
+    #[arg(long, env = "CAREPATH_SMTP_PORT", default_value_t = 25)]
+    pub smtp_port: u16,
+    /// `none` (a local relay), `starttls` (port 587) or `tls` (port 465).
+    #[arg(long, env = "CAREPATH_SMTP_TLS", default_value = "none")]
+    pub smtp_tls: String,
+    /// The From mailbox of notices.
+    #[arg(
+        long,
+        env = "CAREPATH_SMTP_FROM",
+        default_value = "Carepath Health Plan <notices@carepath.example>"
+    )]
+    pub smtp_from: String,
+    #[arg(long, env = "CAREPATH_SMTP_USERNAME")]
+    pub smtp_username: Option<String>,
+    #[arg(long, env = "CAREPATH_SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+    /// URL of the HTTP fax gateway; unset, fax notices wait (retrying) until it is set.
+    #[arg(long, env = "CAREPATH_FAX_GATEWAY_URL")]
+    pub fax_gateway_url: Option<String>,
+    #[arg(long, env = "CAREPATH_FAX_GATEWAY_TOKEN", hide_env_values = true)]
+    pub fax_gateway_token: Option<String>,
+    /// The plan's sending fax number.
+    #[arg(long, env = "CAREPATH_FAX_FROM", default_value = "1-800-555-0143")]
+    pub fax_from: String,
+    /// Folder postal letters (PDF) and their manifest are written to. Defaults to
+    /// `print-batches` beside a SQLite database, or in the temporary folder.
+    #[arg(long, env = "CAREPATH_PRINT_BATCH_DIR")]
+    pub print_batch_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for NotifyArgs {
+    /// Leaves the SMTP password and the fax token out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyArgs")
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_from", &self.smtp_from)
+            .field("smtp_username", &self.smtp_username)
+            .field("fax_gateway_url", &self.fax_gateway_url)
+            .field("fax_from", &self.fax_from)
+            .field("print_batch_dir", &self.print_batch_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the dispatcher claims notices.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchOptions {
+    /// Notices claimed at once.
+    pub batch: u32,
+    /// How long a claimed notice stays with this dispatcher; longer than the slowest
+    /// channel's timeout, so a live dispatcher never loses a notice it is sending.
+    pub lease: Duration,
+    /// Pause when nothing is due.
+    pub idle_poll: Duration,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        DispatchOptions {
+            batch: 16,
+            lease: Duration::from_secs(120),
+            idle_poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Everything the notification area needs besides the database.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub email: EmailSettings,
+    /// `None`: fax notices fail as retryable until a gateway is configured.
+    pub fax: Option<FaxSettings>,
+    pub mail: MailSettings,
+    pub retry: RetryPolicy,
+    pub dispatch: DispatchOptions,
+}
+
+impl Default for NotifySettings {
+    /// A plaintext relay on this host, no fax gateway, letters in the temporary folder.
+    fn default() -> Self {
+        NotifySettings {
+            email: EmailSettings {
+                host: "127.0.0.1".into(),
+                port: 25,
+                tls: TlsMode::None,
+                credentials: None,
+                from: "Carepath Health Plan <notices@carepath.example>".into(),
+                timeout_secs: 30,
+            },
+            fax: None,
+            mail: MailSettings {
+                batch_dir: std::env::temp_dir().join("carepath-print-batches"),
+            },
+            retry: RetryPolicy::default(),
+            dispatch: DispatchOptions::default(),
+        }
+    }
+}
+
+/// The channels could not be set up (a bad From address, an unusable folder, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("notification settings: {0}")]
+pub struct SettingsError(pub String);
+
+impl NotifyArgs {
+    /// The settings these flags name; `database_url` places the default print folder.
+    pub fn settings(&self, database_url: &str) -> Result<NotifySettings, SettingsError> {
+        let tls = match self.smtp_tls.trim() {
+            "none" => TlsMode::None,
+            "starttls" => TlsMode::Starttls,
+            "tls" => TlsMode::Tls,
+            other => {
+                return Err(SettingsError(format!(
+                    "--smtp-tls {other:?}: expected none, starttls or tls"
+                )));
+            }
+        };
+        let credentials = match (&self.smtp_username, &self.smtp_password) {
+            (Some(username), Some(password)) => Some(SmtpCredentials {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(SettingsError(
+                    "--smtp-username and --smtp-password go together".into(),
+                ));
+            }
+        };
+        let batch_dir = self
+            .print_batch_dir
+            .clone()
+            .unwrap_or_else(|| default_print_dir(database_url));
+        let defaults = NotifySettings::default();
+        Ok(NotifySettings {
+            email: EmailSettings {
+                host: self.smtp_host.clone(),
+                port: self.smtp_port,
+                tls,
+                credentials,
+                from: self.smtp_from.clone(),
+                ..defaults.email
+            },
+            fax: self.fax_gateway_url.as_ref().map(|url| FaxSettings {
+                endpoint: url.clone(),
+                bearer_token: self.fax_gateway_token.clone(),
+                from: self.fax_from.clone(),
+                timeout_secs: 60,
+            }),
+            mail: MailSettings { batch_dir },
+            ..defaults
+        })
+    }
+}
+
+/// `print-batches` beside a SQLite file, else in the temporary folder.
+fn default_print_dir(database_url: &str) -> PathBuf {
+    let file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|p| p.split('?').next().unwrap_or(p))
+        .filter(|p| !p.is_empty() && *p != ":memory:");
+    match file {
+        Some(path) => PathBuf::from(path)
+            .parent()
+            .map(|d| d.join("print-batches"))
+            .unwrap_or_else(|| PathBuf::from("print-batches")),
+        None => std::env::temp_dir().join("carepath-print-batches"),
+    }
+}
+
+impl NotifySettings {
+    /// Builds every channel; a misconfiguration fails here, at start.
+    pub fn channels(&self) -> Result<Channels, SettingsError> {
+        let err = |e: carepath_notify::ChannelError| SettingsError(e.to_string());
+        let mut channels = Channels::new()
+            .with(Arc::new(EmailChannel::new(&self.email).map_err(err)?))
+            .with(Arc::new(MailChannel::new(&self.mail).map_err(err)?))
+            .with(Arc::new(PortalChannel));
+        if let Some(fax) = &self.fax {
+            channels = channels.with(Arc::new(FaxChannel::new(fax.clone()).map_err(err)?));
+        }
+        Ok(channels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        notify: NotifyArgs,
+    }
+
+    #[test]
+    fn flags_build_settings_and_keep_secrets_out_of_debug() {
+        let cli = Cli::parse_from([
+            "x",
+            "--smtp-port",
+            "2525",
+            "--smtp-tls",
+            "starttls",
+            "--smtp-username",
+            "notices",
+            "--smtp-password",
+            "s3cret-pw",
+            "--fax-gateway-url",
+            "http://127.0.0.1:9/fax",
+            "--fax-gateway-token",
+            "tok-123",
+        ]);
+        let s = cli.notify.settings("sqlite:///var/lib/cp/x.db").unwrap();
+        assert_eq!((s.email.port, s.email.tls), (2525, TlsMode::Starttls));
+        assert_eq!(s.mail.batch_dir, PathBuf::from("/var/lib/cp/print-batches"));
+        assert_eq!(s.fax.as_ref().unwrap().endpoint, "http://127.0.0.1:9/fax");
+        let shown = format!("{:?} {:?}", cli.notify, s);
+        assert!(
+            !shown.contains("s3cret-pw") && !shown.contains("tok-123"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        let cli = Cli::parse_from(["x", "--smtp-tls", "maybe"]);
+        assert!(cli.notify.settings("sqlite://a.db").is_err());
+        let cli = Cli::parse_from(["x", "--smtp-username", "u"]);
+        assert!(cli.notify.settings("sqlite://a.db").is_err());
+        let cli = Cli::parse_from(["x"]);
+        let s = cli.notify.settings("postgres://h/db").unwrap();
+        assert!(s.fax.is_none());
+        assert!(s.mail.batch_dir.ends_with("carepath-print-batches"));
+        assert_eq!(
+            default_print_dir("sqlite://carepath.db"),
+            PathBuf::from("print-batches")
+        );
+    }
+}

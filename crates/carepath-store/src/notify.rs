@@ -1,0 +1,426 @@
+//! Notices and their delivery: one row per notice an event called for (unique by its
+//! idempotency key, and by event, rule and recipient), claimed by dispatchers under a
+//! lease like outbox deliveries, with one row per delivery attempt.
+//!
+//! States: `pending` → `sending` (leased) → `sent` | `failed` (due again at
+//! `next_attempt_at`) | `dead`. A `sending` notice whose lease ran out (its dispatcher
+//! died) is claimed again; the channels pass the idempotency key on, so the retry does
+//! not send a second copy.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::{Backend, Page, Store, StoreError, Tx, on_db, on_tx};
+
+/// A notice to store, as planned and rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotice {
+    pub id: String,
+    pub idempotency_key: String,
+    pub event_id: String,
+    pub event_kind: String,
+    pub rule_id: String,
+    pub rules_version: String,
+    pub recipient_id: String,
+    pub recipient_role: String,
+    pub recipient_name: String,
+    pub member_id: Option<String>,
+    /// `email`, `fax`, `mail`, `portal`, or `none` for an unreachable recipient.
+    pub channel: String,
+    pub destination: String,
+    pub template_id: String,
+    pub template_version: i32,
+    pub language: String,
+    pub subject: String,
+    /// 0 for notices someone waits on, 1 otherwise; claimed in this order.
+    pub priority: i32,
+    pub planned: Option<Value>,
+    pub rendered: Option<Value>,
+    /// `pending`, or `dead` when it cannot be sent at all (unreachable, unrenderable).
+    pub state: String,
+    pub last_error: String,
+}
+
+/// A stored notice.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct NoticeRecord {
+    pub id: String,
+    pub idempotency_key: String,
+    pub event_id: String,
+    pub event_kind: String,
+    pub rule_id: String,
+    pub rules_version: String,
+    pub recipient_id: String,
+    pub recipient_role: String,
+    pub recipient_name: String,
+    pub member_id: Option<String>,
+    pub channel: String,
+    pub destination: String,
+    pub template_id: String,
+    pub template_version: i32,
+    pub language: String,
+    pub subject: String,
+    pub priority: i32,
+    pub planned: Option<Json<Value>>,
+    pub rendered: Option<Json<Value>>,
+    pub state: String,
+    pub attempts: i32,
+    pub tries: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub receipt_reference: String,
+    pub receipt_detail: String,
+    pub last_error: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NoticeAttempt {
+    pub notice_id: String,
+    pub number: i32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The channel accepted it: its reference and answer.
+    Sent { reference: String, detail: String },
+    /// Try again at `retry_at`.
+    Failed {
+        error: String,
+        retry_at: DateTime<Utc>,
+    },
+    /// Give up; staff see it and may resend.
+    Dead { error: String },
+}
+
+/// Notices created in a period, counted by channel and state.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NoticeCount {
+    pub channel: String,
+    pub state: String,
+    pub count: i64,
+}
+
+macro_rules! select_notice {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, idempotency_key, event_id, event_kind, rule_id, rules_version, recipient_id, recipient_role, recipient_name, member_id, channel, destination, template_id, template_version, language, subject, priority, planned, rendered, state, attempts, tries, next_attempt_at, lease_owner, lease_until, sent_at, receipt_reference, receipt_detail, last_error, created_at, updated_at FROM notice ",
+            $rest
+        )
+    };
+}
+
+/// Claims due notices: pending, failed and due, or sending with an expired lease.
+/// Immediate notices first, then oldest.
+const CLAIM_SQLITE: &str = "UPDATE notice
+    SET state = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1,
+        tries = tries + 1, updated_at = $3
+    WHERE id IN (
+        SELECT id FROM notice
+        WHERE (state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= $3))
+           OR (state = 'sending' AND lease_until < $3)
+        ORDER BY priority, created_at, id LIMIT $4)";
+
+const CLAIM_POSTGRES: &str = "UPDATE notice
+    SET state = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1,
+        tries = tries + 1, updated_at = $3
+    WHERE id IN (
+        SELECT id FROM notice
+        WHERE (state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= $3))
+           OR (state = 'sending' AND lease_until < $3)
+        ORDER BY priority, created_at, id LIMIT $4
+        FOR UPDATE SKIP LOCKED)";
+
+/// Microsecond precision, what both backends keep, so stored times compare exactly.
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+impl Tx {
+    /// Stores a notice unless one with the same key, or for the same event, rule and
+    /// recipient, already exists. Returns whether it was inserted.
+    pub async fn insert_notice(
+        &mut self,
+        n: &NewNotice,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = micros(now);
+        let inserted = on_tx!(self, c => sqlx::query(
+            "INSERT INTO notice (id, idempotency_key, event_id, event_kind, rule_id, rules_version,
+                recipient_id, recipient_role, recipient_name, member_id, channel, destination,
+                template_id, template_version, language, subject, priority, planned, rendered,
+                state, last_error, next_attempt_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                $18, $19, $20, $21, $22, $22, $22)
+             ON CONFLICT DO NOTHING")
+            .bind(&n.id).bind(&n.idempotency_key).bind(&n.event_id).bind(&n.event_kind)
+            .bind(&n.rule_id).bind(&n.rules_version).bind(&n.recipient_id).bind(&n.recipient_role)
+            .bind(&n.recipient_name).bind(n.member_id.clone()).bind(&n.channel).bind(&n.destination)
+            .bind(&n.template_id).bind(n.template_version).bind(&n.language).bind(&n.subject)
+            .bind(n.priority).bind(n.planned.as_ref().map(Json)).bind(n.rendered.as_ref().map(Json))
+            .bind(&n.state).bind(&n.last_error).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(inserted == 1)
+    }
+
+    /// Makes a failed or dead notice due again now, with a fresh retry budget and,
+    /// when given, newly rendered content. Returns false when the notice is in
+    /// another state (pending, sending or sent) or has nothing to send, in which case
+    /// nothing changes.
+    pub async fn resend_notice(
+        &mut self,
+        id: &str,
+        rendered: Option<&Value>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = micros(now);
+        let n = on_tx!(self, c => sqlx::query(
+            "UPDATE notice SET state = 'pending', tries = 0, next_attempt_at = $1, updated_at = $1,
+                rendered = COALESCE($2, rendered)
+             WHERE id = $3 AND state IN ('failed', 'dead') AND channel <> 'none'
+               AND (rendered IS NOT NULL OR $2 IS NOT NULL)")
+            .bind(now).bind(rendered.map(Json)).bind(id)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+}
+
+impl Store {
+    /// Claims up to `limit` due notices for a fresh owner until `now + lease`, and
+    /// opens an attempt for each (closing as abandoned any attempt a dead worker left
+    /// open). Concurrent dispatchers never get the same notice while its lease runs.
+    pub async fn claim_notices(
+        &self,
+        limit: u32,
+        lease: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(String, Vec<NoticeRecord>), StoreError> {
+        let now = micros(now);
+        let owner = uuid::Uuid::now_v7().to_string();
+        let sql = match self.backend() {
+            Backend::Sqlite => CLAIM_SQLITE,
+            Backend::Postgres => CLAIM_POSTGRES,
+        };
+        let mut tx = self.begin().await?;
+        let claimed = on_tx!(&mut tx, c => sqlx::query(sql)
+            .bind(&owner).bind(now + lease).bind(now).bind(i64::from(limit))
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        if claimed == 0 {
+            tx.rollback_quietly().await;
+            return Ok((owner, Vec::new()));
+        }
+        on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE notice_attempt SET outcome = 'abandoned', finished_at = $1,
+                detail = 'the worker stopped before recording an outcome; lease expired'
+             WHERE finished_at IS NULL
+               AND notice_id IN (SELECT id FROM notice WHERE lease_owner = $2)")
+            .bind(now).bind(&owner).execute(c).await.map(|r| r.rows_affected()))?;
+        on_tx!(&mut tx, c => sqlx::query(
+            "INSERT INTO notice_attempt (notice_id, number, started_at, outcome)
+             SELECT id, attempts, $1, 'sending' FROM notice WHERE lease_owner = $2")
+            .bind(now).bind(&owner).execute(c).await.map(|r| r.rows_affected()))?;
+        let rows: Vec<NoticeRecord> = on_tx!(&mut tx, c => sqlx::query_as(select_notice!(
+            "WHERE lease_owner = $1 AND state = 'sending' ORDER BY priority, created_at, id"))
+            .bind(&owner).fetch_all(c).await)?;
+        tx.commit().await?;
+        Ok((owner, rows))
+    }
+
+    /// Records how the attempt on a claimed notice ended. Returns false when the lease
+    /// was lost (another dispatcher took the notice over), in which case nothing
+    /// changes.
+    pub async fn finish_notice(
+        &self,
+        id: &str,
+        owner: &str,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = micros(now);
+        let mut tx = self.begin().await?;
+        let (state, detail) = match outcome {
+            DeliveryOutcome::Sent { reference, detail } => {
+                let n = on_tx!(&mut tx, c => sqlx::query(
+                    "UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = $2,
+                        receipt_detail = $3, last_error = '', next_attempt_at = NULL,
+                        lease_owner = NULL, lease_until = NULL, updated_at = $1
+                     WHERE id = $4 AND lease_owner = $5 AND state = 'sending'")
+                    .bind(now).bind(reference).bind(detail).bind(id).bind(owner)
+                    .execute(c).await.map(|r| r.rows_affected()))?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                ("sent", format!("{reference}: {detail}"))
+            }
+            DeliveryOutcome::Failed { error, retry_at } => {
+                let n = on_tx!(&mut tx, c => sqlx::query(
+                    "UPDATE notice SET state = 'failed', next_attempt_at = $1, last_error = $2,
+                        lease_owner = NULL, lease_until = NULL, updated_at = $3
+                     WHERE id = $4 AND lease_owner = $5 AND state = 'sending'")
+                    .bind(micros(*retry_at)).bind(error).bind(now).bind(id).bind(owner)
+                    .execute(c).await.map(|r| r.rows_affected()))?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                ("failed", error.clone())
+            }
+            DeliveryOutcome::Dead { error } => {
+                let n = on_tx!(&mut tx, c => sqlx::query(
+                    "UPDATE notice SET state = 'dead', next_attempt_at = NULL, last_error = $1,
+                        lease_owner = NULL, lease_until = NULL, updated_at = $2
+                     WHERE id = $3 AND lease_owner = $4 AND state = 'sending'")
+                    .bind(error).bind(now).bind(id).bind(owner)
+                    .execute(c).await.map(|r| r.rows_affected()))?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                ("dead", error.clone())
+            }
+        };
+        on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE notice_attempt SET outcome = $1, detail = $2, finished_at = $3
+             WHERE notice_id = $4 AND finished_at IS NULL")
+            .bind(state).bind(detail).bind(now).bind(id)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn get_notice(&self, id: &str) -> Result<NoticeRecord, StoreError> {
+        let row: Option<NoticeRecord> = on_db!(self, c => sqlx::query_as(select_notice!("WHERE id = $1"))
+            .bind(id).fetch_optional(c).await)?;
+        row.ok_or_else(|| StoreError::NotFound {
+            kind: "notice",
+            id: id.to_owned(),
+        })
+    }
+
+    /// Every attempt on a notice, oldest first.
+    pub async fn notice_attempts(&self, id: &str) -> Result<Vec<NoticeAttempt>, StoreError> {
+        Ok(on_db!(self, c => sqlx::query_as(
+            "SELECT notice_id, number, started_at, finished_at, outcome, detail
+             FROM notice_attempt WHERE notice_id = $1 ORDER BY number")
+            .bind(id).fetch_all(c).await)?)
+    }
+
+    /// The notices an event produced, in key order.
+    pub async fn notices_for_event(&self, event_id: &str) -> Result<Vec<NoticeRecord>, StoreError> {
+        Ok(on_db!(self, c => sqlx::query_as(select_notice!(
+            "WHERE event_id = $1 ORDER BY idempotency_key"))
+            .bind(event_id).fetch_all(c).await)?)
+    }
+
+    /// A recipient's notices (everyone's when `recipient` is None), newest first,
+    /// keyset-paged on (created_at, id).
+    pub async fn list_notices(
+        &self,
+        recipient: Option<&str>,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<Page<NoticeRecord>, StoreError> {
+        let (before_at, before_id) = decode_token(page_token);
+        let rows: Vec<NoticeRecord> = on_db!(self, c => sqlx::query_as(select_notice!(
+            "WHERE ($1 = '' OR recipient_id = $1)
+               AND (created_at < $2 OR (created_at = $2 AND id < $3))
+             ORDER BY created_at DESC, id DESC LIMIT $4"))
+            .bind(recipient.unwrap_or_default()).bind(before_at).bind(before_id)
+            .bind(i64::from(page_size) + 1)
+            .fetch_all(c).await)?;
+        Ok(page_of(rows, page_size))
+    }
+
+    /// Failed and dead notices (or only those in `state`), newest first.
+    pub async fn list_failed_notices(
+        &self,
+        state: Option<&str>,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<Page<NoticeRecord>, StoreError> {
+        let (before_at, before_id) = decode_token(page_token);
+        let rows: Vec<NoticeRecord> = on_db!(self, c => sqlx::query_as(select_notice!(
+            "WHERE (($1 = '' AND state IN ('failed', 'dead')) OR state = $1)
+               AND (created_at < $2 OR (created_at = $2 AND id < $3))
+             ORDER BY created_at DESC, id DESC LIMIT $4"))
+            .bind(state.unwrap_or_default()).bind(before_at).bind(before_id)
+            .bind(i64::from(page_size) + 1)
+            .fetch_all(c).await)?;
+        Ok(page_of(rows, page_size))
+    }
+
+    /// Notices created in `[from, to)`, counted by channel and state.
+    pub async fn notice_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<NoticeCount>, StoreError> {
+        Ok(on_db!(self, c => sqlx::query_as(
+            "SELECT channel, state, COUNT(*) AS count FROM notice
+             WHERE created_at >= $1 AND created_at < $2
+             GROUP BY channel, state ORDER BY channel, state")
+            .bind(from).bind(to).fetch_all(c).await)?)
+    }
+}
+
+impl Tx {
+    /// Rolls back, ignoring errors: for read-nothing paths that opened a transaction.
+    async fn rollback_quietly(self) {
+        let _ = match self {
+            Tx::Sqlite(t) => t.rollback().await,
+            Tx::Postgres(t) => t.rollback().await,
+        };
+    }
+}
+
+fn far_future() -> DateTime<Utc> {
+    "9999-12-31T00:00:00Z".parse().expect("valid instant")
+}
+
+fn encode_token(at: DateTime<Utc>, id: &str) -> String {
+    format!(
+        "{}|{id}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    )
+}
+
+fn decode_token(token: &str) -> (DateTime<Utc>, String) {
+    token
+        .split_once('|')
+        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
+        .unwrap_or_else(|| (far_future(), String::new()))
+}
+
+fn page_of(mut rows: Vec<NoticeRecord>, page_size: u32) -> Page<NoticeRecord> {
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let next_page_token = if more {
+        rows.last().map(|r| encode_token(r.created_at, &r.id))
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        next_page_token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip() {
+        let at: DateTime<Utc> = "2026-11-25T15:00:00.123456Z".parse().unwrap();
+        assert_eq!(decode_token(&encode_token(at, "n-1")), (at, "n-1".into()));
+        assert_eq!(decode_token("garbage").0, far_future());
+    }
+}
