@@ -8,6 +8,7 @@
 //! really ran leaves a file there, so CI can prove the suite ran.
 
 pub mod load;
+pub mod notify_support;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -180,6 +181,15 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
     _keys: tempfile::TempDir,
+    /// The server's own runtime, when started with [`TestServer::start_with`].
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// Settings for [`TestServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Where notices go out (SMTP server, fax gateway, print folder, retries).
+    pub notify: carepath_server::notify::settings::NotifySettings,
 }
 
 /// The instant test servers start at: a Monday morning in New York.
@@ -221,6 +231,74 @@ impl TestServer {
             stop: Some(stop),
             handle: Some(handle),
             _keys: keys,
+            runtime: None,
+        }
+    }
+
+    /// Starts every area over `db` like [`TestServer::start`], with `options`, in a
+    /// runtime and database pool of its own, so [`TestServer::kill`] can stop it the
+    /// way a killed process stops.
+    pub async fn start_with(db: &TestDb, options: ServerOptions) -> TestServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let url = db.url.clone();
+        let store = runtime
+            .spawn(async move { Store::connect(&url).await.expect("server database") })
+            .await
+            .expect("connect");
+        let keys = tempfile::tempdir().expect("temp dir");
+        let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
+        let clock = Arc::new(FixedClock::new(test_start()));
+        let app = App {
+            store,
+            clock: clock.clone() as Arc<dyn Clock>,
+            calendar: Arc::new(BusinessCalendar::us_federal()),
+            auth: Arc::new(auth),
+        };
+        carepath_server::cli::load_demo(&db.store)
+            .await
+            .expect("demo data");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = app.clone();
+        let handle = runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener).expect("listener");
+            carepath_server::server::serve_with(
+                served,
+                listener,
+                Area::ALL,
+                Limits::default(),
+                &options.notify,
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .expect("server runs");
+        });
+        TestServer {
+            addr,
+            app,
+            clock,
+            stop: Some(stop),
+            handle: Some(handle),
+            _keys: keys,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Stops a server started with [`TestServer::start_with`] as a crash would: every
+    /// task stops where it stands; nothing is finished, acknowledged or recorded.
+    pub fn kill(mut self) {
+        self.stop.take();
+        self.handle.take();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 
@@ -274,6 +352,9 @@ impl TestServer {
         if let Some(handle) = self.handle.take() {
             handle.await.expect("server task");
         }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -281,6 +362,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

@@ -2,8 +2,14 @@
 //! minted from the server's own signing key.
 
 use carepath_core::{Actor, Role};
-use carepath_proto::directory::v1::{
-    GetPlanRequest, directory_service_client::DirectoryServiceClient,
+use carepath_proto::{
+    common::v1::{Setting, Urgency},
+    directory::v1::{GetPlanRequest, directory_service_client::DirectoryServiceClient},
+    oncology::v1::{SubmitPlanRequest, oncology_service_client::OncologyServiceClient},
+    precert::v1::{
+        ClinicalAnswer, RecordReference, ServiceLine, SubmitRequest, clinical_answer,
+        precert_service_client::PrecertServiceClient,
+    },
 };
 use carepath_server::cli::{DbArgs, KeyArgs, authenticator};
 use tonic::transport::Channel;
@@ -13,6 +19,11 @@ use tonic::transport::Channel;
 pub enum ScenarioKind {
     /// `DirectoryService/GetPlan`: authenticated, one indexed read; the baseline.
     Baseline,
+    /// `PrecertService/Submit`: an MRI request approved at once (case, events and
+    /// audit entry committed durably).
+    Submit,
+    /// `OncologyService/SubmitPlan`: a TCHP plan evaluated, approved, stored.
+    SubmitPlan,
 }
 
 /// A connected scenario, cheap to share between tasks.
@@ -21,6 +32,11 @@ pub struct Scenario {
     kind: ScenarioKind,
     channel: Channel,
     admin: String,
+    imaging: String,
+    oncologist: String,
+    /// Distinguishes request ids between runs against the same database.
+    run: String,
+    tchp: carepath_proto::oncology::v1::TreatmentPlan,
 }
 
 fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
@@ -49,20 +65,25 @@ impl Scenario {
             database_url: database_url.to_owned(),
         };
         let auth = authenticator(&keys, &db)?;
-        let admin = auth.mint(
-            &Actor::new(Role::Admin, "AD-001")?,
-            chrono::Utc::now(),
-            chrono::Duration::hours(1),
-        )?;
+        let now = chrono::Utc::now();
+        let hour = chrono::Duration::hours(1);
+        let admin = auth.mint(&Actor::new(Role::Admin, "AD-001")?, now, hour)?;
+        let imaging = auth.mint(&Actor::new(Role::Provider, IMAGING)?, now, hour)?;
+        let oncologist = auth.mint(&Actor::new(Role::Provider, ONCOLOGIST)?, now, hour)?;
         Ok(Scenario {
             kind,
             channel,
             admin,
+            imaging,
+            oncologist,
+            run: uuid::Uuid::now_v7().simple().to_string(),
+            tchp: tchp_plan(),
         })
     }
 
     /// Makes call number `i` of `worker`.
-    pub async fn call(&self, _worker: u64, _i: u64) -> Result<(), tonic::Status> {
+    pub async fn call(&self, worker: u64, i: u64) -> Result<(), tonic::Status> {
+        let request_id = format!("load-{}-{worker}-{i}", self.run);
         match self.kind {
             ScenarioKind::Baseline => {
                 let mut client = DirectoryServiceClient::new(self.channel.clone());
@@ -74,8 +95,91 @@ impl Scenario {
                         },
                     ))
                     .await?;
-                Ok(())
+            }
+            ScenarioKind::Submit => {
+                let mut client = PrecertServiceClient::new(self.channel.clone());
+                client
+                    .submit(bearer(&self.imaging, mri(request_id)))
+                    .await?;
+            }
+            ScenarioKind::SubmitPlan => {
+                let mut client = OncologyServiceClient::new(self.channel.clone());
+                let request = SubmitPlanRequest {
+                    request_id,
+                    member_id: "M100001".into(),
+                    treating_provider_npi: ONCOLOGIST.into(),
+                    servicing_provider_npi: String::new(),
+                    urgency: Urgency::Urgent as i32,
+                    start_date: "2026-12-01".into(),
+                    plan: Some(self.tchp.clone()),
+                };
+                client
+                    .submit_plan(bearer(&self.oncologist, request))
+                    .await?;
             }
         }
+        Ok(())
     }
+}
+
+const IMAGING: &str = "1184649790";
+const ONCOLOGIST: &str = "1381083801";
+
+fn mri(request_id: String) -> SubmitRequest {
+    SubmitRequest {
+        request_id,
+        member_id: "M100001".into(),
+        requesting_provider_npi: IMAGING.into(),
+        servicing_provider_npi: IMAGING.into(),
+        lines: vec![ServiceLine {
+            service_code: "70553".into(),
+            units: 1,
+            date_of_service: "2026-12-01".into(),
+            setting: Setting::Outpatient as i32,
+            ..Default::default()
+        }],
+        diagnoses: vec!["G43.909".into()],
+        urgency: Urgency::Routine as i32,
+        answers: vec![ClinicalAnswer {
+            question_id: "red_flag_symptoms".into(),
+            value: Some(clinical_answer::Value::Flag(true)),
+        }],
+        records: vec![RecordReference {
+            id: "note-1".into(),
+            document: "clinical_notes".into(),
+        }],
+    }
+}
+
+/// TCHP for HER2-positive early breast cancer at an office, with its supportive care.
+fn tchp_plan() -> carepath_proto::oncology::v1::TreatmentPlan {
+    use carepath_oncology::{
+        Catalogue, ClinicalContext, Intent, LineOfTherapy, PatientFactors, SiteOfService,
+        StageGroup, TreatmentPlan, adopt_alternative,
+    };
+    let base = TreatmentPlan {
+        diagnosis: carepath_core::Icd10Code::parse("C50.911").expect("valid code"),
+        cancer_id: None,
+        context: ClinicalContext {
+            stage_group: StageGroup::parse("II").ok(),
+            biomarkers: [("HER2".to_owned(), "positive".to_owned())].into(),
+            histology: None,
+            line: Some(LineOfTherapy::Neoadjuvant),
+            intent: Some(Intent::Curative),
+            performance_status: Some(0),
+        },
+        patient: PatientFactors {
+            age_years: Some(52),
+            body_surface_area_m2: Some(1.8),
+            weight_kg: Some(70.0),
+            creatinine_clearance_ml_min: Some(95.0),
+            risk_factors: Default::default(),
+        },
+        drugs: Vec::new(),
+        supportive: Vec::new(),
+        site_of_service: Some(SiteOfService::Office),
+    };
+    let plan =
+        adopt_alternative(&Catalogue::shipped(), &base, "tchp").expect("tchp is in the catalogue");
+    carepath_server::oncology::plan_to_proto(&plan)
 }

@@ -1,2 +1,13 @@
-//! Thin service binary (being written).
-fn main() {}
+//! `carepath-cases-server`: nurse case management alone, with the consumer that opens
+//! cases from oncology plans, inpatient approvals and second-opinion requests, for
+//! deployments that run each area in its own process over a shared database.
+
+use carepath_server::{Area, cli};
+
+fn main() -> std::process::ExitCode {
+    cli::thin_main(
+        "carepath-cases-server",
+        "carepath case management service (carepath.cases.v1.CaseService)",
+        &[Area::Cases],
+    )
+}

@@ -109,17 +109,59 @@ mod tests {
     fn specialty_then_language_then_caseload() {
         let cases = [
             // oncology, english: both oncology nurses speak it; lighter caseload wins
-            (CaseKind::Oncology, "en", [5, 0, 0, 0, 3], 60, Some("RN-005")),
+            (
+                CaseKind::Oncology,
+                "en",
+                [5, 0, 0, 0, 3],
+                60,
+                Some("RN-005"),
+            ),
             // french speaker: RN-005 even with more cases
-            (CaseKind::Oncology, "fr", [1, 0, 0, 0, 9], 60, Some("RN-005")),
+            (
+                CaseKind::Oncology,
+                "fr",
+                [1, 0, 0, 0, 9],
+                60,
+                Some("RN-005"),
+            ),
             // spanish speaker: RN-001
-            (CaseKind::Oncology, "es", [9, 0, 0, 0, 1], 60, Some("RN-001")),
+            (
+                CaseKind::Oncology,
+                "es",
+                [9, 0, 0, 0, 1],
+                60,
+                Some("RN-001"),
+            ),
             // tie on everything: the lower staff id
-            (CaseKind::Oncology, "en", [2, 0, 0, 0, 2], 60, Some("RN-001")),
+            (
+                CaseKind::Oncology,
+                "en",
+                [2, 0, 0, 0, 2],
+                60,
+                Some("RN-001"),
+            ),
             // both oncology nurses full: a general nurse
-            (CaseKind::Oncology, "en", [60, 0, 0, 0, 60], 60, Some("RN-004")),
-            (CaseKind::Transitions, "ar", [0, 0, 10, 0, 0], 60, Some("RN-003")),
-            (CaseKind::DecisionSupport, "ar", [0, 0, 0, 0, 0], 60, Some("RN-004")),
+            (
+                CaseKind::Oncology,
+                "en",
+                [60, 0, 0, 0, 60],
+                60,
+                Some("RN-004"),
+            ),
+            (
+                CaseKind::Transitions,
+                "ar",
+                [0, 0, 10, 0, 0],
+                60,
+                Some("RN-003"),
+            ),
+            (
+                CaseKind::DecisionSupport,
+                "ar",
+                [0, 0, 0, 0, 0],
+                60,
+                Some("RN-004"),
+            ),
             (CaseKind::General, "en", [1, 1, 1, 1, 1], 1, None),
         ];
         for (kind, lang, load, cap, expect) in cases {

@@ -62,7 +62,10 @@ pub const MAX_TEXT: usize = 4000;
 pub enum CaseError {
     /// The command is not allowed from where the case (or one of its items) stands.
     #[error("cannot {action}: {reason}")]
-    IllegalTransition { action: &'static str, reason: String },
+    IllegalTransition {
+        action: &'static str,
+        reason: String,
+    },
     #[error("permission denied to {action}: {reason}")]
     PermissionDenied {
         action: &'static str,
@@ -951,7 +954,10 @@ impl ManagedCase {
         // A closed case still takes notes (a follow-up after closure) but nothing
         // that reaches the member would make sense without an open case.
         if !self.is_open() && new.channel != InteractionChannel::Note {
-            return Err(illegal(ACTION, "the case is closed; only notes may be added"));
+            return Err(illegal(
+                ACTION,
+                "the case is closed; only notes may be added",
+            ));
         }
         let interaction = Interaction {
             id: Self::next_id("I", self.interactions.len()),
@@ -999,7 +1005,10 @@ impl ManagedCase {
         self.require_open(ACTION)?;
         let mut invalid = Invalid::new();
         if new.from_setting == new.to_setting && new.from_facility == new.to_facility {
-            invalid.push("to_setting", "must differ from the setting the member leaves");
+            invalid.push(
+                "to_setting",
+                "must differ from the setting the member leaves",
+            );
         }
         if new.arrival_date < new.discharge_date {
             invalid.push("arrival_date", "must not be before the discharge date");
@@ -1066,7 +1075,12 @@ impl ManagedCase {
             updated_at: now,
         };
         self.services.push(service.clone());
-        self.record(who, now, "arrange_service", format!("{} {}", service.id, service.kind));
+        self.record(
+            who,
+            now,
+            "arrange_service",
+            format!("{} {}", service.id, service.kind),
+        );
         let event = self.event(event_kinds::SERVICE_REQUESTED, now, service_json(&service));
         Ok((service, vec![event]))
     }
@@ -1098,7 +1112,9 @@ impl ManagedCase {
             ));
         }
         if state.is_none() && precert_case_id.is_none() {
-            return Err(Invalid::field("state", "give a new state or a precertification case").into());
+            return Err(
+                Invalid::field("state", "give a new state or a precertification case").into(),
+            );
         }
         if let Some(state) = state {
             service.state = state;
@@ -1130,7 +1146,15 @@ impl ManagedCase {
         let mut invalid = Invalid::new();
         let notes = text("notes", &new.notes, false, &mut invalid);
         invalid.into_result()?;
-        Ok(self.push_decision_support(&who.actor.subject, who, new.reason, new.diagnosis, new.specialty, notes, now))
+        Ok(self.push_decision_support(
+            &who.actor.subject,
+            who,
+            new.reason,
+            new.diagnosis,
+            new.specialty,
+            notes,
+            now,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1155,7 +1179,12 @@ impl ManagedCase {
             care_abroad: None,
         };
         self.decision_support.push(request.clone());
-        self.record(who, now, "request_decision_support", format!("{} {reason}", request.id));
+        self.record(
+            who,
+            now,
+            "request_decision_support",
+            format!("{} {reason}", request.id),
+        );
         let event = self.event(
             event_kinds::DECISION_SUPPORT_REQUESTED,
             now,
@@ -1232,7 +1261,11 @@ impl ManagedCase {
             ..assessment
         });
         self.record(who, now, "assess_care_abroad", decision_support_id);
-        Ok(vec![self.event(event_kinds::CARE_ABROAD_ASSESSED, now, payload)])
+        Ok(vec![self.event(
+            event_kinds::CARE_ABROAD_ASSESSED,
+            now,
+            payload,
+        )])
     }
 
     /// Records the member's agreement (or its withdrawal) that a provider who treats

@@ -26,16 +26,15 @@ pub use assign::{DEFAULT_CASELOAD_CAP, NurseCandidate, choose_nurse, has_capacit
 pub use case::{
     AGGREGATE_KIND, ArrangedService, Assignment, Caller, CareAbroadAssessment, CareTransition,
     CaseError, Consent, DecisionSupport, EventDraft, Goal, HistoryEntry, Interaction, MAX_TEXT,
-    ManagedCase, NewDecisionSupport, NewGoal, NewInteraction, NewService, NewTask,
-    NewTransition, NurseRef, Referral, Satisfaction, Task, TaskChange, View, event_kinds,
-    phase_move_allowed,
+    ManagedCase, NewDecisionSupport, NewGoal, NewInteraction, NewService, NewTask, NewTransition,
+    NurseRef, Referral, Satisfaction, Task, TaskChange, View, event_kinds, phase_move_allowed,
 };
 pub use model::{
     CareAbroad, CareSetting, CaseKind, DecisionReason, GoalStatus, InteractionChannel, Outcome,
     Phase, Priority, ReferralSource, ServiceKind, ServiceState, TaskStatus, UnknownName,
 };
 pub use referral::{
-    AutoReferral, ONCOLOGY_PLAN_SUBMITTED, PRECERT_APPROVED, REFERRAL_EVENT_KINDS,
-    ReferralError, SECOND_OPINION_SUBMITTED, TRANSITION_CATEGORIES, referral_from_event,
+    AutoReferral, ONCOLOGY_PLAN_SUBMITTED, PRECERT_APPROVED, REFERRAL_EVENT_KINDS, ReferralError,
+    SECOND_OPINION_SUBMITTED, TRANSITION_CATEGORIES, referral_from_event,
 };
 pub use satisfaction::SatisfactionReport;

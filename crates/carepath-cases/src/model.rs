@@ -428,13 +428,13 @@ mod tests {
     fn names_round_trip_and_match_serde() {
         for kind in CaseKind::ALL {
             assert_eq!(CaseKind::parse(kind.as_str()), Ok(*kind));
-            assert_eq!(
-                serde_json::to_string(kind).unwrap(),
-                format!("\"{kind}\"")
-            );
+            assert_eq!(serde_json::to_string(kind).unwrap(), format!("\"{kind}\""));
         }
         for phase in Phase::ALL {
-            assert_eq!(serde_json::to_string(phase).unwrap(), format!("\"{phase}\""));
+            assert_eq!(
+                serde_json::to_string(phase).unwrap(),
+                format!("\"{phase}\"")
+            );
         }
         for c in InteractionChannel::ALL {
             assert_eq!(serde_json::to_string(c).unwrap(), format!("\"{c}\""));

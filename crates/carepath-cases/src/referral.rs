@@ -212,7 +212,11 @@ mod tests {
         assert_eq!(r.member_id.as_str(), "M100001");
         assert_eq!(r.referral.source_id.as_deref(), Some("OP-1"));
         assert_eq!(r.referral.event_id.as_deref(), Some("ev-1"));
-        assert!(r.referral.reason.contains("off pathway"), "{}", r.referral.reason);
+        assert!(
+            r.referral.reason.contains("off pathway"),
+            "{}",
+            r.referral.reason
+        );
     }
 
     #[test]
@@ -231,7 +235,11 @@ mod tests {
             json!({"case_id": "PA-2", "services": [{"line": 0, "code": "70553", "category": "advanced_imaging"}]}),
         );
         assert_eq!(referral_from_event(&mri).unwrap(), None);
-        let broken = event(PRECERT_APPROVED, Some("M100002"), json!({"case_id": "PA-3"}));
+        let broken = event(
+            PRECERT_APPROVED,
+            Some("M100002"),
+            json!({"case_id": "PA-3"}),
+        );
         assert!(referral_from_event(&broken).is_err());
     }
 
@@ -254,8 +262,8 @@ mod tests {
 
     #[test]
     fn an_event_without_a_member_cannot_be_read() {
-        let err = referral_from_event(&event(SECOND_OPINION_SUBMITTED, None, json!({})))
-            .unwrap_err();
+        let err =
+            referral_from_event(&event(SECOND_OPINION_SUBMITTED, None, json!({}))).unwrap_err();
         assert!(err.to_string().contains("member_id"), "{err}");
     }
 }

@@ -68,15 +68,31 @@ fn a_case_from_referral_to_rating() {
     assert_eq!(case.view_for(&rn1.actor), View::Full, "unassigned queue");
     assert!(is_denied(case.add_goal(
         &rn1,
-        NewGoal { description: "x".into(), target_date: day("2027-01-01") },
+        NewGoal {
+            description: "x".into(),
+            target_date: day("2027-01-01")
+        },
         now
     )));
-    case.assign(&rn1, nurse_ref("RN-001"), "claim", now).unwrap();
+    case.assign(&rn1, nurse_ref("RN-001"), "claim", now)
+        .unwrap();
     assert_eq!(case.view_for(&rn5.actor), View::None);
-    assert!(is_illegal(case.assign(&rn5, nurse_ref("RN-005"), "claim", now)));
+    assert!(is_illegal(case.assign(
+        &rn5,
+        nurse_ref("RN-005"),
+        "claim",
+        now
+    )));
 
     let (goal, _) = case
-        .add_goal(&rn1, NewGoal { description: "Complete 6 cycles".into(), target_date: day("2027-03-01") }, now)
+        .add_goal(
+            &rn1,
+            NewGoal {
+                description: "Complete 6 cycles".into(),
+                target_date: day("2027-03-01"),
+            },
+            now,
+        )
         .unwrap();
     for title in ["Call member", "Arrange antiemetics"] {
         case.add_task(
@@ -93,13 +109,24 @@ fn a_case_from_referral_to_rating() {
         .unwrap();
     }
     assert_eq!(case.overdue_tasks(day("2026-11-26")).len(), 2);
-    case.update_task(&rn1, "T1", TaskChange { status: Some(TaskStatus::Done), ..Default::default() }, now)
-        .unwrap();
+    case.update_task(
+        &rn1,
+        "T1",
+        TaskChange {
+            status: Some(TaskStatus::Done),
+            ..Default::default()
+        },
+        now,
+    )
+    .unwrap();
     assert_eq!(case.overdue_tasks(day("2026-11-26")).len(), 1);
     assert!(is_illegal(case.update_task(
         &rn1,
         "T1",
-        TaskChange { status: Some(TaskStatus::Open), ..Default::default() },
+        TaskChange {
+            status: Some(TaskStatus::Open),
+            ..Default::default()
+        },
         now
     )));
 
@@ -135,7 +162,10 @@ fn a_case_from_referral_to_rating() {
         now,
     )
     .unwrap();
-    assert!(!case.interactions[1].notify_member, "private notes never notify");
+    assert!(
+        !case.interactions[1].notify_member,
+        "private notes never notify"
+    );
     let shared = case.redacted(case.view_for(&member.actor));
     assert_eq!(shared.interactions.len(), 1);
 
@@ -171,19 +201,36 @@ fn a_case_from_referral_to_rating() {
         )
         .unwrap();
     assert!(service.needs_precertification);
-    assert!(is_illegal(case.update_service(&rn1, "S1", Some(ServiceState::Delivered), None, now)));
-    case.update_service(&rn1, "S1", Some(ServiceState::Arranged), None, now).unwrap();
+    assert!(is_illegal(case.update_service(
+        &rn1,
+        "S1",
+        Some(ServiceState::Delivered),
+        None,
+        now
+    )));
+    case.update_service(&rn1, "S1", Some(ServiceState::Arranged), None, now)
+        .unwrap();
 
-    assert!(is_illegal(case.rate(&member, 5, "", now)), "open cases are not rated");
+    assert!(
+        is_illegal(case.rate(&member, 5, "", now)),
+        "open cases are not rated"
+    );
     case.close(&rn1, Outcome::GoalsMet, "done", now).unwrap();
     assert!(is_illegal(case.add_goal(
         &rn1,
-        NewGoal { description: "x".into(), target_date: day("2027-01-01") },
+        NewGoal {
+            description: "x".into(),
+            target_date: day("2027-01-01")
+        },
         now
     )));
     assert!(is_denied(case.rate(&rn1, 5, "", now)));
-    assert!(matches!(case.rate(&member, 6, "", now), Err(CaseError::Invalid(_))));
-    case.rate(&member, 5, "very helpful", now + Duration::days(1)).unwrap();
+    assert!(matches!(
+        case.rate(&member, 6, "", now),
+        Err(CaseError::Invalid(_))
+    ));
+    case.rate(&member, 5, "very helpful", now + Duration::days(1))
+        .unwrap();
     assert!(is_illegal(case.rate(&member, 4, "", now)));
     assert_eq!(case.assignments[0].ended_at, Some(now));
 }
@@ -209,7 +256,9 @@ fn reassignment_keeps_the_history() {
     let admin = caller(Role::Admin, "AD-001");
     case.assign(&admin, nurse_ref("RN-001"), "", t0()).unwrap();
     let later = t0() + Duration::hours(2);
-    let events = case.assign(&admin, nurse_ref("RN-005"), "language", later).unwrap();
+    let events = case
+        .assign(&admin, nurse_ref("RN-005"), "language", later)
+        .unwrap();
     assert_eq!(events[0].payload["previous_nurse_id"], "RN-001");
     assert_eq!(case.assignments.len(), 2);
     assert_eq!(case.assignments[0].ended_at, Some(later));
@@ -224,7 +273,8 @@ fn providers_see_a_case_only_with_the_members_consent() {
     assert_eq!(case.view_for(&provider), View::None);
     let member = caller(Role::Member, "M100001");
     let npi = Npi::parse("1381083801").unwrap();
-    case.record_consent(&member, npi.clone(), true, t0()).unwrap();
+    case.record_consent(&member, npi.clone(), true, t0())
+        .unwrap();
     assert_eq!(case.view_for(&provider), View::Shared);
     case.record_consent(&member, npi, false, t0()).unwrap();
     assert_eq!(case.view_for(&provider), View::None);
@@ -235,7 +285,14 @@ fn providers_see_a_case_only_with_the_members_consent() {
 #[test]
 fn the_phase_graph_is_the_documented_one() {
     use Phase::*;
-    let open = [Screening, Assessment, Planning, Implementation, Monitoring, TransitionsOfCare];
+    let open = [
+        Screening,
+        Assessment,
+        Planning,
+        Implementation,
+        Monitoring,
+        TransitionsOfCare,
+    ];
     let allowed: Vec<_> = open
         .iter()
         .flat_map(|a| Phase::ALL.iter().map(move |b| (*a, *b)))

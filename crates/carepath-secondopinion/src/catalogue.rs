@@ -188,7 +188,10 @@ pub const FILES: [&str; 3] = ["groups.toml", "questionnaires.toml", "records.tom
 /// The data shipped in `data/secondopinion/`.
 pub fn shipped() -> Catalogue {
     Catalogue::load(
-        ("groups.toml", include_str!("../../../data/secondopinion/groups.toml")),
+        (
+            "groups.toml",
+            include_str!("../../../data/secondopinion/groups.toml"),
+        ),
         (
             "questionnaires.toml",
             include_str!("../../../data/secondopinion/questionnaires.toml"),
@@ -272,7 +275,10 @@ impl Catalogue {
             }
             for range in &group.diagnoses {
                 if !range.from.in_range(&range.from, &range.to) {
-                    p.push(&entry, format!("range {}-{} is reversed", range.from, range.to));
+                    p.push(
+                        &entry,
+                        format!("range {}-{} is reversed", range.from, range.to),
+                    );
                 }
             }
             if group.specialties.is_empty() {
@@ -304,7 +310,10 @@ impl Catalogue {
         };
         let mut seen = BTreeSet::new();
         for questionnaire in &q.questionnaires {
-            let entry = format!("questionnaire[{}@{}]", questionnaire.id, questionnaire.version);
+            let entry = format!(
+                "questionnaire[{}@{}]",
+                questionnaire.id, questionnaire.version
+            );
             if !seen.insert((questionnaire.id.as_str(), questionnaire.version)) {
                 p.push(&entry, "duplicate id and version");
             }
@@ -439,7 +448,10 @@ fn check_questions(p: &mut Problems<'_>, entry: &str, questions: &[Question]) {
             match earlier.iter().find(|e| e.id == when.question) {
                 None => p.push(
                     &at,
-                    format!("condition names {}, which is not an earlier question", when.question),
+                    format!(
+                        "condition names {}, which is not an earlier question",
+                        when.question
+                    ),
                 ),
                 Some(e) => {
                     let ok = match e.kind {
@@ -579,7 +591,10 @@ when = { question = "kind", equals = "c" }
         )
         .unwrap_err()
         .0;
-        let entries: Vec<_> = errors.iter().map(|e| (e.file.as_str(), e.entry.as_str(), e.message.as_str())).collect();
+        let entries: Vec<_> = errors
+            .iter()
+            .map(|e| (e.file.as_str(), e.entry.as_str(), e.message.as_str()))
+            .collect();
         assert_eq!(
             entries,
             [

@@ -12,9 +12,7 @@ pub enum Ineligible {
         "a second opinion is for non-emergency situations only; in an emergency, seek care at once"
     )]
     Emergency,
-    #[error(
-        "a second opinion needs a first opinion: say who gave it, when, and what it said"
-    )]
+    #[error("a second opinion needs a first opinion: say who gave it, when, and what it said")]
     NoFirstOpinion,
     #[error(
         "diagnosis {0} is not in a group that qualifies for a second opinion (life-threatening or life-altering diagnoses, serious or rare conditions, or major surgery recommended)"
@@ -85,7 +83,13 @@ mod tests {
             ("N18.6", false, false, true, Ok("chronic_kidney_disease")),
             ("C50.911", false, false, true, Ok("cancer")),
             ("M17.0", true, false, true, Ok("knee_osteoarthritis")),
-            ("M17.0", false, false, true, Err("major_surgery_not_recommended")),
+            (
+                "M17.0",
+                false,
+                false,
+                true,
+                Err("major_surgery_not_recommended"),
+            ),
             ("J06.9", true, false, true, Err("diagnosis_not_qualifying")),
             ("N18.6", false, true, true, Err("emergency")),
             ("N18.6", false, false, false, Err("no_first_opinion")),
@@ -103,7 +107,10 @@ mod tests {
             )
             .map(|g| g.id.as_str())
             .map_err(|e| e.code());
-            assert_eq!(got, expected, "{dx} surgery={surgery} emergency={emergency}");
+            assert_eq!(
+                got, expected,
+                "{dx} surgery={surgery} emergency={emergency}"
+            );
         }
     }
 }

@@ -27,13 +27,12 @@ pub use catalogue::{
 pub use eligibility::{EligibilityInput, Ineligible, check_eligibility};
 pub use matching::{Conflicts, MatchInput, NoExpert, choose_expert};
 pub use questionnaire::{
-    Answer, AnswerValue, Checked, Condition, MAX_TEXT_ANSWER, Question, QuestionType,
-    Questionnaire,
+    Answer, AnswerValue, Checked, Condition, MAX_TEXT_ANSWER, Question, QuestionType, Questionnaire,
 };
 pub use request::{
     AGGREGATE_KIND, Addendum, DiagnosisVerdict, Doctor, DoctorCopy, EventDraft, Expert,
-    FirstOpinion, FollowUp, FollowUpChannel, FollowUpQuestion, HistoryEntry, MAX_FOLLOW_UP_QUESTIONS,
-    MAX_TEXT, MedicalRecord, NewRecord, NewRequest, Opinion, OpinionDraft, Party,
-    QuestionResponse, QuestionnaireRef, RecordChannel, SecondOpinionRequest, Status,
+    FirstOpinion, FollowUp, FollowUpChannel, FollowUpQuestion, HistoryEntry,
+    MAX_FOLLOW_UP_QUESTIONS, MAX_TEXT, MedicalRecord, NewRecord, NewRequest, Opinion, OpinionDraft,
+    Party, QuestionResponse, QuestionnaireRef, RecordChannel, SecondOpinionRequest, Status,
     TreatmentVerdict, WorkflowError, check_text, event_kinds, may_request_for,
 };

@@ -61,7 +61,10 @@ pub fn choose_expert<'p>(
         })
         .filter(|p| Some(&p.npi) != input.conflicts.first_opinion_npi)
         .filter(|p| {
-            match (p.practice.as_deref(), input.conflicts.first_opinion_practice) {
+            match (
+                p.practice.as_deref(),
+                input.conflicts.first_opinion_practice,
+            ) {
                 (Some(a), Some(b)) => !same_practice(a, b),
                 _ => true,
             }
@@ -95,7 +98,14 @@ mod tests {
         Npi::parse(s).unwrap()
     }
 
-    fn pick(group: &str, language: &str, country: &str, first: Option<&str>, practice: Option<&str>, open: &[(&str, u32)]) -> Result<String, NoExpert> {
+    fn pick(
+        group: &str,
+        language: &str,
+        country: &str,
+        first: Option<&str>,
+        practice: Option<&str>,
+        open: &[(&str, u32)],
+    ) -> Result<String, NoExpert> {
         let bundle = DirectoryBundle::demo().unwrap();
         let c = crate::shipped();
         let first = first.map(npi);
@@ -121,12 +131,28 @@ mod tests {
     fn the_stories_get_their_experts() {
         // The UK member's own nephrologist gave the first opinion: the other one leads.
         assert_eq!(
-            pick("chronic_kidney_disease", "en", "GB", Some("1230457628"), Some("Caledonian Renal Practice"), &[]).unwrap(),
+            pick(
+                "chronic_kidney_disease",
+                "en",
+                "GB",
+                Some("1230457628"),
+                Some("Caledonian Renal Practice"),
+                &[]
+            )
+            .unwrap(),
             "1899844926"
         );
         // An Arabic speaker in Dubai: an Arabic-speaking expert outside the UAE.
         assert_eq!(
-            pick("knee_osteoarthritis", "ar", "AE", None, Some("Dubai Bone and Joint Centre"), &[]).unwrap(),
+            pick(
+                "knee_osteoarthritis",
+                "ar",
+                "AE",
+                None,
+                Some("Dubai Bone and Joint Centre"),
+                &[]
+            )
+            .unwrap(),
             "1740286731"
         );
     }
@@ -135,16 +161,40 @@ mod tests {
     fn conflicts_and_capacity_exclude() {
         // Same practice as the first-opinion physician.
         assert_eq!(
-            pick("knee_osteoarthritis", "ar", "AE", None, Some("lakeshore knee preservation center"), &[]).unwrap(),
+            pick(
+                "knee_osteoarthritis",
+                "ar",
+                "AE",
+                None,
+                Some("lakeshore knee preservation center"),
+                &[]
+            )
+            .unwrap(),
             "1495212221"
         );
         // At capacity.
         assert_eq!(
-            pick("knee_osteoarthritis", "ar", "AE", None, None, &[("1740286731", 2)]).unwrap(),
+            pick(
+                "knee_osteoarthritis",
+                "ar",
+                "AE",
+                None,
+                None,
+                &[("1740286731", 2)]
+            )
+            .unwrap(),
             "1495212221"
         );
         // Nobody left.
-        let err = pick("chronic_kidney_disease", "en", "GB", Some("1230457628"), None, &[("1899844926", 2)]).unwrap_err();
+        let err = pick(
+            "chronic_kidney_disease",
+            "en",
+            "GB",
+            Some("1230457628"),
+            None,
+            &[("1899844926", 2)],
+        )
+        .unwrap_err();
         assert_eq!(err.specialties, "nephrology");
     }
 }

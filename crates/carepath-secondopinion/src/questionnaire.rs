@@ -229,8 +229,14 @@ mod tests {
         let q = ckd();
         let base = vec![
             a("stage", AnswerValue::Choice("5".into())),
-            a("current_treatment", AnswerValue::Text("ACE inhibitor".into())),
-            a("questions_for_expert", AnswerValue::Text("Is this enough?".into())),
+            a(
+                "current_treatment",
+                AnswerValue::Text("ACE inhibitor".into()),
+            ),
+            a(
+                "questions_for_expert",
+                AnswerValue::Text("Is this enough?".into()),
+            ),
         ];
         let mut not_on_dialysis = base.clone();
         not_on_dialysis.push(a("on_dialysis", AnswerValue::YesNo(false)));
@@ -243,7 +249,12 @@ mod tests {
         assert_eq!(q.check(&base).unwrap().missing, ["on_dialysis"]);
         assert_eq!(
             q.check(&[]).unwrap().missing,
-            ["stage", "on_dialysis", "current_treatment", "questions_for_expert"]
+            [
+                "stage",
+                "on_dialysis",
+                "current_treatment",
+                "questions_for_expert"
+            ]
         );
     }
 

@@ -10,8 +10,8 @@
 //! as far as both allow. The turnaround clock starts when the records are complete.
 
 use carepath_core::{
-    Actor, Address, BusinessCalendar, ContactChannel, CountryCode, DomainEvent, Icd10Code,
-    Invalid, LanguageTag, MemberId, Npi, Role, Specialty, StaffId,
+    Actor, Address, BusinessCalendar, ContactChannel, CountryCode, DomainEvent, Icd10Code, Invalid,
+    LanguageTag, MemberId, Npi, Role, Specialty, StaffId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -96,7 +96,10 @@ impl Status {
     fn before_opinion(self) -> bool {
         matches!(
             self,
-            Status::Submitted | Status::AwaitingRecords | Status::AwaitingAssignment | Status::InReview
+            Status::Submitted
+                | Status::AwaitingRecords
+                | Status::AwaitingAssignment
+                | Status::InReview
         )
     }
 
@@ -406,7 +409,10 @@ pub enum WorkflowError {
     #[error("{0}")]
     NotAllowed(String),
     #[error("cannot {action} while the request is {status}")]
-    WrongState { action: &'static str, status: &'static str },
+    WrongState {
+        action: &'static str,
+        status: &'static str,
+    },
     /// A rule of the service forbids it now.
     #[error("{0}")]
     Rule(String),
@@ -484,7 +490,12 @@ pub struct EventDraft {
 }
 
 impl EventDraft {
-    pub fn into_event(self, id: String, request: &SecondOpinionRequest, at: DateTime<Utc>) -> DomainEvent {
+    pub fn into_event(
+        self,
+        id: String,
+        request: &SecondOpinionRequest,
+        at: DateTime<Utc>,
+    ) -> DomainEvent {
         DomainEvent {
             id,
             kind: self.kind.to_owned(),
@@ -672,7 +683,9 @@ impl SecondOpinionRequest {
         if party.is_member_side() {
             Ok(())
         } else {
-            Err(WorkflowError::NotAllowed(format!("only the member may {what}")))
+            Err(WorkflowError::NotAllowed(format!(
+                "only the member may {what}"
+            )))
         }
     }
 
@@ -717,8 +730,11 @@ impl SecondOpinionRequest {
             self.status = Status::AwaitingRecords;
             self.log(now, actor, "questionnaire_completed", "");
             events.push(self.event(event_kinds::QUESTIONNAIRE_COMPLETED, json!({})));
-            let missing: Vec<String> =
-                self.missing_records().iter().map(|r| r.label.clone()).collect();
+            let missing: Vec<String> = self
+                .missing_records()
+                .iter()
+                .map(|r| r.label.clone())
+                .collect();
             if !missing.is_empty() {
                 events.push(self.event(
                     event_kinds::RECORDS_MISSING,
@@ -731,7 +747,12 @@ impl SecondOpinionRequest {
             self.status = Status::AwaitingAssignment;
             self.records_complete_at = Some(now);
             self.due_at = Some(due);
-            self.log(now, actor, "records_complete", format!("opinion due {}", due.to_rfc3339()));
+            self.log(
+                now,
+                actor,
+                "records_complete",
+                format!("opinion due {}", due.to_rfc3339()),
+            );
             events.push(self.event(
                 event_kinds::RECORDS_RECEIVED,
                 json!({ "due_at": due, "records": self.records.len() }),
@@ -774,9 +795,15 @@ impl SecondOpinionRequest {
 
     /// Checks that `party` may add a record through `channel` now, so an upload can
     /// be refused before any bytes are kept.
-    pub fn may_add_record(&self, party: &Party, channel: RecordChannel) -> Result<(), WorkflowError> {
+    pub fn may_add_record(
+        &self,
+        party: &Party,
+        channel: RecordChannel,
+    ) -> Result<(), WorkflowError> {
         match channel {
-            RecordChannel::Upload if !(party.is_member_side() || matches!(party, Party::Nurse(_))) => {
+            RecordChannel::Upload
+                if !(party.is_member_side() || matches!(party, Party::Nurse(_))) =>
+            {
                 return Err(WorkflowError::NotAllowed(
                     "only the member or a nurse coordinator may upload records".into(),
                 ));
@@ -861,7 +888,12 @@ impl SecondOpinionRequest {
     }
 
     /// A nurse takes on coordination of the request.
-    pub fn coordinate(&mut self, party: &Party, actor: &Actor, now: DateTime<Utc>) -> Result<Vec<EventDraft>, WorkflowError> {
+    pub fn coordinate(
+        &mut self,
+        party: &Party,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EventDraft>, WorkflowError> {
         let id = Self::expect_nurse(party, "coordinate a request")?;
         self.coordinator = Some(id.clone());
         self.log(now, actor, "coordinator_assigned", id.to_string());
@@ -886,7 +918,9 @@ impl SecondOpinionRequest {
         if self.status != Status::InReview {
             return Err(self.wrong_state("publish the opinion"));
         }
-        draft.check(&self.diagnosis).map_err(|e| e.nest("opinion"))?;
+        draft
+            .check(&self.diagnosis)
+            .map_err(|e| e.nest("opinion"))?;
         let late = self.due_at.is_some_and(|due| now > due);
         let note = format!(
             "diagnosis {}, treatment {}",
@@ -933,11 +967,19 @@ impl SecondOpinionRequest {
             answers_question: None,
         });
         self.log(now, actor, "addendum_added", format!("addendum {number}"));
-        Ok(vec![self.event(event_kinds::ADDENDUM_ADDED, json!({ "addendum": number }))])
+        Ok(vec![self.event(
+            event_kinds::ADDENDUM_ADDED,
+            json!({ "addendum": number }),
+        )])
     }
 
     /// The member has read the opinion.
-    pub fn mark_reviewed(&mut self, party: &Party, actor: &Actor, now: DateTime<Utc>) -> Result<Vec<EventDraft>, WorkflowError> {
+    pub fn mark_reviewed(
+        &mut self,
+        party: &Party,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EventDraft>, WorkflowError> {
         Self::expect_member_side(party, "mark the opinion reviewed")?;
         if self.status != Status::OpinionPublished {
             return Err(self.wrong_state("mark the opinion reviewed"));
@@ -1054,7 +1096,10 @@ impl SecondOpinionRequest {
             answered_at: None,
         });
         self.log(now, actor, "question_asked", format!("question {number}"));
-        Ok(vec![self.event(event_kinds::QUESTION_ASKED, json!({ "question": number }))])
+        Ok(vec![self.event(
+            event_kinds::QUESTION_ASKED,
+            json!({ "question": number }),
+        )])
     }
 
     /// The lead physician answers a follow-up question; the answer is also kept as an
@@ -1093,7 +1138,12 @@ impl SecondOpinionRequest {
             added_at: now,
             answers_question: Some(number),
         });
-        self.log(now, actor, "question_answered", format!("question {number}"));
+        self.log(
+            now,
+            actor,
+            "question_answered",
+            format!("question {number}"),
+        );
         Ok(vec![self.event(
             event_kinds::QUESTION_ANSWERED,
             json!({ "question": number, "addendum": addendum }),
@@ -1129,7 +1179,10 @@ impl SecondOpinionRequest {
         self.closed_at = Some(now);
         self.closing_note = Some(note.clone());
         self.log(now, actor, "closed", note.clone());
-        Ok(vec![self.event(event_kinds::CLOSED, json!({ "closing_note": note }))])
+        Ok(vec![self.event(
+            event_kinds::CLOSED,
+            json!({ "closing_note": note }),
+        )])
     }
 
     /// The opinion as plain text, with its addenda: what a doctor's copy says.
@@ -1140,7 +1193,9 @@ impl SecondOpinionRequest {
         let d = &o.draft;
         let mut out = format!(
             "Second opinion on {} ({})\n\nDiagnosis: {}",
-            self.condition, self.diagnosis, d.diagnosis.as_str()
+            self.condition,
+            self.diagnosis,
+            d.diagnosis.as_str()
         );
         if let Some(rev) = &d.revised_diagnosis {
             out.push_str(&format!(" — {rev}"));

@@ -57,6 +57,10 @@ pub struct ServeArgs {
     pub demo: bool,
     #[command(flatten)]
     pub notify: crate::notify::settings::NotifyArgs,
+    /// Folder for uploaded second-opinion records. Defaults to `<database>.records`
+    /// beside a SQLite file (a temporary folder for PostgreSQL: set it in production).
+    #[arg(long, env = "CAREPATH_RECORDS_DIR")]
+    pub records_dir: Option<PathBuf>,
 }
 
 /// Errors of start-up and of the one-shot commands, shown to the operator.
@@ -237,6 +241,9 @@ pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError
             source,
         })?;
     tracing::info!(addr = %listener.local_addr().unwrap_or(args.listen), backend = ?store.backend(), "carepath listening");
+    if let Some(folder) = &args.records_dir {
+        crate::secondopinion::records::configure_folder(folder.clone());
+    }
     let notify = args
         .notify
         .settings(&args.db.database_url)

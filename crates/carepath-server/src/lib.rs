@@ -16,6 +16,7 @@ pub mod notify;
 pub mod oncology;
 pub mod outbox;
 pub mod precert;
+pub mod secondopinion;
 pub mod server;
 
 pub use context::App;

@@ -48,6 +48,8 @@ pub enum Area {
     Oncology,
     /// Nurse case management, with the referral consumer.
     Cases,
+    /// Remote expert second opinion.
+    SecondOpinion,
 }
 
 impl Area {
@@ -58,6 +60,7 @@ impl Area {
         Area::Notify,
         Area::Oncology,
         Area::Cases,
+        Area::SecondOpinion,
     ];
 
     /// The gRPC services the area exposes, by full name (for health).
@@ -68,6 +71,7 @@ impl Area {
             Area::Notify => &["carepath.notify.v1.NotificationService"],
             Area::Oncology => &["carepath.oncology.v1.OncologyService"],
             Area::Cases => &["carepath.cases.v1.CaseService"],
+            Area::SecondOpinion => &["carepath.secondopinion.v1.SecondOpinionService"],
         }
     }
 }
@@ -104,6 +108,8 @@ pub enum ServeError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Notify(#[from] crate::notify::NotifyError),
+    #[error("second-opinion record store: {0}")]
+    Records(std::io::Error),
 }
 
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -133,6 +139,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let mut notify_area = None;
+    let mut second_opinion: Option<crate::secondopinion::SecondOpinion> = None;
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
@@ -196,6 +203,17 @@ pub async fn serve_with(
                 ));
                 notify_area = Some(area);
             }
+            Area::SecondOpinion => {
+                let service = crate::secondopinion::SecondOpinion::for_app(app.clone())
+                    .map_err(ServeError::Records)?;
+                routes.add_service(InterceptedService::new(
+                    carepath_proto::secondopinion::v1::second_opinion_service_server::SecondOpinionServiceServer::new(service.clone())
+                        .max_decoding_message_size(limits.max_message_bytes)
+                        .max_encoding_message_size(limits.max_message_bytes),
+                    authenticate.clone(),
+                ));
+                second_opinion = Some(service);
+            }
         }
         names.extend_from_slice(area.service_names());
     }
@@ -216,7 +234,7 @@ pub async fn serve_with(
         tasks.push(tokio::spawn(crate::outbox::run_consumer(
             app.store.clone(),
             app.clock.clone(),
-            std::sync::Arc::new(area.handler),
+            Arc::new(area.handler),
             crate::outbox::ConsumerOptions::default(),
             background.clone(),
         )));
@@ -267,6 +285,13 @@ pub async fn serve_with(
             req
         });
 
+    // Open status watches end when shutdown begins, so they do not hold it open.
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(service) = &second_opinion {
+            service.stop_watchers();
+        }
+    };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let result = Server::builder()
         .timeout(limits.request_timeout)

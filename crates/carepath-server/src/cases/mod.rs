@@ -101,6 +101,13 @@ fn parse_case_id(id: &str) -> ApiResult<String> {
     Ok(id.to_owned())
 }
 
+/// Records a missing case id with the request's other field problems.
+fn require_case_id(invalid: &mut Invalid, case_id: &str) {
+    if case_id.trim().is_empty() {
+        invalid.push("case_id", "is required");
+    }
+}
+
 fn text_opt(v: &str) -> Option<String> {
     let v = v.trim();
     (!v.is_empty()).then(|| v.to_owned())
@@ -802,8 +809,8 @@ impl Cases {
             }
         }
         tx.commit().await?;
-        overdue.sort_by(|a, b| a.0.cmp(&b.0));
-        upcoming.sort_by(|a, b| a.0.cmp(&b.0));
+        overdue.sort_by_key(|(due, _)| *due);
+        upcoming.sort_by_key(|(due, _)| *due);
         let queue = self.app.store.unassigned_case_count().await?;
         Ok(pb::GetWorkListResponse {
             nurse_id: nurse.to_string(),
@@ -878,6 +885,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::MoveCaseResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let phase = required_enum(&mut invalid, "phase", Phase::ALL, req.phase, "PHASE");
             invalid.into_result()?;
             let phase = phase.expect("checked");
@@ -896,6 +904,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::CloseCaseResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let outcome = required_enum(
                 &mut invalid,
                 "outcome",
@@ -934,6 +943,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::AddGoalResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let target = date(&mut invalid, "target_date", &req.target_date, true);
             invalid.into_result()?;
             let goal = NewGoal {
@@ -958,6 +968,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::UpdateGoalResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let status = required_enum(
                 &mut invalid,
                 "status",
@@ -988,6 +999,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::AddTaskResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let due = date(&mut invalid, "due_date", &req.due_date, true);
             let priority = optional_enum(
                 &mut invalid,
@@ -1024,6 +1036,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::UpdateTaskResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let status = optional_enum(
                 &mut invalid,
                 "status",
@@ -1068,6 +1081,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::RecordInteractionResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let channel = required_enum(
                 &mut invalid,
                 "channel",
@@ -1113,6 +1127,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::RecordTransitionResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let from = required_enum(
                 &mut invalid,
                 "from_setting",
@@ -1189,6 +1204,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::ArrangeServiceResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let kind = required_enum(
                 &mut invalid,
                 "kind",
@@ -1229,6 +1245,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::UpdateServiceResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let state = optional_enum(
                 &mut invalid,
                 "state",
@@ -1262,6 +1279,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::RequestDecisionSupportResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let reason = required_enum(
                 &mut invalid,
                 "reason",
@@ -1318,6 +1336,7 @@ impl CaseService for Cases {
     ) -> Result<Response<pb::RecordConsentResponse>, Status> {
         handler!(self, request, |caller, req| {
             let mut invalid = Invalid::new();
+            require_case_id(&mut invalid, &req.case_id);
             let npi = required(&mut invalid, "provider_npi", &req.provider_npi, Npi::parse);
             invalid.into_result()?;
             let npi = npi.expect("checked");

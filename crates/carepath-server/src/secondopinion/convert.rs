@@ -66,9 +66,7 @@ pub fn kind_to_proto(k: RecordKind) -> i32 {
 }
 
 pub fn kind_from_proto(invalid: &mut Invalid, field: &str, v: i32) -> Option<RecordKind> {
-    let found = RecordKind::ALL
-        .into_iter()
-        .find(|k| kind_to_proto(*k) == v);
+    let found = RecordKind::ALL.into_iter().find(|k| kind_to_proto(*k) == v);
     if found.is_none() {
         invalid.push(field, "must be a RECORD_KIND_* value");
     }
@@ -314,7 +312,11 @@ pub fn opinion_from_proto(o: Option<pb::OpinionContent>) -> Result<OpinionDraft,
         revised_diagnosis: revised.flatten(),
         treatment: treatment.expect("checked"),
         treatment_recommendation: text(&o.treatment_recommendation),
-        further_tests: o.further_tests.iter().map(|t| t.trim().to_owned()).collect(),
+        further_tests: o
+            .further_tests
+            .iter()
+            .map(|t| t.trim().to_owned())
+            .collect(),
         answers: o
             .answers
             .into_iter()
@@ -468,7 +470,12 @@ fn doctor_to_proto(d: &Doctor) -> pb::Doctor {
             .unwrap_or_default(),
         preferred_channel: d
             .preferred_channel
-            .and_then(|c| CHANNELS.iter().find(|(_, x)| *x == c).map(|(p, _)| *p as i32))
+            .and_then(|c| {
+                CHANNELS
+                    .iter()
+                    .find(|(_, x)| *x == c)
+                    .map(|(p, _)| *p as i32)
+            })
             .unwrap_or_default(),
     }
 }

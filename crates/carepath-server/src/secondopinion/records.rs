@@ -13,7 +13,9 @@ use std::{
 
 use carepath_store::Store;
 use futures::StreamExt;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart, local::LocalFileSystem, path::Path};
+use object_store::{
+    ObjectStore, ObjectStoreExt, WriteMultipart, local::LocalFileSystem, path::Path,
+};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
@@ -34,6 +36,26 @@ pub const CONTENT_TYPES: [&str; 6] = [
     "application/dicom",
     "text/plain",
 ];
+
+/// The lowercase hex SHA-256 of `bytes`: the checksum an upload's header declares.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+static CONFIGURED_FOLDER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the records folder for servers started in this process (the `--records-dir`
+/// setting). The first setting wins; servers started without one use the default.
+pub fn configure_folder(folder: PathBuf) {
+    if CONFIGURED_FOLDER.set(folder.clone()).is_err() && CONFIGURED_FOLDER.get() != Some(&folder) {
+        tracing::warn!(folder = %folder.display(), "records folder already set; keeping the first");
+    }
+}
+
+/// The folder set by [`configure_folder`], if any.
+pub fn configured_folder() -> Option<PathBuf> {
+    CONFIGURED_FOLDER.get().cloned()
+}
 
 /// The record store of a server.
 #[derive(Debug, Clone)]
@@ -88,7 +110,9 @@ impl RecordStorage {
             name.push(".records");
             return file.with_file_name(name);
         }
-        let db = store.postgres_database().unwrap_or_else(|| "carepath".into());
+        let db = store
+            .postgres_database()
+            .unwrap_or_else(|| "carepath".into());
         std::env::temp_dir().join("carepath-records").join(db)
     }
 
@@ -181,7 +205,11 @@ mod tests {
         let storage = RecordStorage::local(dir.path()).unwrap();
         let tmp = Path::from("tmp/a");
         let got = storage
-            .receive(&tmp, chunks(vec![b"hello ".to_vec(), b"world".to_vec()]), 11)
+            .receive(
+                &tmp,
+                chunks(vec![b"hello ".to_vec(), b"world".to_vec()]),
+                11,
+            )
             .await
             .unwrap();
         assert_eq!(got.size, 11);
