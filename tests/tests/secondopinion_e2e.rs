@@ -145,12 +145,20 @@ impl Ctx {
         while let Some(m) = stream.next().await {
             match m?.part {
                 Some(Part::Record(r)) => meta = Some(r),
-                Some(Part::Chunk(c)) => bytes.extend_from_slice(&c),
+                Some(Part::Chunk(c)) => {
+                    // Whole messages of 1 MiB, not the store's small pieces.
+                    assert!(c.len() == MIB || bytes.len() + c.len() == expected_len(&meta));
+                    bytes.extend_from_slice(&c);
+                }
                 None => {}
             }
         }
         Ok((meta.expect("metadata first"), bytes))
     }
+}
+
+fn expected_len(meta: &Option<pb::Record>) -> usize {
+    meta.as_ref().map_or(0, |m| m.size_bytes as usize)
 }
 
 fn text(id: &str, v: &str) -> pb::QuestionnaireAnswer {

@@ -1231,16 +1231,17 @@ fn doctor_json(d: &Doctor) -> Value {
         m.insert("fax".into(), json!(f));
     }
     if let Some(a) = &d.address {
-        m.insert(
-            "address".into(),
-            json!({
-                "lines": a.lines,
-                "city": a.city,
-                "region": a.region,
-                "postal_code": a.postal_code,
-                "country": a.country,
-            }),
-        );
+        let mut address = serde_json::Map::new();
+        address.insert("lines".into(), json!(a.lines));
+        address.insert("city".into(), json!(a.city));
+        if let Some(r) = &a.region {
+            address.insert("region".into(), json!(r));
+        }
+        if let Some(p) = &a.postal_code {
+            address.insert("postal_code".into(), json!(p));
+        }
+        address.insert("country".into(), json!(a.country));
+        m.insert("address".into(), Value::Object(address));
     }
     if let Some(l) = &d.language {
         m.insert("language".into(), json!(l));

@@ -172,22 +172,44 @@ impl RecordStorage {
         }
     }
 
-    /// The object's bytes, as a stream of at most `MAX_CHUNK_BYTES` pieces.
+    /// The object's bytes, as a stream of pieces of `MAX_CHUNK_BYTES` (the last may be
+    /// shorter): the store's own pieces are small, and one message per piece would be
+    /// wasteful.
     pub async fn read(
         &self,
         key: &Path,
     ) -> ApiResult<impl futures::Stream<Item = ApiResult<Vec<u8>>> + Send + use<>> {
         let got = self.objects.get(key).await.map_err(internal)?;
-        Ok(got.into_stream().flat_map(|piece| {
-            let out: Vec<ApiResult<Vec<u8>>> = match piece {
-                Ok(bytes) => bytes
-                    .chunks(MAX_CHUNK_BYTES)
-                    .map(|c| Ok(c.to_vec()))
-                    .collect(),
-                Err(e) => vec![Err(internal(e))],
-            };
-            futures::stream::iter(out)
-        }))
+        let pieces = got.into_stream();
+        Ok(futures::stream::unfold(
+            (pieces, false),
+            |(mut pieces, done)| async move {
+                if done {
+                    return None;
+                }
+                let mut buf = Vec::with_capacity(MAX_CHUNK_BYTES);
+                while buf.len() < MAX_CHUNK_BYTES {
+                    match pieces.next().await {
+                        Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
+                        Some(Err(e)) => return Some((Err(internal(e)), (pieces, true))),
+                        None if buf.is_empty() => return None,
+                        None => return Some((Ok(buf), (pieces, true))),
+                    }
+                }
+                let rest = buf.split_off(MAX_CHUNK_BYTES);
+                if !rest.is_empty() {
+                    // Keep the remainder for the next message.
+                    let head = std::mem::replace(&mut buf, rest);
+                    let rest = buf;
+                    let pieces =
+                        futures::stream::once(futures::future::ready(Ok(bytes::Bytes::from(rest))))
+                            .chain(pieces)
+                            .boxed();
+                    return Some((Ok(head), (pieces, false)));
+                }
+                Some((Ok(buf), (pieces, false)))
+            },
+        ))
     }
 }
 
