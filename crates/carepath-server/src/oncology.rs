@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     context::{App, Caller},
-    convert::{optional, required, timestamp, urgency_from_proto},
+    convert::{json_name, optional, required, timestamp, urgency_from_proto},
     error::{ApiError, ApiResult, respond},
     precert::{append_events, convert::case_to_proto, engine::PrecertEngine, micros, record_of},
 };
@@ -57,14 +57,6 @@ struct PlanDoc {
     /// hex-encoded), so the record shows exactly what was said.
     evaluation: String,
     alternatives: Vec<String>,
-}
-
-fn json_name<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
 }
 
 fn drug_from_proto(invalid: &mut Invalid, field: &str, d: pb::PlannedDrug) -> Option<PlannedDrug> {

@@ -12,7 +12,7 @@ use carepath_proto::precert::v1 as pb;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::convert::{
-    provider_kind_from_proto, provider_kind_to_proto, required, setting_from_proto,
+    json_name, provider_kind_from_proto, provider_kind_to_proto, required, setting_from_proto,
     setting_to_proto, timestamp,
 };
 
@@ -309,15 +309,6 @@ fn decision_to_proto(d: &Decision) -> pb::Decision {
                 approved_days: l.approved_days.unwrap_or(0),
             })
             .collect(),
-    }
-}
-
-/// The snake_case name serde gives a unit enum value.
-fn json_name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
     }
 }
 

@@ -32,7 +32,7 @@ use tonic::{Request, Response, Status};
 use self::engine::{ListOrigin, PrecertEngine};
 use crate::{
     context::{App, Caller, page_size},
-    convert::{optional, required, timestamp, urgency_from_proto},
+    convert::{json_name, optional, required, timestamp, urgency_from_proto},
     error::{ApiError, ApiResult, respond},
 };
 
@@ -744,14 +744,6 @@ impl Precert {
             withdrawn += 1;
         }
         Ok(withdrawn)
-    }
-}
-
-fn json_name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
     }
 }
 
