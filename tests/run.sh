@@ -29,6 +29,15 @@ else
 fi
 echo "$pg_note"
 
+# The notification tests run a real SMTP server (aiosmtpd) and read printed letters back
+# with pdftotext (poppler-utils); install them when missing.
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+    python3 -m pip install --quiet aiosmtpd
+fi
+if ! command -v pdftotext >/dev/null 2>&1; then
+    apt-get update >/dev/null && apt-get install -y poppler-utils >/dev/null
+fi
+
 cargo test --workspace --locked "$@"
 
 echo "$pg_note"
