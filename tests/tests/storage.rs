@@ -17,11 +17,13 @@ contract_tests!(
     upsert_reports_creation_and_replaces,
     a_failed_import_leaves_nothing_behind,
     events_commit_or_roll_back_with_their_change,
+    concurrent_writers_commit_together_and_roll_back_alone,
     each_subscriber_gets_each_event_once,
     an_expired_lease_hands_the_event_out_again,
     failures_are_retried_then_parked_as_dead,
     concurrent_claimers_never_share_an_event,
     the_audit_chain_detects_tampering,
+    an_entry_removed_from_the_middle_of_a_chain_is_detected,
     the_audit_log_is_searchable,
 );
 
@@ -185,6 +187,60 @@ async fn events_commit_or_roll_back_with_their_change(db: &TestDb) {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, "directory.plan.upserted");
     assert_eq!(db.store.outbox_stats("notify").await.unwrap().pending, 1);
+}
+
+/// Many writers at once (on SQLite they share batches): each committed write is
+/// readable as soon as its commit returns, and writers that roll back or drop their
+/// transaction take nothing of the others with them.
+async fn concurrent_writers_commit_together_and_roll_back_alone(db: &TestDb) {
+    db.store.subscribe("notify", &[""]).await.unwrap();
+    let writers: Vec<_> = (0..96)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                let e = event(i, "test.written");
+                let mut tx = store.begin().await.unwrap();
+                tx.append_event(&e).await.unwrap();
+                match i % 3 {
+                    0 => {
+                        tx.commit().await.unwrap();
+                        let seen = store.events_for("test", &e.aggregate_id).await.unwrap();
+                        assert_eq!(seen.len(), 1, "writer {i} reads its own commit");
+                        true
+                    }
+                    1 => {
+                        drop(tx);
+                        false
+                    }
+                    _ => {
+                        // Stays open across a pause, while others commit.
+                        tokio::task::yield_now().await;
+                        tx.commit().await.unwrap();
+                        true
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut committed = 0;
+    for w in writers {
+        if w.await.unwrap() {
+            committed += 1;
+        }
+    }
+    db.store.settle().await.unwrap();
+    for i in 0..96 {
+        let seen = db
+            .store
+            .events_for("test", &format!("agg-{i}"))
+            .await
+            .unwrap();
+        assert_eq!(seen.len(), usize::from(i % 3 != 1), "writer {i}");
+    }
+    assert_eq!(
+        db.store.outbox_stats("notify").await.unwrap().pending,
+        committed
+    );
 }
 
 async fn each_subscriber_gets_each_event_once(db: &TestDb) {
@@ -393,6 +449,34 @@ async fn the_audit_chain_detects_tampering(db: &TestDb) {
         db.store.verify_audit().await.unwrap(),
         AuditVerification::Broken { .. }
     ));
+}
+
+async fn an_entry_removed_from_the_middle_of_a_chain_is_detected(db: &TestDb) {
+    // Enough entries that every chain holds several.
+    let n = i64::from(carepath_store::AUDIT_CHAINS) * 3;
+    for i in 0..n {
+        db.store
+            .audit(&entry("RN-001", "M100001"), now() + Duration::seconds(i))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Intact { entries: n }
+    );
+    let (chain, seq): (i32, i64) = on_db!(&db.store, c => sqlx::query_as(
+        "SELECT chain, seq FROM audit_log ORDER BY seq LIMIT 1 OFFSET 20").fetch_one(c).await)
+    .unwrap();
+    on_db!(&db.store, c => sqlx::query("DELETE FROM audit_log WHERE seq = $1").bind(seq).execute(c).await.map(|_| ())).unwrap();
+    let next_in_chain: i64 = on_db!(&db.store, c => sqlx::query_scalar(
+        "SELECT MIN(seq) FROM audit_log WHERE chain = $1 AND seq > $2").bind(chain).bind(seq).fetch_one(c).await).unwrap();
+    assert_eq!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Broken {
+            seq: next_in_chain,
+            reason: "does not link to the entry before it".into()
+        }
+    );
 }
 
 async fn the_audit_log_is_searchable(db: &TestDb) {

@@ -49,8 +49,17 @@ enum Command {
         #[command(flatten)]
         keys: KeyArgs,
     },
-    /// Check that the audit log's hash chain is intact.
-    AuditVerify(DbArgs),
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Check that the audit log's hash chain is intact; exits non-zero if it is not.
+    Verify(DbArgs),
 }
 
 async fn run(command: Command) -> Result<(), CliError> {
@@ -83,7 +92,9 @@ async fn run(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::AuditVerify(db) => match cli::open_store(&db).await?.verify_audit().await? {
+        Command::Audit {
+            action: AuditAction::Verify(db),
+        } => match cli::open_store(&db).await?.verify_audit().await? {
             AuditVerification::Intact { entries } => {
                 println!("audit log intact: {entries} entries");
                 Ok(())

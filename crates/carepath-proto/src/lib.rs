@@ -50,3 +50,9 @@ pub mod cases {
         tonic::include_proto!("carepath.cases.v1");
     }
 }
+
+pub mod audit {
+    pub mod v1 {
+        tonic::include_proto!("carepath.audit.v1");
+    }
+}

@@ -5,6 +5,7 @@
 //! and storage crates, and convert back. Decisions are made in the domain crates, never
 //! here.
 
+pub mod audit;
 pub mod auth;
 pub mod cases;
 pub mod cli;

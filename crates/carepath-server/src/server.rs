@@ -9,6 +9,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use carepath_oncology::Catalogue;
 
 use carepath_proto::{
+    audit::v1::audit_service_server::AuditServiceServer,
     directory::v1::directory_service_server::DirectoryServiceServer,
     oncology::v1::oncology_service_server::OncologyServiceServer,
     precert::v1::precert_service_server::PrecertServiceServer,
@@ -26,6 +27,7 @@ use tower_http::{
 };
 
 use crate::{
+    audit::Audit,
     context::{App, Authenticate, RpcMethod},
     directory::Directory,
     oncology::Oncology,
@@ -112,6 +114,9 @@ pub enum ServeError {
     Records(std::io::Error),
 }
 
+/// Served by every server next to its areas.
+const AUDIT_SERVICE: &str = "carepath.audit.v1.AuditService";
+
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Serves `areas` on `listener` until `shutdown` completes, with the default
@@ -151,7 +156,14 @@ pub async fn serve_with(
     routes.add_service(reflection_v1alpha);
     let engine = PrecertEngine::load(&app.store).await?;
     let precert = Precert::new(app.clone(), engine.clone());
-    let mut names = Vec::new();
+    // Every server answers audit searches: the log lives in the shared database.
+    routes.add_service(InterceptedService::new(
+        AuditServiceServer::new(Audit::new(app.clone()))
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes),
+        authenticate.clone(),
+    ));
+    let mut names = vec![AUDIT_SERVICE];
     for area in areas {
         match area {
             Area::Directory => {
@@ -292,7 +304,9 @@ pub async fn serve_with(
             service.stop_watchers();
         }
     };
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Replies go out as they are written: without TCP_NODELAY a reply split over
+    // several writes can wait for the client's delayed acknowledgement (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = Server::builder()
         .timeout(limits.request_timeout)
         .concurrency_limit_per_connection(limits.concurrency_per_connection)

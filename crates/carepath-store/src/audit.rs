@@ -2,6 +2,11 @@
 //! and whether it was allowed. Append-only, and hash-chained so that an altered or
 //! removed entry is detected by [`Store::verify_audit`].
 
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
@@ -60,6 +65,9 @@ pub enum AuditVerification {
     Intact { entries: i64 },
     Broken { seq: i64, reason: String },
 }
+
+/// The `prev_hash` of each chain's first entry.
+const GENESIS: &str = "genesis";
 
 fn chain_hash(prev: &str, at: DateTime<Utc>, e: &AuditEntry) -> String {
     let mut h = Sha256::new();
@@ -120,9 +128,17 @@ fn record_from_row(row: AuditRow) -> (AuditRecord, String) {
     )
 }
 
+/// How many hash chains the log keeps (see migration 0007): concurrent writers append
+/// to different chains, so on PostgreSQL they lock different heads.
+pub const AUDIT_CHAINS: i32 = 16;
+
+/// Spreads appends over the chains in turn.
+static NEXT_CHAIN: AtomicUsize = AtomicUsize::new(0);
+
 impl Tx {
-    /// Appends an entry in this transaction, chained to the newest one. On PostgreSQL
-    /// the chain head row is locked until commit, so concurrent appends queue.
+    /// Appends an entry in this transaction, chained to the newest entry of one of the
+    /// [`AUDIT_CHAINS`] chains. On PostgreSQL that chain's head row is locked until
+    /// commit, so appends to the same chain queue and the chain stays linear.
     pub async fn append_audit(
         &mut self,
         entry: &AuditEntry,
@@ -130,21 +146,23 @@ impl Tx {
     ) -> Result<(), StoreError> {
         // Stored and hashed at microsecond precision, the precision both engines keep.
         let at = DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at);
+        let chain = (NEXT_CHAIN.fetch_add(1, Ordering::Relaxed) % AUDIT_CHAINS as usize) as i32 + 1;
         let head_sql = match self.backend() {
-            Backend::Sqlite => "SELECT hash FROM audit_head WHERE id = 1",
-            Backend::Postgres => "SELECT hash FROM audit_head WHERE id = 1 FOR UPDATE",
+            Backend::Sqlite => "SELECT hash FROM audit_head WHERE id = $1",
+            Backend::Postgres => "SELECT hash FROM audit_head WHERE id = $1 FOR UPDATE",
         };
-        let prev: String = on_tx!(self, c => sqlx::query_scalar(head_sql).fetch_one(c).await)?;
+        let prev: String =
+            on_tx!(self, c => sqlx::query_scalar(head_sql).bind(chain).fetch_one(c).await)?;
         let hash = chain_hash(&prev, at, entry);
         on_tx!(self, c => sqlx::query(
-            "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+            "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash, chain)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
             .bind(at).bind(&entry.subject).bind(&entry.role).bind(&entry.rpc)
             .bind(&entry.record_kind).bind(&entry.record_id).bind(entry.member_id.clone())
-            .bind(entry.outcome.as_str()).bind(&prev).bind(&hash)
+            .bind(entry.outcome.as_str()).bind(&prev).bind(&hash).bind(chain)
             .execute(c).await.map(|r| r.rows_affected()))?;
-        on_tx!(self, c => sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-            .bind(&hash).execute(c).await.map(|r| r.rows_affected()))?;
+        on_tx!(self, c => sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = $2")
+            .bind(&hash).bind(chain).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 }
@@ -185,45 +203,61 @@ impl Store {
         Ok(rows.into_iter().map(|r| record_from_row(r).0).collect())
     }
 
-    /// Walks the whole chain, recomputing every hash: any altered, inserted or removed
-    /// entry breaks it.
+    /// Walks every chain, recomputing every hash: any altered, inserted or removed
+    /// entry breaks its chain.
     pub async fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
-        let mut prev = "genesis".to_owned();
+        let mut heads: HashMap<i32, String> = HashMap::new();
         let mut after = 0_i64;
         let mut count = 0_i64;
         loop {
-            let rows: Vec<AuditRow> = on_db!(self, c => sqlx::query_as(
-                "SELECT seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash
+            let rows: Vec<(i32, AuditRow)> = on_db!(self, c => sqlx::query_as(
+                "SELECT chain, seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash
                  FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000")
-                .bind(after).fetch_all(c).await)?;
+                .bind(after).fetch_all(c).await)?
+                .into_iter()
+                .map(|(chain, seq, at, subject, role, rpc, kind, id, member, outcome, prev, hash)| {
+                    (chain, (seq, at, subject, role, rpc, kind, id, member, outcome, prev, hash))
+                })
+                .collect();
             if rows.is_empty() {
                 break;
             }
-            for row in rows {
+            for (chain, row) in rows {
                 let (record, stored_prev) = record_from_row(row);
-                if stored_prev != prev {
+                if !(1..=AUDIT_CHAINS).contains(&chain) {
+                    return Ok(AuditVerification::Broken {
+                        seq: record.seq,
+                        reason: format!("names chain {chain}, which does not exist"),
+                    });
+                }
+                let prev = heads.entry(chain).or_insert_with(|| GENESIS.to_owned());
+                if stored_prev != *prev {
                     return Ok(AuditVerification::Broken {
                         seq: record.seq,
                         reason: "does not link to the entry before it".into(),
                     });
                 }
-                if chain_hash(&prev, record.at, &record.entry) != record.hash {
+                if chain_hash(prev, record.at, &record.entry) != record.hash {
                     return Ok(AuditVerification::Broken {
                         seq: record.seq,
                         reason: "content does not match its hash".into(),
                     });
                 }
-                prev = record.hash;
+                *prev = record.hash;
                 after = record.seq;
                 count += 1;
             }
         }
-        let head: String = on_db!(self, c => sqlx::query_scalar("SELECT hash FROM audit_head WHERE id = 1").fetch_one(c).await)?;
-        if head != prev {
-            return Ok(AuditVerification::Broken {
-                seq: after,
-                reason: "newest entries were removed".into(),
-            });
+        let stored: Vec<(i32, String)> = on_db!(self, c => sqlx::query_as(
+            "SELECT id, hash FROM audit_head ORDER BY id").fetch_all(c).await)?;
+        for (chain, head) in stored {
+            let walked = heads.get(&chain).map_or(GENESIS, String::as_str);
+            if head != walked {
+                return Ok(AuditVerification::Broken {
+                    seq: after,
+                    reason: format!("newest entries of chain {chain} were removed"),
+                });
+            }
         }
         Ok(AuditVerification::Intact { entries: count })
     }

@@ -20,16 +20,19 @@ mod oncology;
 mod outbox;
 mod precert;
 mod secondopinion;
+mod writer;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
-    PgPool, Postgres, Sqlite, SqlitePool, Transaction,
+    PgPool, Postgres, SqlitePool, Transaction,
     postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-pub use audit::{AuditEntry, AuditOutcome, AuditQuery, AuditRecord, AuditVerification};
+pub use audit::{
+    AUDIT_CHAINS, AuditEntry, AuditOutcome, AuditQuery, AuditRecord, AuditVerification,
+};
 pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
 pub use directory::{ImportSummary, MemberFilter, Page, ProviderFilter, StaffFilter};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
@@ -37,6 +40,7 @@ pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
+pub use writer::{SqliteTx, SqliteWriter};
 
 /// Which engine a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +76,11 @@ pub enum StoreError {
 /// A connection pool on one of the two backends. Cloning is cheap (pools are shared).
 #[derive(Debug, Clone)]
 pub enum Store {
-    /// SQLite allows one writer at a time: writes go through a single-connection pool
-    /// so they queue in-process instead of failing with "database is locked", while
-    /// reads use their own pool and never wait for a writer (WAL mode).
+    /// SQLite allows one writer at a time: writes go through one shared connection
+    /// with group commit ([`SqliteWriter`]), while reads use their own pool and never
+    /// wait for a writer (WAL mode).
     Sqlite {
-        write: SqlitePool,
+        writer: Arc<SqliteWriter>,
         read: SqlitePool,
     },
     Postgres(PgPool),
@@ -114,7 +118,7 @@ macro_rules! on_tx {
 /// An open transaction. Dropped without [`Tx::commit`], it rolls back.
 #[derive(Debug)]
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(Transaction<'static, Postgres>),
 }
 
@@ -133,15 +137,12 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let write = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options.clone())
-                .await?;
+            let writer = SqliteWriter::open(options.clone()).await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(4)
                 .connect_with(options)
                 .await?;
-            return Ok(Store::Sqlite { write, read });
+            return Ok(Store::Sqlite { writer, read });
         }
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
@@ -157,7 +158,11 @@ impl Store {
     /// Applies the backend's migrations from `migrations/<backend>/`; idempotent.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite { write, .. } => SQLITE_MIGRATOR.run(write).await?,
+            Store::Sqlite { writer, .. } => {
+                writer
+                    .exclusive(async |conn| Ok(SQLITE_MIGRATOR.run(conn).await?))
+                    .await?
+            }
             Store::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
         }
         Ok(())
@@ -173,9 +178,20 @@ impl Store {
     /// Starts a read-write transaction.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Store::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
+            Store::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
             Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
+    }
+
+    /// Waits until every transaction committed so far is visible to reads. On SQLite a
+    /// write may be released into a batch that is not yet committed (see
+    /// [`SqliteWriter`]); use this before reading back a row another transaction just
+    /// wrote, e.g. after a [`StoreError::Conflict`].
+    pub async fn settle(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite { writer, .. } => writer.settle().await,
+            Store::Postgres(_) => Ok(()),
+        }
     }
 
     /// Checks that the database answers; used by the health service.
@@ -187,9 +203,9 @@ impl Store {
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
         match self {
-            Store::Sqlite { write, read } => {
+            Store::Sqlite { writer, read } => {
                 read.close().await;
-                write.close().await;
+                writer.close().await;
             }
             Store::Postgres(pool) => pool.close().await,
         }

@@ -376,7 +376,7 @@ impl Tx {
     async fn rollback_quietly(self) {
         let _ = match self {
             Tx::Sqlite(t) => t.rollback().await,
-            Tx::Postgres(t) => t.rollback().await,
+            Tx::Postgres(t) => t.rollback().await.map_err(StoreError::from),
         };
     }
 }

@@ -275,8 +275,8 @@ impl Store {
     /// files that belong with the data (uploaded records) can default to its folder.
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         match self {
-            Store::Sqlite { write, .. } => {
-                let options = write.connect_options();
+            Store::Sqlite { writer, .. } => {
+                let options = writer.connect_options();
                 let path = options.get_filename();
                 (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:"))
                     .then(|| path.to_path_buf())

@@ -502,8 +502,10 @@ impl Precert {
         match tx.insert_case(&record, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
-                // A concurrent retry of the same request won the race.
+                // A concurrent retry of the same request won the race; its case may
+                // still be on its way to disk.
                 drop(tx);
+                self.app.store.settle().await?;
                 let existing = self
                     .app
                     .store

@@ -1,0 +1,300 @@
+//! The SQLite writer: one connection that every read-write transaction shares, with
+//! group commit.
+//!
+//! SQLite allows one writer at a time, so writes queue in-process for this connection
+//! instead of failing with "database is locked". Each [`Tx`](crate::Tx) on SQLite is a
+//! savepoint inside a longer batch transaction. When a transaction commits, its
+//! savepoint is released; if other transactions are queued behind it, it leaves the
+//! batch open for them and waits, and the last one of a burst (or the one that fills
+//! the batch) commits the batch with a single fsync for all of them. A transaction's
+//! `commit` returns only once its batch is durable, so an acknowledged write is on
+//! disk exactly as before; a caller alone pays no wait at all.
+//!
+//! Invariants:
+//! - `commit` returns `Ok` only after the batch holding the transaction committed;
+//!   if that batch fails, every transaction in it gets the error;
+//! - a transaction dropped or rolled back undoes only its own savepoint;
+//! - no batch stays open while nobody is writing: the last writer of a burst commits
+//!   it, and a waiter that sees no progress for [`FLUSH_AFTER`] commits it itself.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex as StdMutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use sqlx::{ConnectOptions, Connection, SqliteConnection, sqlite::SqliteConnectOptions};
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+
+use crate::StoreError;
+
+/// Most transactions one batch holds before it is committed regardless of waiters.
+const MAX_BATCH: usize = 256;
+/// How long a transaction waits for its batch to be committed by others before it
+/// commits the batch itself.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
+
+/// The shared write connection and the batch it is filling.
+pub struct SqliteWriter {
+    state: Arc<Mutex<WriterState>>,
+    /// Transactions waiting to start; while there are any, a committing transaction
+    /// leaves the batch open for them.
+    queued: AtomicUsize,
+    /// The newest committed (or failed) batch number.
+    finished: watch::Sender<u64>,
+    /// Batches whose commit failed, so their transactions report it.
+    failed: StdMutex<HashSet<u64>>,
+    options: SqliteConnectOptions,
+}
+
+impl std::fmt::Debug for SqliteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteWriter")
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .field("finished", &*self.finished.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+struct WriterState {
+    /// `None` once the store is closed.
+    conn: Option<SqliteConnection>,
+    /// The number of the batch being filled.
+    batch: u64,
+    /// Whether the batch transaction has begun.
+    open: bool,
+    /// Transactions released into the open batch and waiting for its commit.
+    members: usize,
+    /// A transaction's savepoint that was neither released nor rolled back (its `Tx`
+    /// was dropped); undone before anything else uses the connection.
+    dangling: bool,
+}
+
+/// The open transaction of one caller: the write connection, held exclusively, inside
+/// a savepoint. Dereferences to the connection for queries.
+pub struct SqliteTx {
+    guard: Option<OwnedMutexGuard<WriterState>>,
+    writer: Arc<SqliteWriter>,
+}
+
+impl std::fmt::Debug for SqliteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteTx").finish_non_exhaustive()
+    }
+}
+
+impl SqliteWriter {
+    /// Opens the write connection.
+    pub async fn open(options: SqliteConnectOptions) -> Result<Arc<Self>, StoreError> {
+        let conn = options.connect().await?;
+        Ok(Arc::new(SqliteWriter {
+            state: Arc::new(Mutex::new(WriterState {
+                conn: Some(conn),
+                batch: 1,
+                open: false,
+                members: 0,
+                dangling: false,
+            })),
+            queued: AtomicUsize::new(0),
+            finished: watch::Sender::new(0),
+            failed: StdMutex::new(HashSet::new()),
+            options,
+        }))
+    }
+
+    pub fn connect_options(&self) -> &SqliteConnectOptions {
+        &self.options
+    }
+
+    async fn lock(&self) -> OwnedMutexGuard<WriterState> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let guard = self.state.clone().lock_owned().await;
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Starts a transaction: a savepoint in the open batch (beginning one if needed).
+    pub async fn begin(self: &Arc<Self>) -> Result<SqliteTx, StoreError> {
+        let mut guard = self.lock().await;
+        guard.undo_dangling().await?;
+        if !guard.open {
+            guard.execute("BEGIN IMMEDIATE").await?;
+            guard.open = true;
+        }
+        guard.execute("SAVEPOINT tx").await?;
+        guard.dangling = true;
+        Ok(SqliteTx {
+            guard: Some(guard),
+            writer: self.clone(),
+        })
+    }
+
+    /// Runs `f` on the write connection outside any batch (migrations): the open batch
+    /// is committed first.
+    pub async fn exclusive<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.lock().await;
+        guard.undo_dangling().await?;
+        self.flush(&mut guard).await?;
+        let conn = guard.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        f(conn).await
+    }
+
+    /// Makes every transaction released so far durable.
+    pub async fn settle(&self) -> Result<(), StoreError> {
+        let mut guard = self.lock().await;
+        guard.undo_dangling().await?;
+        self.flush(&mut guard).await
+    }
+
+    /// Commits what is pending and closes the connection; later transactions fail.
+    pub async fn close(&self) {
+        let mut guard = self.lock().await;
+        let _ = guard.undo_dangling().await;
+        let _ = self.flush(&mut guard).await;
+        if let Some(conn) = guard.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    /// Commits the open batch, if any, and tells its waiting transactions.
+    async fn flush(&self, guard: &mut WriterState) -> Result<(), StoreError> {
+        if !guard.open {
+            return Ok(());
+        }
+        let batch = guard.batch;
+        let result = guard.execute("COMMIT").await;
+        if result.is_err() {
+            // Whatever SQLite kept of the batch is abandoned with it.
+            let _ = guard.execute("ROLLBACK").await;
+            self.failed.lock().expect("not poisoned").insert(batch);
+        }
+        guard.open = false;
+        guard.members = 0;
+        guard.batch += 1;
+        self.finished.send_replace(batch);
+        result
+    }
+
+    /// Waits until `batch` is committed, committing it after [`FLUSH_AFTER`] without
+    /// progress.
+    async fn durable(&self, batch: u64) -> Result<(), StoreError> {
+        let mut finished = self.finished.subscribe();
+        loop {
+            if *finished.borrow_and_update() >= batch {
+                return if self.failed.lock().expect("not poisoned").contains(&batch) {
+                    Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                        "write batch {batch} failed to commit"
+                    ))))
+                } else {
+                    Ok(())
+                };
+            }
+            if tokio::time::timeout(FLUSH_AFTER, finished.changed())
+                .await
+                .is_err()
+            {
+                let mut guard = self.lock().await;
+                if guard.batch == batch {
+                    guard.undo_dangling().await?;
+                    // Errors reach every member through `failed`, this one included.
+                    let _ = self.flush(&mut guard).await;
+                }
+            }
+        }
+    }
+
+    /// After a transaction ended without committing: commits the batch if nobody
+    /// else is about to.
+    async fn tidy(&self, mut guard: OwnedMutexGuard<WriterState>) {
+        if guard.undo_dangling().await.is_err() {
+            return;
+        }
+        if self.queued.load(Ordering::SeqCst) == 0 {
+            let _ = self.flush(&mut guard).await;
+        }
+    }
+}
+
+impl WriterState {
+    async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        let conn = self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        sqlx::query(sql).execute(conn).await?;
+        Ok(())
+    }
+
+    async fn undo_dangling(&mut self) -> Result<(), StoreError> {
+        if self.dangling {
+            self.execute("ROLLBACK TO tx").await?;
+            self.execute("RELEASE tx").await?;
+            self.dangling = false;
+        }
+        Ok(())
+    }
+}
+
+impl SqliteTx {
+    fn state(&mut self) -> &mut OwnedMutexGuard<WriterState> {
+        self.guard.as_mut().expect("transaction in use")
+    }
+
+    /// Releases the savepoint and returns once the batch holding it is durable.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let writer = self.writer.clone();
+        let mut guard = self.guard.take().expect("transaction in use");
+        // If the release fails the savepoint stays dangling and is undone later.
+        guard.execute("RELEASE tx").await?;
+        guard.dangling = false;
+        guard.members += 1;
+        let batch = guard.batch;
+        if writer.queued.load(Ordering::SeqCst) > 0 && guard.members < MAX_BATCH {
+            drop(guard);
+            writer.durable(batch).await
+        } else {
+            writer.flush(&mut guard).await
+        }
+    }
+
+    /// Undoes this transaction's changes.
+    pub async fn rollback(mut self) -> Result<(), StoreError> {
+        let writer = self.writer.clone();
+        let guard = self.guard.take().expect("transaction in use");
+        writer.tidy(guard).await;
+        Ok(())
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        // Dropped without commit or rollback: the savepoint is undone by the next user
+        // of the connection, or here in the background so no batch is left open.
+        if let Some(guard) = self.guard.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let writer = self.writer.clone();
+            runtime.spawn(async move { writer.tidy(guard).await });
+        }
+    }
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        self.guard
+            .as_ref()
+            .and_then(|g| g.conn.as_ref())
+            .expect("transaction in use")
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.state().conn.as_mut().expect("connection open")
+    }
+}
