@@ -691,20 +691,7 @@ impl Oncology {
         }
         let key = format!("{treating}:{request_id}");
         if let Some(existing) = self.app.store.plan_by_request_key(&key).await? {
-            let plan = self.submitted(&existing).await?;
-            self.app
-                .audit(
-                    caller,
-                    RECORD_KIND,
-                    &existing.id,
-                    Some(&member_id),
-                    AuditOutcome::Allowed,
-                )
-                .await?;
-            return Ok(pb::SubmitPlanResponse {
-                plan: Some(plan),
-                created: false,
-            });
+            return self.resubmitted(caller, &existing, &request_id).await;
         }
         let record = match self
             .create(
@@ -720,17 +707,54 @@ impl Oncology {
             )
             .await
         {
-            Err(ApiError::AlreadyExists { .. }) => self
-                .app
-                .store
-                .plan_by_request_key(&key)
-                .await?
-                .ok_or_else(|| ApiError::Internal("plan vanished after conflict".into()))?,
+            Err(ApiError::AlreadyExists { .. }) => {
+                // A concurrent retry of the same request won the race.
+                let existing = self
+                    .app
+                    .store
+                    .plan_by_request_key(&key)
+                    .await?
+                    .ok_or_else(|| ApiError::Internal("plan vanished after conflict".into()))?;
+                return self.resubmitted(caller, &existing, &request_id).await;
+            }
             other => other?,
         };
         Ok(pb::SubmitPlanResponse {
             plan: Some(self.submitted(&record).await?),
             created: true,
+        })
+    }
+
+    /// A retry returns the plan its request id made, to those who may see it; anyone
+    /// else learns only that the request id is taken.
+    async fn resubmitted(
+        &self,
+        caller: &Caller,
+        existing: &PlanRecord,
+        request_id: &str,
+    ) -> ApiResult<pb::SubmitPlanResponse> {
+        let case_record = self.app.store.get_case(&existing.precert_case_id).await?;
+        let case: PrecertCase = serde_json::from_value(case_record.doc)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if !Self::may_view(&caller.actor, existing, &case) {
+            return Err(ApiError::AlreadyExists {
+                kind: "request id",
+                id: request_id.to_owned(),
+            });
+        }
+        let plan = self.submitted(existing).await?;
+        self.app
+            .audit(
+                caller,
+                RECORD_KIND,
+                &existing.id,
+                Some(&case.request.member_id),
+                AuditOutcome::Allowed,
+            )
+            .await?;
+        Ok(pb::SubmitPlanResponse {
+            plan: Some(plan),
+            created: false,
         })
     }
 

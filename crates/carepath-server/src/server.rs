@@ -22,8 +22,9 @@ use tonic::{
 };
 use tonic_health::ServingStatus;
 use tower_http::{
+    classify::GrpcFailureClass,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::{DefaultOnFailure, TraceLayer},
+    trace::TraceLayer,
 };
 
 use crate::{
@@ -287,8 +288,22 @@ pub async fn serve_with(
                     tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
                 })
                 // A refused call is routine (bad input, no token); server faults are
-                // logged at error level where they happen.
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::INFO)),
+                // logged at error level where they happen. Only the status code is
+                // logged: the message can name the record the caller asked for.
+                .on_failure(
+                    |failure: GrpcFailureClass, latency: Duration, _span: &tracing::Span| {
+                        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+                        if let GrpcFailureClass::Status(status) = &failure {
+                            tracing::info!(
+                                code = ?tonic::Code::from(status.code_raw()),
+                                latency_ms,
+                                "response failed"
+                            );
+                        } else {
+                            tracing::info!(%failure, latency_ms, "response failed");
+                        }
+                    },
+                ),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .map_request(|mut req: http::Request<_>| {

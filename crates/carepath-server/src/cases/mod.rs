@@ -1218,7 +1218,7 @@ impl CaseService for Cases {
             invalid.into_result()?;
             let precert_case_id = text_opt(&req.precert_case_id);
             if let Some(id) = &precert_case_id {
-                self.check_precert_link(id).await?;
+                self.check_precert_link(&caller, &req.case_id, id).await?;
             }
             let new = NewService {
                 kind: kind.expect("checked"),
@@ -1259,7 +1259,7 @@ impl CaseService for Cases {
             invalid.into_result()?;
             let precert_case_id = text_opt(&req.precert_case_id);
             if let Some(id) = &precert_case_id {
-                self.check_precert_link(id).await?;
+                self.check_precert_link(&caller, &req.case_id, id).await?;
             }
             let (case, service) = self
                 .mutate(&caller, &req.case_id, |case, who, now| {
@@ -1388,8 +1388,10 @@ impl CaseService for Cases {
 }
 
 impl Cases {
-    /// A linked precertification case must exist (read without exposing it).
-    async fn check_precert_link(&self, id: &str) -> ApiResult<()> {
+    /// A linked precertification case must exist (read without exposing it). Only a
+    /// caller who may see the managed case learns whether it does.
+    async fn check_precert_link(&self, caller: &Caller, case_id: &str, id: &str) -> ApiResult<()> {
+        self.load_visible(caller, case_id).await?;
         match self.app.store.get_case(id).await {
             Ok(_) => Ok(()),
             Err(StoreError::NotFound { .. }) => Err(ApiError::field(

@@ -56,8 +56,10 @@ impl Dispatcher {
             Err(e) => self.after_failure(&notice, &e),
         };
         match &outcome {
-            DeliveryOutcome::Sent { reference, .. } => {
-                tracing::info!(%reference, attempts = notice.attempts, "notice sent");
+            DeliveryOutcome::Sent { .. } => {
+                // The channel's reference can be the recipient's own inbox id; it is kept
+                // in the notice's delivery record, not in the log.
+                tracing::info!(attempts = notice.attempts, "notice sent");
             }
             DeliveryOutcome::Failed { error, retry_at } => {
                 tracing::warn!(%error, %retry_at, attempts = notice.attempts, "notice delivery failed; will retry");

@@ -5,8 +5,8 @@
 //!
 //! Who may see a notice: its recipient (a member `member:<id>`, a provider
 //! `provider:<npi>`, a staff member `staff:<id>`), and admins and internal services.
-//! Anyone else is told it does not exist. Staff (nurses, admins, services) see the
-//! failed list and resend; admins and services read the delivery report.
+//! Anyone else is told it does not exist. Admins and services work the failed list
+//! (every recipient's notices), resend, and read the delivery report.
 
 pub mod dispatcher;
 pub mod handler;
@@ -122,11 +122,6 @@ fn own_recipient(caller: &Caller) -> Option<String> {
 /// Admins and internal services see every notice.
 fn sees_all(caller: &Caller) -> bool {
     matches!(caller.actor.role, Role::Admin | Role::Service)
-}
-
-/// Staff who work the failed list and resend.
-fn works_failures(caller: &Caller) -> bool {
-    matches!(caller.actor.role, Role::Admin | Role::Service | Role::Nurse)
 }
 
 fn may_view(caller: &Caller, notice: &NoticeRecord) -> bool {
@@ -358,7 +353,7 @@ impl NotificationService for Notify {
         respond(async move {
             let caller = Caller::of(&request)?;
             let req = request.into_inner();
-            if !works_failures(&caller) {
+            if !sees_all(&caller) {
                 return Err(self
                     .app
                     .refuse(
@@ -366,7 +361,7 @@ impl NotificationService for Notify {
                         RECORD_KIND,
                         req.id.trim(),
                         None,
-                        ApiError::denied("only plan staff resend notices"),
+                        ApiError::denied("only admins and services resend notices"),
                     )
                     .await);
             }
@@ -428,7 +423,7 @@ impl NotificationService for Notify {
         respond(async move {
             let caller = Caller::of(&request)?;
             let req = request.into_inner();
-            if !works_failures(&caller) {
+            if !sees_all(&caller) {
                 return Err(self
                     .app
                     .refuse(
@@ -436,7 +431,7 @@ impl NotificationService for Notify {
                         RECORD_KIND,
                         "failed",
                         None,
-                        ApiError::denied("only plan staff list failed notices"),
+                        ApiError::denied("only admins and services list failed notices"),
                     )
                     .await);
             }

@@ -816,10 +816,18 @@ fn list_version(
     }
 }
 
+/// The calling physician reviewer, who holds the discussion they schedule. Callers who
+/// are not plan staff are refused as the workflow refuses any other role.
 fn staff_ref(who: &precert::Caller) -> Result<StaffRef, WorkflowError> {
-    let staff_id: StaffId = who.actor.staff_id().ok_or_else(|| {
-        WorkflowError::Invalid(Invalid::field("caller", "only staff schedule discussions"))
-    })?;
+    let staff_id: StaffId = who
+        .actor
+        .staff_id()
+        .ok_or(WorkflowError::PermissionDenied {
+            action: precert::Action::SchedulePeerToPeer,
+            reason: precert::PermissionReason::Role {
+                role: who.actor.role,
+            },
+        })?;
     Ok(StaffRef {
         staff_id,
         role: who.actor.role,
