@@ -190,6 +190,8 @@ pub struct TestServer {
 pub struct ServerOptions {
     /// Where notices go out (SMTP server, fax gateway, print folder, retries).
     pub notify: carepath_server::notify::settings::NotifySettings,
+    /// Timeouts, message sizes and overload limits.
+    pub limits: Limits,
 }
 
 /// The instant test servers start at: a Monday morning in New York.
@@ -272,8 +274,9 @@ impl TestServer {
                 served,
                 listener,
                 Area::ALL,
-                Limits::default(),
+                options.limits,
                 &options.notify,
+                None,
                 async {
                     let _ = stopped.await;
                 },
@@ -311,12 +314,14 @@ impl TestServer {
             .expect("connect")
     }
 
-    /// A bearer token for `role` and `subject`, signed by the server's key.
+    /// A bearer token for `role` and `subject`, signed by the server's key. Token
+    /// lifetimes are checked against the wall clock, not the server's fixed clock, so
+    /// the token is valid from now.
     pub fn token(&self, role: Role, subject: &str) -> String {
         let actor = Actor::new(role, subject).expect("valid actor");
         self.app
             .auth
-            .mint(&actor, self.clock.now(), chrono::Duration::hours(1))
+            .mint(&actor, Utc::now(), chrono::Duration::hours(1))
             .expect("mint")
     }
 
