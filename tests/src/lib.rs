@@ -190,6 +190,8 @@ pub struct TestServer {
 pub struct ServerOptions {
     /// Where notices go out (SMTP server, fax gateway, print folder, retries).
     pub notify: carepath_server::notify::settings::NotifySettings,
+    /// Timeouts, message sizes and overload limits.
+    pub limits: Limits,
 }
 
 /// The instant test servers start at: a Monday morning in New York.
@@ -272,8 +274,9 @@ impl TestServer {
                 served,
                 listener,
                 Area::ALL,
-                Limits::default(),
+                options.limits,
                 &options.notify,
+                None,
                 async {
                     let _ = stopped.await;
                 },

@@ -1573,6 +1573,7 @@ impl Cx {
                     token,
                     ppb::ListGoldCardsRequest {
                         provider_npi: t.provider.clone(),
+                        page: None,
                     },
                 ))
                 .await?;
@@ -1582,7 +1583,7 @@ impl Cx {
                     .await?;
             }
             "ListRuleLists" => {
-                c.list_rule_lists(self.req(token, ppb::ListRuleListsRequest {}))
+                c.list_rule_lists(self.req(token, ppb::ListRuleListsRequest { page: None }))
                     .await?;
             }
             "ValidateRuleList" => {
@@ -1643,7 +1644,7 @@ impl Cx {
                 .await?;
             }
             "ListPathways" => {
-                c.list_pathways(self.req(token, opb::ListPathwaysRequest {}))
+                c.list_pathways(self.req(token, opb::ListPathwaysRequest { page: None }))
                     .await?;
             }
             "GetPathway" => {

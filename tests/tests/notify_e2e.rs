@@ -92,6 +92,7 @@ impl Workspace {
                     idle_poll: Duration::from_millis(50),
                 },
             },
+            ..ServerOptions::default()
         }
     }
 }

@@ -338,7 +338,7 @@ async fn providers_can_look_up_the_pathways(db: &TestDb) {
     let mut c = client(server.channel().await);
     let token = server.token(Role::Provider, "1159891922");
     let all = c
-        .list_pathways(server.request(&token, pb::ListPathwaysRequest {}))
+        .list_pathways(server.request(&token, pb::ListPathwaysRequest::default()))
         .await
         .unwrap()
         .into_inner();

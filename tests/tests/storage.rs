@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use carepath_core::{DirectoryBundle, DomainEvent, MemberId, PlanId};
 use carepath_store::{
-    AuditEntry, AuditOutcome, AuditQuery, AuditVerification, DeliveryState, MemberFilter,
-    ProviderFilter, StoreError, on_db,
+    AuditEntry, AuditOutcome, AuditQuery, AuditVerification, DeliveryState, GoldCardRecord,
+    MemberFilter, ProviderFilter, StoreError, on_db,
 };
 use carepath_tests::{TestDb, contract_tests};
 use chrono::{DateTime, Duration, Utc};
@@ -25,6 +25,7 @@ contract_tests!(
     the_audit_chain_detects_tampering,
     an_entry_removed_from_the_middle_of_a_chain_is_detected,
     the_audit_log_is_searchable,
+    gold_cards_come_in_pages,
 );
 
 fn now() -> DateTime<Utc> {
@@ -533,4 +534,65 @@ async fn the_audit_log_is_searchable(db: &TestDb) {
         .unwrap();
     assert_eq!(in_period.len(), 1);
     assert_eq!(in_period[0].entry.subject, "RN-002");
+}
+
+async fn gold_cards_come_in_pages(db: &TestDb) {
+    let card = |npi: &str, category: &str| GoldCardRecord {
+        npi: npi.into(),
+        category: category.into(),
+        exempt: false,
+        requests: 3,
+        approvals: 2,
+        evaluated_at: now(),
+        window_start: now() - Duration::days(182),
+        exemption: String::new(),
+        change: "not_eligible".into(),
+    };
+    let mut tx = db.store.begin().await.unwrap();
+    for (npi, category) in [
+        ("1184649790", "imaging"),
+        ("1184649790", "dme"),
+        ("1003000126", "imaging"),
+        ("1381083801", "oncology"),
+        ("1184649790", "sleep"),
+    ] {
+        tx.upsert_gold_card(&card(npi, category)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = db.store.gold_cards_page(None, &token, 2).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|c| (c.npi, c.category)));
+        match page.next_page_token {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    let key = |npi: &str, category: &str| (npi.to_owned(), category.to_owned());
+    assert_eq!(
+        seen,
+        [
+            key("1003000126", "imaging"),
+            key("1184649790", "dme"),
+            key("1184649790", "imaging"),
+            key("1184649790", "sleep"),
+            key("1381083801", "oncology"),
+        ]
+    );
+
+    let all = db.store.gold_cards(None).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert_eq!((all[0].requests, all[0].approvals), (3, 2));
+
+    let one = db
+        .store
+        .gold_cards_page(Some("1184649790"), "1184649790/dme", 500)
+        .await
+        .unwrap();
+    let categories: Vec<_> = one.items.iter().map(|c| c.category.as_str()).collect();
+    assert_eq!(categories, ["imaging", "sleep"]);
+    assert_eq!(one.next_page_token, None);
 }

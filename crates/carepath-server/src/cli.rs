@@ -1,15 +1,25 @@
 //! Command-line settings and start-up shared by every binary: flags with environment
-//! fallbacks, logging, opening and migrating the database, keys, signals.
+//! fallbacks, logging, opening and migrating the database, keys, call limits, TLS,
+//! signals.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    fmt,
+    net::SocketAddr,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use carepath_core::{Actor, BusinessCalendar, DirectoryBundle, Role, SystemClock};
 use carepath_store::Store;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
+use tonic::transport::ServerTlsConfig;
 
 use crate::{
     auth::Authenticator,
     context::App,
+    overload::CallerRate,
     server::{self, Area, Limits},
 };
 
@@ -42,6 +52,151 @@ pub struct KeyArgs {
     pub jwt_public_keys: Vec<PathBuf>,
 }
 
+/// Overload protection: how many calls the server takes at once, and how fast one
+/// caller may call.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Calls in progress across the server; more are refused at once with UNAVAILABLE.
+    /// Health checks and reflection are never refused.
+    #[arg(long, env = "CAREPATH_MAX_CONCURRENT_CALLS", default_value_t = server::DEFAULT_MAX_CONCURRENT_CALLS)]
+    pub max_concurrent_calls: NonZeroU32,
+    /// Calls per second one caller (a token's role and subject) may make on average;
+    /// beyond it, RESOURCE_EXHAUSTED with a retry delay. 0 turns the limit off.
+    #[arg(long, env = "CAREPATH_RATE_LIMIT_PER_CALLER", default_value_t = server::DEFAULT_CALLER_RATE)]
+    pub rate_limit_per_caller: u32,
+    /// Calls one caller may make back to back before its average rate applies.
+    #[arg(long, env = "CAREPATH_RATE_LIMIT_BURST", default_value_t = server::DEFAULT_CALLER_BURST)]
+    pub rate_limit_burst: NonZeroU32,
+}
+
+impl LimitArgs {
+    /// The call limits these settings ask for.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_concurrent_calls: self.max_concurrent_calls.get() as usize,
+            per_caller: NonZeroU32::new(self.rate_limit_per_caller).map(|per_second| CallerRate {
+                per_second,
+                burst: self.rate_limit_burst,
+            }),
+            ..Limits::default()
+        }
+    }
+}
+
+/// Transport security: TLS, and client certificates for mutual TLS between services.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Server certificate chain (PEM). With --tls-key the server speaks TLS only.
+    #[arg(long, env = "CAREPATH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the server certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CAREPATH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign client certificates. When set, every client must
+    /// present a certificate signed by one of them (mutual TLS); bearer tokens are still
+    /// required.
+    #[arg(long, env = "CAREPATH_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Reads and checks the files; `None` when the server is to speak plain text.
+    pub fn server_tls(&self) -> Result<Option<ServerTlsConfig>, CliError> {
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => {
+                return match &self.tls_client_ca {
+                    Some(ca) => Err(CliError::Usage(format!(
+                        "--tls-client-ca {} needs --tls-cert and --tls-key: client \
+                         certificates are only asked for over TLS",
+                        ca.display()
+                    ))),
+                    None => Ok(None),
+                };
+            }
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => return Err(CliError::Usage("--tls-cert needs --tls-key".into())),
+            (None, Some(_)) => return Err(CliError::Usage("--tls-key needs --tls-cert".into())),
+        };
+        let cert_pem = read_certificates("--tls-cert", cert)?;
+        let key_pem = read_private_key("--tls-key", key)?;
+        let mut config = ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+        if let Some(ca) = &self.tls_client_ca {
+            let ca_pem = read_certificates("--tls-client-ca", ca)?;
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca_pem));
+        }
+        // Built once here so a key that does not match its certificate is reported
+        // with the flags that name them, before anything listens.
+        tonic::transport::Server::builder()
+            .tls_config(config.clone())
+            .map_err(|e| {
+                CliError::Usage(format!(
+                    "--tls-cert {} and --tls-key {} do not make a usable server identity{}: {}",
+                    cert.display(),
+                    key.display(),
+                    match &self.tls_client_ca {
+                        Some(ca) => format!(" with --tls-client-ca {}", ca.display()),
+                        None => String::new(),
+                    },
+                    error_chain(&e)
+                ))
+            })?;
+        Ok(Some(config))
+    }
+}
+
+fn tls_file(flag: &'static str, path: &Path, reason: impl fmt::Display) -> CliError {
+    CliError::TlsFile {
+        flag,
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads a PEM file that must hold at least one certificate.
+fn read_certificates(flag: &'static str, path: &Path) -> Result<Vec<u8>, CliError> {
+    let pem = std::fs::read(path).map_err(|e| tls_file(flag, path, e))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_file(flag, path, format!("not PEM certificates: {e}")))?;
+    if certificates.is_empty() {
+        return Err(tls_file(flag, path, "no CERTIFICATE block in the file"));
+    }
+    Ok(pem)
+}
+
+/// Reads a PEM file that must hold a private key.
+fn read_private_key(flag: &'static str, path: &Path) -> Result<Vec<u8>, CliError> {
+    let pem = std::fs::read(path).map_err(|e| tls_file(flag, path, e))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        tls_file(
+            flag,
+            path,
+            format!("no PKCS#8, PKCS#1 or SEC1 private key in PEM: {e}"),
+        )
+    })?;
+    Ok(pem)
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Makes ring the process's TLS crypto provider. Called once at start by every
+/// serving binary (and by clients in the same process); later calls do nothing.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Settings of a serving binary.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -61,6 +216,10 @@ pub struct ServeArgs {
     /// beside a SQLite file (a temporary folder for PostgreSQL: set it in production).
     #[arg(long, env = "CAREPATH_RECORDS_DIR")]
     pub records_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Errors of start-up and of the one-shot commands, shown to the operator.
@@ -86,6 +245,12 @@ pub enum CliError {
     Directory(#[from] carepath_core::DirectoryError),
     #[error("{0}")]
     Invalid(#[from] carepath_core::Invalid),
+    #[error("{flag} {path}: {reason}")]
+    TlsFile {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("{0}")]
     Usage(String),
 }
@@ -217,6 +382,8 @@ pub async fn shutdown_signal() {
 
 /// Opens everything `args` names and serves `areas` until Ctrl-C or SIGTERM.
 pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError> {
+    install_crypto_provider();
+    let tls = args.tls.server_tls()?;
     let store = open_store(&args.db).await?;
     if args.demo {
         let summary = load_demo(&store).await?;
@@ -240,7 +407,13 @@ pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError
             addr: args.listen,
             source,
         })?;
-    tracing::info!(addr = %listener.local_addr().unwrap_or(args.listen), backend = ?store.backend(), "carepath listening");
+    tracing::info!(
+        addr = %listener.local_addr().unwrap_or(args.listen),
+        backend = ?store.backend(),
+        tls = tls.is_some(),
+        client_certificates = args.tls.tls_client_ca.is_some(),
+        "carepath listening"
+    );
     if let Some(folder) = &args.records_dir {
         crate::secondopinion::records::configure_folder(folder.clone());
     }
@@ -252,8 +425,9 @@ pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError
         app,
         listener,
         areas,
-        Limits::default(),
+        args.limits.limits(),
         &notify,
+        tls,
         shutdown_signal(),
     )
     .await?;
@@ -298,6 +472,38 @@ pub fn thin_main(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_rate_turns_the_caller_limit_off() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Flags {
+            #[command(flatten)]
+            limits: LimitArgs,
+        }
+        let defaults = Flags::parse_from(["x"]).limits.limits();
+        assert_eq!(defaults.max_concurrent_calls, 256);
+        assert!(defaults.per_caller.is_some());
+        let off = Flags::parse_from(["x", "--rate-limit-per-caller", "0"])
+            .limits
+            .limits();
+        assert!(off.per_caller.is_none());
+        assert!(Flags::try_parse_from(["x", "--max-concurrent-calls", "0"]).is_err());
+    }
+
+    #[test]
+    fn client_certificates_need_a_server_certificate() {
+        let args = TlsArgs {
+            tls_client_ca: Some(PathBuf::from("ca.pem")),
+            ..TlsArgs::default()
+        };
+        let err = args.server_tls().unwrap_err().to_string();
+        assert!(
+            err.contains("--tls-client-ca") && err.contains("--tls-cert"),
+            "{err}"
+        );
+        assert!(TlsArgs::default().server_tls().unwrap().is_none());
+    }
 
     #[test]
     fn the_signing_key_sits_beside_a_sqlite_database() {

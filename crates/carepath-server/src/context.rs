@@ -11,6 +11,7 @@ use tonic::Request;
 use crate::{
     auth::{AuthError, Authenticator},
     error::{ApiError, ApiResult},
+    overload::CallerLimiter,
 };
 
 /// State shared by every service of a server. Cheap to clone.
@@ -115,9 +116,19 @@ impl Caller {
 }
 
 /// The authentication interceptor: every call of a wrapped service must carry a valid
-/// bearer token; the actor it names is put in the request extensions.
+/// bearer token; the actor it names is put in the request extensions. With a caller
+/// limiter, each authenticated call is also taken from its caller's token bucket.
 #[derive(Debug, Clone)]
-pub struct Authenticate(pub Arc<Authenticator>);
+pub struct Authenticate {
+    auth: Arc<Authenticator>,
+    callers: Option<Arc<CallerLimiter>>,
+}
+
+impl Authenticate {
+    pub fn new(auth: Arc<Authenticator>, callers: Option<Arc<CallerLimiter>>) -> Self {
+        Authenticate { auth, callers }
+    }
+}
 
 impl tonic::service::Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
@@ -125,9 +136,17 @@ impl tonic::service::Interceptor for Authenticate {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        match self.0.authenticate(header) {
+        match self.auth.authenticate(header) {
             Ok(actor) => {
                 tracing::debug!(role = actor.role.as_str(), "authenticated");
+                if let Some(callers) = &self.callers {
+                    callers.check(&actor).inspect_err(|_| {
+                        tracing::debug!(
+                            role = actor.role.as_str(),
+                            "call refused: caller over its rate limit"
+                        );
+                    })?;
+                }
                 request.extensions_mut().insert(actor);
                 Ok(request)
             }
@@ -153,5 +172,46 @@ pub fn page_size(requested: u32, field: &str) -> ApiResult<u32> {
             format!("must be at most {MAX_PAGE_SIZE}"),
         )),
         n => Ok(n),
+    }
+}
+
+/// One page of a list held in memory, ordered by `key`: the items whose key sorts
+/// after `token` (all of them for an empty token), at most `size`, and the token of
+/// the next page (empty on the last page).
+pub fn page_in_memory<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    token: &str,
+    size: u32,
+) -> (Vec<T>, String) {
+    items.sort_by_cached_key(&key);
+    let mut page: Vec<T> = items
+        .into_iter()
+        .filter(|item| token.is_empty() || key(item).as_str() > token)
+        .take(size as usize + 1)
+        .collect();
+    let next = if page.len() > size as usize {
+        page.truncate(size as usize);
+        page.last().map(&key).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    (page, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_pages_cover_the_list_once_in_order() {
+        let items = vec!["d", "a", "c", "b", "e"];
+        let key = |s: &&str| (*s).to_owned();
+        let (first, token) = page_in_memory(items.clone(), key, "", 2);
+        assert_eq!((first, token.as_str()), (vec!["a", "b"], "b"));
+        let (second, token) = page_in_memory(items.clone(), key, &token, 2);
+        assert_eq!((second, token.as_str()), (vec!["c", "d"], "d"));
+        let (last, token) = page_in_memory(items, key, &token, 2);
+        assert_eq!((last, token.as_str()), (vec!["e"], ""));
     }
 }

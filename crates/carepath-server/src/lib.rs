@@ -16,6 +16,7 @@ pub mod error;
 pub mod notify;
 pub mod oncology;
 pub mod outbox;
+pub mod overload;
 pub mod precert;
 pub mod secondopinion;
 pub mod server;

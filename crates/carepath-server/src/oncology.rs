@@ -27,7 +27,7 @@ use sqlx::types::Json;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    context::{App, Caller},
+    context::{App, Caller, page_in_memory, page_size},
     convert::{json_name, optional, required, timestamp, urgency_from_proto},
     error::{ApiError, ApiResult, respond},
     precert::{append_events, convert::case_to_proto, engine::PrecertEngine, micros, record_of},
@@ -928,12 +928,20 @@ impl OncologyService for Oncology {
     ) -> Result<Response<pb::ListPathwaysResponse>, Status> {
         respond(async move {
             Caller::of(&request)?;
+            let page = request.into_inner().page.unwrap_or_default();
+            let size = page_size(page.page_size, "page.page_size")?;
             let c = &self.catalogue;
+            let (cancers, next_page_token) = page_in_memory(
+                c.cancers().iter().collect(),
+                |cancer| cancer.id.clone(),
+                &page.page_token,
+                size,
+            );
             Ok(pb::ListPathwaysResponse {
                 catalogue_version: c.version().to_owned(),
-                cancers: c
-                    .cancers()
-                    .iter()
+                next_page_token,
+                cancers: cancers
+                    .into_iter()
                     .map(|cancer| pb::Cancer {
                         id: cancer.id.clone(),
                         name: cancer.name.clone(),

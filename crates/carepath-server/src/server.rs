@@ -4,7 +4,7 @@
 //! The server takes its listener and its shutdown signal as arguments, so tests start
 //! it on port 0 and stop it cleanly, and every binary wires it the same way.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
 use carepath_oncology::Catalogue;
 
@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{
     service::{RoutesBuilder, interceptor::InterceptedService},
-    transport::Server,
+    transport::{Server, ServerTlsConfig},
 };
 use tonic_health::ServingStatus;
 use tower_http::{
@@ -32,6 +32,7 @@ use crate::{
     context::{App, Authenticate, RpcMethod},
     directory::Directory,
     oncology::Oncology,
+    overload::{Admission, CallerLimiter, CallerRate},
     precert::{
         Precert,
         engine::{EngineError, PrecertEngine},
@@ -79,6 +80,14 @@ impl Area {
     }
 }
 
+/// Calls in progress across the server by default: sized for a small machine.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: NonZeroU32 = NonZeroU32::new(256).unwrap();
+/// Calls per second one caller may make by default: far above what one person or
+/// integration needs, so the limit only stops a runaway client.
+pub const DEFAULT_CALLER_RATE: u32 = 10_000;
+/// Calls one caller may make back to back by default.
+pub const DEFAULT_CALLER_BURST: NonZeroU32 = NonZeroU32::new(2_000).unwrap();
+
 /// Limits applied to every call.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -86,8 +95,16 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Largest request or response message, in bytes.
     pub max_message_bytes: usize,
-    /// Calls in flight per connection before new ones wait.
-    pub concurrency_per_connection: usize,
+    /// Calls one connection may have open at once (HTTP/2 streams); a client that
+    /// wants more waits on its own side. Kept above `max_concurrent_calls`, so one busy
+    /// connection (a gateway, a load generator) meets the server-wide limit and is
+    /// answered at once rather than left waiting.
+    pub streams_per_connection: u32,
+    /// Calls in progress across the server; more are refused at once with
+    /// UNAVAILABLE. Health checks and reflection are not counted.
+    pub max_concurrent_calls: usize,
+    /// Token bucket per authenticated caller; `None` turns it off.
+    pub per_caller: Option<CallerRate>,
 }
 
 impl Default for Limits {
@@ -95,10 +112,18 @@ impl Default for Limits {
         Limits {
             request_timeout: Duration::from_secs(30),
             max_message_bytes: 4 * 1024 * 1024,
-            concurrency_per_connection: 256,
+            streams_per_connection: 1024,
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS.get() as usize,
+            per_caller: NonZeroU32::new(DEFAULT_CALLER_RATE).map(|per_second| CallerRate {
+                per_second,
+                burst: DEFAULT_CALLER_BURST,
+            }),
         }
     }
 }
+
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +145,8 @@ const AUDIT_SERVICE: &str = "carepath.audit.v1.AuditService";
 
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Serves `areas` on `listener` until `shutdown` completes, with the default
-/// notification settings (see [`serve_with`]).
+/// Serves `areas` on `listener` in plain text until `shutdown` completes, with the
+/// default notification settings (see [`serve_with`]).
 pub async fn serve(
     app: App,
     listener: TcpListener,
@@ -130,18 +155,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let notify = crate::notify::settings::NotifySettings::default();
-    serve_with(app, listener, areas, limits, &notify, shutdown).await
+    serve_with(app, listener, areas, limits, &notify, None, shutdown).await
 }
 
 /// Serves `areas` on `listener` until `shutdown` completes; calls in flight finish,
 /// then background work is told to stop and awaited. `notify` says where notices
-/// go out when the notification area is served.
+/// go out when the notification area is served; with `tls` the server speaks TLS
+/// only (and asks for client certificates when the configuration names a client CA).
 pub async fn serve_with(
     app: App,
     listener: TcpListener,
     areas: &[Area],
     limits: Limits,
     notify: &crate::notify::settings::NotifySettings,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let mut notify_area = None;
@@ -149,7 +176,11 @@ pub async fn serve_with(
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
-    let authenticate = Authenticate(app.auth.clone());
+    let admission = Admission::new(limits.max_concurrent_calls);
+    let callers = limits
+        .per_caller
+        .map(|rate| Arc::new(CallerLimiter::new(rate)));
+    let authenticate = Authenticate::new(app.auth.clone(), callers.clone());
 
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_service);
@@ -237,12 +268,14 @@ pub async fn serve_with(
             .await;
     }
     let background = CancellationToken::new();
-    let mut tasks = vec![tokio::spawn(probe_health(
-        app.clone(),
-        health,
-        names,
-        background.clone(),
-    ))];
+    let mut tasks = vec![
+        tokio::spawn(probe_health(app.clone(), health, names, background.clone())),
+        tokio::spawn(crate::overload::maintain(
+            admission.clone(),
+            callers,
+            background.clone(),
+        )),
+    ];
     if let Some(area) = notify_area {
         tasks.push(tokio::spawn(crate::outbox::run_consumer(
             app.store.clone(),
@@ -275,8 +308,13 @@ pub async fn serve_with(
         )));
     }
 
+    // Calls refused for overload carry a request id but get no span or log line of
+    // their own: refusing must stay cheap when many arrive at once (`overload::maintain`
+    // logs how many there were).
     let layers = tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(admission.clone())
         .layer(
             TraceLayer::new_for_grpc()
                 .make_span_with(|req: &http::Request<_>| {
@@ -305,7 +343,6 @@ pub async fn serve_with(
                     },
                 ),
         )
-        .layer(PropagateRequestIdLayer::x_request_id())
         .map_request(|mut req: http::Request<_>| {
             let method = RpcMethod(req.uri().path().to_owned());
             req.extensions_mut().insert(method);
@@ -322,9 +359,13 @@ pub async fn serve_with(
     // Replies go out as they are written: without TCP_NODELAY a reply split over
     // several writes can wait for the client's delayed acknowledgement (~40 ms).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.timeout(TLS_HANDSHAKE_TIMEOUT))?;
+    }
+    let result = builder
         .timeout(limits.request_timeout)
-        .concurrency_limit_per_connection(limits.concurrency_per_connection)
+        .max_concurrent_streams(limits.streams_per_connection)
         .layer(layers)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, shutdown)

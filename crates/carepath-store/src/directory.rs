@@ -58,7 +58,7 @@ fn doc_of<T: Serialize>(value: &T) -> Json<serde_json::Value> {
 }
 
 /// Rows are fetched one past the page size to learn whether another page follows.
-fn paginate<T>(mut rows: Vec<(String, T)>, page_size: u32) -> Page<T> {
+pub(crate) fn paginate<T>(mut rows: Vec<(String, T)>, page_size: u32) -> Page<T> {
     let more = rows.len() > page_size as usize;
     rows.truncate(page_size as usize);
     let next_page_token = if more {

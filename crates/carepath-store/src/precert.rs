@@ -307,9 +307,34 @@ impl Store {
 
     pub async fn gold_cards(&self, npi: Option<&str>) -> Result<Vec<GoldCardRecord>, StoreError> {
         Ok(on_db!(self, c => sqlx::query_as(
-            "SELECT npi, category, exempt, requests, approvals, evaluated_at, window_start, exemption, change FROM precert_gold_card
+            "SELECT npi, category, exempt, CAST(requests AS BIGINT) AS requests, CAST(approvals AS BIGINT) AS approvals,
+                    evaluated_at, window_start, exemption, change FROM precert_gold_card
              WHERE ($1 = '' OR npi = $1) ORDER BY npi, category")
             .bind(npi.unwrap_or_default()).fetch_all(c).await)?)
+    }
+
+    /// One page of gold-card standings, by NPI then category, after `after` (the
+    /// previous page's token; empty for the first page).
+    pub async fn gold_cards_page(
+        &self,
+        npi: Option<&str>,
+        after: &str,
+        page_size: u32,
+    ) -> Result<Page<GoldCardRecord>, StoreError> {
+        let (after_npi, after_category) = after.split_once('/').unwrap_or((after, ""));
+        let rows: Vec<GoldCardRecord> = on_db!(self, c => sqlx::query_as(
+            "SELECT npi, category, exempt, CAST(requests AS BIGINT) AS requests, CAST(approvals AS BIGINT) AS approvals,
+                    evaluated_at, window_start, exemption, change FROM precert_gold_card
+             WHERE ($1 = '' OR npi = $1) AND (npi > $2 OR (npi = $2 AND category > $3))
+             ORDER BY npi, category LIMIT $4")
+            .bind(npi.unwrap_or_default()).bind(after_npi).bind(after_category)
+            .bind(i64::from(page_size) + 1).fetch_all(c).await)?;
+        Ok(crate::directory::paginate(
+            rows.into_iter()
+                .map(|r| (format!("{}/{}", r.npi, r.category), r))
+                .collect(),
+            page_size,
+        ))
     }
 
     pub async fn rule_lists(&self) -> Result<Vec<RuleListRecord>, StoreError> {

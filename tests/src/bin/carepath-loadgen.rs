@@ -1,10 +1,13 @@
 //! `carepath-loadgen`: drives a running carepath server over gRPC and reports requests
 //! per second and latency percentiles, closed-loop (fixed concurrency) or open-loop
-//! (fixed offered rate). Bounded in count and time; targets loopback only.
+//! (fixed offered rate). Calls the server refuses for overload (UNAVAILABLE) or for the
+//! caller's rate limit (RESOURCE_EXHAUSTED) are counted apart from errors, and a health
+//! check runs on its own connection throughout, so its latency under load is measured
+//! too. Bounded in count and time; targets loopback only.
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -12,6 +15,10 @@ use std::{
 
 use carepath_tests::load::{Scenario, ScenarioKind};
 use clap::Parser;
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +41,9 @@ struct Args {
     /// How long to run, in seconds (at most 120).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Milliseconds between health checks made during the run (0: none).
+    #[arg(long, default_value_t = 100)]
+    health_interval_ms: u64,
     /// Database URL of the server, to find its signing key for tokens.
     #[arg(
         long,
@@ -43,6 +53,83 @@ struct Args {
     database_url: String,
 }
 
+/// Outcomes of the calls made, by kind.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Latencies (µs) of the calls the server took on, whatever their answer.
+    admitted: Mutex<Vec<u64>>,
+    /// Admitted calls that failed (anything but OK).
+    errors: AtomicU64,
+    /// Refused at once: the server had too many calls in progress (UNAVAILABLE).
+    shed: AtomicU64,
+    /// Refused at once: the caller was over its rate limit (RESOURCE_EXHAUSTED).
+    throttled: AtomicU64,
+}
+
+impl Tally {
+    fn record(&self, result: Result<(), tonic::Status>, took: Duration) {
+        match result.as_ref().map_err(tonic::Status::code) {
+            Err(Code::Unavailable) => {
+                self.shed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(Code::ResourceExhausted) => {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(_) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(()) => {}
+        }
+        self.admitted
+            .lock()
+            .expect("tally lock")
+            .push(took.as_micros() as u64);
+    }
+}
+
+/// The `p` quantile of sorted latencies in µs, in milliseconds.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+/// Checks health every `interval` until `deadline`, on a connection of its own;
+/// returns the latencies (µs) and how many checks did not answer SERVING.
+async fn probe_health(
+    addr: String,
+    interval: Duration,
+    deadline: Instant,
+) -> Result<(Vec<u64>, u64), tonic::transport::Error> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await?;
+    let mut client = HealthClient::new(channel);
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let t = Instant::now();
+        let answer = client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        latencies.push(t.elapsed().as_micros() as u64);
+        if !answer.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving) {
+            failures += 1;
+        }
+    }
+    Ok((latencies, failures))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -50,89 +137,107 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scenario =
         Arc::new(Scenario::connect(args.scenario, &args.addr, &args.database_url).await?);
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let errors = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
+    let health = (args.health_interval_ms > 0).then(|| {
+        tokio::spawn(probe_health(
+            args.addr.clone(),
+            Duration::from_millis(args.health_interval_ms),
+            deadline,
+        ))
+    });
     let started = Instant::now();
-    let mut latencies: Vec<u64> = Vec::new();
+    let mut not_sent = 0_u64;
 
     match args.rate {
         None => {
             let mut workers = Vec::new();
             for worker in 0..args.concurrency {
-                let scenario = scenario.clone();
-                let errors = errors.clone();
+                let (scenario, tally) = (scenario.clone(), tally.clone());
                 workers.push(tokio::spawn(async move {
-                    let mut mine = Vec::new();
                     let mut i = 0_u64;
                     while Instant::now() < deadline {
                         let t = Instant::now();
-                        if scenario.call(worker as u64, i).await.is_err() {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                        mine.push(t.elapsed().as_micros() as u64);
+                        let result = scenario.call(worker as u64, i).await;
+                        tally.record(result, t.elapsed());
                         i += 1;
                     }
-                    mine
                 }));
             }
             for w in workers {
-                latencies.extend(w.await?);
+                w.await?;
             }
         }
         Some(rate) => {
             let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut calls = tokio::task::JoinSet::new();
             let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let mut i = 0_u64;
-            let shed = Arc::new(AtomicU64::new(0));
             while Instant::now() < deadline {
                 tick.tick().await;
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    shed.fetch_add(1, Ordering::Relaxed);
+                    not_sent += 1;
                     continue;
                 };
-                let (scenario, errors, tx) = (scenario.clone(), errors.clone(), tx.clone());
+                let (scenario, tally) = (scenario.clone(), tally.clone());
                 let n = i;
-                tokio::spawn(async move {
+                calls.spawn(async move {
                     let t = Instant::now();
-                    if scenario.call(0, n).await.is_err() {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = tx.send(t.elapsed().as_micros() as u64);
+                    let result = scenario.call(0, n).await;
+                    tally.record(result, t.elapsed());
                     drop(permit);
                 });
                 i += 1;
+                // Reap finished calls as we go so the set stays small.
+                while calls.try_join_next().is_some() {}
             }
-            drop(tx);
-            while let Some(l) = rx.recv().await {
-                latencies.push(l);
-            }
-            let not_sent = shed.load(Ordering::Relaxed);
-            if not_sent > 0 {
-                println!("not sent (client in-flight cap reached): {not_sent}");
-            }
+            while calls.join_next().await.is_some() {}
         }
     }
 
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let idx = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies[idx] as f64 / 1000.0
-    };
+    let mut admitted = std::mem::take(&mut *tally.admitted.lock().expect("tally lock"));
+    admitted.sort_unstable();
+    let shed = tally.shed.load(Ordering::Relaxed);
+    let throttled = tally.throttled.load(Ordering::Relaxed);
+    let per_second = |n: u64| n as f64 / elapsed;
     println!(
         "scenario={:?} calls={} errors={} seconds={:.1} rps={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
         args.scenario,
-        latencies.len(),
-        errors.load(Ordering::Relaxed),
+        admitted.len(),
+        tally.errors.load(Ordering::Relaxed),
         elapsed,
-        latencies.len() as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
-        pct(1.0),
+        per_second(admitted.len() as u64),
+        percentile(&admitted, 0.50),
+        percentile(&admitted, 0.99),
+        percentile(&admitted, 1.0),
     );
+    println!(
+        "refused: shed={shed} shed_rps={:.0} throttled={throttled} throttled_rps={:.0}",
+        per_second(shed),
+        per_second(throttled),
+    );
+    if let Some(rate) = args.rate {
+        println!(
+            "offered_rps={rate} sent={} not_sent={not_sent}{}",
+            admitted.len() as u64 + shed + throttled,
+            if not_sent > 0 {
+                " (the client's in-flight cap was reached: raise --concurrency)"
+            } else {
+                ""
+            },
+        );
+    }
+    if let Some(health) = health {
+        let (mut checks, failures) = health.await??;
+        checks.sort_unstable();
+        println!(
+            "health: checks={} not_serving={failures} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            checks.len(),
+            percentile(&checks, 0.50),
+            percentile(&checks, 0.99),
+            percentile(&checks, 1.0),
+        );
+    }
     Ok(())
 }

@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status};
 
 use self::engine::{ListOrigin, PrecertEngine};
 use crate::{
-    context::{App, Caller, page_size},
+    context::{App, Caller, page_in_memory, page_size},
     convert::{json_name, optional, required, timestamp, urgency_from_proto},
     error::{ApiError, ApiResult, respond},
 };
@@ -1357,7 +1357,10 @@ impl PrecertService for Precert {
                 Npi::parse,
             )
             .flatten();
+            let page = request.get_ref().page.clone().unwrap_or_default();
+            let size = page_size(page.page_size, "page.page_size");
             invalid.into_result()?;
+            let size = size?;
             let npi = match caller.actor.role {
                 Role::Provider => {
                     let me = caller.actor.provider_npi();
@@ -1373,13 +1376,15 @@ impl PrecertService for Precert {
                 }
                 _ => npi,
             };
-            let cards = self
+            let found = self
                 .app
                 .store
-                .gold_cards(npi.as_ref().map(|n| n.as_str()))
+                .gold_cards_page(npi.as_ref().map(|n| n.as_str()), &page.page_token, size)
                 .await?;
             Ok(pb::ListGoldCardsResponse {
-                gold_cards: cards
+                next_page_token: found.next_page_token.unwrap_or_default(),
+                gold_cards: found
+                    .items
                     .into_iter()
                     .map(|c| pb::GoldCard {
                         approval_rate: if c.requests == 0 {
@@ -1467,14 +1472,24 @@ impl PrecertService for Precert {
     ) -> Result<Response<pb::ListRuleListsResponse>, Status> {
         respond(async move {
             Caller::of(&request)?;
+            let page = request.into_inner().page.unwrap_or_default();
+            let size = page_size(page.page_size, "page.page_size")?;
             let today = self.app.now().date_naive();
             let rules = self.engine.rules();
-            let lists = rules
-                .lists()
-                .iter()
+            let (lists, next_page_token) = page_in_memory(
+                rules.lists().iter().collect(),
+                |l| format!("{}/{}", l.id, l.version),
+                &page.page_token,
+                size,
+            );
+            let lists = lists
+                .into_iter()
                 .map(|l| list_version(l, &self.engine.origin(&l.id, &l.version), today))
                 .collect();
-            Ok(pb::ListRuleListsResponse { lists })
+            Ok(pb::ListRuleListsResponse {
+                lists,
+                next_page_token,
+            })
         })
         .await
     }
