@@ -38,9 +38,9 @@ if ! command -v pdftotext >/dev/null 2>&1; then
     apt-get update >/dev/null && apt-get install -y poppler-utils >/dev/null
 fi
 
-# The log scan (tests/tests/log_scan.rs) runs the server binary itself; `cargo test`
-# builds binaries only as test harnesses, so build the real one first.
-cargo build -p carepath --locked
+# The log scan, mutual-TLS and crash tests run the server binaries themselves; `cargo test`
+# builds another package's binaries only as test harnesses, so build the real ones first.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"
 
 echo "$pg_note"

@@ -225,7 +225,7 @@ fn cli_verify(db: &TestDb) -> (bool, String) {
         .expect("target dir");
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build --workspace` first",
+        "{} is missing: run `cargo build --workspace --bins` first",
         bin.display()
     );
     let out = Command::new(&bin)

@@ -5,8 +5,8 @@
 //! good certificate but no token is still unauthenticated.
 //!
 //! The certificates are made here, at test time. The binaries come from the same
-//! target folder as this test (`cargo build --workspace` or `cargo test --workspace`
-//! builds them).
+//! target folder as this test: `cargo build --workspace --bins` builds them, and
+//! tests/run.sh runs it before the tests.
 
 use std::{
     io::{BufRead, BufReader},
@@ -98,7 +98,7 @@ fn thin_binary(name: &str) -> PathBuf {
     let path = binary_folder().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo build --workspace` (or `cargo test --workspace`) first",
+        "{} is missing: run `cargo build --workspace --bins` first (tests/run.sh does)",
         path.display()
     );
     let help = Command::new(&path)
@@ -108,7 +108,7 @@ fn thin_binary(name: &str) -> PathBuf {
     assert!(
         String::from_utf8_lossy(&help.stdout).contains("--tls-client-ca"),
         "{} is older than this test (it has no --tls-client-ca flag): run \
-         `cargo build --workspace` first",
+         `cargo build --workspace --bins` first",
         path.display()
     );
     path
