@@ -122,10 +122,14 @@ impl Scenario {
     }
 }
 
-const IMAGING: &str = "1184649790";
+/// The demo imaging centre (its notices go to the portal).
+pub const IMAGING: &str = "1184649790";
 const ONCOLOGIST: &str = "1381083801";
 
-fn mri(request_id: String) -> SubmitRequest {
+/// A brain MRI for demo member M100001 (notices by email) two weeks from today, with
+/// the answer that meets the rule's criteria: approved at once.
+pub fn mri(request_id: String) -> SubmitRequest {
+    let date_of_service = chrono::Utc::now().date_naive() + chrono::Duration::days(14);
     SubmitRequest {
         request_id,
         member_id: "M100001".into(),
@@ -134,7 +138,7 @@ fn mri(request_id: String) -> SubmitRequest {
         lines: vec![ServiceLine {
             service_code: "70553".into(),
             units: 1,
-            date_of_service: "2026-12-01".into(),
+            date_of_service: date_of_service.format("%Y-%m-%d").to_string(),
             setting: Setting::Outpatient as i32,
             ..Default::default()
         }],

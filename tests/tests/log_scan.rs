@@ -5,14 +5,13 @@
 //! with a denial, an oncology plan, a managed case, a second opinion to its published
 //! opinion, notices by email, fax, letter and portal, and refused calls), then scans
 //! everything the server wrote for each demo member's names, member id and date of
-//! birth.
+//! birth. The logs are JSON lines, as in production.
 //!
-//! The binary is the one `cargo build -p carepath` puts beside this test's own
+//! The binary is the one `cargo build --workspace --bins` puts beside this test's own
 //! executable (`target/<profile>/carepath`).
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -36,6 +35,7 @@ use carepath_server::{
 use carepath_tests::{
     TestDb, contract_tests,
     notify_support::{FaxGateway, SmtpServer, free_port},
+    process::{ServerProcess, binary},
 };
 use chrono::{NaiveDate, Utc};
 use tonic::{Code, Request, transport::Channel};
@@ -57,55 +57,6 @@ const ONCOLOGIST: &str = "1381083801"; // prefers fax
 const NURSE: &str = "RN-001";
 const RADIOLOGIST: &str = "MD-RAD-01";
 const ADMIN: &str = "AD-001";
-
-/// The server binary beside this test's executable.
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let binary = dir.join(format!("carepath{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.is_file(),
-        "{} is missing: build the server first (cargo build -p carepath)",
-        binary.display()
-    );
-    binary
-}
-
-/// The running server process; killed if the test ends early.
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    /// Asks the server to stop as an operator would (SIGTERM) and waits for it.
-    fn stop(mut self) {
-        let stopped = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while stopped && Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// A demo member as the directory file has them.
 struct Person {
@@ -132,26 +83,6 @@ fn demo_members() -> Vec<Person> {
             }
         })
         .collect()
-}
-
-/// `text` without terminal colour codes (`ESC [ ... m`), which would otherwise sit
-/// glued to the words they colour.
-fn without_colours(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip to the sequence's final byte (a letter).
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Where `needle` occurs in `text` as a whole word, ignoring case: one line each.
@@ -693,20 +624,14 @@ impl Flow {
 }
 
 async fn health_data_never_reaches_the_logs(db: &TestDb) {
-    let binary = server_binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let smtp = SmtpServer::start(free_port(), &dir.path().join("smtp"), Duration::ZERO);
     let fax = FaxGateway::start(&dir.path().join("fax"));
     let key = dir.path().join("signing.pem");
     let auth = Authenticator::with_local_key(&key).expect("signing key");
-    let port = free_port();
-    let log_path = dir.path().join("carepath.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(&binary)
-        .arg("serve")
-        .arg("--demo")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", &db.url])
+    let mut command = Command::new(binary("carepath", None));
+    command
+        .args(["serve", "--demo", "--database-url", &db.url])
         .arg("--signing-key")
         .arg(&key)
         .arg("--records-dir")
@@ -715,41 +640,9 @@ async fn health_data_never_reaches_the_logs(db: &TestDb) {
         .arg(dir.path().join("print"))
         .args(["--smtp-port", &smtp.port.to_string()])
         .args(["--fax-gateway-url", &fax.url])
-        .env("CAREPATH_LOG", LOG_FILTER)
-        .env_remove("CAREPATH_LOG_FORMAT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let server = Server { child };
-
-    let uri = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let channel = loop {
-        if let Ok(channel) = Channel::from_shared(uri.clone())
-            .expect("uri")
-            .connect()
-            .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-            let serving = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .is_ok_and(|r| r.into_inner().status == 1);
-            if serving {
-                break channel;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not answer within 60 s; its log:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        .env("CAREPATH_LOG", LOG_FILTER);
+    let server = ServerProcess::start("carepath", command);
+    let channel = server.channel().await;
 
     let flow = Flow {
         channel,
@@ -765,14 +658,13 @@ async fn health_data_never_reaches_the_logs(db: &TestDb) {
     flow.notices().await;
     assert!(!smtp.messages().is_empty(), "emails went out");
     assert!(!fax.faxes().is_empty(), "faxes went out");
-    server.stop();
+    let logs = server.terminate().join("\n");
 
-    let logs = without_colours(&std::fs::read_to_string(&log_path).expect("read the log"));
     // The scan cannot pass on an empty or silent log.
     for expected in [
         "carepath listening",
-        "rpc{method=/carepath.precert.v1.PrecertService/Submit",
-        "rpc{method=/carepath.secondopinion.v1.SecondOpinionService/UploadRecord",
+        r#""method":"/carepath.precert.v1.PrecertService/Submit""#,
+        r#""method":"/carepath.secondopinion.v1.SecondOpinionService/UploadRecord""#,
         "started processing request",
         "authenticated",
         "notices stored",
@@ -803,14 +695,6 @@ async fn health_data_never_reaches_the_logs(db: &TestDb) {
         "{} log lines carry a member's health data:\n{}",
         hits.len(),
         hits.join("\n")
-    );
-}
-
-#[test]
-fn colour_codes_are_removed() {
-    assert_eq!(
-        without_colours("\u{1b}[2m=\u{1b}[0mM100001 \u{1b}[3mrole\u{1b}[0m"),
-        "=M100001 role"
     );
 }
 

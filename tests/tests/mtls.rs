@@ -8,14 +8,7 @@
 //! target folder as this test: `cargo build --workspace --bins` builds them, and
 //! tests/run.sh runs it before the tests.
 
-use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
 use carepath_core::{Actor, Role};
 use carepath_proto::{
@@ -25,6 +18,7 @@ use carepath_proto::{
     precert::v1::{ListRuleListsRequest, precert_service_client::PrecertServiceClient},
 };
 use carepath_server::auth::Authenticator;
+use carepath_tests::process::{ServerProcess, binary};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -86,130 +80,26 @@ impl Authority {
     }
 }
 
-/// The folder cargo put this test's binaries in (`target/debug`).
-fn binary_folder() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let deps = exe.parent().expect("deps folder");
-    deps.parent().expect("profile folder").to_owned()
-}
-
-/// A thin server binary built from this source tree, or a failure saying how to build it.
-fn thin_binary(name: &str) -> PathBuf {
-    let path = binary_folder().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first (tests/run.sh does)",
-        path.display()
-    );
-    let help = Command::new(&path)
-        .arg("--help")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
-    assert!(
-        String::from_utf8_lossy(&help.stdout).contains("--tls-client-ca"),
-        "{} is older than this test (it has no --tls-client-ca flag): run \
-         `cargo build --workspace --bins` first",
-        path.display()
-    );
-    path
-}
-
-/// A server binary running as a child process, killed when dropped.
-struct ServerProcess {
-    name: &'static str,
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl ServerProcess {
-    /// Starts `name` on a free port with mutual TLS required, and waits until it says
-    /// where it listens.
-    fn start(name: &'static str, dir: &Path, tls: &[(&str, &Path)]) -> ServerProcess {
-        let binary = thin_binary(name);
-        let mut command = Command::new(&binary);
-        command
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--database-url")
-            .arg(format!(
-                "sqlite://{}",
-                dir.join(format!("{name}.db")).display()
-            ))
-            .arg("--signing-key")
-            .arg(dir.join("signing.pem"));
-        for (flag, path) in tls {
-            command.arg(flag).arg(path);
-        }
-        let mut child = command
-            .env("CAREPATH_LOG_FORMAT", "json")
-            .env("CAREPATH_LOG", "info")
-            .env(
-                "CAREPATH_PRINT_BATCH_DIR",
-                dir.join(format!("{name}.print")),
-            )
-            .env("CAREPATH_RECORDS_DIR", dir.join(format!("{name}.records")))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-
-        // Read the log on a thread of its own for the life of the process, so the pipe
-        // never fills; the listening address is sent back once.
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (found, listening) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let entry: Option<serde_json::Value> = serde_json::from_str(&line).ok();
-                let fields = entry.as_ref().and_then(|e| e.get("fields"));
-                if fields
-                    .and_then(|f| f.get("message"))
-                    .and_then(|m| m.as_str())
-                    == Some("carepath listening")
-                    && let Some(addr) = fields
-                        .and_then(|f| f.get("addr"))
-                        .and_then(|a| a.as_str())
-                        .and_then(|a| a.parse::<SocketAddr>().ok())
-                {
-                    let _ = found.send(addr);
-                }
-                lines.lock().expect("log lock").push(line);
-            }
-        });
-        let addr = match listening.recv_timeout(DEADLINE) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                panic!(
-                    "{name} did not start listening (exit: {status:?}); its log:\n{}",
-                    log.lock().expect("log lock").join("\n")
-                );
-            }
-        };
-        ServerProcess {
-            name,
-            child,
-            addr,
-            log,
-        }
+/// Starts the thin binary `name` with mutual TLS required (`tls`: flag and file).
+fn start(name: &str, dir: &Path, tls: &[(&str, &Path)]) -> ServerProcess {
+    let mut command = Command::new(binary(name, Some("--tls-client-ca")));
+    command
+        .arg("--database-url")
+        .arg(format!(
+            "sqlite://{}",
+            dir.join(format!("{name}.db")).display()
+        ))
+        .arg("--signing-key")
+        .arg(dir.join("signing.pem"))
+        .env(
+            "CAREPATH_PRINT_BATCH_DIR",
+            dir.join(format!("{name}.print")),
+        )
+        .env("CAREPATH_RECORDS_DIR", dir.join(format!("{name}.records")));
+    for (flag, path) in tls {
+        command.arg(flag).arg(path);
     }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "log of {}:\n{}",
-                self.name,
-                self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
-            );
-        }
-    }
+    ServerProcess::start(name, command)
 }
 
 /// A client connection over TLS trusting `server_ca`, presenting `identity` if any.
@@ -306,7 +196,7 @@ async fn attempt(
         Ok(channel) => channel,
         Err(e) => return Outcome::NoConnection(format!("{e:?}")),
     };
-    match call(server.name, channel, token).await {
+    match call(&server.name, channel, token).await {
         Ok(()) => Outcome::Answered,
         Err(status) => {
             let transport = std::error::Error::source(&status)
@@ -355,13 +245,13 @@ async fn services_require_a_client_certificate_from_the_configured_ca() {
         ("--tls-client-ca", &client_ca),
     ];
     let servers = [
-        ServerProcess::start("carepath-precert-server", dir.path(), &tls),
-        ServerProcess::start("carepath-notify-server", dir.path(), &tls),
+        start("carepath-precert-server", dir.path(), &tls),
+        start("carepath-notify-server", dir.path(), &tls),
     ];
 
     tokio::time::timeout(DEADLINE, async {
         for server in &servers {
-            let name = server.name;
+            let name = &server.name;
             let outcome = attempt(server, Some(&ca_pem), Some(&client), Some(&token)).await;
             assert!(
                 matches!(outcome, Outcome::Answered),
@@ -408,7 +298,7 @@ async fn services_require_a_client_certificate_from_the_configured_ca() {
 #[test]
 fn bad_tls_files_are_named_with_their_flag() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let binary = thin_binary("carepath-precert-server");
+    let binary = binary("carepath-precert-server", Some("--tls-client-ca"));
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "hello").expect("write");
     let missing = dir.path().join("missing.pem");

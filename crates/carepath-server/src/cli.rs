@@ -67,6 +67,11 @@ pub struct LimitArgs {
     /// Calls one caller may make back to back before its average rate applies.
     #[arg(long, env = "CAREPATH_RATE_LIMIT_BURST", default_value_t = server::DEFAULT_CALLER_BURST)]
     pub rate_limit_burst: NonZeroU32,
+    /// Seconds an event consumer (notices, referrals) keeps a claimed outbox event.
+    /// After a crash, another process, or this one restarted, takes the event over once
+    /// the lease has run out; keep it above the slowest handling of one batch.
+    #[arg(long, env = "CAREPATH_EVENT_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_lease_secs: u64,
 }
 
 impl LimitArgs {
@@ -78,6 +83,7 @@ impl LimitArgs {
                 per_second,
                 burst: self.rate_limit_burst,
             }),
+            event_lease: std::time::Duration::from_secs(self.event_lease_secs),
             ..Limits::default()
         }
     }

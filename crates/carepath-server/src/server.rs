@@ -105,6 +105,9 @@ pub struct Limits {
     pub max_concurrent_calls: usize,
     /// Token bucket per authenticated caller; `None` turns it off.
     pub per_caller: Option<CallerRate>,
+    /// How long an outbox consumer keeps a claimed event before another worker (or
+    /// this one, restarted after a crash) may take it over.
+    pub event_lease: Duration,
 }
 
 impl Default for Limits {
@@ -118,6 +121,7 @@ impl Default for Limits {
                 per_second,
                 burst: DEFAULT_CALLER_BURST,
             }),
+            event_lease: crate::outbox::ConsumerOptions::default().lease,
         }
     }
 }
@@ -276,12 +280,16 @@ pub async fn serve_with(
             background.clone(),
         )),
     ];
+    let consumer_options = crate::outbox::ConsumerOptions {
+        lease: limits.event_lease,
+        ..crate::outbox::ConsumerOptions::default()
+    };
     if let Some(area) = notify_area {
         tasks.push(tokio::spawn(crate::outbox::run_consumer(
             app.store.clone(),
             app.clock.clone(),
             Arc::new(area.handler),
-            crate::outbox::ConsumerOptions::default(),
+            consumer_options,
             background.clone(),
         )));
         tasks.push(tokio::spawn(crate::notify::dispatcher::run_dispatcher(
@@ -297,7 +305,7 @@ pub async fn serve_with(
                 app.store.clone(),
                 app.clock.clone(),
             )),
-            crate::outbox::ConsumerOptions::default(),
+            consumer_options,
             background.clone(),
         )));
     }

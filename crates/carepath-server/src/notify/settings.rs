@@ -43,6 +43,11 @@ pub struct NotifyArgs {
     /// `print-batches` beside a SQLite database, or in the temporary folder.
     #[arg(long, env = "CAREPATH_PRINT_BATCH_DIR")]
     pub print_batch_dir: Option<PathBuf>,
+    /// Seconds the dispatcher keeps a claimed notice while sending it. After a crash,
+    /// a notice left `sending` is taken over (and sent again) once its lease has run
+    /// out; keep it above the slowest channel's timeout.
+    #[arg(long, env = "CAREPATH_NOTICE_LEASE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub notice_lease_secs: u64,
 }
 
 impl std::fmt::Debug for NotifyArgs {
@@ -57,6 +62,7 @@ impl std::fmt::Debug for NotifyArgs {
             .field("fax_gateway_url", &self.fax_gateway_url)
             .field("fax_from", &self.fax_from)
             .field("print_batch_dir", &self.print_batch_dir)
+            .field("notice_lease_secs", &self.notice_lease_secs)
             .finish_non_exhaustive()
     }
 }
@@ -167,6 +173,10 @@ impl NotifyArgs {
                 timeout_secs: 60,
             }),
             mail: MailSettings { batch_dir },
+            dispatch: DispatchOptions {
+                lease: Duration::from_secs(self.notice_lease_secs),
+                ..defaults.dispatch
+            },
             ..defaults
         })
     }
