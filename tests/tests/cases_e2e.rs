@@ -14,6 +14,7 @@ use carepath_proto::{
     cases::v1::{self as pb, case_service_client::CaseServiceClient},
     common::v1::Urgency,
     oncology::v1::{self as onc, oncology_service_client::OncologyServiceClient},
+    precert::v1::precert_service_client::PrecertServiceClient,
 };
 use carepath_server::{
     cases::referrals::{CONSUMER, ReferralConsumer},
@@ -21,7 +22,11 @@ use carepath_server::{
     outbox::{ConsumerOptions, EventHandler, process_batch},
 };
 use carepath_store::{ManagedCaseFilter, Store};
-use carepath_tests::{TestDb, TestServer, contract_tests, test_start};
+use carepath_tests::{
+    TestDb, TestServer, contract_tests,
+    load::{IMAGING, mri},
+    test_start,
+};
 use serde_json::json;
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
@@ -147,7 +152,7 @@ async fn an_oncology_plan_opens_a_case_that_a_nurse_works_to_closure(db: &TestDb
     let server = TestServer::start(db).await;
     let channel = server.channel().await;
     let mut onc = OncologyServiceClient::new(channel.clone());
-    let mut c = client(channel);
+    let mut c = client(channel.clone());
     let provider = server.token(Role::Provider, ONCOLOGIST);
     let rn1 = server.token(Role::Nurse, "RN-001");
     let rn5 = server.token(Role::Nurse, "RN-005");
@@ -343,22 +348,49 @@ async fn an_oncology_plan_opens_a_case_that_a_nurse_works_to_closure(db: &TestDb
         .unwrap();
     assert_eq!(service.state(), pb::ServiceState::Requested);
     assert!(service.needs_precertification);
-    let arranged = c
-        .update_service(server.request(
+
+    // The service links to the member's own precertification; another member's case
+    // reads as absent.
+    let mut precert = PrecertServiceClient::new(channel.clone());
+    let imaging = server.token(Role::Provider, IMAGING);
+    let mut precert_case_of = async |member: &str| {
+        let mut request = mri(format!("cm-link-{member}"));
+        request.member_id = member.into();
+        precert
+            .submit(server.request(&imaging, request))
+            .await
+            .unwrap()
+            .into_inner()
+            .case
+            .unwrap()
+            .id
+    };
+    let own = precert_case_of(MEMBER).await;
+    let others = precert_case_of("M100007").await;
+    let link = |precert_case_id: &str| {
+        server.request(
             &rn1,
             pb::UpdateServiceRequest {
                 case_id: id.clone(),
                 service_id: service.id.clone(),
                 state: pb::ServiceState::Arranged as i32,
-                precert_case_id: String::new(),
+                precert_case_id: precert_case_id.into(),
             },
-        ))
+        )
+    };
+    let refused = c.update_service(link(&others)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let bad = refused.get_details_bad_request().expect("field details");
+    assert_eq!(bad.field_violations[0].field, "precert_case_id");
+    let arranged = c
+        .update_service(link(&own))
         .await
         .unwrap()
         .into_inner()
         .service
         .unwrap();
     assert_eq!(arranged.state(), pb::ServiceState::Arranged);
+    assert_eq!(arranged.precert_case_id, own);
 
     // Open cases cannot be rated.
     assert_eq!(
@@ -819,8 +851,8 @@ async fn cases_are_visible_only_to_those_entitled(db: &TestDb) {
         ),
         Code::PermissionDenied
     );
-    // A provider's referral for the same member is absorbed; the provider does not see
-    // the case it reached.
+    // A provider's referral for the same member is absorbed; the provider learns
+    // neither the case it reached nor that the member had one.
     let by_provider = c
         .open_case(server.request(
             &provider,
@@ -834,9 +866,27 @@ async fn cases_are_visible_only_to_those_entitled(db: &TestDb) {
         .await
         .unwrap()
         .into_inner();
-    assert!(by_provider.absorbed);
-    assert_eq!(by_provider.case_id, id);
+    assert!(!by_provider.absorbed);
+    assert!(by_provider.case_id.is_empty());
     assert!(by_provider.case.is_none());
+    let reached = c
+        .get_case(server.request(
+            &admin,
+            pb::GetCaseRequest {
+                case_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(
+        reached.referrals.len(),
+        2,
+        "the provider's referral is on the case"
+    );
+    assert_eq!(reached.referrals[1].referred_by, ONCOLOGIST);
 
     c.claim_case(server.request(
         &rn1,

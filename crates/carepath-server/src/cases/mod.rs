@@ -337,12 +337,17 @@ impl Cases {
             other => other?,
         };
         tx.commit().await?;
+        // A referrer who may not see the case (any provider may refer any member) is
+        // told only that the referral was taken: not the case it reached, nor whether
+        // the member already had one.
         let view = placed.case.view_for(&caller.actor);
+        if view == View::None {
+            return Ok(pb::OpenCaseResponse::default());
+        }
         Ok(pb::OpenCaseResponse {
             case_id: placed.case.id.clone(),
             absorbed: placed.absorbed,
-            case: (view != View::None)
-                .then(|| case_to_proto(&placed.case.redacted(view), self.today())),
+            case: Some(case_to_proto(&placed.case.redacted(view), self.today())),
         })
     }
 
@@ -1388,16 +1393,20 @@ impl CaseService for Cases {
 }
 
 impl Cases {
-    /// A linked precertification case must exist (read without exposing it). Only a
-    /// caller who may see the managed case learns whether it does.
+    /// A linked precertification case must exist and be the same member's (read
+    /// without exposing it). Only a caller who may see the managed case learns whether
+    /// it does, and another member's case reads as absent.
     async fn check_precert_link(&self, caller: &Caller, case_id: &str, id: &str) -> ApiResult<()> {
-        self.load_visible(caller, case_id).await?;
-        match self.app.store.get_case(id).await {
-            Ok(_) => Ok(()),
-            Err(StoreError::NotFound { .. }) => Err(ApiError::field(
+        let (managed, _) = self.load_visible(caller, case_id).await?;
+        let absent = || {
+            ApiError::field(
                 "precert_case_id",
-                "no precertification case with this id",
-            )),
+                "no precertification case with this id for this member",
+            )
+        };
+        match self.app.store.get_case(id).await {
+            Ok(precert) if precert.member_id == managed.member_id.as_str() => Ok(()),
+            Ok(_) | Err(StoreError::NotFound { .. }) => Err(absent()),
             Err(e) => Err(e.into()),
         }
     }
