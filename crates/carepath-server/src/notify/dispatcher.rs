@@ -61,11 +61,17 @@ impl Dispatcher {
                 // in the notice's delivery record, not in the log.
                 tracing::info!(attempts = notice.attempts, "notice sent");
             }
-            DeliveryOutcome::Failed { error, retry_at } => {
-                tracing::warn!(%error, %retry_at, attempts = notice.attempts, "notice delivery failed; will retry");
+            // The channel's error text can name the recipient (an address the mail
+            // server refused), so it goes to the notice's attempt record, which staff
+            // read through the API, and not to the log.
+            DeliveryOutcome::Failed { retry_at, .. } => {
+                tracing::warn!(%retry_at, attempts = notice.attempts, "notice delivery failed; will retry (the cause is in its attempt record)");
             }
-            DeliveryOutcome::Dead { error } => {
-                tracing::error!(%error, attempts = notice.attempts, "notice is dead; staff must resend it");
+            DeliveryOutcome::Dead { .. } => {
+                tracing::error!(
+                    attempts = notice.attempts,
+                    "notice is dead; staff must resend it (the cause is in its attempt record)"
+                );
             }
         }
         let recorded = self
