@@ -90,6 +90,7 @@ impl Workspace {
                     batch: 4,
                     lease: Duration::from_secs(120),
                     idle_poll: Duration::from_millis(50),
+                    ..DispatchOptions::default()
                 },
             },
             ..ServerOptions::default()

@@ -265,13 +265,16 @@ async fn each_subscriber_gets_each_event_once(db: &TestDb) {
     assert_eq!(got_a[0].event, events[0]);
     let (_, again) = db.store.claim("a", 10, lease, now()).await.unwrap();
     assert!(again.is_empty(), "leased events are not handed out twice");
+    let seqs: Vec<i64> = got_a.iter().map(|c| c.seq).collect();
+    assert_eq!(
+        db.store
+            .acknowledge("a", &seqs, &owner_a, now())
+            .await
+            .unwrap(),
+        seqs.len(),
+        "a batch is acknowledged at once"
+    );
     for c in &got_a {
-        assert!(
-            db.store
-                .acknowledge("a", c.seq, &owner_a, now())
-                .await
-                .unwrap()
-        );
         assert_eq!(
             db.store.delivery_state("a", c.seq).await.unwrap(),
             Some(DeliveryState::Done)
@@ -306,18 +309,20 @@ async fn an_expired_lease_hands_the_event_out_again(db: &TestDb) {
         .unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].attempts, 2);
-    assert!(
-        !db.store
-            .acknowledge("a", first[0].seq, &first_owner, now())
+    assert_eq!(
+        db.store
+            .acknowledge("a", &[first[0].seq], &first_owner, now())
             .await
             .unwrap(),
+        0,
         "the first worker lost its lease"
     );
-    assert!(
+    assert_eq!(
         db.store
-            .acknowledge("a", second[0].seq, &second_owner, now())
+            .acknowledge("a", &[second[0].seq], &second_owner, now())
             .await
-            .unwrap()
+            .unwrap(),
+        1
     );
 }
 
@@ -385,15 +390,15 @@ async fn concurrent_claimers_never_share_an_event(db: &TestDb) {
                 if batch.is_empty() {
                     break;
                 }
-                for c in batch {
-                    assert!(
-                        store
-                            .acknowledge("workers", c.seq, &owner, now())
-                            .await
-                            .unwrap()
-                    );
-                    mine.push(c.event.id);
-                }
+                let seqs: Vec<i64> = batch.iter().map(|c| c.seq).collect();
+                assert_eq!(
+                    store
+                        .acknowledge("workers", &seqs, &owner, now())
+                        .await
+                        .unwrap(),
+                    seqs.len()
+                );
+                mine.extend(batch.into_iter().map(|c| c.event.id));
             }
             mine
         }));

@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use carepath_core::{Clock, DomainEvent};
 use carepath_store::{ClaimedEvent, Store};
-use futures::future::BoxFuture;
+use futures::{StreamExt, future::BoxFuture};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -22,6 +22,11 @@ pub trait EventHandler: Send + Sync + 'static {
     fn prefixes(&self) -> &'static [&'static str];
     /// Processes one event. An error is retried later; it must describe the cause.
     fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>>;
+    /// Events of one batch handled at once. Above 1, the handler must not depend on
+    /// the order of events within a batch; their writes then commit together.
+    fn parallelism(&self) -> usize {
+        1
+    }
 }
 
 /// How a consumer polls and retries.
@@ -97,7 +102,10 @@ pub async fn run_consumer(
     tracing::info!(consumer, "consumer stopped");
 }
 
-/// Claims and processes one batch; returns how many events it handled.
+/// Claims and processes one batch; returns how many events it handled. Handled
+/// events are acknowledged together at the end of the batch, in one transaction: a
+/// crash before that hands the whole batch to the next claimer, which handles it again
+/// (handlers are idempotent), so nothing is lost and one commit serves the batch.
 pub async fn process_batch(
     store: &Store,
     clock: &dyn Clock,
@@ -110,60 +118,64 @@ pub async fn process_batch(
         .claim(consumer, options.batch, lease, clock.now())
         .await?;
     let count = claimed.len();
-    for item in claimed {
-        let span = tracing::info_span!("event", consumer, kind = %item.event.kind, event_id = %item.event.id);
-        settle(store, clock, handler, options, &owner, item)
-            .instrument(span)
-            .await?;
+    let outcomes: Vec<(ClaimedEvent, Result<(), String>)> = futures::stream::iter(claimed)
+        .map(|item| async move {
+            let span = tracing::info_span!("event", consumer, kind = %item.event.kind, event_id = %item.event.id);
+            let outcome = handler.handle(&item.event).instrument(span).await;
+            (item, outcome)
+        })
+        .buffered(handler.parallelism().max(1))
+        .collect()
+        .await;
+    let mut handled = Vec::with_capacity(count);
+    for (item, outcome) in outcomes {
+        match outcome {
+            Ok(()) => handled.push(item.seq),
+            Err(cause) => {
+                let span = tracing::info_span!("event", consumer, kind = %item.event.kind, event_id = %item.event.id);
+                give_back(store, clock, options, consumer, &owner, &item, &cause)
+                    .instrument(span)
+                    .await?;
+            }
+        }
+    }
+    let acknowledged = store
+        .acknowledge(consumer, &handled, &owner, clock.now())
+        .await?;
+    if acknowledged < handled.len() {
+        tracing::warn!(
+            consumer,
+            lost = handled.len() - acknowledged,
+            "lease lost before acknowledgement; those events will be handled again"
+        );
     }
     Ok(count)
 }
 
-/// Hands one claimed event to the handler and records the outcome.
-async fn settle(
+/// Returns a failed event: due again after a backoff, or parked as dead after
+/// `max_attempts`.
+async fn give_back(
     store: &Store,
     clock: &dyn Clock,
-    handler: &dyn EventHandler,
     options: &ConsumerOptions,
+    consumer: &str,
     owner: &str,
-    item: ClaimedEvent,
+    item: &ClaimedEvent,
+    cause: &str,
 ) -> Result<(), carepath_store::StoreError> {
-    let consumer = handler.consumer();
-    match handler.handle(&item.event).await {
-        Ok(()) => {
-            if !store
-                .acknowledge(consumer, item.seq, owner, clock.now())
-                .await?
-            {
-                tracing::warn!(
-                    "lease lost before acknowledgement; the event will be handled again"
-                );
-            }
-        }
-        Err(cause) if item.attempts >= options.max_attempts => {
-            tracing::error!(%cause, attempts = item.attempts, "event parked as dead");
-            store
-                .release(consumer, item.seq, owner, &cause, None, clock.now())
-                .await?;
-        }
-        Err(cause) => {
-            let delay = backoff(options, item.attempts);
-            tracing::warn!(%cause, attempts = item.attempts, retry_in_ms = delay.as_millis() as u64, "event failed; will retry");
-            let retry_at = clock.now()
-                + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1));
-            store
-                .release(
-                    consumer,
-                    item.seq,
-                    owner,
-                    &cause,
-                    Some(retry_at),
-                    clock.now(),
-                )
-                .await?;
-        }
-    }
-    Ok(())
+    let retry_at = if item.attempts >= options.max_attempts {
+        tracing::error!(%cause, attempts = item.attempts, "event parked as dead");
+        None
+    } else {
+        let delay = backoff(options, item.attempts);
+        tracing::warn!(%cause, attempts = item.attempts, retry_in_ms = delay.as_millis() as u64, "event failed; will retry");
+        Some(
+            clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1)),
+        )
+    };
+    store
+        .release(consumer, item.seq, owner, cause, retry_at, clock.now())
+        .await
 }
 
 #[cfg(test)]

@@ -169,22 +169,29 @@ impl Store {
         Ok((owner, events))
     }
 
-    /// Acknowledges a processed delivery. Returns false when the lease was lost (the
-    /// delivery was re-claimed by another worker), in which case nothing changes.
+    /// Acknowledges processed deliveries, all in one transaction. Returns how many
+    /// were still leased to `owner`; a delivery whose lease was lost (re-claimed by
+    /// another worker) is left as it is.
     pub async fn acknowledge(
         &self,
         consumer: &str,
-        seq: i64,
+        seqs: &[i64],
         owner: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<usize, StoreError> {
+        if seqs.is_empty() {
+            return Ok(0);
+        }
         let mut tx = self.begin().await?;
-        let done = on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE outbox_delivery SET done_at = $1, lease_owner = NULL, lease_until = NULL
-             WHERE consumer = $2 AND seq = $3 AND lease_owner = $4 AND done_at IS NULL")
-            .bind(now).bind(consumer).bind(seq).bind(owner).execute(c).await.map(|r| r.rows_affected()))?;
+        let mut done = 0;
+        for seq in seqs {
+            done += on_tx!(&mut tx, c => sqlx::query(
+                "UPDATE outbox_delivery SET done_at = $1, lease_owner = NULL, lease_until = NULL
+                 WHERE consumer = $2 AND seq = $3 AND lease_owner = $4 AND done_at IS NULL")
+                .bind(now).bind(consumer).bind(seq).bind(owner).execute(c).await.map(|r| r.rows_affected()))?;
+        }
         tx.commit().await?;
-        Ok(done == 1)
+        Ok(usize::try_from(done).unwrap_or(usize::MAX))
     }
 
     /// Gives a delivery back after a failure: it becomes due again at `retry_at`, or is

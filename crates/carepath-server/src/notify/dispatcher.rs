@@ -12,6 +12,7 @@ use std::sync::Arc;
 use carepath_core::Clock;
 use carepath_notify::{ChannelError, Channels, RenderedNotice, RetryDecision, RetryPolicy};
 use carepath_store::{DeliveryOutcome, NoticeRecord, Store, StoreError};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -37,10 +38,17 @@ impl Dispatcher {
             .claim_notices(self.options.batch, lease, self.clock.now())
             .await?;
         let count = claimed.len();
-        for notice in claimed {
-            let span = tracing::info_span!("notice", id = %notice.id, channel = %notice.channel, key = %notice.idempotency_key);
-            self.deliver(&owner, notice).instrument(span).await?;
-        }
+        // Notices are independent (each has its own lease and key): several are sent
+        // at once, and their outcomes commit together.
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(claimed)
+            .map(|notice| {
+                let span = tracing::info_span!("notice", id = %notice.id, channel = %notice.channel, key = %notice.idempotency_key);
+                self.deliver(&owner, notice).instrument(span)
+            })
+            .buffer_unordered(self.options.parallelism.max(1))
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<(), _>>()?;
         Ok(count)
     }
 

@@ -46,6 +46,11 @@ impl EventHandler for NotifyHandler {
     fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.store_notices(event))
     }
+
+    /// Each event's notices are keyed by the event, so events are independent.
+    fn parallelism(&self) -> usize {
+        8
+    }
 }
 
 impl NotifyHandler {

@@ -77,11 +77,14 @@ pub struct DispatchOptions {
     pub lease: Duration,
     /// Pause when nothing is due.
     pub idle_poll: Duration,
+    /// Notices of a batch sent at once.
+    pub parallelism: usize,
 }
 
 impl Default for DispatchOptions {
     fn default() -> Self {
         DispatchOptions {
+            parallelism: 8,
             batch: 16,
             lease: Duration::from_secs(120),
             idle_poll: Duration::from_millis(200),
