@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use carepath_core::{DirectoryBundle, DomainEvent, MemberId, PlanId};
 use carepath_store::{
-    AuditEntry, AuditOutcome, AuditQuery, AuditVerification, DeliveryState, GoldCardRecord,
-    MemberFilter, ProviderFilter, StoreError, on_db,
+    AuditEntry, AuditOutcome, AuditQuery, AuditVerification, CaseRecord, DeliveryState,
+    GoldCardRecord, MemberFilter, ProviderFilter, StoreError, on_db,
 };
 use carepath_tests::{TestDb, contract_tests};
 use chrono::{DateTime, Duration, Utc};
@@ -26,6 +26,7 @@ contract_tests!(
     an_entry_removed_from_the_middle_of_a_chain_is_detected,
     the_audit_log_is_searchable,
     gold_cards_come_in_pages,
+    case_sweeps_read_in_pages,
 );
 
 fn now() -> DateTime<Utc> {
@@ -600,4 +601,78 @@ async fn gold_cards_come_in_pages(db: &TestDb) {
     let categories: Vec<_> = one.items.iter().map(|c| c.category.as_str()).collect();
     assert_eq!(categories, ["imaging", "sleep"]);
     assert_eq!(one.next_page_token, None);
+}
+
+async fn case_sweeps_read_in_pages(db: &TestDb) {
+    // Five cases received a minute apart, two of them at the same instant (the id
+    // breaks the tie); decided an hour after receipt, except the last.
+    let at = |minute: i64| now() + Duration::minutes(minute);
+    let cases: Vec<CaseRecord> = [
+        (0, "PA-1"),
+        (1, "PA-2"),
+        (1, "PA-3"),
+        (2, "PA-4"),
+        (3, "PA-5"),
+    ]
+    .into_iter()
+    .map(|(minute, id)| CaseRecord {
+        id: id.into(),
+        request_key: format!("1184649790:{id}"),
+        member_id: "M100001".into(),
+        requesting_npi: "1184649790".into(),
+        servicing_npi: "1184649790".into(),
+        status: "approved".into(),
+        urgency: "routine".into(),
+        queue: String::new(),
+        reviewer_id: None,
+        received_at: at(minute),
+        due_at: at(minute) + Duration::days(2),
+        decided_at: (id != "PA-5").then(|| at(minute) + Duration::hours(1)),
+        doc: serde_json::json!({ "id": id }),
+    })
+    .collect();
+    let mut tx = db.store.begin().await.unwrap();
+    for case in &cases {
+        tx.insert_case(case, now()).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let (from, to) = (now(), now() + Duration::days(1));
+    let mut received = Vec::new();
+    let mut after = None;
+    loop {
+        let page = db
+            .store
+            .cases_received_between(from, to, after, 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        received.extend(page.iter().map(|c| c.id.clone()));
+        match page.last() {
+            Some(last) if page.len() == 2 => after = Some((last.received_at, last.id.clone())),
+            _ => break,
+        }
+    }
+    assert_eq!(received, ["PA-1", "PA-2", "PA-3", "PA-4", "PA-5"]);
+
+    let first = db
+        .store
+        .cases_decided_between(from, to, None, 3)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = first.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["PA-1", "PA-2", "PA-3"]);
+    let last = first.last().unwrap();
+    let rest = db
+        .store
+        .cases_decided_between(
+            from,
+            to,
+            Some((last.decided_at.unwrap(), last.id.clone())),
+            3,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rest.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["PA-4"], "undecided cases are not read");
 }

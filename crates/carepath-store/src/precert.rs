@@ -273,27 +273,41 @@ impl Store {
         Ok(page)
     }
 
-    /// Cases received in `[from, to)`, for metrics.
+    /// Cases received in `[from, to)`, for metrics: one page of at most `limit`,
+    /// ordered by (received_at, id), after `after` (the last case of the page before).
     pub async fn cases_received_between(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: u32,
     ) -> Result<Vec<CaseRecord>, StoreError> {
+        let (after_at, after_id) = after.unwrap_or((from, String::new()));
         let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!(
-            "WHERE received_at >= $1 AND received_at < $2 ORDER BY received_at, id"))
-            .bind(from).bind(to).fetch_all(c).await)?;
+            "WHERE received_at >= $1 AND received_at < $2
+               AND (received_at > $3 OR (received_at = $3 AND id > $4))
+             ORDER BY received_at, id LIMIT $5"))
+            .bind(from).bind(to).bind(after_at).bind(after_id).bind(i64::from(limit))
+            .fetch_all(c).await)?;
         Ok(rows.into_iter().map(record).collect())
     }
 
-    /// Cases decided in `[from, to)`, for gold carding.
+    /// Cases decided in `[from, to)`, for gold carding: one page of at most `limit`,
+    /// ordered by (decided_at, id), after `after` (the last case of the page before).
     pub async fn cases_decided_between(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: u32,
     ) -> Result<Vec<CaseRecord>, StoreError> {
+        let (after_at, after_id) = after.unwrap_or((from, String::new()));
         let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!(
-            "WHERE decided_at >= $1 AND decided_at < $2 ORDER BY decided_at, id"))
-            .bind(from).bind(to).fetch_all(c).await)?;
+            "WHERE decided_at >= $1 AND decided_at < $2
+               AND (decided_at > $3 OR (decided_at = $3 AND id > $4))
+             ORDER BY decided_at, id LIMIT $5"))
+            .bind(from).bind(to).bind(after_at).bind(after_id).bind(i64::from(limit))
+            .fetch_all(c).await)?;
         Ok(rows.into_iter().map(record).collect())
     }
 

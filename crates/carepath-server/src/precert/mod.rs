@@ -44,6 +44,9 @@ pub struct Precert {
 }
 
 const RECORD_KIND: &str = "precert_case";
+/// Cases read at once by the sweeps that visit many (gold cards, metrics), so memory
+/// holds one page of full case documents, not all of them.
+const CASE_PAGE: u32 = 500;
 const MAX_REQUEST_ID: usize = 128;
 
 impl From<WorkflowError> for ApiError {
@@ -670,13 +673,27 @@ impl Precert {
     pub async fn evaluate_gold_cards(&self, now: DateTime<Utc>) -> ApiResult<Vec<pb::GoldCard>> {
         let window_start = now - chrono::Duration::days(200);
         let mut records = Vec::new();
-        for record in self
-            .app
-            .store
-            .cases_decided_between(window_start, now + chrono::Duration::seconds(1))
-            .await?
-        {
-            records.extend(decision_records(&case_of(&record)?));
+        let mut after = None;
+        loop {
+            let page = self
+                .app
+                .store
+                .cases_decided_between(
+                    window_start,
+                    now + chrono::Duration::seconds(1),
+                    after,
+                    CASE_PAGE,
+                )
+                .await?;
+            for record in &page {
+                records.extend(decision_records(&case_of(record)?));
+            }
+            after = match page.last() {
+                Some(last) if page.len() == CASE_PAGE as usize => {
+                    Some((last.decided_at.unwrap_or(window_start), last.id.clone()))
+                }
+                _ => break,
+            };
         }
         let previous = self.engine.gold_cards();
         let statuses = precert::goldcard::evaluate(&records, now, &previous);
@@ -1437,8 +1454,22 @@ impl PrecertService for Precert {
                 return Err(ApiError::field("to", "must be after from"));
             }
             let mut summaries = Vec::new();
-            for record in self.app.store.cases_received_between(from, to).await? {
-                summaries.push(case_of(&record)?.summary(now));
+            let mut after = None;
+            loop {
+                let page = self
+                    .app
+                    .store
+                    .cases_received_between(from, to, after, CASE_PAGE)
+                    .await?;
+                for record in &page {
+                    summaries.push(case_of(record)?.summary(now));
+                }
+                after = match page.last() {
+                    Some(last) if page.len() == CASE_PAGE as usize => {
+                        Some((last.received_at, last.id.clone()))
+                    }
+                    _ => break,
+                };
             }
             let m = precert::metrics::metrics(&summaries, from, to);
             let urgency =
