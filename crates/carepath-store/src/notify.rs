@@ -121,14 +121,25 @@ macro_rules! select_notice {
 }
 
 /// Claims due notices: pending, failed and due, or sending with an expired lease.
-/// Immediate notices first, then oldest.
+/// Immediate notices first, then oldest. Each state's candidates come from an index
+/// in the order they are taken (pending ones from `notice_pending_order`, migration
+/// 0009), at most `limit` each, so a claim reads a few rows however long the queue is.
 const CLAIM_SQLITE: &str = "UPDATE notice
     SET state = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1,
         tries = tries + 1, updated_at = $3
     WHERE id IN (
-        SELECT id FROM notice
-        WHERE (state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= $3))
-           OR (state = 'sending' AND lease_until < $3)
+        SELECT id FROM (
+            SELECT * FROM (SELECT id, priority, created_at FROM notice INDEXED BY notice_pending_order
+                WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= $3)
+                ORDER BY priority, created_at, id LIMIT $4)
+            UNION ALL
+            SELECT * FROM (SELECT id, priority, created_at FROM notice
+                WHERE state = 'failed' AND next_attempt_at <= $3
+                ORDER BY next_attempt_at LIMIT $4)
+            UNION ALL
+            SELECT * FROM (SELECT id, priority, created_at FROM notice
+                WHERE state = 'sending' AND lease_until < $3
+                ORDER BY lease_until LIMIT $4))
         ORDER BY priority, created_at, id LIMIT $4)";
 
 const CLAIM_POSTGRES: &str = "UPDATE notice
