@@ -29,6 +29,7 @@
 
 mod channel;
 pub mod examples;
+#[cfg(feature = "channels")]
 mod letter;
 mod notice;
 mod retry;
@@ -36,10 +37,13 @@ mod rules;
 mod shipped;
 mod templates;
 
+#[cfg(feature = "channels")]
 pub use channel::{
-    Channel, ChannelError, Channels, DeliveryReceipt, EmailChannel, EmailSettings, FaxChannel,
-    FaxSettings, MailChannel, MailSettings, ManifestEntry, PortalChannel, SmtpCredentials, TlsMode,
+    Channel, Channels, EmailChannel, EmailSettings, FaxChannel, FaxSettings, MailChannel,
+    MailSettings, ManifestEntry, PortalChannel, SmtpCredentials, TlsMode,
 };
+pub use channel::{ChannelError, DeliveryReceipt};
+#[cfg(feature = "channels")]
 pub use letter::{Letter, LetterAddress, LetterError, render_letter};
 pub use notice::{
     Block, Destination, NoticeKey, PlannedNotice, Priority, Recipient, RecipientRole,

@@ -181,10 +181,17 @@ impl NoticeRules {
             .ok();
         let mut seen = BTreeSet::new();
         let mut rules = Vec::with_capacity(raw.notice.len());
-        for r in raw.notice {
-            let id = r.id.clone();
+        for (i, r) in raw.notice.into_iter().enumerate() {
+            let blank_id = r.id.trim().is_empty();
+            let id = if blank_id {
+                format!("notice[{i}]")
+            } else {
+                r.id.clone()
+            };
             let mut problem = |p: String| errors.push(error(Some(&id), p));
-            if !seen.insert(r.id.clone()) {
+            if blank_id {
+                problem("id must not be empty".into());
+            } else if !seen.insert(r.id.clone()) {
                 problem("duplicate rule id".into());
             }
             if !valid_event_pattern(&r.event) {
@@ -233,17 +240,19 @@ impl NoticeRules {
                     }
                 },
             };
-            let when = r
-                .when
-                .into_iter()
-                .map(|(k, v)| {
-                    let values = match v {
-                        OneOrMany::One(s) => vec![s],
-                        OneOrMany::Many(list) => list,
-                    };
-                    (k, values)
-                })
-                .collect();
+            let mut when = BTreeMap::new();
+            for (field, v) in r.when {
+                let values = match v {
+                    OneOrMany::One(s) => vec![s],
+                    OneOrMany::Many(list) => list,
+                };
+                if values.is_empty() {
+                    problem(format!(
+                        "when.{field} lists no value, so the rule could never apply"
+                    ));
+                }
+                when.insert(field, values);
+            }
             if let Some(channel) = channel {
                 rules.push(NoticeRule {
                     id: r.id,
@@ -1074,6 +1083,36 @@ mod tests {
         assert!(
             messages.iter().any(|m| m.contains("\"pigeon\"")),
             "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn blank_ids_and_empty_conditions_are_named() {
+        let text = r#"
+            version = "t"
+            default_language = "en"
+            [[notice]]
+            id = " "
+            event = "precert.case.denied"
+            recipient = "member"
+            channel = "mail"
+            template = "x"
+            [[notice]]
+            id = "b"
+            event = "precert.case.denied"
+            recipient = "member"
+            channel = "mail"
+            template = "x"
+            when = { outcome = [] }
+        "#;
+        let err = NoticeRules::from_toml("r.toml", text).unwrap_err();
+        let messages: Vec<_> = err.0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "r.toml: rule notice[0]: id must not be empty",
+                "r.toml: rule b: when.outcome lists no value, so the rule could never apply",
+            ]
         );
     }
 }

@@ -71,10 +71,14 @@ pub fn service_lines(catalogue: &Catalogue, plan: &TreatmentPlan) -> Vec<Service
                 (Some(mg), Some(unit)) => Some(billing_units(mg, unit)),
                 _ => None,
             };
+            // Saturating, as `billing_units` is: an absurd dose (or a billing unit of
+            // a few picograms) gives an absurd count for review to question, not an
+            // overflow.
             let total_units = match (units_per_administration, d.cycles) {
-                (Some(u), CycleCount::Fixed(n)) => {
-                    Some(u * u32::from(d.days.count()) * u32::from(n))
-                }
+                (Some(u), CycleCount::Fixed(n)) => Some(
+                    u.saturating_mul(u32::from(d.days.count()))
+                        .saturating_mul(u32::from(n)),
+                ),
                 _ => None,
             };
             ServiceLine {
@@ -121,6 +125,30 @@ fn billing_units(mg: f64, unit_mg: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_doses_saturate_instead_of_overflowing() {
+        let plan = TreatmentPlan {
+            diagnosis: carepath_core::Icd10Code::parse("C50.911").unwrap(),
+            cancer_id: None,
+            context: Default::default(),
+            patient: Default::default(),
+            drugs: vec![PlannedDrug {
+                code: DrugCode::parse("J9171").unwrap(),
+                name: None,
+                dose: 1e12,
+                basis: DoseBasis::Mg,
+                days: crate::model::DaySchedule::parse("1,8,15").unwrap(),
+                cycle_length_days: 21,
+                cycles: CycleCount::Fixed(6),
+            }],
+            supportive: vec![],
+            site_of_service: None,
+        };
+        let lines = service_lines(&Catalogue::shipped(), &plan);
+        assert_eq!(lines[0].units_per_administration, Some(u32::MAX));
+        assert_eq!(lines[0].total_units, Some(u32::MAX));
+    }
 
     #[test]
     fn billing_units_round_up() {

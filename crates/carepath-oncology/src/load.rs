@@ -366,8 +366,9 @@ fn billing_unit_mg(unit: &str) -> Result<f64, String> {
     } else {
         return Err(bad());
     };
-    match amount.trim().parse::<f64>() {
-        Ok(n) if n.is_finite() && n > 0.0 => Ok(n * scale),
+    // Checked after scaling: a tiny amount of mcg can round to 0 mg.
+    match amount.trim().parse::<f64>().map(|n| n * scale) {
+        Ok(mg) if mg.is_finite() && mg > 0.0 => Ok(mg),
         _ => Err(bad()),
     }
 }
@@ -769,6 +770,11 @@ fn assemble(parsed: &[(&str, RawFile)], p: &mut Problems) -> Option<Catalogue> {
                     p.entry(src, &entry, format!("unknown drug {:?}", e.drug));
                 }
                 check_classes(&entry, &e.add_required, p);
+                // TOML reads `nan`, which no dose is at least: the escalation would
+                // silently never apply.
+                if !(e.at_least.is_finite() && e.at_least >= 0.0) {
+                    p.entry(src, &entry, "at_least must be a number, 0 or more");
+                }
                 let basis = p.check(src, &entry, DoseBasis::parse(&e.basis))?;
                 let applies_to = p.check(src, &entry, EmetogenicRisk::parse(&e.applies_to))?;
                 Some(AntiemeticEscalation {
@@ -1282,5 +1288,6 @@ mod tests {
         assert_eq!(billing_unit_mg("25 mcg"), Ok(0.025));
         assert!(billing_unit_mg("1 unit").is_err());
         assert!(billing_unit_mg("0 mg").is_err());
+        assert!(billing_unit_mg("1e-322 mcg").is_err());
     }
 }

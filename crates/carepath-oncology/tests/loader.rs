@@ -108,6 +108,12 @@ fn errors_name_the_file_and_the_entry() {
             "supportive-care.toml: [antiemetics.moderate]: class \"g_csf\" is not an antiemetic drug class",
         ),
         (
+            "supportive-care.toml",
+            "at_least = 4",
+            "at_least = nan",
+            "supportive-care.toml: antiemetics.escalations[0]: at_least must be a number, 0 or more",
+        ),
+        (
             "catalogue.toml",
             "site = \"office\"\nrelative_cost = 0.72",
             "site = \"office\"\nrelative_cost = -1",

@@ -1113,6 +1113,35 @@ notes = "Clinical notes"
     }
 
     #[test]
+    fn criteria_show_as_written_and_read_back_the_same() {
+        // Text literals were shown Debug-escaped, so `C:\knee` came back as `C:\\knee`.
+        let text = rule(
+            r#"codes = ["70553"]
+questions = [{ id = "site", text = "Site?", answer = "text" }, { id = "kind", text = "Kind?", answer = "code" }]
+auto_approve = { all_of = ['site == "C:\knee"', 'kind in ["a\b", "é"]'] }"#,
+        );
+        let list = RuleList::from_toml("t.toml", &text).unwrap();
+        let rule = &list.rules[0];
+        let criterion = rule.auto_approve.as_ref().unwrap();
+        assert_eq!(
+            criterion.to_string(),
+            r#"all_of(site == "C:\knee", kind in ["a\b", "é"])"#
+        );
+        let Criterion::AllOf(items) = criterion else {
+            panic!("{criterion:?}");
+        };
+        for item in items {
+            let Criterion::Compare(c) = item else {
+                panic!("{item:?}");
+            };
+            assert_eq!(
+                &parse_comparison(&c.to_string(), &rule.questions).unwrap(),
+                c
+            );
+        }
+    }
+
+    #[test]
     fn list_problems_name_the_file() {
         let text = rule("codes = [\"70553\"]").replace(
             "effective_from = 2026-01-01",

@@ -383,13 +383,17 @@ pub enum Literal {
 }
 
 impl fmt::Display for Literal {
+    /// As a list file writes it. Text goes between plain quotes, unescaped, because
+    /// that is how the loader reads it (and it rejects text holding a quote): escaping
+    /// would show, and store with every decision, a criterion that reads back as
+    /// different text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Literal::Bool(b) => write!(f, "{b}"),
             Literal::Number(n) => write!(f, "{n}"),
-            Literal::Text(s) => write!(f, "{s:?}"),
+            Literal::Text(s) => write!(f, "\"{s}\""),
             Literal::List(items) => {
-                let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+                let quoted: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
                 write!(f, "[{}]", quoted.join(", "))
             }
         }

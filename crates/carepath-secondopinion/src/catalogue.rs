@@ -314,8 +314,14 @@ impl Catalogue {
                 "questionnaire[{}@{}]",
                 questionnaire.id, questionnaire.version
             );
+            if questionnaire.id.trim().is_empty() {
+                p.push(&entry, "id must not be empty");
+            }
             if !seen.insert((questionnaire.id.as_str(), questionnaire.version)) {
                 p.push(&entry, "duplicate id and version");
+            }
+            if questionnaire.title.trim().is_empty() {
+                p.push(&entry, "title must not be empty");
             }
             if !ids.contains(questionnaire.group.as_str()) {
                 p.push(&entry, format!("unknown group {}", questionnaire.group));
@@ -340,6 +346,9 @@ impl Catalogue {
             let entry = format!("requirement[{}/{}]", req.group, req.id);
             if !ids.contains(req.group.as_str()) {
                 p.push(&entry, format!("unknown group {}", req.group));
+            }
+            if req.id.trim().is_empty() {
+                p.push(&entry, "id must not be empty");
             }
             if !seen.insert((req.group.as_str(), req.id.as_str())) {
                 p.push(&entry, "duplicate requirement");
@@ -438,6 +447,13 @@ fn check_questions(p: &mut Problems<'_>, entry: &str, questions: &[Question]) {
             && question.kind != QuestionType::Number
         {
             p.push(&at, "only number questions have min and max");
+        }
+        // TOML reads `nan` and `inf` as numbers; a NaN bound would let every answer
+        // through.
+        for (name, bound) in [("min", question.min), ("max", question.max)] {
+            if bound.is_some_and(|b| !b.is_finite()) {
+                p.push(&at, format!("{name} must be a finite number"));
+            }
         }
         if let (Some(min), Some(max)) = (question.min, question.max)
             && min > max
@@ -561,6 +577,62 @@ when = { question = "kind", equals = "c" }
             [
                 "questionnaires.toml: questionnaire[ckd@1].question[kind]: condition names later, which is not an earlier question",
                 "questionnaires.toml: questionnaire[ckd@1].question[detail]: condition value \"c\" is not a possible answer to kind",
+            ]
+        );
+    }
+
+    #[test]
+    fn bounds_must_be_finite_and_names_given() {
+        let q = questionnaires(
+            r#"
+[[questionnaire.question]]
+id = "egfr"
+text = "Latest eGFR"
+type = "number"
+required = false
+min = 0
+max = nan
+[[questionnaire.question]]
+id = "age"
+text = "Age"
+type = "number"
+required = false
+min = -inf
+"#,
+        )
+        .replace("title = \"t\"", "title = \" \"");
+        let errors = load(&q).unwrap_err().0;
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "questionnaires.toml: questionnaire[ckd@1]: title must not be empty",
+                "questionnaires.toml: questionnaire[ckd@1].question[egfr]: max must be a finite number",
+                "questionnaires.toml: questionnaire[ckd@1].question[age]: min must be a finite number",
+            ]
+        );
+        let q = questionnaires(
+            "[[questionnaire.question]]\nid = \"x\"\ntext = \"x\"\ntype = \"text\"\nrequired = true\n",
+        );
+        let errors = Catalogue::load(
+            ("groups.toml", GROUPS),
+            (
+                "questionnaires.toml",
+                &q.replace("id = \"ckd\"\nversion", "id = \"\"\nversion"),
+            ),
+            (
+                "records.toml",
+                &RECORDS.replace("id = \"labs\"", "id = \"\""),
+            ),
+        )
+        .unwrap_err()
+        .0;
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "questionnaires.toml: questionnaire[@1]: id must not be empty",
+                "records.toml: requirement[ckd/]: id must not be empty",
             ]
         );
     }

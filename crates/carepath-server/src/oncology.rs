@@ -298,8 +298,11 @@ fn line_code(line: &carepath_oncology::ServiceLine) -> String {
 }
 
 fn line_units(line: &carepath_oncology::ServiceLine) -> u32 {
-    let per_cycle = line.units_per_administration.unwrap_or(1)
-        * u32::from(line.administrations_per_cycle.max(1));
+    // An absurd dose saturates (and fails the plan's checks) rather than overflowing.
+    let per_cycle = line
+        .units_per_administration
+        .unwrap_or(1)
+        .saturating_mul(u32::from(line.administrations_per_cycle.max(1)));
     line.total_units.unwrap_or(per_cycle).max(1)
 }
 

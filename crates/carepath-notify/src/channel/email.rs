@@ -12,7 +12,8 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use super::{Channel, ChannelError, DeliveryReceipt, expect_channel};
+use super::registry::expect_channel;
+use super::{Channel, ChannelError, DeliveryReceipt};
 use crate::notice::{Destination, RenderedNotice};
 
 /// How the connection to the SMTP server is protected.

@@ -22,7 +22,8 @@ use carepath_core::ContactChannel;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{Channel, ChannelError, DeliveryReceipt, expect_channel};
+use super::registry::expect_channel;
+use super::{Channel, ChannelError, DeliveryReceipt};
 use crate::letter::{LetterAddress, render_letter};
 use crate::notice::{Destination, RenderedNotice};
 

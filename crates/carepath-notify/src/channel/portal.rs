@@ -10,7 +10,8 @@
 use async_trait::async_trait;
 use carepath_core::ContactChannel;
 
-use super::{Channel, ChannelError, DeliveryReceipt, expect_channel};
+use super::registry::expect_channel;
+use super::{Channel, ChannelError, DeliveryReceipt};
 use crate::notice::{Destination, RenderedNotice};
 
 /// Marks portal notices delivered; the stored notice is what the recipient reads.
