@@ -80,8 +80,14 @@ impl Area {
     }
 }
 
-/// Calls in progress across the server by default: sized for a small machine.
-pub const DEFAULT_MAX_CONCURRENT_CALLS: NonZeroU32 = NonZeroU32::new(256).unwrap();
+/// Calls in progress across the server by default: sized for a small machine by
+/// Little's law, its capacity (about 1,500 submissions a second on two cores) times
+/// the latency to keep (about 20 ms). Offered twice its capacity, a server with this
+/// limit kept the p99 of the calls it took at its p99 at capacity (BENCHMARKS.md,
+/// Overload); with 256 the admitted calls queued behind each other for ten times as
+/// long. Raise it for calls that wait on something other than this server (uploads
+/// over slow links).
+pub const DEFAULT_MAX_CONCURRENT_CALLS: NonZeroU32 = NonZeroU32::new(32).unwrap();
 /// Calls per second one caller may make by default: far above what one person or
 /// integration needs, so the limit only stops a runaway client.
 pub const DEFAULT_CALLER_RATE: u32 = 10_000;
