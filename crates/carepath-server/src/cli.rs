@@ -488,7 +488,7 @@ mod tests {
             limits: LimitArgs,
         }
         let defaults = Flags::parse_from(["x"]).limits.limits();
-        assert_eq!(defaults.max_concurrent_calls, 256);
+        assert_eq!(defaults.max_concurrent_calls, 32);
         assert!(defaults.per_caller.is_some());
         let off = Flags::parse_from(["x", "--rate-limit-per-caller", "0"])
             .limits
