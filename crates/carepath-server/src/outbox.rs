@@ -118,21 +118,20 @@ pub async fn process_batch(
         .claim(consumer, options.batch, lease, clock.now())
         .await?;
     let count = claimed.len();
-    let outcomes: Vec<(ClaimedEvent, Result<(), String>)> = futures::stream::iter(claimed)
+    let outcomes: Vec<_> = futures::stream::iter(claimed)
         .map(|item| async move {
             let span = tracing::info_span!("event", consumer, kind = %item.event.kind, event_id = %item.event.id);
-            let outcome = handler.handle(&item.event).instrument(span).await;
-            (item, outcome)
+            let outcome = handler.handle(&item.event).instrument(span.clone()).await;
+            (item, span, outcome)
         })
         .buffered(handler.parallelism().max(1))
         .collect()
         .await;
     let mut handled = Vec::with_capacity(count);
-    for (item, outcome) in outcomes {
+    for (item, span, outcome) in outcomes {
         match outcome {
             Ok(()) => handled.push(item.seq),
             Err(cause) => {
-                let span = tracing::info_span!("event", consumer, kind = %item.event.kind, event_id = %item.event.id);
                 give_back(store, clock, options, consumer, &owner, &item, &cause)
                     .instrument(span)
                     .await?;

@@ -49,6 +49,31 @@ const RECORD_KIND: &str = "precert_case";
 const CASE_PAGE: u32 = 500;
 const MAX_REQUEST_ID: usize = 128;
 
+/// Visits every case `read` returns, [`CASE_PAGE`] at a time: `read` takes the
+/// (`key`, id) of the last case of the page before, `None` for the first page.
+async fn each_case<Page>(
+    mut read: impl FnMut(Option<(DateTime<Utc>, String)>) -> Page,
+    key: impl Fn(&CaseRecord) -> DateTime<Utc>,
+    mut visit: impl FnMut(&CaseRecord) -> ApiResult<()>,
+) -> ApiResult<()>
+where
+    Page: Future<Output = Result<Vec<CaseRecord>, StoreError>>,
+{
+    let mut after = None;
+    loop {
+        let page = read(after).await?;
+        for record in &page {
+            visit(record)?;
+        }
+        match page.last() {
+            Some(last) if page.len() == CASE_PAGE as usize => {
+                after = Some((key(last), last.id.clone()));
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 impl From<WorkflowError> for ApiError {
     fn from(e: WorkflowError) -> Self {
         match e {
@@ -673,28 +698,16 @@ impl Precert {
     pub async fn evaluate_gold_cards(&self, now: DateTime<Utc>) -> ApiResult<Vec<pb::GoldCard>> {
         let window_start = now - chrono::Duration::days(200);
         let mut records = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .app
-                .store
-                .cases_decided_between(
-                    window_start,
-                    now + chrono::Duration::seconds(1),
-                    after,
-                    CASE_PAGE,
-                )
-                .await?;
-            for record in &page {
+        let (store, end) = (&self.app.store, now + chrono::Duration::seconds(1));
+        each_case(
+            |after| store.cases_decided_between(window_start, end, after, CASE_PAGE),
+            |case| case.decided_at.unwrap_or(window_start),
+            |record| {
                 records.extend(decision_records(&case_of(record)?));
-            }
-            after = match page.last() {
-                Some(last) if page.len() == CASE_PAGE as usize => {
-                    Some((last.decided_at.unwrap_or(window_start), last.id.clone()))
-                }
-                _ => break,
-            };
-        }
+                Ok(())
+            },
+        )
+        .await?;
         let previous = self.engine.gold_cards();
         let statuses = precert::goldcard::evaluate(&records, now, &previous);
         let mut tx = self.app.store.begin().await?;
@@ -1454,23 +1467,16 @@ impl PrecertService for Precert {
                 return Err(ApiError::field("to", "must be after from"));
             }
             let mut summaries = Vec::new();
-            let mut after = None;
-            loop {
-                let page = self
-                    .app
-                    .store
-                    .cases_received_between(from, to, after, CASE_PAGE)
-                    .await?;
-                for record in &page {
+            let store = &self.app.store;
+            each_case(
+                |after| store.cases_received_between(from, to, after, CASE_PAGE),
+                |case| case.received_at,
+                |record| {
                     summaries.push(case_of(record)?.summary(now));
-                }
-                after = match page.last() {
-                    Some(last) if page.len() == CASE_PAGE as usize => {
-                        Some((last.received_at, last.id.clone()))
-                    }
-                    _ => break,
-                };
-            }
+                    Ok(())
+                },
+            )
+            .await?;
             let m = precert::metrics::metrics(&summaries, from, to);
             let urgency =
                 |u: &precert::metrics::UrgencyMetrics, extended: f64| pb::UrgencyMetrics {
