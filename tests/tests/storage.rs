@@ -19,6 +19,7 @@ contract_tests!(
     events_commit_or_roll_back_with_their_change,
     concurrent_writers_commit_together_and_roll_back_alone,
     each_subscriber_gets_each_event_once,
+    a_batch_of_events_keeps_its_order_and_reaches_each_subscriber,
     an_expired_lease_hands_the_event_out_again,
     failures_are_retried_then_parked_as_dead,
     concurrent_claimers_never_share_an_event,
@@ -287,6 +288,47 @@ async fn each_subscriber_gets_each_event_once(db: &TestDb) {
     let later = now() + Duration::hours(2);
     let (_, after_ack) = db.store.claim("a", 10, lease, later).await.unwrap();
     assert!(after_ack.is_empty(), "acknowledged events never come back");
+}
+
+async fn a_batch_of_events_keeps_its_order_and_reaches_each_subscriber(db: &TestDb) {
+    db.store.subscribe("a", &["precert."]).await.unwrap();
+    db.store.subscribe("b", &[""]).await.unwrap();
+    // More events than one insert statement carries, every third of a kind `a` skips.
+    let events: Vec<_> = (0..75)
+        .map(|i| {
+            let kind = if i % 3 == 2 {
+                "cases.case.opened"
+            } else {
+                "precert.case.approved"
+            };
+            event(i, kind)
+        })
+        .collect();
+    let mut tx = db.store.begin().await.unwrap();
+    tx.append_events(&events).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let lease = Duration::seconds(60);
+    let (_, got_b) = db.store.claim("b", 100, lease, now()).await.unwrap();
+    let got: Vec<_> = got_b.iter().map(|c| c.event.clone()).collect();
+    assert_eq!(got, events, "every event, in the order appended");
+    let (_, got_a) = db.store.claim("a", 100, lease, now()).await.unwrap();
+    let ids: Vec<_> = got_a.iter().map(|c| c.event.id.as_str()).collect();
+    let expected: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind.starts_with("precert."))
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(ids, expected, "only the subscribed kinds, once each");
+
+    // A batch whose transaction rolls back leaves no event and no delivery.
+    let mut tx = db.store.begin().await.unwrap();
+    tx.append_events(&[event(99, "precert.case.denied")])
+        .await
+        .unwrap();
+    drop(tx);
+    let (_, none) = db.store.claim("b", 100, lease, now()).await.unwrap();
+    assert!(none.is_empty());
 }
 
 async fn an_expired_lease_hands_the_event_out_again(db: &TestDb) {

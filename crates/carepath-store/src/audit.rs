@@ -154,6 +154,7 @@ impl Tx {
         let prev: String =
             on_tx!(self, c => sqlx::query_scalar(head_sql).bind(chain).fetch_one(c).await)?;
         let hash = chain_hash(&prev, at, entry);
+        // The chain's head follows by trigger (`audit_head_advance`, migration 0010).
         on_tx!(self, c => sqlx::query(
             "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash, chain)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
@@ -161,8 +162,6 @@ impl Tx {
             .bind(&entry.record_kind).bind(&entry.record_id).bind(entry.member_id.clone())
             .bind(entry.outcome.as_str()).bind(&prev).bind(&hash).bind(chain)
             .execute(c).await.map(|r| r.rows_affected()))?;
-        on_tx!(self, c => sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = $2")
-            .bind(&hash).bind(chain).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 }

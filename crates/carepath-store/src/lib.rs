@@ -136,7 +136,11 @@ impl Store {
                 // FULL: a committed transaction survives power loss, not only a crash.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Each write is a savepoint in a batch (see `SqliteWriter`); its
+                // statement journal then lives in memory instead of a temporary file
+                // opened and written per statement.
+                .pragma("temp_store", "memory");
             let writer = SqliteWriter::open(options.clone()).await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(4)

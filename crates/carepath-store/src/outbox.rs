@@ -2,8 +2,9 @@
 //! delivered at least once to every subscribed consumer.
 //!
 //! Each consumer subscribes to event-kind prefixes. Appending an event inserts one
-//! delivery row per subscribed consumer in the same transaction, so an event that
-//! committed is never missed. Consumers claim a batch of deliveries under a lease
+//! delivery row per subscribed consumer in the same transaction (a trigger of the
+//! insert, `outbox_fan_out`, migration 0010), so an event that committed is never
+//! missed. Consumers claim a batch of deliveries under a lease
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several processes share the work without
 //! taking the same rows; SQLite has a single writer), process them, and acknowledge.
 //! A delivery whose lease expires (its consumer died) is claimed again: processing
@@ -39,13 +40,31 @@ pub struct OutboxStats {
     pub dead: i64,
 }
 
-const INSERT_EVENT: &str = "INSERT INTO outbox_event
-    (id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload)
-    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq";
+const INSERT_EVENTS: &str = "INSERT INTO outbox_event
+    (id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload) VALUES ";
+/// Columns of one event row in [`INSERT_EVENTS`].
+const EVENT_COLUMNS: usize = 7;
+/// Most events one insert statement carries.
+const EVENTS_PER_INSERT: usize = 32;
 
-const FAN_OUT: &str = "INSERT INTO outbox_delivery (consumer, seq, available_at)
-    SELECT DISTINCT consumer, $1, $2 FROM outbox_subscription
-    WHERE substr($3, 1, length(kind_prefix)) = kind_prefix";
+/// `INSERT_EVENTS` with `rows` rows of numbered placeholders.
+fn insert_events_sql(rows: usize) -> String {
+    let mut sql = String::from(INSERT_EVENTS);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 1..=EVENT_COLUMNS {
+            if col > 1 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * EVENT_COLUMNS + col));
+        }
+        sql.push(')');
+    }
+    sql
+}
 
 const CLAIM_SQLITE: &str = "UPDATE outbox_delivery
     SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
@@ -121,16 +140,34 @@ impl Tx {
     /// Records `event` in the outbox, in this transaction, for every consumer
     /// subscribed to its kind. Returns the event's position in the outbox.
     pub async fn append_event(&mut self, event: &DomainEvent) -> Result<i64, StoreError> {
+        let sql = format!("{} RETURNING seq", insert_events_sql(1));
         let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
-        let seq: i64 = on_tx!(self, c => sqlx::query_scalar(INSERT_EVENT)
+        let seq: i64 = on_tx!(self, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(&event.id).bind(&event.kind).bind(&event.aggregate_kind)
             .bind(&event.aggregate_id).bind(member.clone()).bind(event.occurred_at)
             .bind(Json(&event.payload))
             .fetch_one(c).await)?;
-        on_tx!(self, c => sqlx::query(FAN_OUT)
-            .bind(seq).bind(event.occurred_at).bind(&event.kind)
-            .execute(c).await.map(|r| r.rows_affected()))?;
         Ok(seq)
+    }
+
+    /// Records `events` in the outbox, in this transaction and in their order, like
+    /// [`Tx::append_event`] for each, in as few statements as the batch allows.
+    pub async fn append_events(&mut self, events: &[DomainEvent]) -> Result<(), StoreError> {
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
+            let sql = insert_events_sql(chunk.len());
+            on_tx!(self, c => {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for event in chunk {
+                    let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
+                    query = query
+                        .bind(&event.id).bind(&event.kind).bind(&event.aggregate_kind)
+                        .bind(&event.aggregate_id).bind(member).bind(event.occurred_at)
+                        .bind(Json(&event.payload));
+                }
+                query.execute(c).await.map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -143,11 +143,11 @@ fn request_id_of(record: &CaseRecord) -> &str {
 
 /// Writes the events of a command to the outbox of the open transaction.
 pub async fn append_events(tx: &mut Tx, events: Vec<EventDraft>) -> ApiResult<()> {
-    for draft in events {
-        tx.append_event(&draft.into_event(uuid::Uuid::now_v7().to_string()))
-            .await?;
-    }
-    Ok(())
+    let events: Vec<_> = events
+        .into_iter()
+        .map(|draft| draft.into_event(uuid::Uuid::now_v7().to_string()))
+        .collect();
+    Ok(tx.append_events(&events).await?)
 }
 
 /// Microsecond precision: what both backends store, so keys and pages compare exactly.

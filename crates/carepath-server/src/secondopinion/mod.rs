@@ -126,11 +126,11 @@ async fn append_events(
     events: Vec<EventDraft>,
     at: DateTime<Utc>,
 ) -> ApiResult<()> {
-    for draft in events {
-        tx.append_event(&draft.into_event(uuid::Uuid::now_v7().to_string(), request, at))
-            .await?;
-    }
-    Ok(())
+    let events: Vec<_> = events
+        .into_iter()
+        .map(|draft| draft.into_event(uuid::Uuid::now_v7().to_string(), request, at))
+        .collect();
+    Ok(tx.append_events(&events).await?)
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
