@@ -273,6 +273,23 @@ async fn requirement_answers_follow_the_rule_list(db: &TestDb) {
         got,
         [pb::Requirement::Required, pb::Requirement::NotRequired]
     );
+
+    let err = c
+        .check_requirement(server.request(
+            &token,
+            check(
+                MEMBER,
+                "9999999904",
+                line("70553", Setting::Outpatient),
+                &["G43.909"],
+            ),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let violations = err.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].field, "rendering_provider_npi");
     server.stop().await;
 }
 
@@ -749,13 +766,32 @@ async fn invalid_submissions_name_the_fields_and_store_nothing(db: &TestDb) {
     ] {
         assert!(fields.iter().any(|x| x == f), "{f} named in {fields:?}");
     }
+    // Well-formed ids that point at nothing in the directory.
     let mut unknown = mri("req-bad-2", vec![]);
     unknown.member_id = "M999999".into();
+    unknown.servicing_provider_npi = "9999999904".into();
     let err = c
         .submit(server.request(&provider, unknown))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    let fields: Vec<_> = err
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| (v.field, v.description))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("member_id".to_owned(), "no member with this id".to_owned()),
+            (
+                "servicing_provider_npi".to_owned(),
+                "no provider with this NPI in the directory".to_owned()
+            ),
+        ]
+    );
     let listed = c
         .list_cases(server.request(&provider, pb::ListCasesRequest::default()))
         .await

@@ -41,7 +41,7 @@ pub struct StaffFilter {
     pub specialty: Option<String>,
 }
 
-fn decode<T: DeserializeOwned>(
+pub(crate) fn decode<T: DeserializeOwned>(
     kind: &'static str,
     id: &str,
     doc: Json<serde_json::Value>,

@@ -38,7 +38,7 @@ pub use directory::{ImportSummary, MemberFilter, Page, ProviderFilter, StaffFilt
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
-pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord};
+pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
 pub use writer::{SqliteTx, SqliteWriter};
 

@@ -2,11 +2,27 @@
 //! the columns that lists, the review queue and idempotent submission need; gold-card
 //! status; and rule-list versions activated by admins.
 
+use carepath_core::{Member, MemberId, Npi, Plan, Provider};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::{Backend, Page, Store, StoreError, Tx, conflict_on_unique, on_db, on_tx};
+use crate::{
+    Backend, Page, Store, StoreError, Tx, conflict_on_unique, directory::decode, on_db, on_tx,
+};
+
+/// What a request needs to know before it is decided, read at once by
+/// [`Store::submission_parties`]: each part is `None` when it does not exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmissionParties {
+    /// The id of the case already made under the request key (a retry).
+    pub existing_case: Option<String>,
+    pub member: Option<Member>,
+    /// The member's plan.
+    pub plan: Option<Plan>,
+    pub requesting: Option<Provider>,
+    pub servicing: Option<Provider>,
+}
 
 /// A case as stored: the indexed columns and the aggregate document.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +235,52 @@ impl Store {
     }
 
     /// The case a request key already made, if any.
+    /// The case already made under `request_key` (if any), the member with their plan,
+    /// and the two providers, in one read.
+    pub async fn submission_parties(
+        &self,
+        request_key: &str,
+        member: &MemberId,
+        requesting: &Npi,
+        servicing: &Npi,
+    ) -> Result<SubmissionParties, StoreError> {
+        type Row = (
+            Option<String>,
+            Option<Json<Value>>,
+            Option<Json<Value>>,
+            Option<Json<Value>>,
+            Option<Json<Value>>,
+        );
+        let (existing_case, member_doc, plan_doc, requesting_doc, servicing_doc): Row = on_db!(self, c => sqlx::query_as(
+                "SELECT (SELECT id FROM precert_case WHERE request_key = $1),
+                        (SELECT doc FROM member WHERE id = $2),
+                        (SELECT p.doc FROM plan p JOIN member m ON m.plan_id = p.id WHERE m.id = $2),
+                        (SELECT doc FROM provider WHERE npi = $3),
+                        (SELECT doc FROM provider WHERE npi = $4)")
+                .bind(request_key).bind(member.as_str()).bind(requesting.as_str())
+                .bind(servicing.as_str())
+                .fetch_one(c).await)?;
+        let member_doc = member_doc
+            .map(|doc| decode("member", member.as_str(), doc))
+            .transpose()?;
+        let plan = plan_doc
+            .map(|doc| decode("plan", member.as_str(), doc))
+            .transpose()?;
+        let requesting = requesting_doc
+            .map(|doc| decode("provider", requesting.as_str(), doc))
+            .transpose()?;
+        let servicing = servicing_doc
+            .map(|doc| decode("provider", servicing.as_str(), doc))
+            .transpose()?;
+        Ok(SubmissionParties {
+            existing_case,
+            member: member_doc,
+            plan,
+            requesting,
+            servicing,
+        })
+    }
+
     pub async fn case_by_request_key(&self, key: &str) -> Result<Option<CaseRecord>, StoreError> {
         let row: Option<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!("WHERE request_key = $1")).bind(key).fetch_optional(c).await)?;
         Ok(row.map(record))

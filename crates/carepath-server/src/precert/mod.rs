@@ -24,7 +24,8 @@ use carepath_precert::{
 };
 use carepath_proto::precert::v1::{self as pb, precert_service_server::PrecertService};
 use carepath_store::{
-    AuditOutcome, CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, StoreError, Tx,
+    AuditOutcome, CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, StoreError,
+    SubmissionParties, Tx,
 };
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
@@ -161,6 +162,56 @@ fn parse_case_id(id: &str) -> ApiResult<String> {
         return Err(ApiError::field("case_id", "is required"));
     }
     Ok(id.to_owned())
+}
+
+/// The parties of a request, all found in the directory.
+struct Parties {
+    member: carepath_core::Member,
+    plan: carepath_core::Plan,
+    requesting: carepath_core::Provider,
+    requesting_network: NetworkStatus,
+    servicing_network: NetworkStatus,
+}
+
+impl Parties {
+    /// Checks that each party exists, naming the field of any that does not;
+    /// `servicing_field` is `None` when one provider plays both parts.
+    fn of(
+        found: SubmissionParties,
+        member_id: &MemberId,
+        requesting_field: &str,
+        servicing_field: Option<&str>,
+    ) -> ApiResult<Parties> {
+        let mut invalid = Invalid::new();
+        if found.member.is_none() {
+            invalid.push("member_id", "no member with this id");
+        }
+        let unknown = "no provider with this NPI in the directory";
+        if found.requesting.is_none() {
+            invalid.push(requesting_field, unknown);
+        }
+        if let Some(field) = servicing_field
+            && found.servicing.is_none()
+        {
+            invalid.push(field, unknown);
+        }
+        invalid.into_result()?;
+        let (Some(member), Some(requesting), Some(servicing)) =
+            (found.member, found.requesting, found.servicing)
+        else {
+            unreachable!("checked above");
+        };
+        let plan = found.plan.ok_or_else(|| {
+            ApiError::Internal(format!("the plan of member {member_id} is missing"))
+        })?;
+        Ok(Parties {
+            requesting_network: requesting.network_status(&plan.id),
+            servicing_network: servicing.network_status(&plan.id),
+            member,
+            plan,
+            requesting,
+        })
+    }
 }
 
 impl Precert {
@@ -315,40 +366,6 @@ impl Precert {
     }
 
     /// The member's plan and the provider's network status for it.
-    async fn coverage(
-        &self,
-        member_id: &MemberId,
-        npi: &Npi,
-        member_field: &str,
-        npi_field: &str,
-    ) -> ApiResult<(
-        carepath_core::Member,
-        carepath_core::Plan,
-        carepath_core::Provider,
-        NetworkStatus,
-    )> {
-        let member = match self.app.store.get_member(member_id).await {
-            Ok(m) => m,
-            Err(StoreError::NotFound { .. }) => {
-                return Err(ApiError::field(member_field, "no member with this id"));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let plan = self.app.store.get_plan(&member.plan_id).await?;
-        let provider = match self.app.store.get_provider(npi).await {
-            Ok(p) => p,
-            Err(StoreError::NotFound { .. }) => {
-                return Err(ApiError::field(
-                    npi_field,
-                    "no provider with this NPI in the directory",
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let network = provider.network_status(&plan.id);
-        Ok((member, plan, provider, network))
-    }
-
     /// Members check and submit for themselves only; providers for any member (the
     /// case then binds them as requester).
     fn may_act_for_member(actor: &Actor, member: &MemberId) -> ApiResult<()> {
@@ -384,9 +401,14 @@ impl Precert {
         invalid.into_result()?;
         let (member_id, npi) = (member_id.expect("checked"), npi.expect("checked"));
         Self::may_act_for_member(&caller.actor, &member_id)?;
-        let (_, plan, _, network) = self
-            .coverage(&member_id, &npi, "member_id", "rendering_provider_npi")
+        let found = (self.app.store)
+            .submission_parties("", &member_id, &npi, &npi)
             .await?;
+        let Parties {
+            plan,
+            requesting_network: network,
+            ..
+        } = Parties::of(found, &member_id, "rendering_provider_npi", None)?;
         let rules = self.engine.rules();
         let mut answers = Vec::with_capacity(lines.len());
         for check in rules.check_many(&plan, network, &lines, &diagnoses) {
@@ -474,29 +496,27 @@ impl Precert {
 
         let key = format!("{requesting}:{request_id}");
         let now = micros(self.app.now());
-        if let Some(existing) = self.app.store.case_by_request_key(&key).await? {
-            return self.resubmitted(caller, existing, now).await;
-        }
-        let (member, plan, requester, requesting_network) = self
-            .coverage(
-                &member_id,
-                &requesting,
-                "member_id",
-                "requesting_provider_npi",
-            )
+        let found = (self.app.store)
+            .submission_parties(&key, &member_id, &requesting, &servicing)
             .await?;
-        let servicing_network = if servicing == requesting {
-            requesting_network
-        } else {
-            self.coverage(
-                &member_id,
-                &servicing,
-                "member_id",
-                "servicing_provider_npi",
-            )
-            .await?
-            .3
-        };
+        // A retry answers with its case, whatever changed since.
+        if let Some(existing) = &found.existing_case {
+            let record = self.app.store.get_case(existing).await?;
+            return self.resubmitted(caller, record, now).await;
+        }
+        let Parties {
+            member,
+            plan,
+            requesting: requester,
+            requesting_network,
+            servicing_network,
+            ..
+        } = Parties::of(
+            found,
+            &member_id,
+            "requesting_provider_npi",
+            Some("servicing_provider_npi"),
+        )?;
         let submission = Submission {
             member_id: member.id.clone(),
             plan,
