@@ -72,6 +72,18 @@ pub struct LimitArgs {
     /// the lease has run out; keep it above the slowest handling of one batch.
     #[arg(long, env = "CAREPATH_EVENT_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub event_lease_secs: u64,
+    /// The share of the time background work (notices, referrals) takes while calls
+    /// are in progress, from 0.01 to 1; with no call in progress it runs flat out.
+    /// Raise it when notices must keep pace with sustained heavy traffic.
+    #[arg(long, env = "CAREPATH_BACKGROUND_SHARE", default_value_t = server::DEFAULT_BACKGROUND_SHARE, value_parser = background_share)]
+    pub background_share: f64,
+}
+
+fn background_share(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(share) if (0.01..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{value:?} is not a number from 0.01 to 1")),
+    }
 }
 
 impl LimitArgs {
@@ -84,6 +96,7 @@ impl LimitArgs {
                 burst: self.rate_limit_burst,
             }),
             event_lease: std::time::Duration::from_secs(self.event_lease_secs),
+            background_share: self.background_share,
             ..Limits::default()
         }
     }
@@ -495,6 +508,27 @@ mod tests {
             .limits();
         assert!(off.per_caller.is_none());
         assert!(Flags::try_parse_from(["x", "--max-concurrent-calls", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_background_share_is_a_fraction() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Flags {
+            #[command(flatten)]
+            limits: LimitArgs,
+        }
+        let defaults = Flags::parse_from(["x"]).limits.limits();
+        assert_eq!(defaults.background_share, 0.25);
+        let all = Flags::parse_from(["x", "--background-share", "1"])
+            .limits
+            .limits();
+        assert_eq!(all.background_share, 1.0);
+        for bad in ["0", "1.5", "-0.2", "half"] {
+            let flag = format!("--background-share={bad}");
+            let err = Flags::try_parse_from(["x", flag.as_str()]).unwrap_err();
+            assert!(err.to_string().contains("--background-share"), "{err}");
+        }
     }
 
     #[test]

@@ -6,13 +6,18 @@
 //! to one of them at a time. Handlers must be idempotent, since an event whose
 //! acknowledgement was lost (a crash between handling and acknowledging) comes back.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use carepath_core::{Clock, DomainEvent};
 use carepath_store::{ClaimedEvent, Store};
 use futures::{StreamExt, future::BoxFuture};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+use crate::overload::Pacing;
 
 /// Something that reacts to domain events: notifications, case referrals.
 pub trait EventHandler: Send + Sync + 'static {
@@ -75,6 +80,7 @@ pub async fn run_consumer(
     clock: Arc<dyn Clock>,
     handler: Arc<dyn EventHandler>,
     options: ConsumerOptions,
+    pacing: Pacing,
     stop: CancellationToken,
 ) {
     let consumer = handler.consumer();
@@ -84,6 +90,7 @@ pub async fn run_consumer(
     }
     let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::seconds(60));
     while !stop.is_cancelled() {
+        let started = Instant::now();
         let handled =
             match process_batch(&store, clock.as_ref(), handler.as_ref(), &options, lease).await {
                 Ok(n) => n,
@@ -97,6 +104,8 @@ pub async fn run_consumer(
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(options.idle_poll) => {}
             }
+        } else {
+            pacing.rest(started.elapsed(), &stop).await;
         }
     }
     tracing::info!(consumer, "consumer stopped");

@@ -32,7 +32,7 @@ use crate::{
     context::{App, Authenticate, RpcMethod},
     directory::Directory,
     oncology::Oncology,
-    overload::{Admission, CallerLimiter, CallerRate},
+    overload::{Admission, CallerLimiter, CallerRate, Pacing},
     precert::{
         Precert,
         engine::{EngineError, PrecertEngine},
@@ -88,6 +88,10 @@ impl Area {
 /// long. Raise it for calls that wait on something other than this server (uploads
 /// over slow links).
 pub const DEFAULT_MAX_CONCURRENT_CALLS: NonZeroU32 = NonZeroU32::new(32).unwrap();
+/// Background work's share of the time while calls are in progress: a quarter, so a
+/// burst of calls keeps three quarters of the machine and its notices and referrals
+/// follow within seconds (BENCHMARKS.md, "Background work gives way to calls").
+pub const DEFAULT_BACKGROUND_SHARE: f64 = 0.25;
 /// Calls per second one caller may make by default: far above what one person or
 /// integration needs, so the limit only stops a runaway client.
 pub const DEFAULT_CALLER_RATE: u32 = 10_000;
@@ -114,6 +118,9 @@ pub struct Limits {
     /// How long an outbox consumer keeps a claimed event before another worker (or
     /// this one, restarted after a crash) may take it over.
     pub event_lease: Duration,
+    /// The share of the time background work (event consumers, the notice
+    /// dispatcher) takes while calls are in progress; 1 lets it run flat out.
+    pub background_share: f64,
 }
 
 impl Default for Limits {
@@ -128,6 +135,7 @@ impl Default for Limits {
                 burst: DEFAULT_CALLER_BURST,
             }),
             event_lease: crate::outbox::ConsumerOptions::default().lease,
+            background_share: DEFAULT_BACKGROUND_SHARE,
         }
     }
 }
@@ -286,6 +294,7 @@ pub async fn serve_with(
             background.clone(),
         )),
     ];
+    let pacing = Pacing::behind(admission.clone(), limits.background_share);
     let consumer_options = crate::outbox::ConsumerOptions {
         lease: limits.event_lease,
         ..crate::outbox::ConsumerOptions::default()
@@ -296,10 +305,12 @@ pub async fn serve_with(
             app.clock.clone(),
             Arc::new(area.handler),
             consumer_options,
+            pacing.clone(),
             background.clone(),
         )));
         tasks.push(tokio::spawn(crate::notify::dispatcher::run_dispatcher(
             area.dispatcher,
+            pacing.clone(),
             background.clone(),
         )));
     }
@@ -312,6 +323,7 @@ pub async fn serve_with(
                 app.clock.clone(),
             )),
             consumer_options,
+            pacing.clone(),
             background.clone(),
         )));
     }

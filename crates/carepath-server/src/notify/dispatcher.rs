@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::settings::DispatchOptions;
+use crate::overload::Pacing;
 
 /// Delivers stored notices.
 #[derive(Debug, Clone)]
@@ -118,8 +119,9 @@ fn rendered(notice: &NoticeRecord) -> Result<RenderedNotice, ChannelError> {
 
 /// Delivers due notices until `stop` is cancelled; the notice in hand is finished
 /// first.
-pub async fn run_dispatcher(dispatcher: Dispatcher, stop: CancellationToken) {
+pub async fn run_dispatcher(dispatcher: Dispatcher, pacing: Pacing, stop: CancellationToken) {
     while !stop.is_cancelled() {
+        let started = std::time::Instant::now();
         let handled = match dispatcher.dispatch_once().await {
             Ok(n) => n,
             Err(e) => {
@@ -132,6 +134,8 @@ pub async fn run_dispatcher(dispatcher: Dispatcher, stop: CancellationToken) {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(dispatcher.options.idle_poll) => {}
             }
+        } else {
+            pacing.rest(started.elapsed(), &stop).await;
         }
     }
     tracing::info!("notice dispatcher stopped");
