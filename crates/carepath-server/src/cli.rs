@@ -490,16 +490,19 @@ pub fn thin_main(
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    /// The limit flags alone, as a binary parses them.
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        limits: LimitArgs,
+    }
 
     #[test]
     fn a_zero_rate_turns_the_caller_limit_off() {
-        use clap::Parser;
-        #[derive(Debug, Parser)]
-        struct Flags {
-            #[command(flatten)]
-            limits: LimitArgs,
-        }
         let defaults = Flags::parse_from(["x"]).limits.limits();
         assert_eq!(defaults.max_concurrent_calls, 32);
         assert!(defaults.per_caller.is_some());
@@ -512,12 +515,6 @@ mod tests {
 
     #[test]
     fn the_background_share_is_a_fraction() {
-        use clap::Parser;
-        #[derive(Debug, Parser)]
-        struct Flags {
-            #[command(flatten)]
-            limits: LimitArgs,
-        }
         let defaults = Flags::parse_from(["x"]).limits.limits();
         assert_eq!(defaults.background_share, 0.25);
         let all = Flags::parse_from(["x", "--background-share", "1"])

@@ -260,24 +260,12 @@ impl Store {
                 .bind(request_key).bind(member.as_str()).bind(requesting.as_str())
                 .bind(servicing.as_str())
                 .fetch_one(c).await)?;
-        let member_doc = member_doc
-            .map(|doc| decode("member", member.as_str(), doc))
-            .transpose()?;
-        let plan = plan_doc
-            .map(|doc| decode("plan", member.as_str(), doc))
-            .transpose()?;
-        let requesting = requesting_doc
-            .map(|doc| decode("provider", requesting.as_str(), doc))
-            .transpose()?;
-        let servicing = servicing_doc
-            .map(|doc| decode("provider", servicing.as_str(), doc))
-            .transpose()?;
         Ok(SubmissionParties {
             existing_case,
-            member: member_doc,
-            plan,
-            requesting,
-            servicing,
+            member: decode_some("member", member.as_str(), member_doc)?,
+            plan: decode_some("plan", member.as_str(), plan_doc)?,
+            requesting: decode_some("provider", requesting.as_str(), requesting_doc)?,
+            servicing: decode_some("provider", servicing.as_str(), servicing_doc)?,
         })
     }
 
@@ -434,6 +422,15 @@ fn encode_token(at: DateTime<Utc>, id: &str) -> String {
         "{}|{id}",
         at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     )
+}
+
+/// A document that may be absent, decoded when present.
+fn decode_some<T: serde::de::DeserializeOwned>(
+    kind: &'static str,
+    id: &str,
+    doc: Option<Json<Value>>,
+) -> Result<Option<T>, StoreError> {
+    doc.map(|doc| decode(kind, id, doc)).transpose()
 }
 
 fn decode_token(token: &str) -> (DateTime<Utc>, String) {
