@@ -247,32 +247,23 @@ const MAX_REST: Duration = Duration::from_millis(500);
 /// time; with no call in progress it runs flat out.
 #[derive(Debug, Clone)]
 pub struct Pacing {
-    calls: Option<Admission>,
+    calls: Admission,
     share: f64,
 }
 
 impl Pacing {
-    /// Background work that never rests (tools and tests that drive it alone).
-    pub fn flat_out() -> Self {
-        Pacing {
-            calls: None,
-            share: 1.0,
-        }
-    }
-
     /// Background work that gives way to the calls `admission` counts; `share` is
     /// clamped to [0.01, 1], and 1 never rests.
     pub fn behind(admission: Admission, share: f64) -> Self {
         Pacing {
-            calls: Some(admission),
+            calls: admission,
             share: share.clamp(0.01, 1.0),
         }
     }
 
     /// The rest owed after a round that took `worked`, given the calls in progress.
     pub fn rest_after(&self, worked: Duration) -> Duration {
-        let busy = self.calls.as_ref().is_some_and(|a| a.in_progress() > 0);
-        rest(worked, busy, self.share)
+        rest(worked, self.calls.in_progress() > 0, self.share)
     }
 
     /// Rests as owed after a round that took `worked`; returns early when `stop` is
@@ -356,7 +347,6 @@ mod pacing_tests {
         assert_eq!(pacing.rest_after(worked), Duration::from_millis(12));
         drop(slot);
         assert_eq!(pacing.rest_after(worked), Duration::ZERO);
-        assert_eq!(Pacing::flat_out().rest_after(worked), Duration::ZERO);
     }
 }
 

@@ -182,35 +182,35 @@ impl Parties {
         requesting_field: &str,
         servicing_field: Option<&str>,
     ) -> ApiResult<Parties> {
-        let mut invalid = Invalid::new();
-        if found.member.is_none() {
-            invalid.push("member_id", "no member with this id");
+        match (found.member, found.requesting, found.servicing, found.plan) {
+            (Some(member), Some(requesting), Some(servicing), Some(plan)) => Ok(Parties {
+                requesting_network: requesting.network_status(&plan.id),
+                servicing_network: servicing.network_status(&plan.id),
+                member,
+                plan,
+                requesting,
+            }),
+            (member, requesting, servicing, _) => {
+                let mut invalid = Invalid::new();
+                if member.is_none() {
+                    invalid.push("member_id", "no member with this id");
+                }
+                let unknown = "no provider with this NPI in the directory";
+                if requesting.is_none() {
+                    invalid.push(requesting_field, unknown);
+                }
+                if let Some(field) = servicing_field
+                    && servicing.is_none()
+                {
+                    invalid.push(field, unknown);
+                }
+                invalid.into_result()?;
+                // Every party exists, so the member's plan is what is missing.
+                Err(ApiError::Internal(format!(
+                    "the plan of member {member_id} is missing"
+                )))
+            }
         }
-        let unknown = "no provider with this NPI in the directory";
-        if found.requesting.is_none() {
-            invalid.push(requesting_field, unknown);
-        }
-        if let Some(field) = servicing_field
-            && found.servicing.is_none()
-        {
-            invalid.push(field, unknown);
-        }
-        invalid.into_result()?;
-        let (Some(member), Some(requesting), Some(servicing)) =
-            (found.member, found.requesting, found.servicing)
-        else {
-            unreachable!("checked above");
-        };
-        let plan = found.plan.ok_or_else(|| {
-            ApiError::Internal(format!("the plan of member {member_id} is missing"))
-        })?;
-        Ok(Parties {
-            requesting_network: requesting.network_status(&plan.id),
-            servicing_network: servicing.network_status(&plan.id),
-            member,
-            plan,
-            requesting,
-        })
     }
 }
 
