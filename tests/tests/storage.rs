@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use carepath_core::{DirectoryBundle, DomainEvent, MemberId, PlanId};
 use carepath_store::{
-    AuditEntry, AuditOutcome, AuditQuery, AuditVerification, CaseRecord, DeliveryState,
-    GoldCardRecord, MemberFilter, ProviderFilter, StoreError, on_db,
+    AuditEntry, AuditOutcome, AuditQuery, AuditVerification, CaseCreated, CaseRecord,
+    DeliveryState, GoldCardRecord, MemberFilter, NewCase, ProviderFilter, StoreError, on_db,
 };
 use carepath_tests::{TestDb, contract_tests};
 use chrono::{DateTime, Duration, Utc};
@@ -28,6 +28,8 @@ contract_tests!(
     the_audit_log_is_searchable,
     gold_cards_come_in_pages,
     case_sweeps_read_in_pages,
+    cases_created_together_commit_once_each_with_events_and_audit,
+    a_case_that_cannot_be_written_fails_alone,
 );
 
 fn now() -> DateTime<Utc> {
@@ -717,4 +719,175 @@ async fn case_sweeps_read_in_pages(db: &TestDb) {
         .unwrap();
     let ids: Vec<&str> = rest.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["PA-4"], "undecided cases are not read");
+}
+
+/// A new case `id` under request key `key`, with a submitted and an approved event and
+/// the audit entry of its submission.
+fn new_case(id: &str, key: &str) -> NewCase {
+    let event = |kind: &str| DomainEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: kind.to_owned(),
+        aggregate_kind: "precert_case".into(),
+        aggregate_id: id.to_owned(),
+        member_id: Some(MemberId::parse("M100001").unwrap()),
+        occurred_at: now(),
+        payload: serde_json::json!({ "id": id }),
+    };
+    NewCase {
+        record: CaseRecord {
+            id: id.to_owned(),
+            request_key: key.to_owned(),
+            member_id: "M100001".into(),
+            requesting_npi: "1184649790".into(),
+            servicing_npi: "1184649790".into(),
+            status: "approved".into(),
+            urgency: "routine".into(),
+            queue: String::new(),
+            reviewer_id: None,
+            received_at: now(),
+            due_at: now() + Duration::days(2),
+            decided_at: Some(now()),
+            doc: serde_json::json!({ "id": id, "lines": [1, 2, 3] }),
+        },
+        events: vec![
+            event("precert.case.submitted"),
+            event("precert.case.approved"),
+        ],
+        audit: AuditEntry {
+            subject: "npi:1184649790".into(),
+            role: "provider".into(),
+            rpc: "/carepath.precert.v1.PrecertService/Submit".into(),
+            record_kind: "precert_case".into(),
+            record_id: id.to_owned(),
+            member_id: Some("M100001".into()),
+            outcome: AuditOutcome::Allowed,
+        },
+        at: now(),
+    }
+}
+
+async fn cases_created_together_commit_once_each_with_events_and_audit(db: &TestDb) {
+    db.store.subscribe("notify", &["precert."]).await.unwrap();
+    // 60 submissions at once over 40 request keys: keys 0 to 19 are each sent twice.
+    let jobs: Vec<_> = (0..60)
+        .map(|i| {
+            let store = db.store.clone();
+            let case = new_case(&format!("PA-{i}"), &format!("1184649790:req-{}", i % 40));
+            tokio::spawn(async move { (i, store.create_case(case).await.unwrap()) })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for job in jobs {
+        let (i, outcome) = job.await.unwrap();
+        if outcome == CaseCreated::Created {
+            created.push(i);
+        }
+    }
+    db.store.settle().await.unwrap();
+    assert_eq!(created.len(), 40, "one case per request key");
+    for key in 0..40 {
+        let stored = db
+            .store
+            .case_by_request_key(&format!("1184649790:req-{key}"))
+            .await
+            .unwrap()
+            .expect("the key has a case");
+        let winner: Vec<_> = created.iter().filter(|i| *i % 40 == key).collect();
+        assert_eq!(winner.len(), 1, "key {key}");
+        assert_eq!(stored.id, format!("PA-{}", winner[0]));
+    }
+    for i in 0..60 {
+        let id = format!("PA-{i}");
+        let kinds: Vec<String> = db
+            .store
+            .events_for("precert_case", &id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        if created.contains(&i) {
+            assert_eq!(
+                kinds,
+                ["precert.case.submitted", "precert.case.approved"],
+                "{id}"
+            );
+        } else {
+            assert!(kinds.is_empty(), "a duplicate leaves no events: {id}");
+            assert!(matches!(
+                db.store.get_case(&id).await,
+                Err(StoreError::NotFound { .. })
+            ));
+        }
+    }
+    assert_eq!(db.store.outbox_stats("notify").await.unwrap().pending, 80);
+    let audited: HashSet<String> = db
+        .store
+        .search_audit(&AuditQuery::default(), 0, 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.entry.record_id)
+        .collect();
+    let expected: HashSet<String> = created.iter().map(|i| format!("PA-{i}")).collect();
+    assert_eq!(audited, expected, "one audit entry per created case");
+    assert_eq!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Intact { entries: 40 }
+    );
+}
+
+async fn a_case_that_cannot_be_written_fails_alone(db: &TestDb) {
+    db.store.subscribe("notify", &["precert."]).await.unwrap();
+    let first = new_case("PA-taken", "1184649790:first");
+    assert_eq!(
+        db.store.create_case(first).await.unwrap(),
+        CaseCreated::Created
+    );
+    // Twenty at once; one reuses the taken case id under a new request key.
+    let jobs: Vec<_> = (0..20)
+        .map(|i| {
+            let store = db.store.clone();
+            let id = if i == 7 {
+                "PA-taken".to_owned()
+            } else {
+                format!("PA-{i}")
+            };
+            let case = new_case(&id, &format!("1184649790:again-{i}"));
+            tokio::spawn(async move { (i, store.create_case(case).await) })
+        })
+        .collect();
+    for job in jobs {
+        let (i, outcome) = job.await.unwrap();
+        if i == 7 {
+            assert!(
+                !matches!(outcome, Ok(CaseCreated::Created)),
+                "a taken id is never written twice: {outcome:?}"
+            );
+        } else {
+            assert_eq!(outcome.unwrap(), CaseCreated::Created, "case {i}");
+        }
+    }
+    db.store.settle().await.unwrap();
+    assert!(
+        db.store
+            .case_by_request_key("1184649790:again-7")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        db.store
+            .events_for("precert_case", "PA-taken")
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "only the first case's events"
+    );
+    assert_eq!(db.store.outbox_stats("notify").await.unwrap().pending, 40);
+    assert_eq!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Intact { entries: 20 }
+    );
 }

@@ -69,7 +69,7 @@ pub enum AuditVerification {
 /// The `prev_hash` of each chain's first entry.
 const GENESIS: &str = "genesis";
 
-fn chain_hash(prev: &str, at: DateTime<Utc>, e: &AuditEntry) -> String {
+pub(crate) fn chain_hash(prev: &str, at: DateTime<Utc>, e: &AuditEntry) -> String {
     let mut h = Sha256::new();
     for part in [
         prev,
@@ -135,6 +135,16 @@ pub const AUDIT_CHAINS: i32 = 16;
 /// Spreads appends over the chains in turn.
 static NEXT_CHAIN: AtomicUsize = AtomicUsize::new(0);
 
+/// The chain the next append goes to, from 1 to [`AUDIT_CHAINS`].
+pub(crate) fn next_chain() -> i32 {
+    (NEXT_CHAIN.fetch_add(1, Ordering::Relaxed) % AUDIT_CHAINS as usize) as i32 + 1
+}
+
+/// `at` as stored and hashed: at microsecond precision, the precision both engines keep.
+pub(crate) fn stored_time(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
 impl Tx {
     /// Appends an entry in this transaction, chained to the newest entry of one of the
     /// [`AUDIT_CHAINS`] chains. On PostgreSQL that chain's head row is locked until
@@ -144,9 +154,8 @@ impl Tx {
         entry: &AuditEntry,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        // Stored and hashed at microsecond precision, the precision both engines keep.
-        let at = DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at);
-        let chain = (NEXT_CHAIN.fetch_add(1, Ordering::Relaxed) % AUDIT_CHAINS as usize) as i32 + 1;
+        let at = stored_time(at);
+        let chain = next_chain();
         let head_sql = match self.backend() {
             Backend::Sqlite => "SELECT hash FROM audit_head WHERE id = $1",
             Backend::Postgres => "SELECT hash FROM audit_head WHERE id = $1 FOR UPDATE",

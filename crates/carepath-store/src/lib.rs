@@ -12,6 +12,7 @@
 //! - audit entries form a hash chain that only grows ([`Tx::append_audit`]);
 //! - timestamps are passed in by the caller (from its clock), never read here.
 
+mod appender;
 mod audit;
 mod cases;
 mod directory;
@@ -30,6 +31,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
+pub use appender::{CaseAppender, CaseCreated, NewCase};
 pub use audit::{
     AUDIT_CHAINS, AuditEntry, AuditOutcome, AuditQuery, AuditRecord, AuditVerification,
 };
@@ -83,7 +85,11 @@ pub enum Store {
         writer: Arc<SqliteWriter>,
         read: SqlitePool,
     },
-    Postgres(PgPool),
+    /// New precertification cases are written in shared transactions by `appender`.
+    Postgres {
+        pool: PgPool,
+        appender: Arc<CaseAppender>,
+    },
 }
 
 /// Runs `$body` with `$c` bound to the pool of whichever backend `$store` is on. The
@@ -93,7 +99,7 @@ macro_rules! on_db {
     ($store:expr, $c:ident => $body:expr) => {
         match $store {
             $crate::Store::Sqlite { read: $c, .. } => $body,
-            $crate::Store::Postgres($c) => $body,
+            $crate::Store::Postgres { pool: $c, .. } => $body,
         }
     };
 }
@@ -154,7 +160,8 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
-            return Ok(Store::Postgres(pool));
+            let appender = CaseAppender::start(pool.clone());
+            return Ok(Store::Postgres { pool, appender });
         }
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
@@ -167,7 +174,7 @@ impl Store {
                     .exclusive(async |conn| Ok(SQLITE_MIGRATOR.run(conn).await?))
                     .await?
             }
-            Store::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
+            Store::Postgres { pool, .. } => POSTGRES_MIGRATOR.run(pool).await?,
         }
         Ok(())
     }
@@ -175,7 +182,7 @@ impl Store {
     pub fn backend(&self) -> Backend {
         match self {
             Store::Sqlite { .. } => Backend::Sqlite,
-            Store::Postgres(_) => Backend::Postgres,
+            Store::Postgres { .. } => Backend::Postgres,
         }
     }
 
@@ -183,7 +190,7 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
             Store::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
-            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Store::Postgres { pool, .. } => Tx::Postgres(pool.begin().await?),
         })
     }
 
@@ -194,7 +201,7 @@ impl Store {
     pub async fn settle(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite { writer, .. } => writer.settle().await,
-            Store::Postgres(_) => Ok(()),
+            Store::Postgres { .. } => Ok(()),
         }
     }
 
@@ -211,7 +218,7 @@ impl Store {
                 read.close().await;
                 writer.close().await;
             }
-            Store::Postgres(pool) => pool.close().await,
+            Store::Postgres { pool, .. } => pool.close().await,
         }
     }
 }

@@ -281,14 +281,16 @@ impl Store {
                 (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:"))
                     .then(|| path.to_path_buf())
             }
-            Store::Postgres(_) => None,
+            Store::Postgres { .. } => None,
         }
     }
 
     /// The database name of a PostgreSQL store.
     pub fn postgres_database(&self) -> Option<String> {
         match self {
-            Store::Postgres(pool) => pool.connect_options().get_database().map(str::to_owned),
+            Store::Postgres { pool, .. } => {
+                pool.connect_options().get_database().map(str::to_owned)
+            }
             Store::Sqlite { .. } => None,
         }
     }

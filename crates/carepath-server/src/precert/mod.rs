@@ -24,8 +24,8 @@ use carepath_precert::{
 };
 use carepath_proto::precert::v1::{self as pb, precert_service_server::PrecertService};
 use carepath_store::{
-    AuditOutcome, CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, StoreError,
-    SubmissionParties, Tx,
+    AuditOutcome, CaseCreated, CaseFilter, CaseRecord, GoldCardRecord, NewCase, RuleListRecord,
+    StoreError, SubmissionParties, Tx,
 };
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
@@ -545,37 +545,32 @@ impl Precert {
         let id = format!("PA-{}", uuid::Uuid::now_v7().simple());
         let (case, events) =
             PrecertCase::submit(id, submission, requester.specialty.clone(), &who, &ctx, now)?;
-        let record = record_of(&case, &key);
-        let mut tx = self.app.store.begin().await?;
-        match tx.insert_case(&record, now).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict { .. }) => {
-                // A concurrent retry of the same request won the race; its case may
-                // still be on its way to disk.
-                drop(tx);
-                self.app.store.settle().await?;
-                let existing = self
-                    .app
-                    .store
-                    .case_by_request_key(&key)
-                    .await?
-                    .ok_or_else(|| ApiError::Internal("case vanished after conflict".into()))?;
-                return self.resubmitted(caller, existing, now).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        append_events(&mut tx, events).await?;
-        tx.append_audit(
-            &caller.audit_entry(
+        let new_case = NewCase {
+            record: record_of(&case, &key),
+            events: events
+                .into_iter()
+                .map(|draft| draft.into_event(uuid::Uuid::now_v7().to_string()))
+                .collect(),
+            audit: caller.audit_entry(
                 RECORD_KIND,
                 &case.id,
                 Some(&member.id),
                 AuditOutcome::Allowed,
             ),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
+            at: now,
+        };
+        if self.app.store.create_case(new_case).await? == CaseCreated::Duplicate {
+            // A concurrent retry of the same request won the race; its case may still
+            // be on its way to disk.
+            self.app.store.settle().await?;
+            let existing = self
+                .app
+                .store
+                .case_by_request_key(&key)
+                .await?
+                .ok_or_else(|| ApiError::Internal("case vanished after conflict".into()))?;
+            return self.resubmitted(caller, existing, now).await;
+        }
         Ok(pb::SubmitResponse {
             case: Some(convert::case_to_proto(&case, &request_id, now)),
             created: true,

@@ -1,0 +1,315 @@
+//! New precertification cases written together on PostgreSQL.
+//!
+//! On PostgreSQL each statement is a round trip to a server process, and the server's
+//! cost per statement (executor start, index and trigger set-up) is most of the cost
+//! of a small insert. A new case needs four of them (case, events, chain head, audit
+//! entry) plus a commit. So [`Store::create_case`] hands the case to a queue, and a
+//! few writer tasks each take everything queued and write it in one transaction: one
+//! multi-row insert per table for the whole batch, one commit. A lone case is written
+//! at once, as before; under load the batches grow by themselves.
+//!
+//! Invariants:
+//! - `create_case` returns only after the transaction holding the case committed;
+//! - a case, its events and its audit entry commit together or not at all;
+//! - a batch that fails is written again one case at a time, so a case whose writing
+//!   fails fails alone, with its own error;
+//! - the audit entries of a batch are linked, in batch order, onto one chain whose
+//!   head stays locked until commit, exactly as single appends are.
+//!
+//! On SQLite the writer connection already commits queued transactions together
+//! ([`crate::SqliteWriter`]), so a case is written by an ordinary transaction there.
+
+use std::sync::Arc;
+
+use carepath_core::DomainEvent;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgPool, types::Json};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::{
+    AuditEntry, CaseRecord, Store, StoreError, Tx,
+    audit::{chain_hash, next_chain},
+};
+
+/// A case to create, with the outbox events and the audit entry that go with it.
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    pub record: CaseRecord,
+    pub events: Vec<DomainEvent>,
+    /// The access that made the case.
+    pub audit: AuditEntry,
+    /// When it was made: the case's `updated_at` and the audit entry's time.
+    pub at: DateTime<Utc>,
+}
+
+/// What [`Store::create_case`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseCreated {
+    /// The case, its events and audit entry are committed.
+    Created,
+    /// A case with the same request key exists already (committed, or committing in
+    /// a concurrent transaction); nothing was written.
+    Duplicate,
+}
+
+/// Most cases one transaction writes.
+const MAX_BATCH: usize = 64;
+/// Writer tasks: while one batch commits, the next is being gathered and written.
+const WRITERS: usize = 2;
+
+struct Job {
+    case: NewCase,
+    done: oneshot::Sender<Result<CaseCreated, StoreError>>,
+}
+
+/// The queue of cases waiting to be written, shared by the writer tasks.
+#[derive(Debug)]
+pub struct CaseAppender {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("case", &self.case.record.id)
+            .finish()
+    }
+}
+
+impl CaseAppender {
+    /// Starts the writer tasks on the current runtime. They end when the store (every
+    /// clone of it) is dropped.
+    pub(crate) fn start(pool: PgPool) -> Arc<Self> {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_batches(pool.clone(), receiver.clone()));
+        }
+        Arc::new(CaseAppender { queue })
+    }
+}
+
+/// One writer task: takes whatever is queued (waiting for the first case), writes it.
+async fn write_batches(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+    loop {
+        let mut jobs = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            match receiver.recv().await {
+                Some(job) => jobs.push(job),
+                None => return,
+            }
+            while jobs.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        write_jobs(&pool, jobs).await;
+    }
+}
+
+async fn write_jobs(pool: &PgPool, jobs: Vec<Job>) {
+    let cases: Vec<&NewCase> = jobs.iter().map(|j| &j.case).collect();
+    let results = match write_batch(pool, &cases).await {
+        Ok(created) => created.into_iter().map(Ok).collect(),
+        // Each case again on its own, so only a case that cannot be written fails.
+        Err(_) if jobs.len() > 1 => {
+            let mut results = Vec::with_capacity(jobs.len());
+            for case in &cases {
+                results.push(match write_batch(pool, &[case]).await {
+                    Ok(created) => Ok(created[0]),
+                    Err(e) => Err(e),
+                });
+            }
+            results
+        }
+        Err(e) => vec![Err(e)],
+    };
+    for (job, result) in jobs.into_iter().zip(results) {
+        // The caller may have gone (its call was cancelled); the case stands.
+        let _ = job.done.send(result);
+    }
+}
+
+const INSERT_CASES: &str = "INSERT INTO precert_case (id, request_key, member_id, requesting_npi,
+        servicing_npi, status, urgency, queue, reviewer_id, received_at, due_at, decided_at, doc,
+        updated_at)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[],
+        $12::timestamptz[], $13::jsonb[], $14::timestamptz[])
+    ON CONFLICT (request_key) DO NOTHING
+    RETURNING id";
+
+const INSERT_EVENTS: &str = "INSERT INTO outbox_event (id, kind, aggregate_kind, aggregate_id,
+        member_id, occurred_at, payload)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::timestamptz[], $7::jsonb[])";
+
+const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id,
+        member_id, outcome, prev_hash, hash, chain)
+    SELECT *, $11::int FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[],
+        $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])";
+
+/// Writes `cases` in one transaction: those whose request key is new, with their
+/// events and audit entries. Rows go in in batch order (`UNNEST` yields its arrays in
+/// order), so each case's events keep theirs and the audit chain links in that order.
+async fn write_batch(pool: &PgPool, cases: &[&NewCase]) -> Result<Vec<CaseCreated>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let column = |f: fn(&CaseRecord) -> String| -> Vec<String> {
+        cases.iter().map(|c| f(&c.record)).collect()
+    };
+    let inserted: Vec<String> = sqlx::query_scalar(INSERT_CASES)
+        .bind(column(|r| r.id.clone()))
+        .bind(column(|r| r.request_key.clone()))
+        .bind(column(|r| r.member_id.clone()))
+        .bind(column(|r| r.requesting_npi.clone()))
+        .bind(column(|r| r.servicing_npi.clone()))
+        .bind(column(|r| r.status.clone()))
+        .bind(column(|r| r.urgency.clone()))
+        .bind(column(|r| r.queue.clone()))
+        .bind(
+            cases
+                .iter()
+                .map(|c| c.record.reviewer_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            cases
+                .iter()
+                .map(|c| c.record.received_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(cases.iter().map(|c| c.record.due_at).collect::<Vec<_>>())
+        .bind(
+            cases
+                .iter()
+                .map(|c| c.record.decided_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            cases
+                .iter()
+                .map(|c| Json(&c.record.doc))
+                .collect::<Vec<Json<&Value>>>(),
+        )
+        .bind(cases.iter().map(|c| c.at).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+    let outcome: Vec<CaseCreated> = cases
+        .iter()
+        .map(|c| match inserted.contains(&c.record.id) {
+            true => CaseCreated::Created,
+            false => CaseCreated::Duplicate,
+        })
+        .collect();
+    let created: Vec<&NewCase> = cases
+        .iter()
+        .zip(&outcome)
+        .filter(|(_, o)| **o == CaseCreated::Created)
+        .map(|(c, _)| *c)
+        .collect();
+    if created.is_empty() {
+        return Ok(outcome);
+    }
+
+    let events: Vec<&DomainEvent> = created.iter().flat_map(|c| &c.events).collect();
+    if !events.is_empty() {
+        let text = |f: fn(&DomainEvent) -> String| -> Vec<String> {
+            events.iter().map(|e| f(e)).collect()
+        };
+        sqlx::query(INSERT_EVENTS)
+            .bind(text(|e| e.id.clone()))
+            .bind(text(|e| e.kind.clone()))
+            .bind(text(|e| e.aggregate_kind.clone()))
+            .bind(text(|e| e.aggregate_id.clone()))
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.member_id.as_ref().map(|m| m.as_str().to_owned()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| Json(&e.payload))
+                    .collect::<Vec<Json<&Value>>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    let chain = next_chain();
+    let mut prev: String =
+        sqlx::query_scalar("SELECT hash FROM audit_head WHERE id = $1 FOR UPDATE")
+            .bind(chain)
+            .fetch_one(&mut *tx)
+            .await?;
+    let mut links = Vec::with_capacity(created.len());
+    for case in &created {
+        let at = crate::audit::stored_time(case.at);
+        let hash = chain_hash(&prev, at, &case.audit);
+        links.push((at, std::mem::replace(&mut prev, hash.clone()), hash));
+    }
+    let audit = |f: fn(&AuditEntry) -> String| -> Vec<String> {
+        created.iter().map(|c| f(&c.audit)).collect()
+    };
+    sqlx::query(INSERT_AUDIT)
+        .bind(links.iter().map(|l| l.0).collect::<Vec<_>>())
+        .bind(audit(|a| a.subject.clone()))
+        .bind(audit(|a| a.role.clone()))
+        .bind(audit(|a| a.rpc.clone()))
+        .bind(audit(|a| a.record_kind.clone()))
+        .bind(audit(|a| a.record_id.clone()))
+        .bind(
+            created
+                .iter()
+                .map(|c| c.audit.member_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(audit(|a| a.outcome.as_str().to_owned()))
+        .bind(links.iter().map(|l| l.1.clone()).collect::<Vec<_>>())
+        .bind(links.iter().map(|l| l.2.clone()).collect::<Vec<_>>())
+        .bind(chain)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+impl Store {
+    /// Creates a precertification case with its outbox events and audit entry, in one
+    /// transaction, unless a case with its request key exists already. On PostgreSQL
+    /// cases created at the same time share transactions (see the module docs).
+    pub async fn create_case(&self, case: NewCase) -> Result<CaseCreated, StoreError> {
+        let Store::Postgres { appender, .. } = self else {
+            return create_in_tx(self.begin().await?, &case).await;
+        };
+        let (done, answer) = oneshot::channel();
+        if let Err(refused) = appender.queue.send(Job { case, done }) {
+            // The writer tasks are gone (their runtime ended): write it here.
+            let case = refused.0.case;
+            return create_in_tx(self.begin().await?, &case).await;
+        }
+        // A writer that stops without answering was ended with its runtime; whether
+        // the case committed is unknown, and a retry of the request finds out.
+        answer
+            .await
+            .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
+    }
+}
+
+async fn create_in_tx(mut tx: Tx, case: &NewCase) -> Result<CaseCreated, StoreError> {
+    match tx.insert_case(&case.record, case.at).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { .. }) => return Ok(CaseCreated::Duplicate),
+        Err(e) => return Err(e),
+    }
+    tx.append_events(&case.events).await?;
+    tx.append_audit(&case.audit, case.at).await?;
+    tx.commit().await?;
+    Ok(CaseCreated::Created)
+}
