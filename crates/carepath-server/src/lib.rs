@@ -5,6 +5,10 @@
 //! and storage crates, and convert back. Decisions are made in the domain crates, never
 //! here.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod audit;
 pub mod auth;
 pub mod cases;
