@@ -10,6 +10,12 @@
 //! `commit` returns only once its batch is durable, so an acknowledged write is on
 //! disk exactly as before; a caller alone pays no wait at all.
 //!
+//! The write connection never checkpoints: copying the write-ahead log back into the
+//! database file (and syncing that file) would stall every transaction queued behind
+//! the commit that crossed SQLite's threshold, for tens of milliseconds. A task with
+//! its own connection checkpoints instead, every [`CHECKPOINT_EVERY`], without
+//! blocking the writer (`PRAGMA wal_checkpoint(PASSIVE)`).
+//!
 //! Invariants:
 //! - `commit` returns `Ok` only after the batch holding the transaction committed;
 //!   if that batch fails, every transaction in it gets the error;
@@ -20,8 +26,8 @@
 use std::{
     collections::HashSet,
     sync::{
-        Arc, Mutex as StdMutex,
-        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex as StdMutex, Weak,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -36,6 +42,11 @@ const MAX_BATCH: usize = 256;
 /// How long a transaction waits for its batch to be committed by others before it
 /// commits the batch itself.
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
+/// How often the checkpoint task copies the write-ahead log into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Pages the write-ahead log may hold before the writer checkpoints it itself (64 MiB
+/// of 4 KiB pages).
+const WAL_PAGES_BEFORE_CHECKPOINT: &str = "16384";
 
 /// The shared write connection and the batch it is filling.
 pub struct SqliteWriter {
@@ -47,6 +58,8 @@ pub struct SqliteWriter {
     finished: watch::Sender<u64>,
     /// Batches whose commit failed, so their transactions report it.
     failed: StdMutex<HashSet<u64>>,
+    /// Set by [`SqliteWriter::close`]; ends the checkpoint task.
+    closed: AtomicBool,
     options: SqliteConnectOptions,
 }
 
@@ -87,10 +100,15 @@ impl std::fmt::Debug for SqliteTx {
 }
 
 impl SqliteWriter {
-    /// Opens the write connection.
+    /// Opens the write connection, and the checkpoint task's connection.
     pub async fn open(options: SqliteConnectOptions) -> Result<Arc<Self>, StoreError> {
-        let conn = options.connect().await?;
-        Ok(Arc::new(SqliteWriter {
+        let checkpointer = options.connect().await?;
+        let conn = options
+            .clone()
+            .pragma("wal_autocheckpoint", WAL_PAGES_BEFORE_CHECKPOINT)
+            .connect()
+            .await?;
+        let writer = Arc::new(SqliteWriter {
             state: Arc::new(Mutex::new(WriterState {
                 conn: Some(conn),
                 batch: 1,
@@ -101,8 +119,11 @@ impl SqliteWriter {
             queued: AtomicUsize::new(0),
             finished: watch::Sender::new(0),
             failed: StdMutex::new(HashSet::new()),
+            closed: AtomicBool::new(false),
             options,
-        }))
+        });
+        tokio::spawn(checkpoint(checkpointer, Arc::downgrade(&writer)));
+        Ok(writer)
     }
 
     pub fn connect_options(&self) -> &SqliteConnectOptions {
@@ -154,6 +175,7 @@ impl SqliteWriter {
 
     /// Commits what is pending and closes the connection; later transactions fail.
     pub async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         let mut guard = self.lock().await;
         let _ = guard.undo_dangling().await;
         let _ = self.flush(&mut guard).await;
@@ -219,6 +241,29 @@ impl SqliteWriter {
             let _ = self.flush(&mut guard).await;
         }
     }
+}
+
+/// Copies the write-ahead log into the database file every [`CHECKPOINT_EVERY`] until
+/// the writer is closed or dropped. A passive checkpoint copies what no reader still
+/// needs and never waits for, or blocks, the writer; the log starts over from its
+/// beginning once all of it has been copied.
+async fn checkpoint(mut conn: SqliteConnection, writer: Weak<SqliteWriter>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match writer.upgrade() {
+            Some(w) if !w.closed.load(Ordering::SeqCst) => {}
+            _ => break,
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!(error = %e, "checkpoint of the SQLite write-ahead log failed; retrying");
+        }
+    }
+    let _ = conn.close().await;
 }
 
 impl WriterState {
@@ -296,5 +341,53 @@ impl std::ops::Deref for SqliteTx {
 impl std::ops::DerefMut for SqliteTx {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         self.state().conn.as_mut().expect("connection open")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use sqlx::sqlite::SqliteJournalMode;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_log_reaches_the_database_file_without_the_writer_checkpointing() {
+        let dir = std::env::temp_dir().join(format!("carepath-wal-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let writer = SqliteWriter::open(options).await.unwrap();
+        let mut tx = writer.begin().await.unwrap();
+        sqlx::query("CREATE TABLE t (x BLOB)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        // 2 MiB in 64 commits: far below the writer's own checkpoint threshold, so
+        // only the checkpoint task can copy it into the database file.
+        for _ in 0..64 {
+            let mut tx = writer.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (x) VALUES (zeroblob(32768))")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::metadata(&path).unwrap().len() < before + 2_000_000 {
+            assert!(
+                Instant::now() < deadline,
+                "the database file never received the logged pages"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        writer.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
