@@ -4,10 +4,18 @@
 //! start and keeps it beside the database (never in the repository); `carepath token`
 //! mints tokens with it. In production only verifying keys are configured (Ed25519 or
 //! RSA public keys in PEM), and tokens come from the organisation's identity provider.
+//!
+//! Checking a signature is the costliest step of a call, and a client sends the same
+//! token with every call until it expires. So a token that verified is remembered, by
+//! the SHA-256 of its exact text, with the caller it names and its expiry: the same
+//! text again is that caller until the token expires; any other text, however
+//! similar, is verified in full.
 
 use std::{
+    collections::HashMap,
     io::Write,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use carepath_core::{Actor, Role};
@@ -18,6 +26,7 @@ use ed25519_dalek::{
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// The issuer every carepath token names.
 pub const ISSUER: &str = "carepath";
@@ -64,11 +73,22 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// Seconds past `exp` a token is still accepted (clock skew between issuer and us).
+const LEEWAY_SECS: i64 = 30;
+/// Most verified tokens remembered; past it, expired ones are forgotten, and all of
+/// them if that is not enough.
+const MAX_VERIFIED: usize = 8192;
+
+/// Tokens that verified: the SHA-256 of the token's text, the caller, and the last
+/// second (UNIX time) the token is accepted.
+type Verified = HashMap<[u8; 32], (Actor, i64)>;
+
 /// Keys to verify tokens with, and optionally one to mint them.
 #[derive(Clone)]
 pub struct Authenticator {
     signing: Option<EncodingKey>,
     verifying: Vec<(Algorithm, DecodingKey)>,
+    verified: Arc<Mutex<Verified>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -120,6 +140,7 @@ impl Authenticator {
         Ok(Authenticator {
             signing: Some(EncodingKey::from_ed_der(der.as_bytes())),
             verifying: vec![(Algorithm::EdDSA, verifying)],
+            verified: Arc::default(),
         })
     }
 
@@ -140,6 +161,7 @@ impl Authenticator {
         Ok(Authenticator {
             signing: None,
             verifying,
+            verified: Arc::default(),
         })
     }
 
@@ -175,20 +197,54 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Malformed)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = Utc::now().timestamp();
+        if let Some(actor) = self.remembered(&digest, now) {
+            return Ok(actor);
+        }
+        let (actor, exp) = self.verify(token)?;
+        self.remember(digest, actor.clone(), exp + LEEWAY_SECS, now);
+        Ok(actor)
+    }
+
+    /// The caller of a token verified before and not yet expired at `now`.
+    fn remembered(&self, digest: &[u8; 32], now: i64) -> Option<Actor> {
+        let verified = self.verified.lock().expect("not poisoned");
+        verified
+            .get(digest)
+            .filter(|(_, until)| now <= *until)
+            .map(|(actor, _)| actor.clone())
+    }
+
+    fn remember(&self, digest: [u8; 32], actor: Actor, until: i64, now: i64) {
+        let mut verified = self.verified.lock().expect("not poisoned");
+        if verified.len() >= MAX_VERIFIED {
+            verified.retain(|_, (_, until)| now <= *until);
+            if verified.len() >= MAX_VERIFIED {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, (actor, until));
+    }
+
+    /// Checks the token's signature and claims against each verifying key; returns
+    /// the caller and the token's `exp`.
+    fn verify(&self, token: &str) -> Result<(Actor, i64), AuthError> {
         let mut last = AuthError::Rejected("no verifying key configured".into());
         for (alg, key) in &self.verifying {
             let mut validation = Validation::new(*alg);
             validation.set_issuer(&[ISSUER]);
             validation.set_required_spec_claims(&["exp", "sub", "iss"]);
-            validation.leeway = 30;
+            validation.leeway = LEEWAY_SECS as u64;
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
                 Ok(data) => {
                     let role = Role::parse(&data.claims.role).map_err(|_| {
                         AuthError::Rejected(format!("unknown role {:?}", data.claims.role))
                     })?;
-                    return Actor::new(role, data.claims.sub).map_err(|e| {
+                    let actor = Actor::new(role, data.claims.sub).map_err(|e| {
                         AuthError::Rejected(format!("subject does not fit the role: {e}"))
-                    });
+                    })?;
+                    return Ok((actor, data.claims.exp));
                 }
                 Err(e) => {
                     last = match e.kind() {
@@ -285,6 +341,47 @@ mod tests {
             auth.authenticate(Some("Basic abc")),
             Err(AuthError::Malformed)
         ));
+    }
+
+    #[test]
+    fn a_remembered_token_is_its_caller_until_it_expires_and_no_other_text_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authenticator::with_local_key(&dir.path().join("k.pem")).unwrap();
+        let now = Utc::now();
+        let token = auth
+            .mint(&provider(), now, chrono::Duration::minutes(5))
+            .unwrap();
+        let bearer = format!("Bearer {token}");
+        assert_eq!(auth.authenticate(Some(&bearer)).unwrap(), provider());
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let exp = (now + chrono::Duration::minutes(5)).timestamp();
+        let remembered = |at: i64| auth.remembered(&digest, at);
+        assert_eq!(remembered(now.timestamp()), Some(provider()));
+        assert_eq!(remembered(exp + LEEWAY_SECS), Some(provider()));
+        assert_eq!(remembered(exp + LEEWAY_SECS + 1), None, "expired");
+
+        // One character of the signature changed: not the remembered text, refused.
+        let at = token.len() - 10;
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let forged = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+        assert!(matches!(
+            auth.authenticate(Some(&format!("Bearer {forged}"))),
+            Err(AuthError::Rejected(_))
+        ));
+        // Nor does a refused token become remembered.
+        let digest: [u8; 32] = Sha256::digest(forged.as_bytes()).into();
+        assert_eq!(auth.remembered(&digest, now.timestamp()), None);
+    }
+
+    #[test]
+    fn remembering_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authenticator::with_local_key(&dir.path().join("k.pem")).unwrap();
+        for i in 0..(MAX_VERIFIED + 10) {
+            let digest: [u8; 32] = Sha256::digest(i.to_string().as_bytes()).into();
+            auth.remember(digest, provider(), 2_000_000_000, 1_900_000_000);
+        }
+        assert!(auth.verified.lock().unwrap().len() <= MAX_VERIFIED);
     }
 
     #[test]
