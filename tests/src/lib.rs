@@ -68,6 +68,17 @@ fn mark_postgres_ran(test: &str) {
 }
 
 impl TestDb {
+    /// The kinds of the events recorded for one aggregate, in outbox order.
+    pub async fn event_kinds(&self, aggregate_kind: &str, id: &str) -> Vec<String> {
+        self.store
+            .events_for(aggregate_kind, id)
+            .await
+            .expect("events readable")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
     /// A fresh SQLite file in a temporary folder.
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");

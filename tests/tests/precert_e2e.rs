@@ -642,14 +642,7 @@ async fn review_denial_and_the_paths_after_it(db: &TestDb) {
             "history has {expected}: {actions:?}"
         );
     }
-    let kinds: Vec<_> = db
-        .store
-        .events_for("precert_case", &id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = db.event_kinds("precert_case", &id).await;
     assert!(kinds.iter().any(|k| k == "precert.case.denied"));
     assert!(kinds.iter().any(|k| k == "precert.case.appeal_decided"));
     server.stop().await;

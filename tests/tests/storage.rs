@@ -659,20 +659,9 @@ async fn case_sweeps_read_in_pages(db: &TestDb) {
         (3, "PA-5"),
     ]
     .into_iter()
-    .map(|(minute, id)| CaseRecord {
-        id: id.into(),
-        request_key: format!("1184649790:{id}"),
-        member_id: "M100001".into(),
-        requesting_npi: "1184649790".into(),
-        servicing_npi: "1184649790".into(),
-        status: "approved".into(),
-        urgency: "routine".into(),
-        queue: String::new(),
-        reviewer_id: None,
-        received_at: at(minute),
-        due_at: at(minute) + Duration::days(2),
-        decided_at: (id != "PA-5").then(|| at(minute) + Duration::hours(1)),
-        doc: serde_json::json!({ "id": id }),
+    .map(|(minute, id)| {
+        let decided = (id != "PA-5").then(|| at(minute) + Duration::hours(1));
+        case_record(id, &format!("1184649790:{id}"), at(minute), decided)
     })
     .collect();
     let mut tx = db.store.begin().await.unwrap();
@@ -721,6 +710,30 @@ async fn case_sweeps_read_in_pages(db: &TestDb) {
     assert_eq!(ids, ["PA-4"], "undecided cases are not read");
 }
 
+/// An approved routine case of member M100001 requested and serviced by one provider.
+fn case_record(
+    id: &str,
+    key: &str,
+    received: DateTime<Utc>,
+    decided: Option<DateTime<Utc>>,
+) -> CaseRecord {
+    CaseRecord {
+        id: id.into(),
+        request_key: key.into(),
+        member_id: "M100001".into(),
+        requesting_npi: "1184649790".into(),
+        servicing_npi: "1184649790".into(),
+        status: "approved".into(),
+        urgency: "routine".into(),
+        queue: String::new(),
+        reviewer_id: None,
+        received_at: received,
+        due_at: received + Duration::days(2),
+        decided_at: decided,
+        doc: serde_json::json!({ "id": id }),
+    }
+}
+
 /// A new case `id` under request key `key`, with a submitted and an approved event and
 /// the audit entry of its submission.
 fn new_case(id: &str, key: &str) -> NewCase {
@@ -735,19 +748,8 @@ fn new_case(id: &str, key: &str) -> NewCase {
     };
     NewCase {
         record: CaseRecord {
-            id: id.to_owned(),
-            request_key: key.to_owned(),
-            member_id: "M100001".into(),
-            requesting_npi: "1184649790".into(),
-            servicing_npi: "1184649790".into(),
-            status: "approved".into(),
-            urgency: "routine".into(),
-            queue: String::new(),
-            reviewer_id: None,
-            received_at: now(),
-            due_at: now() + Duration::days(2),
-            decided_at: Some(now()),
             doc: serde_json::json!({ "id": id, "lines": [1, 2, 3] }),
+            ..case_record(id, key, now(), Some(now()))
         },
         events: vec![
             event("precert.case.submitted"),
@@ -798,14 +800,7 @@ async fn cases_created_together_commit_once_each_with_events_and_audit(db: &Test
     }
     for i in 0..60 {
         let id = format!("PA-{i}");
-        let kinds: Vec<String> = db
-            .store
-            .events_for("precert_case", &id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
+        let kinds = db.event_kinds("precert_case", &id).await;
         if created.contains(&i) {
             assert_eq!(
                 kinds,

@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 use carepath_core::DomainEvent;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{PgPool, types::Json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -158,44 +157,21 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, subject, role, rpc, recor
 /// order), so each case's events keep theirs and the audit chain links in that order.
 async fn write_batch(pool: &PgPool, cases: &[&NewCase]) -> Result<Vec<CaseCreated>, StoreError> {
     let mut tx = pool.begin().await?;
-    let column = |f: fn(&CaseRecord) -> String| -> Vec<String> {
-        cases.iter().map(|c| f(&c.record)).collect()
-    };
     let inserted: Vec<String> = sqlx::query_scalar(INSERT_CASES)
-        .bind(column(|r| r.id.clone()))
-        .bind(column(|r| r.request_key.clone()))
-        .bind(column(|r| r.member_id.clone()))
-        .bind(column(|r| r.requesting_npi.clone()))
-        .bind(column(|r| r.servicing_npi.clone()))
-        .bind(column(|r| r.status.clone()))
-        .bind(column(|r| r.urgency.clone()))
-        .bind(column(|r| r.queue.clone()))
-        .bind(
-            cases
-                .iter()
-                .map(|c| c.record.reviewer_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            cases
-                .iter()
-                .map(|c| c.record.received_at)
-                .collect::<Vec<_>>(),
-        )
-        .bind(cases.iter().map(|c| c.record.due_at).collect::<Vec<_>>())
-        .bind(
-            cases
-                .iter()
-                .map(|c| c.record.decided_at)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            cases
-                .iter()
-                .map(|c| Json(&c.record.doc))
-                .collect::<Vec<Json<&Value>>>(),
-        )
-        .bind(cases.iter().map(|c| c.at).collect::<Vec<_>>())
+        .bind(column(cases, |c| c.record.id.clone()))
+        .bind(column(cases, |c| c.record.request_key.clone()))
+        .bind(column(cases, |c| c.record.member_id.clone()))
+        .bind(column(cases, |c| c.record.requesting_npi.clone()))
+        .bind(column(cases, |c| c.record.servicing_npi.clone()))
+        .bind(column(cases, |c| c.record.status.clone()))
+        .bind(column(cases, |c| c.record.urgency.clone()))
+        .bind(column(cases, |c| c.record.queue.clone()))
+        .bind(column(cases, |c| c.record.reviewer_id.clone()))
+        .bind(column(cases, |c| c.record.received_at))
+        .bind(column(cases, |c| c.record.due_at))
+        .bind(column(cases, |c| c.record.decided_at))
+        .bind(column(cases, |c| Json(&c.record.doc)))
+        .bind(column(cases, |c| c.at))
         .fetch_all(&mut *tx)
         .await?;
     let outcome: Vec<CaseCreated> = cases
@@ -217,27 +193,16 @@ async fn write_batch(pool: &PgPool, cases: &[&NewCase]) -> Result<Vec<CaseCreate
 
     let events: Vec<&DomainEvent> = created.iter().flat_map(|c| &c.events).collect();
     if !events.is_empty() {
-        let text = |f: fn(&DomainEvent) -> String| -> Vec<String> {
-            events.iter().map(|e| f(e)).collect()
-        };
         sqlx::query(INSERT_EVENTS)
-            .bind(text(|e| e.id.clone()))
-            .bind(text(|e| e.kind.clone()))
-            .bind(text(|e| e.aggregate_kind.clone()))
-            .bind(text(|e| e.aggregate_id.clone()))
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.member_id.as_ref().map(|m| m.as_str().to_owned()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| Json(&e.payload))
-                    .collect::<Vec<Json<&Value>>>(),
-            )
+            .bind(column(&events, |e| e.id.clone()))
+            .bind(column(&events, |e| e.kind.clone()))
+            .bind(column(&events, |e| e.aggregate_kind.clone()))
+            .bind(column(&events, |e| e.aggregate_id.clone()))
+            .bind(column(&events, |e| {
+                e.member_id.as_ref().map(|m| m.as_str().to_owned())
+            }))
+            .bind(column(&events, |e| e.occurred_at))
+            .bind(column(&events, |e| Json(&e.payload)))
             .execute(&mut *tx)
             .await?;
     }
@@ -248,36 +213,34 @@ async fn write_batch(pool: &PgPool, cases: &[&NewCase]) -> Result<Vec<CaseCreate
             .bind(chain)
             .fetch_one(&mut *tx)
             .await?;
+    // (time, previous hash, hash) of each entry, linked in batch order.
     let mut links = Vec::with_capacity(created.len());
     for case in &created {
         let at = crate::audit::stored_time(case.at);
         let hash = chain_hash(&prev, at, &case.audit);
         links.push((at, std::mem::replace(&mut prev, hash.clone()), hash));
     }
-    let audit = |f: fn(&AuditEntry) -> String| -> Vec<String> {
-        created.iter().map(|c| f(&c.audit)).collect()
-    };
     sqlx::query(INSERT_AUDIT)
-        .bind(links.iter().map(|l| l.0).collect::<Vec<_>>())
-        .bind(audit(|a| a.subject.clone()))
-        .bind(audit(|a| a.role.clone()))
-        .bind(audit(|a| a.rpc.clone()))
-        .bind(audit(|a| a.record_kind.clone()))
-        .bind(audit(|a| a.record_id.clone()))
-        .bind(
-            created
-                .iter()
-                .map(|c| c.audit.member_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(audit(|a| a.outcome.as_str().to_owned()))
-        .bind(links.iter().map(|l| l.1.clone()).collect::<Vec<_>>())
-        .bind(links.iter().map(|l| l.2.clone()).collect::<Vec<_>>())
+        .bind(column(&links, |l| l.0))
+        .bind(column(&created, |c| c.audit.subject.clone()))
+        .bind(column(&created, |c| c.audit.role.clone()))
+        .bind(column(&created, |c| c.audit.rpc.clone()))
+        .bind(column(&created, |c| c.audit.record_kind.clone()))
+        .bind(column(&created, |c| c.audit.record_id.clone()))
+        .bind(column(&created, |c| c.audit.member_id.clone()))
+        .bind(column(&created, |c| c.audit.outcome.as_str().to_owned()))
+        .bind(column(&links, |l| l.1.clone()))
+        .bind(column(&links, |l| l.2.clone()))
         .bind(chain)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// One field of every row, as the array bound to an `UNNEST` parameter.
+fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(field).collect()
 }
 
 impl Store {
