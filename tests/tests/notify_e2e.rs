@@ -622,18 +622,27 @@ async fn killing_the_server_mid_dispatch_then_restarting_sends_every_notice_once
     }
     let denied = denied_case(&server, "req-kill-deny").await;
 
-    // Kill while the second email is being received.
+    // Every notice of the four cases, whatever its state.
+    let all_notices = async || {
+        let mut all = Vec::new();
+        for c in &cases {
+            all.extend(case_notices(db, c, "precert.case.approved").await);
+        }
+        all.extend(case_notices(db, &denied, "precert.case.denied").await);
+        all
+    };
+    // Kill once the second email is being received and every notice has been made
+    // (on a busy machine the notifier may reach the last events after that email).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while smtp.receiving() < 2 {
-        assert!(std::time::Instant::now() < deadline, "no email went out");
+    while smtp.receiving() < 2 || all_notices().await.len() < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no email went out, or not every notice was made"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.kill();
-    let mut all = Vec::new();
-    for c in &cases {
-        all.extend(case_notices(db, c, "precert.case.approved").await);
-    }
-    all.extend(case_notices(db, &denied, "precert.case.denied").await);
+    let all = all_notices().await;
     assert_eq!(all.len(), 8, "2 per approval, 2 for the denial");
     let in_flight: Vec<_> = all.iter().filter(|n| n.state == "sending").collect();
     assert!(!in_flight.is_empty(), "the kill left notices mid-dispatch");
