@@ -142,13 +142,17 @@ fn request_id_of(record: &CaseRecord) -> &str {
     record.request_key.split_once(':').map_or("", |(_, id)| id)
 }
 
-/// Writes the events of a command to the outbox of the open transaction.
-pub async fn append_events(tx: &mut Tx, events: Vec<EventDraft>) -> ApiResult<()> {
-    let events: Vec<_> = events
+/// The events of a command, each with a fresh id.
+fn events_of(drafts: Vec<EventDraft>) -> Vec<carepath_core::DomainEvent> {
+    drafts
         .into_iter()
         .map(|draft| draft.into_event(uuid::Uuid::now_v7().to_string()))
-        .collect();
-    Ok(tx.append_events(&events).await?)
+        .collect()
+}
+
+/// Writes the events of a command to the outbox of the open transaction.
+pub async fn append_events(tx: &mut Tx, events: Vec<EventDraft>) -> ApiResult<()> {
+    Ok(tx.append_events(&events_of(events)).await?)
 }
 
 /// Microsecond precision: what both backends store, so keys and pages compare exactly.
@@ -547,10 +551,7 @@ impl Precert {
             PrecertCase::submit(id, submission, requester.specialty.clone(), &who, &ctx, now)?;
         let new_case = NewCase {
             record: record_of(&case, &key),
-            events: events
-                .into_iter()
-                .map(|draft| draft.into_event(uuid::Uuid::now_v7().to_string()))
-                .collect(),
+            events: events_of(events),
             audit: caller.audit_entry(
                 RECORD_KIND,
                 &case.id,
