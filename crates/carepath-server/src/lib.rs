@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod audit;
 pub mod auth;
+pub mod background;
 pub mod cases;
 pub mod cli;
 pub mod context;
