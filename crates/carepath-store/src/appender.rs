@@ -1,12 +1,14 @@
-//! New precertification cases written together on PostgreSQL.
+//! New precertification cases written together.
 //!
-//! On PostgreSQL each statement is a round trip to a server process, and the server's
-//! cost per statement (executor start, index and trigger set-up) is most of the cost
-//! of a small insert. A new case needs four of them (case, events, chain head, audit
-//! entry) plus a commit. So [`Store::create_case`] hands the case to a queue, and a
-//! few writer tasks each take everything queued and write it in one transaction: one
-//! multi-row insert per table for the whole batch, one commit. A lone case is written
-//! at once, as before; under load the batches grow by themselves.
+//! Each statement is a round trip: to a server process on PostgreSQL, to the writer
+//! connection's thread on SQLite (where every write waits its turn on the one
+//! connection). A new case needs four statements (case, events, chain head, audit
+//! entry) plus a commit or a savepoint release. So [`Store::create_case`] hands the
+//! case to a queue, and a few writer tasks each take everything queued and write it in
+//! one transaction: one multi-row insert per table for the whole batch. A lone case is
+//! written at once; under load the batches grow by themselves. PostgreSQL binds each
+//! column as an array (`UNNEST`), one statement text for any batch size; SQLite has no
+//! arrays and takes numbered `VALUES` rows.
 //!
 //! Invariants:
 //! - `create_case` returns only after the transaction holding the case committed;
@@ -16,8 +18,8 @@
 //! - the audit entries of a batch are linked, in batch order, onto one chain whose
 //!   head stays locked until commit, exactly as single appends are.
 //!
-//! On SQLite the writer connection already commits queued transactions together
-//! ([`crate::SqliteWriter`]), so a case is written by an ordinary transaction there.
+//! On SQLite a batch is one savepoint on the writer connection, which then commits it
+//! durably with whatever else is queued ([`crate::SqliteWriter`]).
 
 use std::sync::Arc;
 
@@ -27,8 +29,9 @@ use sqlx::{PgPool, types::Json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{
-    AuditEntry, CaseRecord, Store, StoreError, Tx,
-    audit::{chain_hash, next_chain},
+    AuditEntry, CaseRecord, SqliteWriter, Store, StoreError, Tx,
+    audit::{chain_hash, head_sql, next_chain},
+    on_tx, values_sql,
 };
 
 /// A case to create, with the outbox events and the audit entry that go with it.
@@ -57,6 +60,13 @@ const MAX_BATCH: usize = 64;
 /// Writer tasks: while one batch commits, the next is being gathered and written.
 const WRITERS: usize = 2;
 
+/// Where the writer tasks write.
+#[derive(Debug)]
+pub(crate) enum Target {
+    Postgres(PgPool),
+    Sqlite(Arc<SqliteWriter>),
+}
+
 struct Job {
     case: NewCase,
     done: oneshot::Sender<Result<CaseCreated, StoreError>>,
@@ -79,18 +89,19 @@ impl std::fmt::Debug for Job {
 impl CaseAppender {
     /// Starts the writer tasks on the current runtime. They end when the store (every
     /// clone of it) is dropped.
-    pub(crate) fn start(pool: PgPool) -> Arc<Self> {
+    pub(crate) fn start(target: Target) -> Arc<Self> {
         let (queue, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
+        let target = Arc::new(target);
         for _ in 0..WRITERS {
-            tokio::spawn(write_batches(pool.clone(), receiver.clone()));
+            tokio::spawn(write_batches(target.clone(), receiver.clone()));
         }
         Arc::new(CaseAppender { queue })
     }
 }
 
 /// One writer task: takes whatever is queued (waiting for the first case), writes it.
-async fn write_batches(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+async fn write_batches(target: Arc<Target>, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
     loop {
         let mut jobs = Vec::new();
         {
@@ -106,19 +117,19 @@ async fn write_batches(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver
                 }
             }
         }
-        write_jobs(&pool, jobs).await;
+        write_jobs(&target, jobs).await;
     }
 }
 
-async fn write_jobs(pool: &PgPool, jobs: Vec<Job>) {
+async fn write_jobs(target: &Target, jobs: Vec<Job>) {
     let cases: Vec<&NewCase> = jobs.iter().map(|j| &j.case).collect();
-    let results = match write_batch(pool, &cases).await {
+    let results = match write_batch(target, &cases).await {
         Ok(created) => created.into_iter().map(Ok).collect(),
         // Each case again on its own, so only a case that cannot be written fails.
         Err(_) if jobs.len() > 1 => {
             let mut results = Vec::with_capacity(jobs.len());
             for case in &cases {
-                results.push(match write_batch(pool, &[case]).await {
+                results.push(match write_batch(target, &[case]).await {
                     Ok(created) => Ok(created[0]),
                     Err(e) => Err(e),
                 });
@@ -153,9 +164,23 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, subject, role, rpc, recor
         $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])";
 
 /// Writes `cases` in one transaction: those whose request key is new, with their
-/// events and audit entries. Rows go in in batch order (`UNNEST` yields its arrays in
-/// order), so each case's events keep theirs and the audit chain links in that order.
-async fn write_batch(pool: &PgPool, cases: &[&NewCase]) -> Result<Vec<CaseCreated>, StoreError> {
+/// events and audit entries, in batch order, so each case's events keep theirs and the
+/// audit chain links in that order.
+async fn write_batch(target: &Target, cases: &[&NewCase]) -> Result<Vec<CaseCreated>, StoreError> {
+    match target {
+        Target::Postgres(pool) => write_batch_postgres(pool, cases).await,
+        Target::Sqlite(writer) => {
+            write_batch_values(Tx::Sqlite(writer.begin().await?), cases).await
+        }
+    }
+}
+
+/// The PostgreSQL batch: every column bound as an array (`UNNEST` yields its arrays
+/// in order).
+async fn write_batch_postgres(
+    pool: &PgPool,
+    cases: &[&NewCase],
+) -> Result<Vec<CaseCreated>, StoreError> {
     let mut tx = pool.begin().await?;
     let inserted: Vec<String> = sqlx::query_scalar(INSERT_CASES)
         .bind(column(cases, |c| c.record.id.clone()))
@@ -174,19 +199,7 @@ async fn write_batch(pool: &PgPool, cases: &[&NewCase]) -> Result<Vec<CaseCreate
         .bind(column(cases, |c| c.at))
         .fetch_all(&mut *tx)
         .await?;
-    let outcome: Vec<CaseCreated> = cases
-        .iter()
-        .map(|c| match inserted.contains(&c.record.id) {
-            true => CaseCreated::Created,
-            false => CaseCreated::Duplicate,
-        })
-        .collect();
-    let created: Vec<&NewCase> = cases
-        .iter()
-        .zip(&outcome)
-        .filter(|(_, o)| **o == CaseCreated::Created)
-        .map(|(c, _)| *c)
-        .collect();
+    let (outcome, created) = sort_out(cases, &inserted);
     if created.is_empty() {
         return Ok(outcome);
     }
@@ -208,18 +221,11 @@ async fn write_batch(pool: &PgPool, cases: &[&NewCase]) -> Result<Vec<CaseCreate
     }
 
     let chain = next_chain();
-    let mut prev: String =
-        sqlx::query_scalar("SELECT hash FROM audit_head WHERE id = $1 FOR UPDATE")
-            .bind(chain)
-            .fetch_one(&mut *tx)
-            .await?;
-    // (time, previous hash, hash) of each entry, linked in batch order.
-    let mut links = Vec::with_capacity(created.len());
-    for case in &created {
-        let at = crate::audit::stored_time(case.at);
-        let hash = chain_hash(&prev, at, &case.audit);
-        links.push((at, std::mem::replace(&mut prev, hash.clone()), hash));
-    }
+    let head: String = sqlx::query_scalar(head_sql(crate::Backend::Postgres))
+        .bind(chain)
+        .fetch_one(&mut *tx)
+        .await?;
+    let links = link(head, &created);
     sqlx::query(INSERT_AUDIT)
         .bind(column(&links, |l| l.0))
         .bind(column(&created, |c| c.audit.subject.clone()))
@@ -238,6 +244,103 @@ async fn write_batch(pool: &PgPool, cases: &[&NewCase]) -> Result<Vec<CaseCreate
     Ok(outcome)
 }
 
+const INSERT_CASES_VALUES: &str = "INSERT INTO precert_case (id, request_key, member_id,
+        requesting_npi, servicing_npi, status, urgency, queue, reviewer_id, received_at, due_at,
+        decided_at, doc, updated_at)
+    VALUES ";
+const CASE_COLUMNS: usize = 14;
+const NEW_REQUEST_KEYS_ONLY: &str = " ON CONFLICT (request_key) DO NOTHING RETURNING id";
+
+const INSERT_AUDIT_VALUES: &str = "INSERT INTO audit_log (at, subject, role, rpc, record_kind,
+        record_id, member_id, outcome, prev_hash, hash, chain)
+    VALUES ";
+const AUDIT_COLUMNS: usize = 11;
+
+/// The batch as numbered `VALUES` rows, in the open transaction `tx` (SQLite: a
+/// savepoint on the writer connection). At most [`MAX_BATCH`] cases: 896 parameters,
+/// far below SQLite's limit.
+async fn write_batch_values(
+    mut tx: Tx,
+    cases: &[&NewCase],
+) -> Result<Vec<CaseCreated>, StoreError> {
+    let sql = values_sql(INSERT_CASES_VALUES, CASE_COLUMNS, cases.len()) + NEW_REQUEST_KEYS_ONLY;
+    let inserted: Vec<String> = on_tx!(&mut tx, c => {
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
+        for case in cases {
+            let r = &case.record;
+            query = query
+                .bind(&r.id).bind(&r.request_key).bind(&r.member_id).bind(&r.requesting_npi)
+                .bind(&r.servicing_npi).bind(&r.status).bind(&r.urgency).bind(&r.queue)
+                .bind(r.reviewer_id.clone()).bind(r.received_at).bind(r.due_at)
+                .bind(r.decided_at).bind(Json(&r.doc)).bind(case.at);
+        }
+        query.fetch_all(c).await
+    })?;
+    let (outcome, created) = sort_out(cases, &inserted);
+    if created.is_empty() {
+        return Ok(outcome);
+    }
+    let events: Vec<DomainEvent> = created
+        .iter()
+        .flat_map(|c| c.events.iter().cloned())
+        .collect();
+    tx.append_events(&events).await?;
+
+    let chain = next_chain();
+    let backend = tx.backend();
+    let head: String =
+        on_tx!(&mut tx, c => sqlx::query_scalar(head_sql(backend)).bind(chain).fetch_one(c).await)?;
+    let links = link(head, &created);
+    let sql = values_sql(INSERT_AUDIT_VALUES, AUDIT_COLUMNS, created.len());
+    on_tx!(&mut tx, c => {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for (case, (at, prev, hash)) in created.iter().zip(&links) {
+            let a = &case.audit;
+            query = query
+                .bind(*at).bind(&a.subject).bind(&a.role).bind(&a.rpc).bind(&a.record_kind)
+                .bind(&a.record_id).bind(a.member_id.clone()).bind(a.outcome.as_str())
+                .bind(prev).bind(hash).bind(chain);
+        }
+        query.execute(c).await.map(|r| r.rows_affected())
+    })?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Which of `cases` were written (their ids came back from the insert), and those
+/// cases, in batch order.
+fn sort_out<'a>(
+    cases: &[&'a NewCase],
+    inserted: &[String],
+) -> (Vec<CaseCreated>, Vec<&'a NewCase>) {
+    let outcome: Vec<CaseCreated> = cases
+        .iter()
+        .map(|c| match inserted.contains(&c.record.id) {
+            true => CaseCreated::Created,
+            false => CaseCreated::Duplicate,
+        })
+        .collect();
+    let created = cases
+        .iter()
+        .zip(&outcome)
+        .filter(|(_, o)| **o == CaseCreated::Created)
+        .map(|(c, _)| *c)
+        .collect();
+    (outcome, created)
+}
+
+/// (time, previous hash, hash) of each case's audit entry, linked in batch order onto
+/// the chain whose newest hash is `head`.
+fn link(mut head: String, created: &[&NewCase]) -> Vec<(DateTime<Utc>, String, String)> {
+    let mut links = Vec::with_capacity(created.len());
+    for case in created {
+        let at = crate::audit::stored_time(case.at);
+        let hash = chain_hash(&head, at, &case.audit);
+        links.push((at, std::mem::replace(&mut head, hash.clone()), hash));
+    }
+    links
+}
+
 /// One field of every row, as the array bound to an `UNNEST` parameter.
 fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
     rows.iter().map(field).collect()
@@ -245,12 +348,10 @@ fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
 
 impl Store {
     /// Creates a precertification case with its outbox events and audit entry, in one
-    /// transaction, unless a case with its request key exists already. On PostgreSQL
-    /// cases created at the same time share transactions (see the module docs).
+    /// transaction, unless a case with its request key exists already. Cases created
+    /// at the same time share transactions (see the module docs).
     pub async fn create_case(&self, case: NewCase) -> Result<CaseCreated, StoreError> {
-        let Store::Postgres { appender, .. } = self else {
-            return create_in_tx(self.begin().await?, &case).await;
-        };
+        let (Store::Postgres { appender, .. } | Store::Sqlite { appender, .. }) = self;
         let (done, answer) = oneshot::channel();
         if let Err(refused) = appender.queue.send(Job { case, done }) {
             // The writer tasks are gone (their runtime ended): write it here.

@@ -140,6 +140,15 @@ pub(crate) fn next_chain() -> i32 {
     (NEXT_CHAIN.fetch_add(1, Ordering::Relaxed) % AUDIT_CHAINS as usize) as i32 + 1
 }
 
+/// Reads the newest hash of a chain; on PostgreSQL the head row stays locked until
+/// the transaction ends.
+pub(crate) fn head_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "SELECT hash FROM audit_head WHERE id = $1",
+        Backend::Postgres => "SELECT hash FROM audit_head WHERE id = $1 FOR UPDATE",
+    }
+}
+
 /// `at` as stored and hashed: at microsecond precision, the precision both engines keep.
 pub(crate) fn stored_time(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
@@ -156,10 +165,7 @@ impl Tx {
     ) -> Result<(), StoreError> {
         let at = stored_time(at);
         let chain = next_chain();
-        let head_sql = match self.backend() {
-            Backend::Sqlite => "SELECT hash FROM audit_head WHERE id = $1",
-            Backend::Postgres => "SELECT hash FROM audit_head WHERE id = $1 FOR UPDATE",
-        };
+        let head_sql = head_sql(self.backend());
         let prev: String =
             on_tx!(self, c => sqlx::query_scalar(head_sql).bind(chain).fetch_one(c).await)?;
         let hash = chain_hash(&prev, at, entry);

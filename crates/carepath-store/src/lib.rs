@@ -84,8 +84,10 @@ pub enum Store {
     Sqlite {
         writer: Arc<SqliteWriter>,
         read: SqlitePool,
+        appender: Arc<CaseAppender>,
     },
-    /// New precertification cases are written in shared transactions by `appender`.
+    /// New precertification cases are written in shared transactions by `appender`
+    /// (on both backends).
     Postgres {
         pool: PgPool,
         appender: Arc<CaseAppender>,
@@ -128,6 +130,26 @@ pub enum Tx {
     Postgres(Transaction<'static, Postgres>),
 }
 
+/// `head` (an `INSERT ... VALUES` without its rows) followed by `rows` rows of
+/// `columns` numbered placeholders each: `($1, $2), ($3, $4)`.
+pub(crate) fn values_sql(head: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::from(head);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 1..=columns {
+            if col > 1 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + col));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// How long a query waits for a free PostgreSQL connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections of the background pool: as many as the notifier's or the dispatcher's
@@ -159,7 +181,12 @@ impl Store {
                 .max_connections(4)
                 .connect_with(options)
                 .await?;
-            return Ok(Store::Sqlite { writer, read });
+            let appender = CaseAppender::start(appender::Target::Sqlite(writer.clone()));
+            return Ok(Store::Sqlite {
+                writer,
+                read,
+                appender,
+            });
         }
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
@@ -167,7 +194,7 @@ impl Store {
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect(url)
                 .await?;
-            let appender = CaseAppender::start(pool.clone());
+            let appender = CaseAppender::start(appender::Target::Postgres(pool.clone()));
             return Ok(Store::Postgres { pool, appender });
         }
         Err(StoreError::UnsupportedUrl(url.to_owned()))
@@ -249,7 +276,7 @@ impl Store {
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
         match self {
-            Store::Sqlite { writer, read } => {
+            Store::Sqlite { writer, read, .. } => {
                 read.close().await;
                 writer.close().await;
             }

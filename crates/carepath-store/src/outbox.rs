@@ -49,21 +49,7 @@ const EVENTS_PER_INSERT: usize = 32;
 
 /// `INSERT_EVENTS` with `rows` rows of numbered placeholders.
 fn insert_events_sql(rows: usize) -> String {
-    let mut sql = String::from(INSERT_EVENTS);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for col in 1..=EVENT_COLUMNS {
-            if col > 1 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", row * EVENT_COLUMNS + col));
-        }
-        sql.push(')');
-    }
-    sql
+    crate::values_sql(INSERT_EVENTS, EVENT_COLUMNS, rows)
 }
 
 const CLAIM_SQLITE: &str = "UPDATE outbox_delivery
