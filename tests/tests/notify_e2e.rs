@@ -359,7 +359,6 @@ async fn a_physician_denial_emails_the_provider_and_mails_the_member_a_letter(db
     // Delivering the event again (as the outbox may) adds nothing.
     let area = carepath_server::notify::NotifyArea::new(
         server.app.clone(),
-        &server.app.store,
         &ws.options(smtp.port, None).notify,
     )
     .unwrap();

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use carepath_core::{DirectoryBundle, DomainEvent, MemberId, PlanId};
 use carepath_store::{
-    AuditEntry, AuditOutcome, AuditQuery, AuditVerification, Backend, CaseCreated, CaseRecord,
+    AuditEntry, AuditOutcome, AuditQuery, AuditVerification, CaseCreated, CaseRecord,
     DeliveryState, GoldCardRecord, MemberFilter, NewCase, ProviderFilter, StoreError, on_db,
 };
 use carepath_tests::{TestDb, contract_tests};
@@ -30,7 +30,6 @@ contract_tests!(
     case_sweeps_read_in_pages,
     cases_created_together_commit_once_each_with_events_and_audit,
     a_case_that_cannot_be_written_fails_alone,
-    a_background_handle_shares_the_database_and_closes_alone,
 );
 
 fn now() -> DateTime<Utc> {
@@ -886,30 +885,4 @@ async fn a_case_that_cannot_be_written_fails_alone(db: &TestDb) {
         db.store.verify_audit().await.unwrap(),
         AuditVerification::Intact { entries: 20 }
     );
-}
-
-/// The handle background work uses reads and writes the same database as the one it
-/// came from; closing it leaves the other open.
-async fn a_background_handle_shares_the_database_and_closes_alone(db: &TestDb) {
-    db.store.subscribe("notify", &[""]).await.unwrap();
-    let background = db.store.for_background();
-    let plan = demo().plans[0].clone();
-    let mut tx = background.begin().await.unwrap();
-    tx.upsert_plan(&plan, now()).await.unwrap();
-    tx.commit().await.unwrap();
-    db.store.settle().await.unwrap();
-    assert_eq!(db.store.get_plan(&plan.id).await.unwrap().id, plan.id);
-    append(db, &[event(1, "test.happened")]).await;
-    assert_eq!(background.outbox_stats("notify").await.unwrap().pending, 2);
-
-    background.close_background().await;
-    if db.store.backend() == Backend::Postgres {
-        assert!(
-            background.ping().await.is_err(),
-            "the background pool is closed"
-        );
-    }
-    db.store.ping().await.unwrap();
-    append(db, &[event(2, "test.happened")]).await;
-    assert_eq!(db.store.outbox_stats("notify").await.unwrap().pending, 3);
 }

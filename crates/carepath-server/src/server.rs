@@ -29,7 +29,6 @@ use tower_http::{
 
 use crate::{
     audit::Audit,
-    background::{BACKGROUND_NICENESS, BackgroundThread},
     context::{App, Authenticate, RpcMethod},
     directory::Directory,
     oncology::Oncology,
@@ -157,8 +156,6 @@ pub enum ServeError {
     Notify(#[from] crate::notify::NotifyError),
     #[error("second-opinion record store: {0}")]
     Records(std::io::Error),
-    #[error("background thread: {0}")]
-    Background(std::io::Error),
 }
 
 /// Served by every server next to its areas.
@@ -192,12 +189,6 @@ pub async fn serve_with(
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    // Consumers, dispatch and sweeps run on the background thread with connections
-    // of their own (see `crate::background`).
-    let background_app = App {
-        store: app.store.for_background(),
-        ..app.clone()
-    };
     let mut notify_area = None;
     let mut second_opinion: Option<crate::secondopinion::SecondOpinion> = None;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -265,8 +256,7 @@ pub async fn serve_with(
                 ));
             }
             Area::Notify => {
-                let area =
-                    crate::notify::NotifyArea::new(app.clone(), &background_app.store, notify)?;
+                let area = crate::notify::NotifyArea::new(app.clone(), notify)?;
                 routes.add_service(InterceptedService::new(
                     carepath_proto::notify::v1::notification_service_server::NotificationServiceServer::new(area.service.clone())
                         .max_decoding_message_size(limits.max_message_bytes)
@@ -304,36 +294,33 @@ pub async fn serve_with(
             background.clone(),
         )),
     ];
-    let thread = BackgroundThread::start(BACKGROUND_NICENESS)
-        .await
-        .map_err(ServeError::Background)?;
     let pacing = Pacing::behind(admission.clone(), limits.background_share);
     let consumer_options = crate::outbox::ConsumerOptions {
         lease: limits.event_lease,
         ..crate::outbox::ConsumerOptions::default()
     };
     if let Some(area) = notify_area {
-        tasks.push(thread.spawn(crate::outbox::run_consumer(
-            background_app.store.clone(),
-            background_app.clock.clone(),
+        tasks.push(tokio::spawn(crate::outbox::run_consumer(
+            app.store.clone(),
+            app.clock.clone(),
             Arc::new(area.handler),
             consumer_options,
             pacing.clone(),
             background.clone(),
         )));
-        tasks.push(thread.spawn(crate::notify::dispatcher::run_dispatcher(
+        tasks.push(tokio::spawn(crate::notify::dispatcher::run_dispatcher(
             area.dispatcher,
             pacing.clone(),
             background.clone(),
         )));
     }
     if areas.contains(&Area::Cases) {
-        tasks.push(thread.spawn(crate::outbox::run_consumer(
-            background_app.store.clone(),
-            background_app.clock.clone(),
+        tasks.push(tokio::spawn(crate::outbox::run_consumer(
+            app.store.clone(),
+            app.clock.clone(),
             Arc::new(crate::cases::referrals::ReferralConsumer::new(
-                background_app.store.clone(),
-                background_app.clock.clone(),
+                app.store.clone(),
+                app.clock.clone(),
             )),
             consumer_options,
             pacing.clone(),
@@ -341,8 +328,8 @@ pub async fn serve_with(
         )));
     }
     if areas.contains(&Area::Precert) {
-        tasks.push(thread.spawn(precert_sweeps(
-            Precert::new(background_app.clone(), engine.clone()),
+        tasks.push(tokio::spawn(precert_sweeps(
+            precert.clone(),
             background.clone(),
         )));
     }
@@ -414,11 +401,6 @@ pub async fn serve_with(
     for task in tasks {
         let _ = task.await;
     }
-    let store = background_app.store;
-    let _ = thread
-        .spawn(async move { store.close_background().await })
-        .await;
-    thread.stop().await;
     tracing::info!("server stopped");
     result.map_err(ServeError::from)
 }

@@ -150,13 +150,6 @@ pub(crate) fn values_sql(head: &str, columns: usize, rows: usize) -> String {
     sql
 }
 
-/// How long a query waits for a free PostgreSQL connection before failing.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections of the background pool: as many as the notifier's or the dispatcher's
-/// parallel work (8) uses at once; the background runs on one thread, so more would
-/// only wait there.
-const BACKGROUND_CONNECTIONS: u32 = 8;
-
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -191,41 +184,13 @@ impl Store {
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
             let appender = CaseAppender::start(appender::Target::Postgres(pool.clone()));
             return Ok(Store::Postgres { pool, appender });
         }
         Err(StoreError::UnsupportedUrl(url.to_owned()))
-    }
-
-    /// A handle for work that runs on a runtime of its own (the server's background
-    /// thread). A connection's socket is driven by the runtime that opened it, so on
-    /// PostgreSQL the handle gets its own small pool, opened as it is used: calls then
-    /// never wait on the background runtime to hear that their query was answered.
-    /// SQLite's connections each run on a thread of their own and are shared. Close it
-    /// with [`Store::close_background`].
-    pub fn for_background(&self) -> Store {
-        match self {
-            Store::Sqlite { .. } => self.clone(),
-            Store::Postgres { pool, appender } => Store::Postgres {
-                pool: PgPoolOptions::new()
-                    .max_connections(BACKGROUND_CONNECTIONS)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_lazy_with((*pool.connect_options()).clone()),
-                appender: appender.clone(),
-            },
-        }
-    }
-
-    /// Closes what [`Store::for_background`] opened: its PostgreSQL pool. The shared
-    /// SQLite connections stay open for the handle they came from.
-    pub async fn close_background(&self) {
-        match self {
-            Store::Sqlite { .. } => {}
-            Store::Postgres { pool, .. } => pool.close().await,
-        }
     }
 
     /// Applies the backend's migrations from `migrations/<backend>/`; idempotent.

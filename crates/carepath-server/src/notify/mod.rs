@@ -18,7 +18,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use carepath_core::{ContactChannel, Role};
 use carepath_notify::{Destination, NoticeRules, PlannedNotice, TemplateCatalog};
 use carepath_proto::notify::v1::{self as pb, notification_service_server::NotificationService};
-use carepath_store::{AuditOutcome, NoticeRecord, Store, StoreError};
+use carepath_store::{AuditOutcome, NoticeRecord, StoreError};
 use chrono::DateTime;
 use tonic::{Request, Response, Status};
 
@@ -57,14 +57,8 @@ pub enum NotifyError {
 
 impl NotifyArea {
     /// Loads the rules and templates, checks the one against the other, and sets up
-    /// the channels; any problem stops the start. The service answers calls with
-    /// `app`; the handler and the dispatcher work through `background` (see
-    /// [`crate::background`]).
-    pub fn new(
-        app: App,
-        background: &Store,
-        settings: &NotifySettings,
-    ) -> Result<Self, NotifyError> {
+    /// the channels; any problem stops the start.
+    pub fn new(app: App, settings: &NotifySettings) -> Result<Self, NotifyError> {
         let rules = Arc::new(NoticeRules::shipped()?);
         let catalog = Arc::new(TemplateCatalog::shipped()?);
         catalog.check_rules(&rules)?;
@@ -75,13 +69,13 @@ impl NotifyArea {
                 catalog: catalog.clone(),
             },
             handler: NotifyHandler {
-                store: background.clone(),
+                store: app.store.clone(),
                 clock: app.clock.clone(),
                 rules,
                 catalog,
             },
             dispatcher: Dispatcher {
-                store: background.clone(),
+                store: app.store.clone(),
                 clock: app.clock.clone(),
                 channels,
                 retry: settings.retry,
