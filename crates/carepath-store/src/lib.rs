@@ -170,8 +170,12 @@ impl Store {
                 // opened and written per statement.
                 .pragma("temp_store", "memory");
             let writer = SqliteWriter::open(options.clone()).await?;
+            // A connection to a local file does not go stale: no check before use
+            // (sqlx's default pings every connection on every acquire, a round trip to
+            // the connection's thread before each query).
             let read = SqlitePoolOptions::new()
                 .max_connections(4)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             let appender = CaseAppender::start(appender::Target::Sqlite(writer.clone()));
@@ -182,6 +186,9 @@ impl Store {
             });
         }
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // sqlx checks each pooled connection before use (a round trip): after a
+            // server restart or failover a dead connection is replaced instead of
+            // failing a call. Skipping the check measured no faster (BENCHMARKS.md).
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))

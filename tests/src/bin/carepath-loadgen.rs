@@ -44,6 +44,10 @@ struct Args {
     /// Milliseconds between health checks made during the run (0: none).
     #[arg(long, default_value_t = 100)]
     health_interval_ms: u64,
+    /// Also print the admitted calls window by window (count, p50, p99, max of the calls
+    /// started in each window of this many milliseconds), to see when slow calls happen.
+    #[arg(long)]
+    timeline_ms: Option<u64>,
     /// Database URL of the server, to find its signing key for tokens.
     #[arg(
         long,
@@ -56,8 +60,9 @@ struct Args {
 /// Outcomes of the calls made, by kind.
 #[derive(Debug, Default)]
 struct Tally {
-    /// Latencies (µs) of the calls the server took on, whatever their answer.
-    admitted: Mutex<Vec<u64>>,
+    /// When each call the server took on started (µs into the run) and how long it took
+    /// (µs), whatever its answer.
+    admitted: Mutex<Vec<(u64, u64)>>,
     /// Admitted calls that failed (anything but OK).
     errors: AtomicU64,
     /// Refused at once: the server had too many calls in progress (UNAVAILABLE).
@@ -67,7 +72,8 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(&self, result: Result<(), tonic::Status>, took: Duration) {
+    fn record(&self, result: Result<(), tonic::Status>, run_start: Instant, started: Instant) {
+        let took = started.elapsed();
         match result.as_ref().map_err(tonic::Status::code) {
             Err(Code::Unavailable) => {
                 self.shed.fetch_add(1, Ordering::Relaxed);
@@ -85,8 +91,12 @@ impl Tally {
         self.admitted
             .lock()
             .expect("tally lock")
-            .push(took.as_micros() as u64);
+            .push((micros(started - run_start), micros(took)));
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The `p` quantile of sorted latencies in µs, in milliseconds.
@@ -158,7 +168,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     while Instant::now() < deadline {
                         let t = Instant::now();
                         let result = scenario.call(worker as u64, i).await;
-                        tally.record(result, t.elapsed());
+                        tally.record(result, started, t);
                         i += 1;
                     }
                 }));
@@ -184,7 +194,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 calls.spawn(async move {
                     let t = Instant::now();
                     let result = scenario.call(0, n).await;
-                    tally.record(result, t.elapsed());
+                    tally.record(result, started, t);
                     drop(permit);
                 });
                 i += 1;
@@ -196,7 +206,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let elapsed = started.elapsed().as_secs_f64();
-    let mut admitted = std::mem::take(&mut *tally.admitted.lock().expect("tally lock"));
+    let calls = std::mem::take(&mut *tally.admitted.lock().expect("tally lock"));
+    let mut admitted: Vec<u64> = calls.iter().map(|&(_, took)| took).collect();
     admitted.sort_unstable();
     let shed = tally.shed.load(Ordering::Relaxed);
     let throttled = tally.throttled.load(Ordering::Relaxed);
@@ -228,6 +239,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         );
     }
+    if let Some(window_ms) = args.timeline_ms {
+        print_timeline(&calls, window_ms.max(1));
+    }
     if let Some(health) = health {
         let (mut checks, failures) = health.await??;
         checks.sort_unstable();
@@ -240,4 +254,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// One line per window of `window_ms`: the calls started in it and their latencies.
+fn print_timeline(calls: &[(u64, u64)], window_ms: u64) {
+    let window_us = window_ms * 1000;
+    let mut windows: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for &(start, took) in calls {
+        windows.entry(start / window_us).or_default().push(took);
+    }
+    for (window, mut took) in windows {
+        took.sort_unstable();
+        println!(
+            "window_start_ms={} calls={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            window * window_ms,
+            took.len(),
+            percentile(&took, 0.50),
+            percentile(&took, 0.99),
+            percentile(&took, 1.0),
+        );
+    }
 }
