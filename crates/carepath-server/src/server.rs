@@ -10,9 +10,12 @@ use carepath_oncology::Catalogue;
 
 use carepath_proto::{
     audit::v1::audit_service_server::AuditServiceServer,
+    cases::v1::case_service_server::CaseServiceServer,
     directory::v1::directory_service_server::DirectoryServiceServer,
+    notify::v1::notification_service_server::NotificationServiceServer,
     oncology::v1::oncology_service_server::OncologyServiceServer,
     precert::v1::precert_service_server::PrecertServiceServer,
+    secondopinion::v1::second_opinion_service_server::SecondOpinionServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -201,79 +204,55 @@ pub async fn serve_with(
     let authenticate = Authenticate::new(app.auth.clone(), callers.clone());
 
     let mut routes = RoutesBuilder::default();
+    // Adds a generated service behind authentication, with the message-size limits
+    // both ways (a macro: each generated server has the size methods as its own).
+    macro_rules! add_authenticated {
+        ($service:expr) => {
+            routes.add_service(InterceptedService::new(
+                $service
+                    .max_decoding_message_size(limits.max_message_bytes)
+                    .max_encoding_message_size(limits.max_message_bytes),
+                authenticate.clone(),
+            ))
+        };
+    }
     routes.add_service(health_service);
     routes.add_service(reflection_v1);
     routes.add_service(reflection_v1alpha);
     let engine = PrecertEngine::load(&app.store).await?;
     let precert = Precert::new(app.clone(), engine.clone());
     // Every server answers audit searches: the log lives in the shared database.
-    routes.add_service(InterceptedService::new(
-        AuditServiceServer::new(Audit::new(app.clone()))
-            .max_decoding_message_size(limits.max_message_bytes)
-            .max_encoding_message_size(limits.max_message_bytes),
-        authenticate.clone(),
-    ));
+    add_authenticated!(AuditServiceServer::new(Audit::new(app.clone())));
     let mut names = vec![AUDIT_SERVICE];
     for area in areas {
         match area {
             Area::Directory => {
-                routes.add_service(InterceptedService::new(
-                    DirectoryServiceServer::new(Directory::new(app.clone()))
-                        .max_decoding_message_size(limits.max_message_bytes)
-                        .max_encoding_message_size(limits.max_message_bytes),
-                    authenticate.clone(),
-                ));
+                add_authenticated!(DirectoryServiceServer::new(Directory::new(app.clone())));
             }
             Area::Precert => {
-                routes.add_service(InterceptedService::new(
-                    PrecertServiceServer::new(precert.clone())
-                        .max_decoding_message_size(limits.max_message_bytes)
-                        .max_encoding_message_size(limits.max_message_bytes),
-                    authenticate.clone(),
-                ));
+                add_authenticated!(PrecertServiceServer::new(precert.clone()));
             }
             Area::Oncology => {
                 let catalogue = Arc::new(Catalogue::shipped());
-                routes.add_service(InterceptedService::new(
-                    OncologyServiceServer::new(Oncology::new(
-                        app.clone(),
-                        engine.clone(),
-                        catalogue,
-                    ))
-                    .max_decoding_message_size(limits.max_message_bytes)
-                    .max_encoding_message_size(limits.max_message_bytes),
-                    authenticate.clone(),
-                ));
+                add_authenticated!(OncologyServiceServer::new(Oncology::new(
+                    app.clone(),
+                    engine.clone(),
+                    catalogue,
+                )));
             }
             Area::Cases => {
-                routes.add_service(InterceptedService::new(
-                    carepath_proto::cases::v1::case_service_server::CaseServiceServer::new(
-                        crate::cases::Cases::new(app.clone()),
-                    )
-                    .max_decoding_message_size(limits.max_message_bytes)
-                    .max_encoding_message_size(limits.max_message_bytes),
-                    authenticate.clone(),
-                ));
+                let cases = crate::cases::Cases::new(app.clone());
+                add_authenticated!(CaseServiceServer::new(cases));
             }
             Area::Notify => {
                 let area = crate::notify::NotifyArea::new(app.clone(), notify)?;
-                routes.add_service(InterceptedService::new(
-                    carepath_proto::notify::v1::notification_service_server::NotificationServiceServer::new(area.service.clone())
-                        .max_decoding_message_size(limits.max_message_bytes)
-                        .max_encoding_message_size(limits.max_message_bytes),
-                    authenticate.clone(),
-                ));
+                add_authenticated!(NotificationServiceServer::new(area.service.clone()));
                 notify_area = Some(area);
             }
             Area::SecondOpinion => {
                 let service = crate::secondopinion::SecondOpinion::for_app(app.clone())
                     .map_err(ServeError::Records)?;
-                routes.add_service(InterceptedService::new(
-                    carepath_proto::secondopinion::v1::second_opinion_service_server::SecondOpinionServiceServer::new(service.clone())
-                        .max_decoding_message_size(limits.max_message_bytes)
-                        .max_encoding_message_size(limits.max_message_bytes),
-                    authenticate.clone(),
-                ));
+                add_authenticated!(SecondOpinionServiceServer::new(service.clone()));
                 second_opinion = Some(service);
             }
         }
