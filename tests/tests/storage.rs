@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use carepath_core::{DirectoryBundle, DomainEvent, MemberId, PlanId};
 use carepath_store::{
     AuditEntry, AuditOutcome, AuditQuery, AuditVerification, CaseCreated, CaseRecord,
-    DeliveryState, GoldCardRecord, MemberFilter, NewCase, ProviderFilter, StoreError, on_db,
+    DeliveryOutcome, DeliveryState, GoldCardRecord, MemberFilter, NewCase, NewNotice,
+    ProviderFilter, StoreError, on_db,
 };
 use carepath_tests::{TestDb, contract_tests};
 use chrono::{DateTime, Duration, Utc};
@@ -30,6 +31,7 @@ contract_tests!(
     case_sweeps_read_in_pages,
     cases_created_together_commit_once_each_with_events_and_audit,
     a_case_that_cannot_be_written_fails_alone,
+    notice_outcomes_recorded_together_skip_a_lost_lease,
 );
 
 fn now() -> DateTime<Utc> {
@@ -884,5 +886,111 @@ async fn a_case_that_cannot_be_written_fails_alone(db: &TestDb) {
     assert_eq!(
         db.store.verify_audit().await.unwrap(),
         AuditVerification::Intact { entries: 20 }
+    );
+}
+
+fn pending_notice(key: &str) -> NewNotice {
+    NewNotice {
+        id: uuid::Uuid::now_v7().to_string(),
+        idempotency_key: key.to_owned(),
+        event_id: format!("event-{key}"),
+        event_kind: "test.notice".into(),
+        rule_id: "rule".into(),
+        rules_version: "1".into(),
+        recipient_id: "M100001".into(),
+        recipient_role: "member".into(),
+        recipient_name: "A. Member".into(),
+        member_id: Some("M100001".into()),
+        channel: "portal".into(),
+        destination: "portal".into(),
+        template_id: "template".into(),
+        template_version: 1,
+        language: "en".into(),
+        subject: "subject".into(),
+        priority: 1,
+        planned: None,
+        rendered: Some(serde_json::json!({})),
+        state: "pending".into(),
+        last_error: String::new(),
+    }
+}
+
+async fn notice_outcomes_recorded_together_skip_a_lost_lease(db: &TestDb) {
+    let notices: Vec<NewNotice> = ["a", "b", "c"].into_iter().map(pending_notice).collect();
+    let mut tx = db.store.begin().await.unwrap();
+    for n in &notices {
+        assert!(tx.insert_notice(n, now()).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    let lease = Duration::minutes(2);
+
+    let (first, claimed) = db.store.claim_notices(2, lease, now()).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let sent = DeliveryOutcome::Sent {
+        reference: "ref-1".into(),
+        detail: "accepted".into(),
+    };
+    let failed = DeliveryOutcome::Failed {
+        error: "gateway busy".into(),
+        retry_at: now() + Duration::hours(1),
+    };
+    let recorded = db
+        .store
+        .finish_notices(
+            &[
+                (claimed[0].id.as_str(), &sent),
+                (claimed[1].id.as_str(), &failed),
+            ],
+            &first,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded, [true, true]);
+    let a = db.store.get_notice(&claimed[0].id).await.unwrap();
+    assert_eq!(
+        (a.state.as_str(), a.receipt_reference.as_str()),
+        ("sent", "ref-1")
+    );
+    let b = db.store.get_notice(&claimed[1].id).await.unwrap();
+    assert_eq!(
+        (b.state.as_str(), b.last_error.as_str()),
+        ("failed", "gateway busy")
+    );
+    let attempts = db.store.notice_attempts(&claimed[1].id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "failed");
+    assert!(attempts[0].finished_at.is_some());
+
+    // The third is claimed by another dispatcher; an outcome under the first one's
+    // name changes nothing, and a batch mixing it with a notice already finished
+    // records only the one still owned.
+    let (second, rest) = db.store.claim_notices(5, lease, now()).await.unwrap();
+    assert_eq!(rest.len(), 1, "the failed notice is not due for an hour");
+    let c = &rest[0].id;
+    assert_eq!(
+        db.store
+            .finish_notices(&[(c.as_str(), &sent)], &first, now())
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert_eq!(db.store.get_notice(c).await.unwrap().state, "sending");
+    assert_eq!(
+        db.store
+            .finish_notices(
+                &[(claimed[0].id.as_str(), &sent), (c.as_str(), &sent)],
+                &second,
+                now()
+            )
+            .await
+            .unwrap(),
+        [false, true]
+    );
+    assert_eq!(db.store.get_notice(c).await.unwrap().state, "sent");
+    assert_eq!(
+        db.store.get_notice(&claimed[0].id).await.unwrap(),
+        a,
+        "a notice another owner finished is left as it was"
     );
 }

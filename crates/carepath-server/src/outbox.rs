@@ -13,7 +13,7 @@ use std::{
 
 use carepath_core::{Clock, DomainEvent};
 use carepath_store::{ClaimedEvent, Store};
-use futures::{StreamExt, future::BoxFuture};
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -27,10 +27,22 @@ pub trait EventHandler: Send + Sync + 'static {
     fn prefixes(&self) -> &'static [&'static str];
     /// Processes one event. An error is retried later; it must describe the cause.
     fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>>;
-    /// Events of one batch handled at once. Above 1, the handler must not depend on
-    /// the order of events within a batch; their writes then commit together.
-    fn parallelism(&self) -> usize {
-        1
+    /// Processes the events of one claimed batch and returns one outcome per event,
+    /// in order. By default they are handled one at a time, in order; a handler whose
+    /// events are independent can do better (plan them at once, store them in one
+    /// transaction).
+    fn handle_batch<'a>(
+        &'a self,
+        events: &'a [&'a DomainEvent],
+    ) -> BoxFuture<'a, Vec<Result<(), String>>> {
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                let span = tracing::info_span!("event", consumer = self.consumer(), kind = %event.kind, event_id = %event.id);
+                outcomes.push(self.handle(event).instrument(span).await);
+            }
+            outcomes
+        })
     }
 }
 
@@ -127,21 +139,18 @@ pub async fn process_batch(
         .claim(consumer, options.batch, lease, clock.now())
         .await?;
     let count = claimed.len();
-    let outcomes: Vec<_> = futures::stream::iter(claimed)
-        .map(|item| async move {
-            let span = tracing::info_span!("event", consumer, kind = %item.event.kind, event_id = %item.event.id);
-            let outcome = handler.handle(&item.event).instrument(span.clone()).await;
-            (item, span, outcome)
-        })
-        .buffered(handler.parallelism().max(1))
-        .collect()
-        .await;
+    let events: Vec<&DomainEvent> = claimed.iter().map(|item| &item.event).collect();
+    let mut outcomes = handler.handle_batch(&events).await.into_iter();
     let mut handled = Vec::with_capacity(count);
-    for (item, span, outcome) in outcomes {
+    for item in &claimed {
+        let outcome = outcomes
+            .next()
+            .unwrap_or_else(|| Err("the handler returned no outcome for the event".into()));
         match outcome {
             Ok(()) => handled.push(item.seq),
             Err(cause) => {
-                give_back(store, clock, options, consumer, &owner, &item, &cause)
+                let span = tracing::info_span!("event", consumer, kind = %item.event.kind, event_id = %item.event.id);
+                give_back(store, clock, options, consumer, &owner, item, &cause)
                     .instrument(span)
                     .await?;
             }

@@ -184,6 +184,63 @@ impl Tx {
         Ok(inserted == 1)
     }
 
+    /// Records how the attempt on a claimed notice ended, inside this transaction.
+    /// Returns false when the lease was lost, in which case nothing changes.
+    async fn finish_notice(
+        &mut self,
+        id: &str,
+        owner: &str,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = micros(now);
+        let (state, detail) = match outcome {
+            DeliveryOutcome::Sent { reference, detail } => {
+                let n = on_tx!(self, c => sqlx::query(
+                    "UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = $2,
+                        receipt_detail = $3, last_error = '', next_attempt_at = NULL,
+                        lease_owner = NULL, lease_until = NULL, updated_at = $1
+                     WHERE id = $4 AND lease_owner = $5 AND state = 'sending'")
+                    .bind(now).bind(reference).bind(detail).bind(id).bind(owner)
+                    .execute(c).await.map(|r| r.rows_affected()))?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                ("sent", format!("{reference}: {detail}"))
+            }
+            DeliveryOutcome::Failed { error, retry_at } => {
+                let n = on_tx!(self, c => sqlx::query(
+                    "UPDATE notice SET state = 'failed', next_attempt_at = $1, last_error = $2,
+                        lease_owner = NULL, lease_until = NULL, updated_at = $3
+                     WHERE id = $4 AND lease_owner = $5 AND state = 'sending'")
+                    .bind(micros(*retry_at)).bind(error).bind(now).bind(id).bind(owner)
+                    .execute(c).await.map(|r| r.rows_affected()))?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                ("failed", error.clone())
+            }
+            DeliveryOutcome::Dead { error } => {
+                let n = on_tx!(self, c => sqlx::query(
+                    "UPDATE notice SET state = 'dead', next_attempt_at = NULL, last_error = $1,
+                        lease_owner = NULL, lease_until = NULL, updated_at = $2
+                     WHERE id = $3 AND lease_owner = $4 AND state = 'sending'")
+                    .bind(error).bind(now).bind(id).bind(owner)
+                    .execute(c).await.map(|r| r.rows_affected()))?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                ("dead", error.clone())
+            }
+        };
+        on_tx!(self, c => sqlx::query(
+            "UPDATE notice_attempt SET outcome = $1, detail = $2, finished_at = $3
+             WHERE notice_id = $4 AND finished_at IS NULL")
+            .bind(state).bind(detail).bind(now).bind(id)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(true)
+    }
+
     /// Makes a failed or dead notice due again now, with a fresh retry budget and,
     /// when given, newly rendered content. Returns false when the notice is in
     /// another state (pending, sending or sent) or has nothing to send, in which case
@@ -257,54 +314,30 @@ impl Store {
         outcome: &DeliveryOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let now = micros(now);
+        let finished = self.finish_notices(&[(id, outcome)], owner, now).await?;
+        Ok(finished == [true])
+    }
+
+    /// Records the outcomes of several claimed notices in one transaction; one flag
+    /// per notice, in order, false where the lease was lost (that notice is left as
+    /// it is).
+    pub async fn finish_notices(
+        &self,
+        outcomes: &[(&str, &DeliveryOutcome)],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.begin().await?;
-        let (state, detail) = match outcome {
-            DeliveryOutcome::Sent { reference, detail } => {
-                let n = on_tx!(&mut tx, c => sqlx::query(
-                    "UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = $2,
-                        receipt_detail = $3, last_error = '', next_attempt_at = NULL,
-                        lease_owner = NULL, lease_until = NULL, updated_at = $1
-                     WHERE id = $4 AND lease_owner = $5 AND state = 'sending'")
-                    .bind(now).bind(reference).bind(detail).bind(id).bind(owner)
-                    .execute(c).await.map(|r| r.rows_affected()))?;
-                if n == 0 {
-                    return Ok(false);
-                }
-                ("sent", format!("{reference}: {detail}"))
-            }
-            DeliveryOutcome::Failed { error, retry_at } => {
-                let n = on_tx!(&mut tx, c => sqlx::query(
-                    "UPDATE notice SET state = 'failed', next_attempt_at = $1, last_error = $2,
-                        lease_owner = NULL, lease_until = NULL, updated_at = $3
-                     WHERE id = $4 AND lease_owner = $5 AND state = 'sending'")
-                    .bind(micros(*retry_at)).bind(error).bind(now).bind(id).bind(owner)
-                    .execute(c).await.map(|r| r.rows_affected()))?;
-                if n == 0 {
-                    return Ok(false);
-                }
-                ("failed", error.clone())
-            }
-            DeliveryOutcome::Dead { error } => {
-                let n = on_tx!(&mut tx, c => sqlx::query(
-                    "UPDATE notice SET state = 'dead', next_attempt_at = NULL, last_error = $1,
-                        lease_owner = NULL, lease_until = NULL, updated_at = $2
-                     WHERE id = $3 AND lease_owner = $4 AND state = 'sending'")
-                    .bind(error).bind(now).bind(id).bind(owner)
-                    .execute(c).await.map(|r| r.rows_affected()))?;
-                if n == 0 {
-                    return Ok(false);
-                }
-                ("dead", error.clone())
-            }
-        };
-        on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE notice_attempt SET outcome = $1, detail = $2, finished_at = $3
-             WHERE notice_id = $4 AND finished_at IS NULL")
-            .bind(state).bind(detail).bind(now).bind(id)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        tx.commit().await?;
-        Ok(true)
+        let mut finished = Vec::with_capacity(outcomes.len());
+        for (id, outcome) in outcomes {
+            finished.push(tx.finish_notice(id, owner, outcome, now).await?);
+        }
+        if finished.contains(&true) {
+            tx.commit().await?;
+        } else {
+            tx.rollback_quietly().await;
+        }
+        Ok(finished)
     }
 
     pub async fn get_notice(&self, id: &str) -> Result<NoticeRecord, StoreError> {

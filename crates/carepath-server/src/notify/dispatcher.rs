@@ -40,20 +40,50 @@ impl Dispatcher {
             .await?;
         let count = claimed.len();
         // Notices are independent (each has its own lease and key): several are sent
-        // at once, and their outcomes commit together.
-        let results: Vec<Result<(), StoreError>> = futures::stream::iter(claimed)
+        // at once, and the outcomes that are in when one is recorded are recorded with
+        // it, in one transaction; a slow channel holds back no other notice's record.
+        let mut sent = futures::stream::iter(claimed)
             .map(|notice| {
                 let span = tracing::info_span!("notice", id = %notice.id, channel = %notice.channel, key = %notice.idempotency_key);
-                self.deliver(&owner, notice).instrument(span)
+                self.deliver(notice).instrument(span)
             })
             .buffer_unordered(self.options.parallelism.max(1))
-            .collect()
-            .await;
-        results.into_iter().collect::<Result<(), _>>()?;
-        Ok(count)
+            .ready_chunks(self.options.parallelism.max(1));
+        // A failure to record is reported only once every send under way has ended:
+        // a send cut off midway could not be recorded at all.
+        let mut failure = None;
+        while let Some(outcomes) = sent.next().await {
+            let pairs: Vec<(&str, &DeliveryOutcome)> = outcomes
+                .iter()
+                .map(|(id, outcome)| (id.as_str(), outcome))
+                .collect();
+            match self
+                .store
+                .finish_notices(&pairs, &owner, self.clock.now())
+                .await
+            {
+                Ok(recorded) => {
+                    let lost = recorded.iter().filter(|r| !**r).count();
+                    if lost > 0 {
+                        tracing::warn!(
+                            lost,
+                            "lease lost before the outcome was recorded; another dispatcher owns the notice"
+                        );
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(count),
+        }
     }
 
-    async fn deliver(&self, owner: &str, notice: NoticeRecord) -> Result<(), StoreError> {
+    /// Hands the notice to its channel; returns its id and how the attempt ended.
+    async fn deliver(&self, notice: NoticeRecord) -> (String, DeliveryOutcome) {
         let outcome = match rendered(&notice) {
             Ok(rendered) => match self.channels.deliver(&rendered).await {
                 Ok(receipt) => DeliveryOutcome::Sent {
@@ -83,16 +113,7 @@ impl Dispatcher {
                 );
             }
         }
-        let recorded = self
-            .store
-            .finish_notice(&notice.id, owner, &outcome, self.clock.now())
-            .await?;
-        if !recorded {
-            tracing::warn!(
-                "lease lost before the outcome was recorded; another dispatcher owns the notice"
-            );
-        }
-        Ok(())
+        (notice.id, outcome)
     }
 
     fn after_failure(&self, notice: &NoticeRecord, error: &ChannelError) -> DeliveryOutcome {

@@ -13,8 +13,9 @@ use carepath_notify::{
     Unreachable,
 };
 use carepath_store::{NewNotice, Store, StoreError};
-use futures::future::BoxFuture;
+use futures::{StreamExt, future::BoxFuture};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{destination_text, precert_payload};
 use crate::outbox::EventHandler;
@@ -47,17 +48,69 @@ impl EventHandler for NotifyHandler {
         Box::pin(self.store_notices(event))
     }
 
-    /// Each event's notices are keyed by the event, so events are independent.
-    fn parallelism(&self) -> usize {
-        8
+    /// Each event's notices are keyed by the event, so events are independent: they
+    /// are planned several at once and stored in one transaction.
+    fn handle_batch<'a>(
+        &'a self,
+        events: &'a [&'a DomainEvent],
+    ) -> BoxFuture<'a, Vec<Result<(), String>>> {
+        Box::pin(self.store_batch(events))
     }
 }
+
+/// Events planned at once: each plan is a handful of indexed reads.
+const PLANNING_PARALLELISM: usize = 8;
 
 impl NotifyHandler {
     /// Stores the notices `event` calls for.
     pub async fn store_notices(&self, event: &DomainEvent) -> Result<(), String> {
+        let rows = self.prepare(event).await?;
+        self.insert(&[rows.as_slice()]).await
+    }
+
+    /// Stores the notices of every event in one transaction, and returns one outcome
+    /// per event, in order. An event that cannot be planned fails alone; if the
+    /// shared transaction fails, each event is stored in its own, so one bad row
+    /// does not hold back the rest of the batch.
+    pub async fn store_batch(&self, events: &[&DomainEvent]) -> Vec<Result<(), String>> {
+        let plans: Vec<_> = events
+            .iter()
+            .map(|event| {
+                let span = tracing::info_span!("event", consumer = CONSUMER, kind = %event.kind, event_id = %event.id);
+                self.prepare(event).instrument(span)
+            })
+            .collect();
+        let prepared: Vec<Result<Vec<NewNotice>, String>> = futures::stream::iter(plans)
+            .buffered(PLANNING_PARALLELISM)
+            .collect()
+            .await;
+        let ready: Vec<&[NewNotice]> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(Vec::as_slice))
+            .collect();
+        let together = match ready.len() {
+            0 => Ok(()),
+            _ => self.insert(&ready).await,
+        };
+        let mut outcomes = Vec::with_capacity(prepared.len());
+        for (event, rows) in events.iter().zip(prepared) {
+            outcomes.push(match (rows, &together) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Ok(())) => Ok(()),
+                (Ok(rows), Err(_)) => {
+                    let span = tracing::info_span!("event", consumer = CONSUMER, kind = %event.kind, event_id = %event.id);
+                    self.insert(&[rows.as_slice()]).instrument(span).await
+                }
+            });
+        }
+        outcomes
+    }
+
+    /// The rows `event` calls for: its notices, rendered, and a dead row for every
+    /// recipient no channel reaches. Reads only.
+    async fn prepare(&self, event: &DomainEvent) -> Result<Vec<NewNotice>, String> {
         if !self.rules.rules.iter().any(|r| r.matches_kind(&event.kind)) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let event = if event.kind.starts_with("precert.case.") {
             precert_payload::adapt(&self.store, event).await?
@@ -65,23 +118,28 @@ impl NotifyHandler {
             event.clone()
         };
         let plan = self.plan(&event).await?;
+        let mut rows: Vec<NewNotice> = plan.notices.iter().map(|p| self.row(p)).collect();
+        rows.extend(
+            plan.unreachable
+                .iter()
+                .map(|u| unreachable_row(&event, &self.rules.version, u)),
+        );
+        Ok(rows)
+    }
+
+    /// Inserts the rows of one or more events in one transaction; a row already
+    /// stored (a redelivered event) is skipped.
+    async fn insert(&self, events: &[&[NewNotice]]) -> Result<(), String> {
+        let count: usize = events.iter().map(|rows| rows.len()).sum();
+        if count == 0 {
+            return Ok(());
+        }
         let mut tx = self.store.begin().await.map_err(|e| e.to_string())?;
         let now = self.clock.now();
         let mut added = 0;
-        for planned in &plan.notices {
-            let row = self.row(planned);
+        for row in events.iter().flat_map(|rows| rows.iter()) {
             if tx
-                .insert_notice(&row, now)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                added += 1;
-            }
-        }
-        for unreachable in &plan.unreachable {
-            let row = unreachable_row(&event, &self.rules.version, unreachable);
-            if tx
-                .insert_notice(&row, now)
+                .insert_notice(row, now)
                 .await
                 .map_err(|e| e.to_string())?
             {
@@ -89,12 +147,7 @@ impl NotifyHandler {
             }
         }
         tx.commit().await.map_err(|e| e.to_string())?;
-        tracing::info!(
-            planned = plan.notices.len(),
-            unreachable = plan.unreachable.len(),
-            added,
-            "notices stored"
-        );
+        tracing::info!(events = events.len(), rows = count, added, "notices stored");
         Ok(())
     }
 
