@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use carepath_core::{
-    Actor, BusinessCalendar, DomainEvent, Invalid, MemberId, Role, Specialty, StaffId,
+    Actor, BusinessCalendar, DomainEvent, Invalid, MemberId, Role, Specialty, StaffId, Urgency,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -1389,6 +1389,23 @@ impl PrecertCase {
             now,
             json!({ "reason": reason }),
         )])
+    }
+
+    /// The decision the plan owes next, as the review queue orders it: how urgent and
+    /// when due. While an appeal waits that is the appeal's (an expedited appeal is
+    /// urgent, due within 72 hours); otherwise the request's own.
+    pub fn owed(&self) -> (Urgency, DateTime<Utc>) {
+        match (&self.appeal, self.state) {
+            (Some(a), CaseState::AppealRequested) => {
+                let urgency = if a.priority == AppealPriority::Expedited {
+                    Urgency::Urgent
+                } else {
+                    Urgency::Routine
+                };
+                (urgency, a.due_at)
+            }
+            _ => (self.request.urgency, self.due.at),
+        }
     }
 
     /// Whether the plan owes a decision and its due time has passed.

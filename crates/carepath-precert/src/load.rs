@@ -409,6 +409,7 @@ impl RuleList {
             source: list.source,
             effective_from: list.effective_from,
             effective_to: list.effective_to,
+            declared_to: list.effective_to,
             applies_to: list.applies_to,
             notice: list.notice,
             documents: list.documents,
@@ -885,7 +886,25 @@ impl RuleBook {
     /// Puts checked lists together, rejecting two versions of one list in force on the
     /// same day, and two different lists that would be equally specific for the same
     /// plan on the same day (the answer would depend on load order).
-    pub fn from_lists(lists: Vec<RuleList>) -> Result<RuleBook, LoadErrors> {
+    ///
+    /// A version whose file states no end stays in force until the next version of the
+    /// same list takes effect: its `effective_to` becomes the day before. A version that
+    /// states an end past the next version's start overlaps it and is rejected.
+    pub fn from_lists(mut lists: Vec<RuleList>) -> Result<RuleBook, LoadErrors> {
+        let starts: Vec<(String, NaiveDate)> = lists
+            .iter()
+            .map(|l| (l.id.clone(), l.effective_from))
+            .collect();
+        for list in &mut lists {
+            list.effective_to = list.declared_to.or_else(|| {
+                starts
+                    .iter()
+                    .filter(|(id, from)| *id == list.id && *from > list.effective_from)
+                    .map(|(_, from)| *from)
+                    .min()
+                    .and_then(|next| next.pred_opt())
+            });
+        }
         let mut errors = Vec::new();
         for (i, a) in lists.iter().enumerate() {
             for b in &lists[..i] {
@@ -1193,6 +1212,64 @@ auto_approve = { all_of = ['site == "C:\knee"', 'kind in ["a\b", "é"]'] }"#,
         let err =
             RuleBook::from_sources([("a.toml", a.as_str()), ("c.toml", a.as_str())]).unwrap_err();
         assert!(err.to_string().contains("is loaded twice"), "{err}");
+    }
+
+    #[test]
+    fn an_open_ended_version_ends_when_the_next_takes_effect() {
+        let a = list("1", "2026-01-01", None, "\"all\"");
+        let b = list("2", "2027-01-01", None, "\"all\"");
+        let c = list("3", "2027-06-01", None, "\"all\"");
+        let book = RuleBook::from_sources([
+            ("c.toml", c.as_str()),
+            ("a.toml", a.as_str()),
+            ("b.toml", b.as_str()),
+        ])
+        .unwrap();
+        let plan = Plan {
+            id: PlanId::parse("PLAN-X").unwrap(),
+            name: "X".into(),
+            preferred_care_management: true,
+            covers_out_of_network: true,
+        };
+        let on = |d: &str| {
+            let day = NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+            book.list_for(&plan, day).unwrap().version.clone()
+        };
+        assert_eq!(on("2026-12-31"), "1");
+        assert_eq!(on("2027-01-01"), "2");
+        assert_eq!(on("2027-05-31"), "2");
+        assert_eq!(on("2027-06-01"), "3");
+        assert_eq!(on("2030-01-01"), "3");
+        let ends: Vec<_> = book
+            .lists()
+            .iter()
+            .map(|l| (l.version.as_str(), l.effective_to.map(|d| d.to_string())))
+            .collect();
+        assert_eq!(
+            ends,
+            [
+                ("3", None),
+                ("1", Some("2026-12-31".to_owned())),
+                ("2", Some("2027-05-31".to_owned())),
+            ]
+        );
+        // A version inserted between two others closes the earlier one in turn, since
+        // ends are worked out from what each file states, not from an earlier book.
+        let between = list("1.5", "2026-07-01", None, "\"all\"");
+        let lists: Vec<_> = book
+            .lists()
+            .iter()
+            .cloned()
+            .chain([RuleList::from_toml("between.toml", &between).unwrap()])
+            .collect();
+        let book = RuleBook::from_lists(lists).unwrap();
+        let first = book.lists().iter().find(|l| l.version == "1").unwrap();
+        assert_eq!(first.effective_to.unwrap().to_string(), "2026-06-30");
+        // Two versions starting on the same day still overlap.
+        let twin = list("2b", "2027-01-01", None, "\"all\"");
+        let err = RuleBook::from_sources([("b.toml", b.as_str()), ("twin.toml", twin.as_str())])
+            .unwrap_err();
+        assert!(err.to_string().contains("overlaps"), "{err}");
     }
 
     #[test]

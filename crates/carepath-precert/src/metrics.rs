@@ -36,6 +36,9 @@ pub struct CaseSummary {
     pub first_decision: Option<(DecisionOutcome, DateTime<Utc>)>,
     /// Whether the first decision came after the due time in force when it was made.
     pub decided_late: bool,
+    /// Whether the time for the first decision was extended past the due time set at
+    /// receipt (the clock started again when requested information arrived).
+    pub review_extended: bool,
     /// Whether the plan owes a decision and it is overdue, as of the summary's
     /// `as_of`.
     pub overdue: bool,
@@ -67,6 +70,7 @@ impl PrecertCase {
             original_due_at: self.original_due.at,
             first_decision: first.map(|d| (d.outcome, d.at)),
             decided_late: first.is_some_and(|d| d.at > d.due_at),
+            review_extended: first.is_some_and(|d| d.due_at > self.original_due.at),
             overdue: self.is_late(as_of),
             final_outcome,
             auto_approved: first.is_some_and(|d| {
@@ -94,6 +98,8 @@ pub struct UrgencyMetrics {
     pub approved_share: f64,
     pub partially_approved_share: f64,
     pub denied_share: f64,
+    /// Share of decided requests approved after their review time was extended.
+    pub approved_after_extended_review_share: f64,
     pub mean_hours_to_decision: Option<f64>,
     pub median_hours_to_decision: Option<f64>,
 }
@@ -107,8 +113,8 @@ pub struct Metrics {
     pub expedited: UrgencyMetrics,
     /// Share of decided requests approved on appeal.
     pub approved_after_appeal_share: f64,
-    /// Share of decided requests approved after the due time set at receipt (the
-    /// review was extended, usually for missing information).
+    /// Share of decided requests, of both urgencies, approved after their review time
+    /// was extended (usually to wait for missing information).
     pub approved_after_extended_review_share: f64,
     /// Share of decided requests approved by automation at once.
     pub auto_approval_rate: f64,
@@ -150,6 +156,14 @@ fn urgency_metrics(cases: &[&CaseSummary]) -> UrgencyMetrics {
         n => Some((hours[n / 2 - 1] + hours[n / 2]) / 2.0),
     };
     let decided_n = decided.len() as u32;
+    let extended = decided
+        .iter()
+        .filter(|c| {
+            c.review_extended
+                && c.first_decision
+                    .is_some_and(|(o, _)| o == DecisionOutcome::Approved)
+        })
+        .count() as u32;
     let (approved, partially_approved, denied) = (
         count(DecisionOutcome::Approved),
         count(DecisionOutcome::PartiallyApproved),
@@ -164,6 +178,7 @@ fn urgency_metrics(cases: &[&CaseSummary]) -> UrgencyMetrics {
         approved_share: share(approved, decided_n),
         partially_approved_share: share(partially_approved, decided_n),
         denied_share: share(denied, decided_n),
+        approved_after_extended_review_share: share(extended, decided_n),
         mean_hours_to_decision: (n > 0).then(|| hours.iter().sum::<f64>() / n as f64),
         median_hours_to_decision: median,
     }
@@ -196,8 +211,9 @@ pub fn metrics(summaries: &[CaseSummary], from: DateTime<Utc>, to: DateTime<Utc>
         approved_after_appeal_share: share(count(&|c| c.approved_on_appeal), decided_n),
         approved_after_extended_review_share: share(
             count(&|c| {
-                c.first_decision
-                    .is_some_and(|(o, at)| o == DecisionOutcome::Approved && at > c.original_due_at)
+                c.review_extended
+                    && c.first_decision
+                        .is_some_and(|(o, _)| o == DecisionOutcome::Approved)
             }),
             decided_n,
         ),
@@ -229,6 +245,7 @@ mod tests {
             original_due_at: at("2026-03-04T22:00:00Z"),
             first_decision: decided.map(|(o, t)| (o, at(t))),
             decided_late: false,
+            review_extended: false,
             overdue: false,
             final_outcome: FinalOutcome::Open,
             auto_approved: false,
@@ -256,6 +273,7 @@ mod tests {
             ),
             CaseSummary {
                 decided_late: true,
+                review_extended: true,
                 approved_on_appeal: true,
                 appealed: true,
                 ..summary(
@@ -302,6 +320,8 @@ mod tests {
         assert!((m.auto_approval_rate - 0.25).abs() < 1e-9);
         assert!((m.approved_after_appeal_share - 0.25).abs() < 1e-9);
         assert!((m.approved_after_extended_review_share - 0.25).abs() < 1e-9);
+        assert!((m.standard.approved_after_extended_review_share - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(m.expedited.approved_after_extended_review_share, 0.0);
         assert_eq!(m.late_cases, 2);
     }
 

@@ -545,8 +545,12 @@ pub struct RuleList {
     /// Where the list was loaded from, for error messages and audit.
     pub source: String,
     pub effective_from: NaiveDate,
-    /// Last day in force, inclusive; `None` while it is the current version.
+    /// Last day in force, inclusive; `None` while it is the current version. A version
+    /// whose file names no end ends the day before the next version of the same list
+    /// takes effect (set by [`crate::RuleBook::from_lists`]).
     pub effective_to: Option<NaiveDate>,
+    /// The last day as the file states it, if it states one.
+    pub declared_to: Option<NaiveDate>,
     pub applies_to: PlanFilter,
     /// The label shown with every answer (these are administrative rules, not clinical
     /// guidance).

@@ -170,6 +170,14 @@ fn every_category_on_the_2026_list() {
         ),
         (row("74160", Outpatient), Required, Provider, Some("IMG-CT")),
         (
+            row("72196", Outpatient),
+            Required,
+            Provider,
+            Some("IMG-MRI"),
+        ),
+        (row("72193", Outpatient), Required, Provider, Some("IMG-CT")),
+        (row("75572", Outpatient), Required, Provider, Some("IMG-CT")),
+        (
             row("78815", Outpatient).dx(&["C50.911"]),
             Required,
             Provider,
@@ -413,6 +421,10 @@ fn every_category_on_the_2026_list() {
             Some("ONC-INFUSED"),
         ),
         (row("J8521", Home), Required, Provider, Some("ONC-ORAL")),
+        // Oral and inhaled drugs with J codes are not injectables.
+        (row("J7502", Home), NotRequired, Nobody, None),
+        (row("J7613", Home), NotRequired, Nobody, None),
+        (row("J8499", Home), NotRequired, Nobody, None),
         // Equipment, prosthetics, home care, dialysis.
         (
             row("E0784", Home),
@@ -433,6 +445,12 @@ fn every_category_on_the_2026_list() {
         (row("99601", Home), Required, Provider, Some("HOME-HEALTH")),
         (
             row("S9500", Home),
+            Required,
+            Provider,
+            Some("HOME-INFUSION"),
+        ),
+        (
+            row("S9338", Home),
             Required,
             Provider,
             Some("HOME-INFUSION"),

@@ -34,6 +34,8 @@ pub struct CaseRecord {
     pub requesting_npi: String,
     pub servicing_npi: String,
     pub status: String,
+    /// How urgent the decision the plan owes next is (an expedited appeal is urgent);
+    /// orders the review queue with `due_at`.
     pub urgency: String,
     /// `review` while waiting for or in clinical review, `information` while waiting
     /// for the provider, empty otherwise.
@@ -184,10 +186,10 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         on_tx!(self, c => sqlx::query(
-            "UPDATE precert_case SET status = $2, queue = $3, reviewer_id = $4, due_at = $5, decided_at = $6, doc = $7, updated_at = $8
+            "UPDATE precert_case SET status = $2, queue = $3, reviewer_id = $4, due_at = $5, decided_at = $6, doc = $7, updated_at = $8, urgency = $9
              WHERE id = $1")
             .bind(&case.id).bind(&case.status).bind(&case.queue).bind(case.reviewer_id.clone())
-            .bind(case.due_at).bind(case.decided_at).bind(Json(&case.doc)).bind(now)
+            .bind(case.due_at).bind(case.decided_at).bind(Json(&case.doc)).bind(now).bind(&case.urgency)
             .execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use carepath_core::{Icd10Code, Invalid, ServiceCode};
+use carepath_core::{Icd10Code, Invalid, ServiceCode, Setting};
 use carepath_precert::{
     Admission, Answer, ApprovalBasis, CaseState, CheckAnswer, Decision, DecisionMaker, Delivery,
     LineOutcome, PendReason, PrecertCase, RecordRef, Requirement, Responsible, RuleSummary,
@@ -123,6 +123,7 @@ pub fn service_line(
     let admission = match pb::Admission::try_from(l.admission) {
         Ok(pb::Admission::Unspecified | pb::Admission::Elective) => Some(Admission::Elective),
         Ok(pb::Admission::Emergency) => Some(Admission::Emergency),
+        Ok(pb::Admission::Transfer) => Some(Admission::Transfer),
         Err(_) => {
             invalid.push(
                 format!("{field}.admission"),
@@ -131,6 +132,14 @@ pub fn service_line(
             None
         }
     };
+    if setting == Some(Setting::Inpatient) && facility_kind == Some(None) {
+        invalid.push(
+            format!("{field}.facility_kind"),
+            "is required for an inpatient stay (PROVIDER_KIND_ACUTE_HOSPITAL, _SKILLED_NURSING, \
+             _REHABILITATION, _LONG_TERM_ACUTE_CARE or _HOSPICE)",
+        );
+        return None;
+    }
     Some(ServiceLine {
         code: code?,
         units: l.units.max(1),
@@ -158,7 +167,8 @@ pub fn service_line_to_proto(l: &ServiceLine) -> pb::ServiceLine {
         },
         admission: match l.admission {
             Admission::Emergency => pb::Admission::Emergency as i32,
-            _ => pb::Admission::Elective as i32,
+            Admission::Transfer => pb::Admission::Transfer as i32,
+            Admission::Elective => pb::Admission::Elective as i32,
         },
     }
 }

@@ -20,6 +20,9 @@ pub struct PrecertEngine {
     rules: RwLock<Arc<RuleBook>>,
     origins: RwLock<Vec<(String, String, ListOrigin)>>,
     gold_cards: RwLock<Arc<GoldCards>>,
+    /// Held from validating a new list against the book to installing it, so two
+    /// activations at once cannot each pass against a book without the other.
+    activation: tokio::sync::Mutex<()>,
 }
 
 /// Why the engine could not start.
@@ -65,6 +68,7 @@ impl PrecertEngine {
             rules: RwLock::new(Arc::new(rules)),
             origins: RwLock::new(origins),
             gold_cards: RwLock::new(Arc::new(GoldCards::new(exemptions))),
+            activation: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -92,6 +96,12 @@ impl PrecertEngine {
         let mut lists = self.rules().lists().to_vec();
         lists.push(list);
         RuleBook::from_lists(lists)
+    }
+
+    /// Serialises activations: hold the guard from [`Self::with_list`] to
+    /// [`Self::install`].
+    pub async fn activation(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.activation.lock().await
     }
 
     /// Makes a validated book current.

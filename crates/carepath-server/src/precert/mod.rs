@@ -116,6 +116,7 @@ fn queue_of(state: CaseState) -> &'static str {
 
 /// The stored form of a case.
 pub fn record_of(case: &PrecertCase, request_key: &str) -> CaseRecord {
+    let (urgency, due_at) = case.owed();
     CaseRecord {
         id: case.id.clone(),
         request_key: request_key.to_owned(),
@@ -123,11 +124,11 @@ pub fn record_of(case: &PrecertCase, request_key: &str) -> CaseRecord {
         requesting_npi: case.request.requesting_provider.npi.to_string(),
         servicing_npi: case.request.servicing_provider.npi.to_string(),
         status: case.state.as_str().to_owned(),
-        urgency: case.request.urgency.as_str().to_owned(),
+        urgency: urgency.as_str().to_owned(),
         queue: queue_of(case.state).to_owned(),
         reviewer_id: case.claimed_by.as_ref().map(|s| s.staff_id.to_string()),
         received_at: case.received_at,
-        due_at: case.due.at,
+        due_at,
         decided_at: case.decisions.first().map(|d| d.at),
         doc: serde_json::to_value(case).expect("cases serialize"),
     }
@@ -785,11 +786,19 @@ impl Precert {
             if !overdue {
                 continue;
             }
-            self.transition(&sweeper, &record.id, |case, who, _, now| {
-                case.withdraw(who, WithdrawReason::InformationNotReceived, now)
-            })
-            .await?;
-            withdrawn += 1;
+            // One case that cannot be withdrawn now (supplied or withdrawn by another
+            // call a moment ago) does not hold up the rest.
+            match self
+                .transition(&sweeper, &record.id, |case, who, _, now| {
+                    case.withdraw(who, WithdrawReason::InformationNotReceived, now)
+                })
+                .await
+            {
+                Ok(_) => withdrawn += 1,
+                Err(e) => {
+                    tracing::warn!(case_id = %record.id, error = %e, "overdue case not withdrawn")
+                }
+            }
         }
         Ok(withdrawn)
     }
@@ -1494,22 +1503,20 @@ impl PrecertService for Precert {
             )
             .await?;
             let m = precert::metrics::metrics(&summaries, from, to);
-            let urgency =
-                |u: &precert::metrics::UrgencyMetrics, extended: f64| pb::UrgencyMetrics {
-                    requests: u.received,
-                    decided: u.decided,
-                    approved_share: u.approved_share,
-                    denied_share: u.denied_share,
-                    approved_after_extended_review_share: extended,
-                    average_hours_to_decision: u.mean_hours_to_decision.unwrap_or(0.0),
-                    median_hours_to_decision: u.median_hours_to_decision.unwrap_or(0.0),
-                };
+            let urgency = |u: &precert::metrics::UrgencyMetrics| pb::UrgencyMetrics {
+                requests: u.received,
+                decided: u.decided,
+                approved_share: u.approved_share,
+                denied_share: u.denied_share,
+                partially_approved_share: u.partially_approved_share,
+                approved_after_extended_review_share: u.approved_after_extended_review_share,
+                average_hours_to_decision: u.mean_hours_to_decision.unwrap_or(0.0),
+                median_hours_to_decision: u.median_hours_to_decision.unwrap_or(0.0),
+            };
             Ok(pb::GetMetricsResponse {
-                standard: Some(urgency(&m.standard, m.approved_after_extended_review_share)),
-                expedited: Some(urgency(
-                    &m.expedited,
-                    m.approved_after_extended_review_share,
-                )),
+                standard: Some(urgency(&m.standard)),
+                expedited: Some(urgency(&m.expedited)),
+                approved_after_extended_review_share: m.approved_after_extended_review_share,
                 approved_after_appeal_share: m.approved_after_appeal_share,
                 auto_approval_rate: m.auto_approval_rate,
                 late_cases: m.late_cases,
@@ -1595,6 +1602,7 @@ impl PrecertService for Precert {
             let req = request.into_inner();
             let name = if req.source_name.trim().is_empty() { "rule-list.toml" } else { req.source_name.trim() };
             let list = RuleList::from_toml(name, &req.source).map_err(|e| load_invalid(&e))?;
+            let _activating = self.engine.activation().await;
             let book = self.engine.with_list(list.clone()).map_err(|e| load_invalid(&e))?;
             let now = self.app.now();
             let record = RuleListRecord {
@@ -1619,8 +1627,14 @@ impl PrecertService for Precert {
             })
             .await?;
             tx.commit().await?;
+            let origin = ListOrigin::Activated { by: record.activated_by.clone() };
+            let version = book
+                .lists()
+                .iter()
+                .find(|l| l.id == list.id && l.version == list.version)
+                .map_or_else(|| list_version(&list, &origin, now.date_naive()), |l| list_version(l, &origin, now.date_naive()));
             self.engine.install(book, &record);
-            Ok(pb::ActivateRuleListResponse { list: Some(list_version(&list, &ListOrigin::Activated { by: record.activated_by.clone() }, now.date_naive())) })
+            Ok(pb::ActivateRuleListResponse { list: Some(version) })
         })
         .await
     }
