@@ -189,12 +189,19 @@ pub fn evaluate(
                     (true, false) => StatusChange::Lost,
                     (false, false) => StatusChange::NotExempt,
                 };
-                let exemption = now.then(|| Exemption {
-                    id: format!("GC-{npi}-{category}-{today}"),
-                    npi: npi.clone(),
-                    category,
-                    granted_on: today,
-                    review_by,
+                // A kept exemption keeps its id and grant date; only its review moves.
+                let exemption = now.then(|| match previous.exemption_for(&npi, category) {
+                    Some(held) => Exemption {
+                        review_by,
+                        ..held.clone()
+                    },
+                    None => Exemption {
+                        id: format!("GC-{npi}-{category}-{today}"),
+                        npi: npi.clone(),
+                        category,
+                        granted_on: today,
+                        review_by,
+                    },
                 });
                 GoldCardStatus {
                     rate: if requests == 0 {
@@ -268,8 +275,20 @@ mod tests {
         assert_eq!(exemption.id, "GC-1234567893-advanced_imaging-2026-07-01");
         assert_eq!(exemption.review_by.to_string(), "2027-01-01");
 
-        let held = GoldCards::new([exemption]);
+        let held = GoldCards::new([exemption.clone()]);
         assert_eq!(run(&nine_of_ten, &held).change, StatusChange::Kept);
+        // Kept a month later: the same exemption, reviewed later.
+        let kept = evaluate(&nine_of_ten, at("2026-08-01T00:00:00Z"), &held).remove(0);
+        let again = kept.exemption.unwrap();
+        assert_eq!(
+            (kept.change, again.id.as_str(), again.granted_on),
+            (
+                StatusChange::Kept,
+                exemption.id.as_str(),
+                exemption.granted_on
+            )
+        );
+        assert_eq!(again.review_by.to_string(), "2027-02-01");
 
         // Partial approvals count against the rate.
         let mut slipping = nine_of_ten.clone();
