@@ -320,6 +320,31 @@ async fn every_category_of_the_list_answers_through_the_server(db: &TestDb) {
     }
     let oncology = &answers[table.iter().position(|t| t.2 == "ONC-INFUSED").unwrap()];
     assert_eq!(oncology.program, "oncology");
+    assert!(
+        oncology.questions.is_empty(),
+        "the oncology review asks its own"
+    );
+    // The questions to answer with the request, so it can be approved at once.
+    let questions: Vec<_> = answers[0]
+        .questions
+        .iter()
+        .map(|q| (q.id.as_str(), q.answer_type.as_str(), q.text.is_empty()))
+        .collect();
+    assert_eq!(
+        questions,
+        [
+            ("red_flag_symptoms", "bool", false),
+            ("conservative_therapy_weeks", "number", false)
+        ]
+    );
+    let routine = &answers[table
+        .iter()
+        .position(|t| t.2 == "MAT-VAGINAL-ROUTINE")
+        .unwrap()];
+    assert!(
+        routine.questions.is_empty(),
+        "nothing to ask when not required"
+    );
 
     // Oral immunosuppressants are not injectables: no rule at all.
     let oral = c

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::index::Candidate;
 use crate::load::{RuleBook, union_documents};
-use crate::rules::{Admission, Category, Delivery, Effect, ListRef, Program, Rule, RuleList};
+use crate::rules::{
+    Admission, Category, Delivery, Effect, ListRef, Program, Question, Rule, RuleList,
+};
 
 /// One service as submitted: what, how much, when, where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +117,18 @@ impl<'a> Check<'a> {
         )
     }
 
+    /// The clinical questions to answer with the request: the deciding rule's, when
+    /// precertification is required and the plan decides it here (not when the request
+    /// goes to a program such as the oncology review).
+    pub fn questions(&self) -> &'a [Question] {
+        match self.rule {
+            Some(rule) if self.requirement == Requirement::Required && rule.program.is_none() => {
+                &rule.questions
+            }
+            _ => &[],
+        }
+    }
+
     /// A plain-language explanation: the rule, the list version, the precedence
     /// applied and who must ask.
     pub fn explanation(&self) -> String {
@@ -199,6 +213,7 @@ impl<'a> Check<'a> {
                     text: self.list.document_text(id).to_owned(),
                 })
                 .collect(),
+            questions: self.questions().to_vec(),
             program: self.program(),
             reviewer_specialty: self
                 .rule
@@ -247,6 +262,10 @@ pub struct CheckAnswer {
     pub also_matched: Vec<RuleSummary>,
     pub explanation: String,
     pub documents: Vec<DocumentRequest>,
+    /// The clinical questions the deciding rule's criteria are written over: answer
+    /// them with the request and it can be approved at once.
+    #[serde(default)]
+    pub questions: Vec<Question>,
     pub program: Option<Program>,
     pub reviewer_specialty: Option<String>,
     pub list: ListRef,

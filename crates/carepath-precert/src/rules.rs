@@ -314,7 +314,7 @@ impl Matcher {
 }
 
 /// A clinical question a rule's criteria are written over.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Question {
     /// Stable id answers are keyed by (`conservative_therapy_weeks`).
     pub id: String,

@@ -5,7 +5,6 @@
 use carepath_core::{MemberId, Role};
 use carepath_proto::audit::v1::{self as pb, audit_service_server::AuditService};
 use carepath_store::{AuditOutcome, AuditQuery, AuditRecord, AuditVerification};
-use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -47,8 +46,8 @@ impl Audit {
         if subject.len() > 256 {
             invalid.push("subject", "must be at most 256 characters");
         }
-        let from = instant(&mut invalid, "from", req.from);
-        let to = instant(&mut invalid, "to", req.to);
+        let from = crate::convert::optional_instant(&mut invalid, "from", req.from);
+        let to = crate::convert::optional_instant(&mut invalid, "to", req.to);
         if let (Some(f), Some(t)) = (from, to)
             && t <= f
         {
@@ -92,22 +91,6 @@ impl Audit {
             next_page_token,
         })
     }
-}
-
-/// Reads an optional timestamp field; one out of range is an error naming it.
-fn instant(
-    invalid: &mut carepath_core::Invalid,
-    field: &str,
-    value: Option<prost_types::Timestamp>,
-) -> Option<DateTime<Utc>> {
-    let t = value?;
-    let at = u32::try_from(t.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos));
-    if at.is_none() {
-        invalid.push(field, "is not a valid timestamp");
-    }
-    at
 }
 
 fn entry_to_proto(record: AuditRecord) -> pb::AuditEntry {

@@ -61,6 +61,29 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
+/// The instant a protobuf timestamp names, to the nanosecond; `None` when it names
+/// none (nanos outside 0..1e9, or out of range).
+pub fn instant(t: prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+}
+
+/// Reads an optional timestamp field; one that names no instant is an error naming
+/// the field.
+pub fn optional_instant(
+    invalid: &mut Invalid,
+    field: &str,
+    value: Option<prost_types::Timestamp>,
+) -> Option<DateTime<Utc>> {
+    let t = value?;
+    let at = instant(t);
+    if at.is_none() {
+        invalid.push(field, "is not a valid timestamp");
+    }
+    at
+}
+
 pub fn urgency_from_proto(v: i32, field: &str, invalid: &mut Invalid) -> Option<Urgency> {
     match common::Urgency::try_from(v) {
         Ok(common::Urgency::Urgent) => Some(Urgency::Urgent),

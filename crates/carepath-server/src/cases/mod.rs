@@ -742,11 +742,11 @@ impl Cases {
         }
         let from = req
             .from
-            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+            .and_then(crate::convert::instant)
             .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
         let to = req
             .to
-            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+            .and_then(crate::convert::instant)
             .unwrap_or_else(|| self.app.now() + chrono::Duration::seconds(1));
         if to <= from {
             return Err(ApiError::field("to", "must be after from"));
@@ -1097,7 +1097,7 @@ impl CaseService for Cases {
             let at = match req.occurred_at {
                 None => None,
                 Some(t) => {
-                    let parsed = DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32);
+                    let parsed = crate::convert::instant(t);
                     if parsed.is_none() {
                         invalid.push("occurred_at", "is not a valid instant");
                     }

@@ -19,7 +19,6 @@ use carepath_core::{ContactChannel, Role};
 use carepath_notify::{Destination, NoticeRules, PlannedNotice, TemplateCatalog};
 use carepath_proto::notify::v1::{self as pb, notification_service_server::NotificationService};
 use carepath_store::{AuditOutcome, NoticeRecord, StoreError};
-use chrono::DateTime;
 use tonic::{Request, Response, Status};
 
 use self::{
@@ -487,10 +486,8 @@ impl NotificationService for Notify {
                     .await);
             }
             let mut invalid = carepath_core::Invalid::new();
-            let from = req
-                .from
-                .and_then(|t| DateTime::from_timestamp(t.seconds, 0));
-            let to = req.to.and_then(|t| DateTime::from_timestamp(t.seconds, 0));
+            let from = req.from.and_then(crate::convert::instant);
+            let to = req.to.and_then(crate::convert::instant);
             if from.is_none() {
                 invalid.push("from", "is required");
             }

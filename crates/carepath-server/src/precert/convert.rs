@@ -274,6 +274,15 @@ pub fn answer_to_proto(a: &CheckAnswer) -> pb::RequirementAnswer {
                 text: d.text.clone(),
             })
             .collect(),
+        questions: a
+            .questions
+            .iter()
+            .map(|q| pb::ClinicalQuestion {
+                id: q.id.clone(),
+                text: q.text.clone(),
+                answer_type: q.answer.as_str().to_owned(),
+            })
+            .collect(),
         program: a.program.map(|p| p.as_str().to_owned()).unwrap_or_default(),
         reviewer_specialty: a.reviewer_specialty.clone().unwrap_or_default(),
         list_id: a.list.id.clone(),

@@ -33,7 +33,7 @@ use tonic::{Request, Response, Status};
 use self::engine::{ListOrigin, PrecertEngine};
 use crate::{
     context::{App, Caller, page_in_memory, page_size},
-    convert::{json_name, optional, required, timestamp, urgency_from_proto},
+    convert::{json_name, optional, optional_instant, required, timestamp, urgency_from_proto},
     error::{ApiError, ApiResult, respond},
 };
 
@@ -625,6 +625,8 @@ impl Precert {
                 state
             }
         };
+        let received_from = optional_instant(&mut invalid, "received_from", req.received_from);
+        let received_to = optional_instant(&mut invalid, "received_to", req.received_to);
         let page = req.page.unwrap_or_default();
         let size = page_size(page.page_size, "page.page_size");
         invalid.into_result()?;
@@ -633,12 +635,8 @@ impl Precert {
             member_id: member.map(|m| m.to_string()),
             provider_npi: npi.map(|n| n.to_string()),
             status: status.map(|s| s.as_str().to_owned()),
-            received_from: req
-                .received_from
-                .and_then(|t| DateTime::from_timestamp(t.seconds, 0)),
-            received_to: req
-                .received_to
-                .and_then(|t| DateTime::from_timestamp(t.seconds, 0)),
+            received_from,
+            received_to,
         };
         match caller.actor.role {
             Role::Provider => {
@@ -1270,7 +1268,7 @@ impl PrecertService for Precert {
             let req = request.into_inner();
             let at = req
                 .scheduled_for
-                .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+                .and_then(crate::convert::instant)
                 .ok_or_else(|| ApiError::field("scheduled_for", "is required"))?;
             let case = self
                 .transition(&caller, &req.case_id, |c, who, _, now| {
@@ -1480,14 +1478,12 @@ impl PrecertService for Precert {
             )?;
             let req = request.into_inner();
             let now = self.app.now();
-            let from = req
-                .from
-                .and_then(|t| DateTime::from_timestamp(t.seconds, 0))
-                .unwrap_or(now - chrono::Duration::days(365));
-            let to = req
-                .to
-                .and_then(|t| DateTime::from_timestamp(t.seconds, 0))
-                .unwrap_or(now + chrono::Duration::seconds(1));
+            let mut invalid = Invalid::new();
+            let from = optional_instant(&mut invalid, "from", req.from);
+            let to = optional_instant(&mut invalid, "to", req.to);
+            invalid.into_result()?;
+            let from = from.unwrap_or(now - chrono::Duration::days(365));
+            let to = to.unwrap_or(now + chrono::Duration::seconds(1));
             if to <= from {
                 return Err(ApiError::field("to", "must be after from"));
             }
