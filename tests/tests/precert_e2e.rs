@@ -24,6 +24,7 @@ contract_tests!(
     invalid_submissions_name_the_fields_and_store_nothing,
     overdue_information_withdraws_the_case,
     metrics_report_the_cases_made,
+    metrics_report_appeals_extended_reviews_and_times,
 );
 
 const MEMBER: &str = "M100001"; // PLAN-PCM-OAP: covers out of network
@@ -876,5 +877,182 @@ async fn metrics_report_the_cases_made(db: &TestDb) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+    server.stop().await;
+}
+
+/// The CMS-0057-F figures beyond the counts: approved after an extended review time,
+/// approved after appeal, and hours from receipt to the first decision.
+async fn metrics_report_appeals_extended_reviews_and_times(db: &TestDb) {
+    let server = TestServer::start(db).await;
+    let mut c = client(server.channel().await);
+    let provider = server.token(Role::Provider, IMAGING_IN);
+    let radiologist = server.token(Role::PhysicianReviewer, "MD-RAD-01");
+    let second_radiologist = server.token(Role::PhysicianReviewer, "MD-RAD-02");
+    let admin = server.token(Role::Admin, "AD-001");
+    let start = server.clock_now();
+
+    // Routine, approved at once: 0 hours.
+    c.submit(server.request(
+        &provider,
+        mri("req-x-1", vec![flag("red_flag_symptoms", true)]),
+    ))
+    .await
+    .unwrap();
+    // Routine, waits for answers; they come three days later, past the due time set at
+    // receipt, and the clock starts again: approved after an extended review, 72 hours.
+    let waiting = c
+        .submit(server.request(&provider, mri("req-x-2", Vec::new())))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(waiting.status(), pb::CaseStatus::PendedInformation);
+    // Urgent, denied by a radiologist, overturned on an expedited appeal by another.
+    let mut urgent = mri(
+        "req-x-3",
+        vec![
+            flag("red_flag_symptoms", false),
+            number("conservative_therapy_weeks", 1.0),
+        ],
+    );
+    urgent.urgency = Urgency::Urgent as i32;
+    let urgent = c
+        .submit(server.request(&provider, urgent))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    server.clock.advance(chrono::Duration::hours(2));
+    c.claim_case(server.request(
+        &radiologist,
+        pb::ClaimCaseRequest {
+            case_id: urgent.id.clone(),
+        },
+    ))
+    .await
+    .unwrap();
+    c.record_decision(server.request(
+        &radiologist,
+        pb::RecordDecisionRequest {
+            case_id: urgent.id.clone(),
+            outcome: pb::DecisionOutcome::Denied as i32,
+            reason_code: "not_medically_necessary".into(),
+            rationale: "One week of conservative therapy and no red-flag symptoms.".into(),
+            guideline: "Advanced imaging criteria AI-12, section 3 (illustrative)".into(),
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    c.request_appeal(server.request(
+        &provider,
+        pb::RequestAppealRequest {
+            case_id: urgent.id.clone(),
+            expedited: true,
+            reason: "new neurological deficit".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    let overturned = c
+        .decide_appeal(server.request(
+            &second_radiologist,
+            pb::DecideAppealRequest {
+                case_id: urgent.id.clone(),
+                overturn: true,
+                rationale: "A new deficit is a red-flag symptom.".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(overturned.status(), pb::CaseStatus::AppealOverturned);
+
+    server.clock.set(start + chrono::Duration::hours(72));
+    let supplied = c
+        .supply_information(server.request(
+            &provider,
+            pb::SupplyInformationRequest {
+                case_id: waiting.id.clone(),
+                answers: vec![flag("red_flag_symptoms", true)],
+                records: Vec::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(supplied.status(), pb::CaseStatus::Approved);
+
+    let m = c
+        .get_metrics(server.request(
+            &admin,
+            pb::GetMetricsRequest {
+                from: Some(prost_types::Timestamp {
+                    seconds: start.timestamp() - 3600,
+                    nanos: 0,
+                }),
+                to: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let standard = m.standard.unwrap();
+    let expedited = m.expedited.unwrap();
+    assert_eq!(m.total_requests, 3);
+    assert_eq!((standard.requests, standard.decided), (2, 2));
+    assert_eq!(standard.approved_share, 1.0);
+    assert_eq!(standard.approved_after_extended_review_share, 0.5);
+    assert_eq!(
+        (
+            standard.average_hours_to_decision,
+            standard.median_hours_to_decision
+        ),
+        (36.0, 36.0)
+    );
+    assert_eq!((expedited.requests, expedited.decided), (1, 1));
+    assert_eq!(
+        (expedited.approved_share, expedited.denied_share),
+        (0.0, 1.0)
+    );
+    assert_eq!(expedited.approved_after_extended_review_share, 0.0);
+    assert_eq!(
+        (
+            expedited.average_hours_to_decision,
+            expedited.median_hours_to_decision
+        ),
+        (2.0, 2.0)
+    );
+    assert!((m.approved_after_appeal_share - 1.0 / 3.0).abs() < 1e-9);
+    assert!((m.approved_after_extended_review_share - 1.0 / 3.0).abs() < 1e-9);
+    assert!((m.auto_approval_rate - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!(m.late_cases, 0);
+
+    // A timestamp that names no instant is refused by name.
+    let err = c
+        .get_metrics(server.request(
+            &admin,
+            pb::GetMetricsRequest {
+                from: Some(prost_types::Timestamp {
+                    seconds: 0,
+                    nanos: -1,
+                }),
+                to: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.get_details_bad_request().unwrap().field_violations[0].field,
+        "from"
+    );
     server.stop().await;
 }
