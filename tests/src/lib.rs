@@ -9,6 +9,7 @@
 
 pub mod load;
 pub mod notify_support;
+pub mod precert;
 pub mod process;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};

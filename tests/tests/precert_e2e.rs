@@ -7,11 +7,14 @@ use carepath_core::Role;
 use carepath_proto::{
     common::v1::{Setting, Urgency},
     directory::v1::ProviderKind,
-    precert::v1::{
-        self as pb, clinical_answer::Value, precert_service_client::PrecertServiceClient,
+    precert::v1::{self as pb, precert_service_client::PrecertServiceClient},
+};
+use carepath_tests::{
+    TestDb, TestServer, contract_tests,
+    precert::{
+        HOSPITAL, IMAGING_IN, IMAGING_OUT, INTERNIST, MEMBER, client, flag, line, mri, number,
     },
 };
-use carepath_tests::{TestDb, TestServer, contract_tests};
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
@@ -27,26 +30,7 @@ contract_tests!(
     metrics_report_appeals_extended_reviews_and_times,
 );
 
-const MEMBER: &str = "M100001"; // PLAN-PCM-OAP: covers out of network
 const LOCAL_MEMBER: &str = "M100008"; // PLAN-PCM-LOCAL: in network only
-const IMAGING_IN: &str = "1184649790";
-const IMAGING_OUT: &str = "1787245327";
-const INTERNIST: &str = "1234358301";
-const HOSPITAL: &str = "1603758941";
-
-fn client(channel: Channel) -> PrecertServiceClient<Channel> {
-    PrecertServiceClient::new(channel)
-}
-
-fn line(code: &str, setting: Setting) -> pb::ServiceLine {
-    pb::ServiceLine {
-        service_code: code.into(),
-        units: 1,
-        date_of_service: "2026-12-01".into(),
-        setting: setting as i32,
-        ..Default::default()
-    }
-}
 
 fn check(
     member: &str,
@@ -59,37 +43,6 @@ fn check(
         rendering_provider_npi: npi.into(),
         diagnoses: diagnoses.iter().map(|d| d.to_string()).collect(),
         line: Some(line),
-    }
-}
-
-fn flag(id: &str, v: bool) -> pb::ClinicalAnswer {
-    pb::ClinicalAnswer {
-        question_id: id.into(),
-        value: Some(Value::Flag(v)),
-    }
-}
-
-fn number(id: &str, v: f64) -> pb::ClinicalAnswer {
-    pb::ClinicalAnswer {
-        question_id: id.into(),
-        value: Some(Value::Number(v)),
-    }
-}
-
-fn mri(request_id: &str, answers: Vec<pb::ClinicalAnswer>) -> pb::SubmitRequest {
-    pb::SubmitRequest {
-        request_id: request_id.into(),
-        member_id: MEMBER.into(),
-        requesting_provider_npi: IMAGING_IN.into(),
-        servicing_provider_npi: IMAGING_IN.into(),
-        lines: vec![line("70553", Setting::Outpatient)],
-        diagnoses: vec!["G43.909".into()],
-        urgency: Urgency::Routine as i32,
-        answers,
-        records: vec![pb::RecordReference {
-            id: "rec-1".into(),
-            document: "clinical_notes".into(),
-        }],
     }
 }
 

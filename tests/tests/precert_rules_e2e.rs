@@ -5,13 +5,14 @@
 
 use carepath_core::Role;
 use carepath_proto::{
-    common::v1::{Setting, Urgency},
+    common::v1::Setting,
     directory::v1::ProviderKind,
-    precert::v1::{
-        self as pb, clinical_answer::Value, precert_service_client::PrecertServiceClient,
-    },
+    precert::v1::{self as pb, precert_service_client::PrecertServiceClient},
 };
-use carepath_tests::{TestDb, TestServer, contract_tests};
+use carepath_tests::{
+    TestDb, TestServer, contract_tests,
+    precert::{IMAGING_IN, INTERNIST, MEMBER, client, flag, line, mri},
+};
 use chrono::Duration;
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
@@ -22,24 +23,7 @@ contract_tests!(
     gold_cards_are_earned_used_and_lost,
 );
 
-const MEMBER: &str = "M100001"; // PLAN-PCM-OAP
 const NON_PCM_MEMBER: &str = "M100006"; // PLAN-OAP: no Preferred Care Management
-const INTERNIST: &str = "1234358301";
-const IMAGING_IN: &str = "1184649790";
-
-fn client(channel: Channel) -> PrecertServiceClient<Channel> {
-    PrecertServiceClient::new(channel)
-}
-
-fn line(code: &str, setting: Setting) -> pb::ServiceLine {
-    pb::ServiceLine {
-        service_code: code.into(),
-        units: 1,
-        date_of_service: "2026-12-01".into(),
-        setting: setting as i32,
-        ..Default::default()
-    }
-}
 
 fn stay(code: &str, kind: ProviderKind) -> pb::ServiceLine {
     pb::ServiceLine {
@@ -618,39 +602,17 @@ async fn a_new_list_version_is_validated_activated_and_in_force_from_its_date(db
     server.stop().await;
 }
 
-fn mri(request_id: &str, date: &str, answers: Vec<pb::ClinicalAnswer>) -> pb::SubmitRequest {
-    pb::SubmitRequest {
-        request_id: request_id.into(),
-        member_id: MEMBER.into(),
-        requesting_provider_npi: IMAGING_IN.into(),
-        servicing_provider_npi: IMAGING_IN.into(),
-        lines: vec![pb::ServiceLine {
-            date_of_service: date.into(),
-            ..line("70553", Setting::Outpatient)
-        }],
-        diagnoses: vec!["G43.909".into()],
-        urgency: Urgency::Routine as i32,
-        answers,
-        records: Vec::new(),
-    }
+/// The shared MRI on `date`, without answers or documents.
+fn bare_mri(request_id: &str, date: &str) -> pb::SubmitRequest {
+    let mut req = mri(request_id, Vec::new());
+    req.records.clear();
+    req.lines[0].date_of_service = date.into();
+    req
 }
 
 /// A request that meets the MRI rule's criteria, with the notes it asks for.
 fn meets_criteria(request_id: &str) -> pb::SubmitRequest {
-    pb::SubmitRequest {
-        records: vec![pb::RecordReference {
-            id: format!("notes-{request_id}"),
-            document: "clinical_notes".into(),
-        }],
-        ..mri(
-            request_id,
-            "2026-12-01",
-            vec![pb::ClinicalAnswer {
-                question_id: "red_flag_symptoms".into(),
-                value: Some(Value::Flag(true)),
-            }],
-        )
-    }
+    mri(request_id, vec![flag("red_flag_symptoms", true)])
 }
 
 async fn gold_cards_are_earned_used_and_lost(db: &TestDb) {
@@ -692,7 +654,7 @@ async fn gold_cards_are_earned_used_and_lost(db: &TestDb) {
 
     // Without answers the request waits for them.
     let waiting = c
-        .submit(server.request(&provider, mri("gc-before", "2026-12-01", Vec::new())))
+        .submit(server.request(&provider, bare_mri("gc-before", "2026-12-01")))
         .await
         .unwrap()
         .into_inner()
@@ -732,7 +694,7 @@ async fn gold_cards_are_earned_used_and_lost(db: &TestDb) {
     // Now the same request without answers or records is approved at once, as a gold
     // card approval.
     let approved = c
-        .submit(server.request(&provider, mri("gc-after", "2026-12-01", Vec::new())))
+        .submit(server.request(&provider, bare_mri("gc-after", "2026-12-01")))
         .await
         .unwrap()
         .into_inner()
@@ -754,7 +716,7 @@ async fn gold_cards_are_earned_used_and_lost(db: &TestDb) {
         .format("%Y-%m-%d")
         .to_string();
     let later = c
-        .submit(server.request(&provider, mri("gc-later", &date, Vec::new())))
+        .submit(server.request(&provider, bare_mri("gc-later", &date)))
         .await
         .unwrap()
         .into_inner()

@@ -9,12 +9,13 @@ use carepath_core::Role;
 use carepath_proto::{
     common::v1::{PageRequest, Setting, Urgency},
     directory::v1::ProviderKind,
-    precert::v1::{
-        self as pb, clinical_answer::Value, precert_service_client::PrecertServiceClient,
-    },
+    precert::v1::{self as pb, precert_service_client::PrecertServiceClient},
 };
 use carepath_server::convert::timestamp;
-use carepath_tests::{TestDb, TestServer, contract_tests};
+use carepath_tests::{
+    TestDb, TestServer, contract_tests,
+    precert::{HOSPITAL, IMAGING_IN, INTERNIST, MEMBER, client, flag, line, mri, number, record},
+};
 use chrono::{DateTime, Duration, Utc};
 use tonic::{Code, transport::Channel};
 
@@ -34,11 +35,6 @@ contract_tests!(
 /// The aggregate kind precertification events are recorded under.
 const CASE: &str = "precert_case";
 
-const MEMBER: &str = "M100001"; // PLAN-PCM-OAP
-const IMAGING_IN: &str = "1184649790"; // Clearview Imaging Center, radiology
-const INTERNIST: &str = "1234358301";
-const HOSPITAL: &str = "1603758941"; // Riverside General Hospital, acute hospital
-
 const NURSE: &str = "RN-004";
 const OTHER_NURSE: &str = "RN-001";
 const RADIOLOGIST: &str = "MD-RAD-01";
@@ -50,57 +46,6 @@ const CARDIOLOGIST_REVIEWER: &str = "MD-CAR-01";
 const REASON: &str = "not_medically_necessary";
 const RATIONALE: &str = "Two weeks of conservative therapy and no red-flag symptoms.";
 const GUIDELINE: &str = "Advanced imaging criteria AI-12, section 3 (illustrative)";
-
-fn client(channel: Channel) -> PrecertServiceClient<Channel> {
-    PrecertServiceClient::new(channel)
-}
-
-fn line(code: &str, setting: Setting) -> pb::ServiceLine {
-    pb::ServiceLine {
-        service_code: code.into(),
-        units: 1,
-        date_of_service: "2026-12-01".into(),
-        setting: setting as i32,
-        ..Default::default()
-    }
-}
-
-fn flag(id: &str, v: bool) -> pb::ClinicalAnswer {
-    pb::ClinicalAnswer {
-        question_id: id.into(),
-        value: Some(Value::Flag(v)),
-    }
-}
-
-fn number(id: &str, v: f64) -> pb::ClinicalAnswer {
-    pb::ClinicalAnswer {
-        question_id: id.into(),
-        value: Some(Value::Number(v)),
-    }
-}
-
-fn record(id: &str, document: &str) -> pb::RecordReference {
-    pb::RecordReference {
-        id: id.into(),
-        document: document.into(),
-    }
-}
-
-/// An in-network brain MRI (rule IMG-MRI: approved at once when there are red-flag
-/// symptoms or six weeks of conservative therapy; radiology reviews otherwise).
-fn mri(request_id: &str, answers: Vec<pb::ClinicalAnswer>) -> pb::SubmitRequest {
-    pb::SubmitRequest {
-        request_id: request_id.into(),
-        member_id: MEMBER.into(),
-        requesting_provider_npi: IMAGING_IN.into(),
-        servicing_provider_npi: IMAGING_IN.into(),
-        lines: vec![line("70553", Setting::Outpatient)],
-        diagnoses: vec!["G43.909".into()],
-        urgency: Urgency::Routine as i32,
-        answers,
-        records: vec![record("rec-1", "clinical_notes")],
-    }
-}
 
 /// Answers IMG-MRI evaluates that do not meet its criteria.
 fn criteria_not_met() -> Vec<pb::ClinicalAnswer> {
