@@ -4,9 +4,40 @@
 use carepath_core::Role;
 use carepath_proto::directory::v1::{self as pb, directory_service_client::DirectoryServiceClient};
 use carepath_store::{AuditOutcome, AuditQuery};
-use carepath_tests::{TestDb, TestServer, contract_tests};
+use carepath_tests::{
+    TestDb, TestServer, contract_tests,
+    process::{ServerProcess, binary},
+    reflection_lists_services,
+};
 use tonic::Code;
 use tonic_types::StatusExt;
+
+/// A thin binary's reflection lists what it answers (its area, the audit search and
+/// health), not every contract compiled into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thin_binary_lists_only_its_own_services() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = std::process::Command::new(binary("carepath-precert-server", None));
+    command
+        .arg("--database-url")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("precert.db").display()
+        ))
+        .arg("--signing-key")
+        .arg(dir.path().join("signing.pem"));
+    let server = ServerProcess::start("carepath-precert-server", command);
+    let mut names = reflection_lists_services(server.channel().await).await;
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "carepath.audit.v1.AuditService",
+            "carepath.precert.v1.PrecertService",
+            "grpc.health.v1.Health",
+        ]
+    );
+}
 
 contract_tests!(
     reflection_lists_every_service,

@@ -16,7 +16,9 @@ use carepath_proto::{
     },
 };
 use carepath_server::{Limits, overload::CallerRate};
-use carepath_tests::{ServerOptions, TestDb, TestServer, contract_tests};
+use carepath_tests::{
+    ServerOptions, TestDb, TestServer, contract_tests, reflection_lists_services,
+};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tonic::{Code, Status, transport::Channel};
 use tonic_health::pb::{
@@ -82,33 +84,6 @@ async fn health(channel: Channel, service: &str) -> i32 {
         .expect("health answers")
         .into_inner()
         .status
-}
-
-async fn reflection_lists_services(channel: Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection answers")
-        .into_inner();
-    let answer = answers
-        .message()
-        .await
-        .expect("reflection stream")
-        .expect("one answer");
-    match answer.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
-        }
-        other => panic!("unexpected reflection answer {other:?}"),
-    }
 }
 
 /// An upload whose client has not sent anything yet: the server's handler waits for the

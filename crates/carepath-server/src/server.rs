@@ -195,8 +195,6 @@ pub async fn serve_with(
     let mut notify_area = None;
     let mut second_opinion: Option<crate::secondopinion::SecondOpinion> = None;
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection_v1 = reflection_builder().build_v1()?;
-    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let admission = Admission::new(limits.max_concurrent_calls);
     let callers = limits
         .per_caller
@@ -217,8 +215,6 @@ pub async fn serve_with(
         };
     }
     routes.add_service(health_service);
-    routes.add_service(reflection_v1);
-    routes.add_service(reflection_v1alpha);
     let engine = PrecertEngine::load(&app.store).await?;
     let precert = Precert::new(app.clone(), engine.clone());
     // Every server answers audit searches: the log lives in the shared database.
@@ -258,6 +254,9 @@ pub async fn serve_with(
         }
         names.extend_from_slice(area.service_names());
     }
+    // Reflection lists the services this binary answers, not every contract compiled in.
+    routes.add_service(reflection_builder(&names).build_v1()?);
+    routes.add_service(reflection_builder(&names).build_v1alpha()?);
 
     for name in std::iter::once(&"").chain(&names) {
         health
@@ -384,11 +383,15 @@ pub async fn serve_with(
     result.map_err(ServeError::from)
 }
 
-fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(carepath_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+fn reflection_builder(served: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    served.iter().fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(carepath_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health"),
+        |builder, name| builder.with_service_name(*name),
+    )
 }
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
