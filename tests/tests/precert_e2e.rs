@@ -739,6 +739,23 @@ async fn invalid_submissions_name_the_fields_and_store_nothing(db: &TestDb) {
             ),
         ]
     );
+    // A misspelt question and a document no list names would leave the request
+    // waiting for what it meant to send.
+    let mut misspelt = mri("req-bad-3", vec![flag("red_flag_symptom", true)]);
+    misspelt.records[0].document = "clinical_note".into();
+    let err = c
+        .submit(server.request(&provider, misspelt))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let fields: Vec<_> = err
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["answers[0].question_id", "records[0].document"]);
     let listed = c
         .list_cases(server.request(&provider, pb::ListCasesRequest::default()))
         .await

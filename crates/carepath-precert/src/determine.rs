@@ -505,6 +505,12 @@ fn line_outcome(
     };
     let (mut held, mut failed) = (Vec::new(), Vec::new());
     let truth = evaluate(criteria, &submission.answers, &mut held, &mut failed);
+    let mut missing = missing;
+    if truth == Truth::False {
+        // The answers given already fail the criteria: no further answer could approve
+        // the line, so only the documents the reviewer needs are asked for.
+        missing.questions.clear();
+    }
     if truth == Truth::True && missing.documents.is_empty() {
         return LineOutcome::Approved {
             basis: ApprovalBasis::CriteriaMet {

@@ -969,6 +969,18 @@ impl RuleBook {
         self.lists.is_empty()
     }
 
+    /// Whether any loaded list asks the clinical question `id`.
+    pub fn asks(&self, id: &str) -> bool {
+        self.lists
+            .iter()
+            .any(|l| l.rules.iter().any(|r| r.question(id).is_some()))
+    }
+
+    /// Whether any loaded list names the document `id` a rule may ask for.
+    pub fn names_document(&self, id: &str) -> bool {
+        self.lists.iter().any(|l| l.documents.contains_key(id))
+    }
+
     /// Every question id any list asks, with its type, so the edge can check answer
     /// types before determination (later versions win on a clash).
     pub fn question_kinds(&self) -> BTreeMap<&str, AnswerKind> {

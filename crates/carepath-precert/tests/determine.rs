@@ -67,6 +67,35 @@ fn missing_information_is_listed_exactly() {
     let ids: Vec<&str> = missing.questions.iter().map(|q| q.id.as_str()).collect();
     assert_eq!(ids, ["conservative_therapy_weeks"]);
     assert!(missing.documents.is_empty());
+
+    // Knee arthroplasty needs 12 weeks of therapy *and* joint-space loss: with 3 weeks
+    // the criteria fail whatever the imaging shows, so that question is not asked;
+    // only the missing imaging report is, for the reviewer.
+    let mut knee = request(vec![line("27447", Setting::Outpatient)]);
+    knee.answers = answers(&[("conservative_therapy_weeks", Answer::Number(3.0))]);
+    knee.records = vec![record("conservative_therapy_record")];
+    let d = determine(&book, &knee, &GoldCards::default()).unwrap();
+    let CaseOutcome::Pended { next, missing, .. } = &d.outcome else {
+        panic!("{:?}", d.outcome)
+    };
+    assert_eq!(*next, PendedFor::Information);
+    assert!(missing.questions.is_empty(), "{missing:?}");
+    let docs: Vec<&str> = missing.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(docs, ["imaging_reports"]);
+    // With the report attached it goes straight to an orthopaedic reviewer.
+    knee.records.push(record("imaging_reports"));
+    let d = determine(&book, &knee, &GoldCards::default()).unwrap();
+    assert!(
+        matches!(
+            d.outcome,
+            CaseOutcome::Pended {
+                next: PendedFor::ClinicalReview,
+                ..
+            }
+        ),
+        "{:?}",
+        d.outcome
+    );
 }
 
 #[test]

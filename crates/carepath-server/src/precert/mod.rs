@@ -478,6 +478,7 @@ impl Precert {
             invalid.push("diagnoses", "at least one diagnosis is required");
         }
         let urgency = urgency_from_proto(req.urgency, "urgency", &mut invalid);
+        self.known_answers_and_documents(&mut invalid, &req.answers, &req.records);
         let answers = convert::answers(&mut invalid, "answers", req.answers);
         let records = convert::records(&mut invalid, "records", req.records);
         invalid.into_result()?;
@@ -767,6 +768,37 @@ impl Precert {
         Ok(out)
     }
 
+    /// Names every answer to a question no precertification rule asks (a misspelt id
+    /// would otherwise leave the request waiting for the answer it meant to give), and
+    /// every record for a document no list names. Records supplied later may answer a
+    /// reviewer's own request, so only a submission's records are checked.
+    fn known_answers_and_documents(
+        &self,
+        invalid: &mut Invalid,
+        answers: &[pb::ClinicalAnswer],
+        records: &[pb::RecordReference],
+    ) {
+        let book = self.engine.rules();
+        for (i, a) in answers.iter().enumerate() {
+            let id = a.question_id.trim();
+            if !id.is_empty() && !book.asks(id) {
+                invalid.push(
+                    format!("answers[{i}].question_id"),
+                    format!("{id:?} is not a question of the precertification list (CheckRequirement lists a rule's questions)"),
+                );
+            }
+        }
+        for (i, r) in records.iter().enumerate() {
+            let id = r.document.trim();
+            if !id.is_empty() && !book.names_document(id) {
+                invalid.push(
+                    format!("records[{i}].document"),
+                    format!("{id:?} is not a document of the precertification list (CheckRequirement lists what to send)"),
+                );
+            }
+        }
+    }
+
     /// Withdraws cases whose requested information is overdue past the limit.
     pub async fn withdraw_overdue(&self) -> ApiResult<usize> {
         let now = self.app.now();
@@ -1002,6 +1034,7 @@ impl PrecertService for Precert {
             let caller = Caller::of(&request)?;
             let req = request.into_inner();
             let mut invalid = Invalid::new();
+            self.known_answers_and_documents(&mut invalid, &req.answers, &[]);
             let answers = convert::answers(&mut invalid, "answers", req.answers);
             let records = convert::records(&mut invalid, "records", req.records);
             invalid.into_result()?;
@@ -1311,6 +1344,7 @@ impl PrecertService for Precert {
             let caller = Caller::of(&request)?;
             let req = request.into_inner();
             let mut invalid = Invalid::new();
+            self.known_answers_and_documents(&mut invalid, &req.answers, &[]);
             let answers = convert::answers(&mut invalid, "answers", req.answers);
             let records = convert::records(&mut invalid, "records", req.records);
             invalid.into_result()?;
