@@ -9,6 +9,7 @@ use carepath_proto::{
     directory::v1::ProviderKind,
     precert::v1::{self as pb, precert_service_client::PrecertServiceClient},
 };
+use carepath_server::precert::engine::PrecertEngine;
 use carepath_tests::{
     TestDb, TestServer, contract_tests,
     precert::{IMAGING_IN, INTERNIST, MEMBER, client, flag, line, mri},
@@ -413,6 +414,18 @@ async fn a_new_list_version_is_validated_activated_and_in_force_from_its_date(db
     ))
     .unwrap();
     let next = list_2028(&shipped, "2028.1", "2028-01-01");
+    // Another process on the same database, loaded before the activation.
+    let other = PrecertEngine::load(&db.store).await.unwrap();
+    let standard_versions = |engine: &PrecertEngine| -> Vec<(String, Option<String>)> {
+        engine
+            .rules()
+            .lists()
+            .iter()
+            .filter(|l| l.id == "standard")
+            .map(|l| (l.version.clone(), l.effective_to.map(|d| d.to_string())))
+            .collect()
+    };
+    assert_eq!(standard_versions(&other).len(), 2);
 
     // Only admins manage lists.
     let err = c
@@ -581,6 +594,17 @@ async fn a_new_list_version_is_validated_activated_and_in_force_from_its_date(db
         );
     }
 
+    // The other process takes the new version at its next refresh (every minute).
+    other.refresh(&db.store).await.unwrap();
+    assert_eq!(
+        standard_versions(&other),
+        [
+            ("2026.1".into(), Some("2026-12-31".into())),
+            ("2027.1".into(), Some("2027-12-31".into())),
+            ("2028.1".into(), None),
+        ]
+    );
+
     // On its date the new version is the one in force.
     server
         .clock
@@ -677,6 +701,9 @@ async fn gold_cards_are_earned_used_and_lost(db: &TestDb) {
         (true, 5, 5, "gained")
     );
     assert!((card.approval_rate - 1.0).abs() < 1e-9);
+    // Another process on the database takes the exemption at its next refresh.
+    let other = PrecertEngine::load(&db.store).await.unwrap();
+    assert_eq!(other.gold_cards().len(), 1);
     let listed = c
         .list_gold_cards(server.request(
             &admin,

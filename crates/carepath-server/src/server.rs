@@ -311,6 +311,13 @@ pub async fn serve_with(
             background.clone(),
         )));
     }
+    if areas.contains(&Area::Precert) || areas.contains(&Area::Oncology) {
+        tasks.push(tokio::spawn(refresh_engine(
+            engine.clone(),
+            app.store.clone(),
+            background.clone(),
+        )));
+    }
 
     // Calls refused for overload carry a request id but get no span or log line of
     // their own: refusing must stay cheap when many arrive at once (`overload::maintain`
@@ -398,9 +405,17 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 const GOLD_CARD_INTERVAL: chrono::Duration = chrono::Duration::hours(24);
 
 /// Precertification housekeeping: withdraws cases whose requested information is
-/// overdue past the limit (every minute) and re-evaluates gold cards (daily).
+/// overdue past the limit (every minute) and re-evaluates gold cards a day after the
+/// last evaluation (a restart does not evaluate again: exemptions are stored; on a new
+/// database the first is a day after start, or when an admin asks).
 async fn precert_sweeps(precert: Precert, stop: CancellationToken) {
-    let mut last_gold_cards: Option<chrono::DateTime<chrono::Utc>> = None;
+    let mut last_gold_cards = match precert.gold_cards_evaluated_at().await {
+        Ok(at) => at.unwrap_or_else(|| precert.now()),
+        Err(e) => {
+            tracing::warn!(error = %e, "last gold-card evaluation unknown");
+            precert.now()
+        }
+    };
     loop {
         match precert.withdraw_overdue().await {
             Ok(0) => {}
@@ -411,16 +426,37 @@ async fn precert_sweeps(precert: Precert, stop: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "withdrawal sweep failed"),
         }
         let now = precert.now();
-        if last_gold_cards.is_none_or(|at| now - at >= GOLD_CARD_INTERVAL) {
+        if now - last_gold_cards >= GOLD_CARD_INTERVAL {
+            // A failed evaluation is tried again at the next sweep, not the next day.
             match precert.evaluate_gold_cards(now).await {
-                Ok(cards) => tracing::info!(standings = cards.len(), "gold cards re-evaluated"),
+                Ok(cards) => {
+                    tracing::info!(standings = cards.len(), "gold cards re-evaluated");
+                    last_gold_cards = now;
+                }
                 Err(e) => tracing::warn!(error = %e, "gold-card evaluation failed"),
             }
-            last_gold_cards = Some(now);
         }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+        }
+    }
+}
+
+/// Keeps the rule book and gold cards in step with the database, where another
+/// process sharing it may have activated a list or evaluated gold cards.
+async fn refresh_engine(
+    engine: Arc<PrecertEngine>,
+    store: carepath_store::Store,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+        }
+        if let Err(e) = engine.refresh(&store).await {
+            tracing::warn!(error = %e, "rule lists and gold cards not refreshed");
         }
     }
 }

@@ -14,15 +14,19 @@ pub enum ListOrigin {
     Activated { by: String },
 }
 
+/// A list version (id, version) and where it came from.
+type Origin = (String, String, ListOrigin);
+
 /// Rules and exemptions, shared by the precertification and oncology services.
 #[derive(Debug)]
 pub struct PrecertEngine {
     rules: RwLock<Arc<RuleBook>>,
-    origins: RwLock<Vec<(String, String, ListOrigin)>>,
+    origins: RwLock<Vec<Origin>>,
     gold_cards: RwLock<Arc<GoldCards>>,
-    /// Held from validating a new list against the book to installing it, so two
-    /// activations at once cannot each pass against a book without the other.
-    activation: tokio::sync::Mutex<()>,
+    /// Held by whatever makes engine state from the database (an activation from
+    /// validation to install, a gold-card evaluation from reading decisions to setting
+    /// exemptions, a refresh), so none sets state read before another's write.
+    updating: tokio::sync::Mutex<()>,
 }
 
 /// Why the engine could not start.
@@ -38,6 +42,29 @@ impl PrecertEngine {
     /// The shipped lists plus every list activated in `store`, and the exemptions the
     /// last gold-card evaluation granted.
     pub async fn load(store: &Store) -> Result<Arc<Self>, EngineError> {
+        let (rules, origins, gold_cards) = Self::read(store).await?;
+        Ok(Arc::new(PrecertEngine {
+            rules: RwLock::new(Arc::new(rules)),
+            origins: RwLock::new(origins),
+            gold_cards: RwLock::new(Arc::new(gold_cards)),
+            updating: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Reads `store` again and makes what it holds current: lists another process
+    /// activated and the exemptions of its latest gold-card evaluation. Serving
+    /// binaries call it every minute, so processes sharing a database agree within
+    /// one. On an error the engine keeps what it has.
+    pub async fn refresh(&self, store: &Store) -> Result<(), EngineError> {
+        let _updating = self.updating().await;
+        let (rules, origins, gold_cards) = Self::read(store).await?;
+        *self.rules.write().expect("rules lock") = Arc::new(rules);
+        *self.origins.write().expect("origins lock") = origins;
+        self.set_gold_cards(gold_cards);
+        Ok(())
+    }
+
+    async fn read(store: &Store) -> Result<(RuleBook, Vec<Origin>, GoldCards), EngineError> {
         let base = shipped();
         let mut lists: Vec<RuleList> = base.lists().to_vec();
         let mut origins: Vec<_> = lists
@@ -64,12 +91,7 @@ impl PrecertEngine {
             .filter(|c| c.exempt)
             .filter_map(|c| serde_json::from_str::<Exemption>(&c.exemption).ok())
             .collect::<Vec<_>>();
-        Ok(Arc::new(PrecertEngine {
-            rules: RwLock::new(Arc::new(rules)),
-            origins: RwLock::new(origins),
-            gold_cards: RwLock::new(Arc::new(GoldCards::new(exemptions))),
-            activation: tokio::sync::Mutex::new(()),
-        }))
+        Ok((rules, origins, GoldCards::new(exemptions)))
     }
 
     /// The rule book in force now; cheap (an `Arc` clone).
@@ -98,10 +120,11 @@ impl PrecertEngine {
         RuleBook::from_lists(lists)
     }
 
-    /// Serialises activations: hold the guard from [`Self::with_list`] to
-    /// [`Self::install`].
-    pub async fn activation(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.activation.lock().await
+    /// Serialises changes of engine state: an activation holds the guard from
+    /// [`Self::with_list`] to [`Self::install`], a gold-card evaluation from reading
+    /// decisions to [`Self::set_gold_cards`].
+    pub async fn updating(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.updating.lock().await
     }
 
     /// Makes a validated book current.

@@ -224,6 +224,19 @@ impl Precert {
         Precert { app, engine }
     }
 
+    /// When gold cards were last evaluated, by this process or another on the same
+    /// database; `None` before the first evaluation.
+    pub async fn gold_cards_evaluated_at(&self) -> ApiResult<Option<DateTime<Utc>>> {
+        Ok(self
+            .app
+            .store
+            .gold_cards(None)
+            .await?
+            .into_iter()
+            .map(|c| c.evaluated_at)
+            .max())
+    }
+
     /// The service's clock reading.
     pub fn now(&self) -> DateTime<Utc> {
         self.app.now()
@@ -712,6 +725,9 @@ impl Precert {
 
     /// Recomputes gold cards from the trailing window of first decisions.
     pub async fn evaluate_gold_cards(&self, now: DateTime<Utc>) -> ApiResult<Vec<pb::GoldCard>> {
+        // Two evaluations at once (the daily sweep and an admin's call) must not let
+        // the one that read older decisions set the exemptions last.
+        let _updating = self.engine.updating().await;
         let window_start = now - chrono::Duration::days(200);
         let mut records = Vec::new();
         let (store, end) = (&self.app.store, now + chrono::Duration::seconds(1));
@@ -1632,7 +1648,7 @@ impl PrecertService for Precert {
             let req = request.into_inner();
             let name = if req.source_name.trim().is_empty() { "rule-list.toml" } else { req.source_name.trim() };
             let list = RuleList::from_toml(name, &req.source).map_err(|e| load_invalid(&e))?;
-            let _activating = self.engine.activation().await;
+            let _updating = self.engine.updating().await;
             let book = self.engine.with_list(list.clone()).map_err(|e| load_invalid(&e))?;
             let now = self.app.now();
             let record = RuleListRecord {
