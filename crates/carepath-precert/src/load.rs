@@ -5,7 +5,7 @@
 //! each naming the file, the rule and what is wrong, so a bad list is fixed in one
 //! pass and never reaches a member.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -822,6 +822,9 @@ fn unquote(s: &str) -> Option<String> {
 #[derive(Debug, Clone, Default)]
 pub struct RuleBook {
     lists: Vec<RuleList>,
+    /// Every question id and document id some list names, for checking requests.
+    question_ids: BTreeSet<String>,
+    document_ids: BTreeSet<String>,
 }
 
 /// The lists shipped in `data/precert/` (illustrative administrative rules), embedded
@@ -947,7 +950,20 @@ impl RuleBook {
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
-        Ok(RuleBook { lists })
+        let question_ids = lists
+            .iter()
+            .flat_map(|l| l.rules.iter().flat_map(|r| r.questions.iter()))
+            .map(|q| q.id.clone())
+            .collect();
+        let document_ids = lists
+            .iter()
+            .flat_map(|l| l.documents.keys().cloned())
+            .collect();
+        Ok(RuleBook {
+            lists,
+            question_ids,
+            document_ids,
+        })
     }
 
     /// The list in force for `plan` on `date`: among lists whose dates and plans
@@ -971,14 +987,12 @@ impl RuleBook {
 
     /// Whether any loaded list asks the clinical question `id`.
     pub fn asks(&self, id: &str) -> bool {
-        self.lists
-            .iter()
-            .any(|l| l.rules.iter().any(|r| r.question(id).is_some()))
+        self.question_ids.contains(id)
     }
 
     /// Whether any loaded list names the document `id` a rule may ask for.
     pub fn names_document(&self, id: &str) -> bool {
-        self.lists.iter().any(|l| l.documents.contains_key(id))
+        self.document_ids.contains(id)
     }
 
     /// Every question id any list asks, with its type, so the edge can check answer
