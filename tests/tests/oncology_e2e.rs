@@ -329,7 +329,15 @@ async fn an_off_pathway_egfr_plan_is_pended_with_osimertinib_offered_and_can_ado
         .into_inner()
         .plan
         .unwrap();
-    assert_eq!(old.case.unwrap().status(), CaseStatus::Withdrawn);
+    let old_case = old.case.unwrap();
+    assert_eq!(old_case.status(), CaseStatus::Withdrawn);
+    assert_eq!(
+        old_case.history.last().unwrap().note,
+        format!(
+            "withdrawn by the requester: replaced by the revised plan {}",
+            adopted.id
+        )
+    );
     server.stop().await;
 }
 

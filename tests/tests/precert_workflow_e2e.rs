@@ -1168,6 +1168,10 @@ async fn requesters_withdraw_undecided_cases_and_decided_cases_stay_as_decided(d
     );
     let withdrawn = f.withdraw(&provider, &waiting.id).await.unwrap();
     assert_eq!(withdrawn.status(), pb::CaseStatus::Withdrawn);
+    assert_eq!(
+        withdrawn.history.last().unwrap().note,
+        "withdrawn by the requester: the member chose another treatment"
+    );
     assert!(withdrawn.decisions.is_empty());
     assert!(withdrawn.missing.is_empty());
     assert!(withdrawn.information_due_at.is_none());

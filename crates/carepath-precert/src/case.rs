@@ -1340,10 +1340,13 @@ impl PrecertCase {
 
     /// Withdraws a case: by the requester before a decision, or by the plan (a service
     /// or administrator) once the information asked for is 15 business days overdue.
+    /// `note` is the requester's own words, if any; it is kept in the history and the
+    /// event.
     pub fn withdraw(
         &mut self,
         caller: &Caller,
         reason: WithdrawReason,
+        note: &str,
         now: DateTime<Utc>,
     ) -> Result<Events, WorkflowError> {
         let action = Action::Withdraw;
@@ -1375,6 +1378,13 @@ impl PrecertCase {
                 }
             }
         }
+        let note = note.trim();
+        let why = match reason {
+            WithdrawReason::ByRequester => "withdrawn by the requester",
+            WithdrawReason::InformationNotReceived => {
+                "withdrawn: the information asked for did not come within 15 business days"
+            }
+        };
         self.withdrawn = Some(reason);
         self.claimed_by = None;
         self.record(
@@ -1382,12 +1392,16 @@ impl PrecertCase {
             action,
             CaseState::Withdrawn,
             now,
-            format!("withdrawn: {reason:?}"),
+            if note.is_empty() {
+                why.to_owned()
+            } else {
+                format!("{why}: {note}")
+            },
         );
         Ok(vec![self.event(
             event_kinds::WITHDRAWN,
             now,
-            json!({ "reason": reason }),
+            json!({ "reason": reason, "note": note }),
         )])
     }
 

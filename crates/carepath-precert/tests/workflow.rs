@@ -194,7 +194,7 @@ fn criteria_met_is_approved_on_submission() {
         CaseState::Approved,
     );
     illegal(
-        case.withdraw(&provider(), WithdrawReason::ByRequester, t0()),
+        case.withdraw(&provider(), WithdrawReason::ByRequester, "", t0()),
         CaseState::Approved,
     );
     illegal(case.run_automation(&ctx(), t0()), CaseState::Approved);
@@ -325,6 +325,7 @@ fn information_requested_received_and_withdrawn() {
     let early = case.withdraw(
         &service(),
         WithdrawReason::InformationNotReceived,
+        "",
         asked - Duration::minutes(1),
     );
     assert!(
@@ -332,16 +333,30 @@ fn information_requested_received_and_withdrawn() {
         "{early:?}"
     );
     denied(
-        case.withdraw(&provider(), WithdrawReason::InformationNotReceived, asked),
+        case.withdraw(
+            &provider(),
+            WithdrawReason::InformationNotReceived,
+            "",
+            asked,
+        ),
         PermissionReason::Role {
             role: Role::Provider,
         },
     );
     let events = case
-        .withdraw(&service(), WithdrawReason::InformationNotReceived, asked)
+        .withdraw(
+            &service(),
+            WithdrawReason::InformationNotReceived,
+            "",
+            asked,
+        )
         .unwrap();
     assert_eq!(kinds(&events), [event_kinds::WITHDRAWN]);
     assert_eq!(case.state, CaseState::Withdrawn);
+    assert_eq!(
+        case.history.last().unwrap().note,
+        "withdrawn: the information asked for did not come within 15 business days"
+    );
     illegal(
         case.supply_information(
             &provider(),
@@ -511,7 +526,7 @@ fn only_a_physician_of_the_named_specialty_denies() {
     );
     illegal(case.claim(&radiologist(), when), CaseState::Denied);
     illegal(
-        case.withdraw(&provider(), WithdrawReason::ByRequester, when),
+        case.withdraw(&provider(), WithdrawReason::ByRequester, "", when),
         CaseState::Denied,
     );
 }
@@ -943,14 +958,26 @@ fn reviewers_ask_for_information() {
     assert!(case.claimed_by.is_none());
     // The requester withdraws instead of answering.
     denied(
-        case.withdraw(&nurse(), WithdrawReason::ByRequester, t0()),
+        case.withdraw(&nurse(), WithdrawReason::ByRequester, "", t0()),
         PermissionReason::NotTheRequester,
     );
-    case.withdraw(&member(), WithdrawReason::ByRequester, t0())
+    let events = case
+        .withdraw(
+            &member(),
+            WithdrawReason::ByRequester,
+            "  chose another treatment ",
+            t0(),
+        )
         .unwrap();
     assert_eq!(case.state, CaseState::Withdrawn);
+    assert_eq!(
+        case.history.last().unwrap().note,
+        "withdrawn by the requester: chose another treatment"
+    );
+    assert_eq!(events[0].payload["note"], "chose another treatment");
+    assert_eq!(events[0].payload["reason"], "by_requester");
     illegal(
-        case.withdraw(&member(), WithdrawReason::ByRequester, t0()),
+        case.withdraw(&member(), WithdrawReason::ByRequester, "", t0()),
         CaseState::Withdrawn,
     );
 }

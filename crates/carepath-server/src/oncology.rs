@@ -594,7 +594,12 @@ impl Oncology {
             let mut old_case_record = tx.case_for_update(&old.precert_case_id).await?;
             let mut old_case: PrecertCase = serde_json::from_value(old_case_record.doc.clone())
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let withdraw_events = old_case.withdraw(&who, WithdrawReason::ByRequester, now)?;
+            let withdraw_events = old_case.withdraw(
+                &who,
+                WithdrawReason::ByRequester,
+                &format!("replaced by the revised plan {}", record.id),
+                now,
+            )?;
             let old_key = old_case_record.request_key.clone();
             old_case_record = record_of(&old_case, &old_key);
             tx.update_case(&old_case_record, now).await?;

@@ -836,7 +836,7 @@ impl Precert {
             // call a moment ago) does not hold up the rest.
             match self
                 .transition(&sweeper, &record.id, |case, who, _, now| {
-                    case.withdraw(who, WithdrawReason::InformationNotReceived, now)
+                    case.withdraw(who, WithdrawReason::InformationNotReceived, "", now)
                 })
                 .await
             {
@@ -1070,9 +1070,10 @@ impl PrecertService for Precert {
     ) -> Result<Response<pb::WithdrawCaseResponse>, Status> {
         respond(async move {
             let caller = Caller::of(&request)?;
+            let req = request.get_ref();
             let case = self
-                .transition(&caller, &request.get_ref().case_id, |c, who, _, now| {
-                    c.withdraw(who, WithdrawReason::ByRequester, now)
+                .transition(&caller, &req.case_id, |c, who, _, now| {
+                    c.withdraw(who, WithdrawReason::ByRequester, &req.reason, now)
                 })
                 .await?;
             Ok(pb::WithdrawCaseResponse { case: Some(case) })
