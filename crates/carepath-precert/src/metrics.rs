@@ -145,7 +145,7 @@ fn urgency_metrics(cases: &[&CaseSummary]) -> UrgencyMetrics {
         .iter()
         .filter_map(|c| {
             c.first_decision
-                .map(|(_, at)| (at - c.received_at).num_seconds() as f64 / 3600.0)
+                .map(|(_, at)| (at - c.received_at).num_milliseconds() as f64 / 3_600_000.0)
         })
         .collect();
     hours.sort_by(f64::total_cmp);
@@ -323,6 +323,22 @@ mod tests {
         assert!((m.standard.approved_after_extended_review_share - 1.0 / 3.0).abs() < 1e-9);
         assert_eq!(m.expedited.approved_after_extended_review_share, 0.0);
         assert_eq!(m.late_cases, 2);
+    }
+
+    #[test]
+    fn decisions_within_a_second_still_count_their_time() {
+        let case = summary(
+            "a",
+            Urgency::Urgent,
+            Some((DecisionOutcome::Approved, "2026-03-02T14:00:00.720Z")),
+        );
+        let m = metrics(
+            &[case],
+            at("2026-03-01T00:00:00Z"),
+            at("2026-04-01T00:00:00Z"),
+        );
+        let hours = m.expedited.mean_hours_to_decision.unwrap();
+        assert!((hours * 3600.0 - 0.72).abs() < 1e-9, "{hours}");
     }
 
     #[test]
