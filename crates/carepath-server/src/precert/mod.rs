@@ -12,14 +12,17 @@
 pub mod convert;
 pub mod engine;
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use carepath_core::{Actor, Invalid, MemberId, NetworkStatus, Npi, Role, StaffId};
 use carepath_precert::{
-    self as precert, AdverseDetermination, AppealDecision, AppealPriority, CaseState, Ctx,
+    self as precert, AdverseDetermination, Answer, AppealDecision, AppealPriority, CaseState, Ctx,
     DecisionMaker, DecisionOutcome, DecisionRecord, DocumentRequest, ErrorCode, EventDraft,
     LineApproval, LineOutcome, Missing, MissingQuestion, PeerToPeerOutcome, PrecertCase,
-    ProviderParty, RuleList, StaffRef, Submission, WithdrawReason, WorkflowError,
+    ProviderParty, RecordRef, RuleList, StaffRef, Submission, WithdrawReason, WorkflowError,
     goldcard::{DecidedBy, RecordOutcome},
 };
 use carepath_proto::precert::v1::{self as pb, precert_service_server::PrecertService};
@@ -788,6 +791,21 @@ impl Precert {
     /// would otherwise leave the request waiting for the answer it meant to give), and
     /// every record for a document no list names. Records supplied later may answer a
     /// reviewer's own request, so only a submission's records are checked.
+    /// Answers and records sent after the submission (information supplied, a
+    /// reconsideration), validated: each answer to a question a rule asks.
+    fn later_information(
+        &self,
+        answers: Vec<pb::ClinicalAnswer>,
+        records: Vec<pb::RecordReference>,
+    ) -> ApiResult<(BTreeMap<String, Answer>, Vec<RecordRef>)> {
+        let mut invalid = Invalid::new();
+        self.known_answers_and_documents(&mut invalid, &answers, &[]);
+        let answers = convert::answers(&mut invalid, "answers", answers);
+        let records = convert::records(&mut invalid, "records", records);
+        invalid.into_result()?;
+        Ok((answers, records))
+    }
+
     fn known_answers_and_documents(
         &self,
         invalid: &mut Invalid,
@@ -1049,11 +1067,7 @@ impl PrecertService for Precert {
         respond(async move {
             let caller = Caller::of(&request)?;
             let req = request.into_inner();
-            let mut invalid = Invalid::new();
-            self.known_answers_and_documents(&mut invalid, &req.answers, &[]);
-            let answers = convert::answers(&mut invalid, "answers", req.answers);
-            let records = convert::records(&mut invalid, "records", req.records);
-            invalid.into_result()?;
+            let (answers, records) = self.later_information(req.answers, req.records)?;
             let case = self
                 .transition(&caller, &req.case_id, |c, who, ctx, now| {
                     c.supply_information(who, answers, records, ctx, now)
@@ -1167,7 +1181,7 @@ impl PrecertService for Precert {
                 .question_kinds()
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
-                .collect::<std::collections::BTreeMap<_, _>>();
+                .collect::<BTreeMap<_, _>>();
             let mut missing = Missing::default();
             for item in req.missing {
                 match kinds.get(item.id.trim()) {
@@ -1360,11 +1374,7 @@ impl PrecertService for Precert {
         respond(async move {
             let caller = Caller::of(&request)?;
             let req = request.into_inner();
-            let mut invalid = Invalid::new();
-            self.known_answers_and_documents(&mut invalid, &req.answers, &[]);
-            let answers = convert::answers(&mut invalid, "answers", req.answers);
-            let records = convert::records(&mut invalid, "records", req.records);
-            invalid.into_result()?;
+            let (answers, records) = self.later_information(req.answers, req.records)?;
             let case = self
                 .transition(&caller, &req.case_id, |c, who, ctx, now| {
                     c.reconsider(who, answers, records, ctx, now)
