@@ -459,6 +459,18 @@ pub enum WithdrawReason {
     InformationNotReceived,
 }
 
+impl WithdrawReason {
+    /// How the case history words it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ByRequester => "withdrawn by the requester",
+            Self::InformationNotReceived => {
+                "withdrawn: the information asked for did not come within 15 business days"
+            }
+        }
+    }
+}
+
 /// Who did something, as kept in the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryActor {
@@ -1379,12 +1391,7 @@ impl PrecertCase {
             }
         }
         let note = note.trim();
-        let why = match reason {
-            WithdrawReason::ByRequester => "withdrawn by the requester",
-            WithdrawReason::InformationNotReceived => {
-                "withdrawn: the information asked for did not come within 15 business days"
-            }
-        };
+        let why = reason.describe();
         self.withdrawn = Some(reason);
         self.claimed_by = None;
         self.record(

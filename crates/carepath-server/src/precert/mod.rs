@@ -787,10 +787,6 @@ impl Precert {
         Ok(out)
     }
 
-    /// Names every answer to a question no precertification rule asks (a misspelt id
-    /// would otherwise leave the request waiting for the answer it meant to give), and
-    /// every record for a document no list names. Records supplied later may answer a
-    /// reviewer's own request, so only a submission's records are checked.
     /// Answers and records sent after the submission (information supplied, a
     /// reconsideration), validated: each answer to a question a rule asks.
     fn later_information(
@@ -806,6 +802,10 @@ impl Precert {
         Ok((answers, records))
     }
 
+    /// Names every answer to a question no precertification rule asks (a misspelt id
+    /// would otherwise leave the request waiting for the answer it meant to give), and
+    /// every record for a document no list names. Records supplied later may answer a
+    /// reviewer's own request, so only a submission's records are checked.
     fn known_answers_and_documents(
         &self,
         invalid: &mut Invalid,
