@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 
 use carepath_core::{
-    Actor, CountryCode, DomainEvent, Icd10Code, Invalid, MemberId, Npi, Role, StaffId,
+    Actor, CountryCode, Icd10Code, Invalid, MemberId, Npi, Role, StaffId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -274,29 +274,7 @@ pub struct HistoryEntry {
     pub note: String,
 }
 
-/// An event to publish, complete but for the id storage assigns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventDraft {
-    pub kind: &'static str,
-    pub aggregate_id: String,
-    pub member_id: MemberId,
-    pub occurred_at: DateTime<Utc>,
-    pub payload: Value,
-}
-
-impl EventDraft {
-    pub fn into_event(self, id: impl Into<String>) -> DomainEvent {
-        DomainEvent {
-            id: id.into(),
-            kind: self.kind.to_owned(),
-            aggregate_kind: AGGREGATE_KIND.to_owned(),
-            aggregate_id: self.aggregate_id,
-            member_id: Some(self.member_id),
-            occurred_at: self.occurred_at,
-            payload: self.payload,
-        }
-    }
-}
+pub use carepath_core::EventDraft;
 
 /// What a caller may see of a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,6 +512,7 @@ impl ManagedCase {
         }
         EventDraft {
             kind,
+            aggregate_kind: AGGREGATE_KIND,
             aggregate_id: self.id.clone(),
             member_id: self.member_id.clone(),
             occurred_at: at,

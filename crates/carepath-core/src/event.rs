@@ -6,6 +6,36 @@ use serde::{Deserialize, Serialize};
 
 use crate::codes::MemberId;
 
+/// An event a domain command produced, before storage gives it its id. Every area's
+/// commands return these; the application layer writes them to the outbox in the
+/// transaction of the change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDraft {
+    /// Dotted event name, e.g. `precert.case.approved`.
+    pub kind: &'static str,
+    /// The kind of thing that changed, e.g. `precert_case`.
+    pub aggregate_kind: &'static str,
+    pub aggregate_id: String,
+    pub member_id: MemberId,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+}
+
+impl EventDraft {
+    /// The finished event, with the id storage generated.
+    pub fn into_event(self, id: impl Into<String>) -> DomainEvent {
+        DomainEvent {
+            id: id.into(),
+            kind: self.kind.to_owned(),
+            aggregate_kind: self.aggregate_kind.to_owned(),
+            aggregate_id: self.aggregate_id,
+            member_id: Some(self.member_id),
+            occurred_at: self.occurred_at,
+            payload: self.payload,
+        }
+    }
+}
+
 /// Something that happened to an aggregate, for consumers outside the service that
 /// made it happen (notifications, reporting, audit).
 ///

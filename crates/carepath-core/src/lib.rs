@@ -25,5 +25,5 @@ pub use directory::{
     Address, ContactChannel, DEMO_DIRECTORY_JSON, DirectoryBundle, DirectoryError, Member,
     NetworkStatus, Plan, Provider, ProviderKind, Staff, StaffRole,
 };
-pub use event::{DomainEvent, EventKind};
+pub use event::{DomainEvent, EventDraft, EventKind};
 pub use invalid::{FieldViolation, Invalid};

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use carepath_core::{
-    Actor, BusinessCalendar, DomainEvent, Invalid, MemberId, Role, Specialty, StaffId, Urgency,
+    Actor, BusinessCalendar, Invalid, Role, Specialty, StaffId, Urgency,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -490,30 +490,7 @@ pub struct HistoryEntry {
     pub note: String,
 }
 
-/// An event to publish, complete but for the id storage assigns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventDraft {
-    pub kind: &'static str,
-    pub aggregate_id: String,
-    pub member_id: MemberId,
-    pub occurred_at: DateTime<Utc>,
-    pub payload: Value,
-}
-
-impl EventDraft {
-    /// The finished event, with the id storage generated.
-    pub fn into_event(self, id: impl Into<String>) -> DomainEvent {
-        DomainEvent {
-            id: id.into(),
-            kind: self.kind.to_owned(),
-            aggregate_kind: AGGREGATE_KIND.to_owned(),
-            aggregate_id: self.aggregate_id,
-            member_id: Some(self.member_id),
-            occurred_at: self.occurred_at,
-            payload: self.payload,
-        }
-    }
-}
+pub use carepath_core::EventDraft;
 
 /// A precertification case: the request, where it stands, every decision and the full
 /// history. Storage keeps it as one JSON document.
@@ -1825,6 +1802,7 @@ impl PrecertCase {
         }
         EventDraft {
             kind,
+            aggregate_kind: AGGREGATE_KIND,
             aggregate_id: self.id.clone(),
             member_id: self.request.member_id.clone(),
             occurred_at: at,

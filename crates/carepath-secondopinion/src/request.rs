@@ -10,7 +10,7 @@
 //! as far as both allow. The turnaround clock starts when the records are complete.
 
 use carepath_core::{
-    Actor, Address, BusinessCalendar, ContactChannel, CountryCode, DomainEvent, Icd10Code, Invalid,
+    Actor, Address, BusinessCalendar, ContactChannel, CountryCode, Icd10Code, Invalid,
     LanguageTag, MemberId, Npi, Role, Specialty, StaffId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
@@ -482,31 +482,7 @@ pub fn may_request_for(
     subscriber_id == Some(&caller) && today.years_since(date_of_birth).unwrap_or(0) < 18
 }
 
-/// An event before it gets its id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventDraft {
-    pub kind: &'static str,
-    pub payload: Value,
-}
-
-impl EventDraft {
-    pub fn into_event(
-        self,
-        id: String,
-        request: &SecondOpinionRequest,
-        at: DateTime<Utc>,
-    ) -> DomainEvent {
-        DomainEvent {
-            id,
-            kind: self.kind.to_owned(),
-            aggregate_kind: AGGREGATE_KIND.to_owned(),
-            aggregate_id: request.id.clone(),
-            member_id: Some(request.member_id.clone()),
-            occurred_at: at,
-            payload: self.payload,
-        }
-    }
-}
+pub use carepath_core::EventDraft;
 
 /// What a new request is made from, already parsed.
 #[derive(Debug, Clone)]
@@ -624,6 +600,10 @@ impl SecondOpinionRequest {
         });
         let events = vec![EventDraft {
             kind: event_kinds::SUBMITTED,
+            aggregate_kind: AGGREGATE_KIND,
+            aggregate_id: request.id.clone(),
+            member_id: request.member_id.clone(),
+            occurred_at: now,
             payload,
         }];
         (request, events)
@@ -658,13 +638,17 @@ impl SecondOpinionRequest {
         m
     }
 
-    fn event(&self, kind: &'static str, extra: Value) -> EventDraft {
+    fn event(&self, kind: &'static str, at: DateTime<Utc>, extra: Value) -> EventDraft {
         let mut payload = self.base();
         if let Value::Object(extra) = extra {
             payload.extend(extra);
         }
         EventDraft {
             kind,
+            aggregate_kind: AGGREGATE_KIND,
+            aggregate_id: self.id.clone(),
+            member_id: self.member_id.clone(),
+            occurred_at: at,
             payload: Value::Object(payload),
         }
     }
@@ -729,15 +713,14 @@ impl SecondOpinionRequest {
         if self.status == Status::Submitted && self.missing_answers.is_empty() {
             self.status = Status::AwaitingRecords;
             self.log(now, actor, "questionnaire_completed", "");
-            events.push(self.event(event_kinds::QUESTIONNAIRE_COMPLETED, json!({})));
+            events.push(self.event(event_kinds::QUESTIONNAIRE_COMPLETED, now, json!({})));
             let missing: Vec<String> = self
                 .missing_records()
                 .iter()
                 .map(|r| r.label.clone())
                 .collect();
             if !missing.is_empty() {
-                events.push(self.event(
-                    event_kinds::RECORDS_MISSING,
+                events.push(self.event(event_kinds::RECORDS_MISSING, now,
                     json!({ "missing_records": missing }),
                 ));
             }
@@ -753,8 +736,7 @@ impl SecondOpinionRequest {
                 "records_complete",
                 format!("opinion due {}", due.to_rfc3339()),
             );
-            events.push(self.event(
-                event_kinds::RECORDS_RECEIVED,
+            events.push(self.event(event_kinds::RECORDS_RECEIVED, now,
                 json!({ "due_at": due, "records": self.records.len() }),
             ));
         }
@@ -849,8 +831,7 @@ impl SecondOpinionRequest {
             received_at: now,
             received_by: actor.clone(),
         };
-        let mut events = vec![self.event(
-            event_kinds::RECORD_ADDED,
+        let mut events = vec![self.event(event_kinds::RECORD_ADDED, now,
             json!({
                 "record_id": record.id,
                 "kind": record.kind.as_str(),
@@ -884,7 +865,7 @@ impl SecondOpinionRequest {
         self.physician = Some(expert);
         self.status = Status::InReview;
         self.log(now, actor, "physician_assigned", note);
-        Ok(vec![self.event(event_kinds::PHYSICIAN_ASSIGNED, payload)])
+        Ok(vec![self.event(event_kinds::PHYSICIAN_ASSIGNED, now, payload)])
     }
 
     /// A nurse takes on coordination of the request.
@@ -942,7 +923,7 @@ impl SecondOpinionRequest {
             "nurse_id": self.coordinator,
             "late": late,
         });
-        Ok(vec![self.event(event_kinds::OPINION_PUBLISHED, extra)])
+        Ok(vec![self.event(event_kinds::OPINION_PUBLISHED, now, extra)])
     }
 
     /// Adds an addendum to the published opinion.
@@ -967,8 +948,7 @@ impl SecondOpinionRequest {
             answers_question: None,
         });
         self.log(now, actor, "addendum_added", format!("addendum {number}"));
-        Ok(vec![self.event(
-            event_kinds::ADDENDUM_ADDED,
+        Ok(vec![self.event(event_kinds::ADDENDUM_ADDED, now,
             json!({ "addendum": number }),
         )])
     }
@@ -987,7 +967,7 @@ impl SecondOpinionRequest {
         self.reviewed_at = Some(now);
         self.status = Status::OpinionReviewed;
         self.log(now, actor, "opinion_reviewed", "");
-        Ok(vec![self.event(event_kinds::OPINION_REVIEWED, json!({}))])
+        Ok(vec![self.event(event_kinds::OPINION_REVIEWED, now, json!({}))])
     }
 
     /// Sends a copy of the opinion to the member's own doctor, with consent.
@@ -1029,7 +1009,7 @@ impl SecondOpinionRequest {
             consent_by: actor.clone(),
             consent_at: now,
         });
-        Ok(vec![self.event(event_kinds::SHARED_WITH_DOCTOR, payload)])
+        Ok(vec![self.event(event_kinds::SHARED_WITH_DOCTOR, now, payload)])
     }
 
     /// A nurse coordinator records the follow-up call or email.
@@ -1058,8 +1038,7 @@ impl SecondOpinionRequest {
             at: now,
         });
         self.log(now, actor, "follow_up_done", channel.as_str());
-        Ok(vec![self.event(
-            event_kinds::FOLLOW_UP_DONE,
+        Ok(vec![self.event(event_kinds::FOLLOW_UP_DONE, now,
             json!({
                 "nurse_id": nurse,
                 "channel": channel.as_str(),
@@ -1096,8 +1075,7 @@ impl SecondOpinionRequest {
             answered_at: None,
         });
         self.log(now, actor, "question_asked", format!("question {number}"));
-        Ok(vec![self.event(
-            event_kinds::QUESTION_ASKED,
+        Ok(vec![self.event(event_kinds::QUESTION_ASKED, now,
             json!({ "question": number }),
         )])
     }
@@ -1144,8 +1122,7 @@ impl SecondOpinionRequest {
             "question_answered",
             format!("question {number}"),
         );
-        Ok(vec![self.event(
-            event_kinds::QUESTION_ANSWERED,
+        Ok(vec![self.event(event_kinds::QUESTION_ANSWERED, now,
             json!({ "question": number, "addendum": addendum }),
         )])
     }
@@ -1179,8 +1156,7 @@ impl SecondOpinionRequest {
         self.closed_at = Some(now);
         self.closing_note = Some(note.clone());
         self.log(now, actor, "closed", note.clone());
-        Ok(vec![self.event(
-            event_kinds::CLOSED,
+        Ok(vec![self.event(event_kinds::CLOSED, now,
             json!({ "closing_note": note }),
         )])
     }

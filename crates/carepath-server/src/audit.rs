@@ -8,7 +8,7 @@ use carepath_store::{AuditOutcome, AuditQuery, AuditRecord, AuditVerification};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    context::{App, Caller, page_size},
+    context::{App, Caller, caller_of, page_size},
     convert::{optional, timestamp},
     error::{ApiError, ApiResult, respond},
 };
@@ -119,7 +119,7 @@ impl AuditService for Audit {
         request: Request<pb::SearchAuditRequest>,
     ) -> Result<Response<pb::SearchAuditResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.search(&caller, request.into_inner()).await
         })
         .await
@@ -130,7 +130,7 @@ impl AuditService for Audit {
         request: Request<pb::VerifyAuditRequest>,
     ) -> Result<Response<pb::VerifyAuditResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             Self::require_admin(&caller)?;
             Ok(match self.app.store.verify_audit().await? {
                 AuditVerification::Intact { entries } => pb::VerifyAuditResponse {

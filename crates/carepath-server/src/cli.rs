@@ -247,7 +247,7 @@ pub enum CliError {
     #[error("{0}")]
     Store(#[from] carepath_store::StoreError),
     #[error("{0}")]
-    Key(#[from] crate::auth::KeyError),
+    Key(#[from] carepath_app::auth::KeyError),
     #[error("{0}")]
     Serve(#[from] server::ServeError),
     #[error("cannot listen on {addr}: {source}")]

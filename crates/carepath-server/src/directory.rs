@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::error::respond;
 
 use crate::{
-    context::{App, Caller, page_size},
+    context::{App, Caller, caller_of, page_size},
     convert::{self, provider_kind_from_proto, staff_role_from_proto},
     error::{ApiError, ApiResult},
 };
@@ -130,7 +130,7 @@ impl DirectoryService for Directory {
         request: Request<pb::UpsertPlanRequest>,
     ) -> Result<Response<pb::UpsertPlanResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             require_writer(&caller.actor)?;
             let plan = convert::plan_from_proto(request.into_inner().plan)?;
             let mut tx = self.app.store.begin().await?;
@@ -149,7 +149,7 @@ impl DirectoryService for Directory {
         request: Request<pb::GetPlanRequest>,
     ) -> Result<Response<pb::GetPlanResponse>, Status> {
         respond(async move {
-            Caller::of(&request)?;
+            caller_of(&request)?;
             let id = parse_id("id", &request.get_ref().id, PlanId::parse)?;
             let plan = self.app.store.get_plan(&id).await?;
             Ok::<_, ApiError>(pb::GetPlanResponse {
@@ -164,7 +164,7 @@ impl DirectoryService for Directory {
         request: Request<pb::ListPlansRequest>,
     ) -> Result<Response<pb::ListPlansResponse>, Status> {
         respond(async move {
-            Caller::of(&request)?;
+            caller_of(&request)?;
             let page = request.into_inner().page.unwrap_or_default();
             let size = page_size(page.page_size, "page.page_size")?;
             let found = self.app.store.list_plans(&page.page_token, size).await?;
@@ -181,7 +181,7 @@ impl DirectoryService for Directory {
         request: Request<pb::UpsertMemberRequest>,
     ) -> Result<Response<pb::UpsertMemberResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             require_writer(&caller.actor)?;
             let now = self.app.now();
             let member = convert::member_from_proto(request.into_inner().member, now.date_naive())?;
@@ -211,7 +211,7 @@ impl DirectoryService for Directory {
         request: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let id = parse_id("id", &request.get_ref().id, MemberId::parse)?;
             let member = self.get_member_checked(&caller, &id).await?;
             Ok::<_, ApiError>(pb::GetMemberResponse {
@@ -226,7 +226,7 @@ impl DirectoryService for Directory {
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let mut invalid = carepath_core::Invalid::new();
             let plan_id = convert::optional(&mut invalid, "plan_id", &req.plan_id, PlanId::parse);
@@ -283,7 +283,7 @@ impl DirectoryService for Directory {
         request: Request<pb::UpsertProviderRequest>,
     ) -> Result<Response<pb::UpsertProviderResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             require_writer(&caller.actor)?;
             let provider = convert::provider_from_proto(request.into_inner().provider)?;
             let mut tx = self.app.store.begin().await?;
@@ -302,7 +302,7 @@ impl DirectoryService for Directory {
         request: Request<pb::GetProviderRequest>,
     ) -> Result<Response<pb::GetProviderResponse>, Status> {
         respond(async move {
-            Caller::of(&request)?;
+            caller_of(&request)?;
             let npi = parse_id("npi", &request.get_ref().npi, Npi::parse)?;
             let provider = self.app.store.get_provider(&npi).await?;
             Ok::<_, ApiError>(pb::GetProviderResponse {
@@ -317,7 +317,7 @@ impl DirectoryService for Directory {
         request: Request<pb::ListProvidersRequest>,
     ) -> Result<Response<pb::ListProvidersResponse>, Status> {
         respond(async move {
-            Caller::of(&request)?;
+            caller_of(&request)?;
             let req = request.into_inner();
             let kind = match req.kind {
                 0 => None,
@@ -358,7 +358,7 @@ impl DirectoryService for Directory {
         request: Request<pb::UpsertStaffRequest>,
     ) -> Result<Response<pb::UpsertStaffResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             require_writer(&caller.actor)?;
             let staff = convert::staff_from_proto(request.into_inner().staff)?;
             let mut tx = self.app.store.begin().await?;
@@ -377,7 +377,7 @@ impl DirectoryService for Directory {
         request: Request<pb::GetStaffRequest>,
     ) -> Result<Response<pb::GetStaffResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             require_staff(&caller.actor)?;
             let id = parse_id("id", &request.get_ref().id, StaffId::parse)?;
             let staff = self.app.store.get_staff(&id).await?;
@@ -393,7 +393,7 @@ impl DirectoryService for Directory {
         request: Request<pb::ListStaffRequest>,
     ) -> Result<Response<pb::ListStaffResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             require_staff(&caller.actor)?;
             let req = request.into_inner();
             let role = match req.role {

@@ -4,77 +4,14 @@
 //! `google.rpc.BadRequest` naming each field, and internal causes are logged with the
 //! request id and replaced by a generic message, so nothing internal reaches a caller.
 
-use carepath_core::Invalid;
-use carepath_store::StoreError;
+pub use carepath_app::{AppError as ApiError, AppResult as ApiResult};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::auth::AuthError;
-
-/// Every way a call can fail, as seen by the caller.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    Invalid(Invalid),
-    #[error("{kind} {id} not found")]
-    NotFound { kind: &'static str, id: String },
-    #[error("{kind} {id} already exists")]
-    AlreadyExists { kind: &'static str, id: String },
-    /// An illegal state transition or a rule of the workflow that forbids the call now.
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
-    PermissionDenied(String),
-    #[error("{0}")]
-    Unauthenticated(#[from] AuthError),
-    #[error("{0}")]
-    ResourceExhausted(String),
-    /// Anything else: logged, never shown.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl ApiError {
-    /// One invalid field.
-    pub fn field(field: &str, description: impl Into<String>) -> Self {
-        ApiError::Invalid(Invalid::field(field, description))
-    }
-
-    /// A caller who may not see or do this.
-    pub fn denied(what: impl Into<String>) -> Self {
-        ApiError::PermissionDenied(what.into())
-    }
-
-    /// Hides whether a record exists from a caller not entitled to it.
-    pub fn hidden(kind: &'static str, id: impl Into<String>) -> Self {
-        ApiError::NotFound {
-            kind,
-            id: id.into(),
-        }
-    }
-}
-
-impl From<Invalid> for ApiError {
-    fn from(value: Invalid) -> Self {
-        ApiError::Invalid(value)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(value: StoreError) -> Self {
-        match value {
-            StoreError::NotFound { kind, id } => ApiError::NotFound { kind, id },
-            StoreError::Conflict { kind, id } => ApiError::AlreadyExists { kind, id },
-            StoreError::MissingReference { kind, id } => {
-                ApiError::FailedPrecondition(format!("{kind} {id} does not exist"))
-            }
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<ApiError> for Status {
-    fn from(err: ApiError) -> Self {
+/// The gRPC status of an application error: the one mapping every answer leaves
+/// through. (A function, not `From`: both types belong to other crates.)
+pub fn status_of(err: ApiError) -> Status {
+    {
         match err {
             ApiError::Invalid(invalid) => {
                 let mut details = ErrorDetails::new();
@@ -99,19 +36,20 @@ impl From<ApiError> for Status {
     }
 }
 
-/// The result type of every handler body.
-pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Runs a handler body and converts its outcome for tonic: the single exit through
 /// which every answer and every error leaves a service.
 pub async fn respond<T>(
     body: impl Future<Output = ApiResult<T>>,
 ) -> Result<tonic::Response<T>, Status> {
-    body.await.map(tonic::Response::new).map_err(Status::from)
+    body.await.map(tonic::Response::new).map_err(status_of)
 }
 
 #[cfg(test)]
 mod tests {
+    use carepath_core::Invalid;
+    use carepath_store::StoreError;
+
     use super::*;
 
     #[test]
@@ -119,7 +57,7 @@ mod tests {
         let mut invalid = Invalid::new();
         invalid.push("member.id", "must not be empty");
         invalid.push("provider.npi", "check digit does not match");
-        let status: Status = ApiError::Invalid(invalid).into();
+        let status = status_of(ApiError::Invalid(invalid));
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status
             .get_details_bad_request()
@@ -134,24 +72,22 @@ mod tests {
 
     #[test]
     fn internal_causes_are_not_sent() {
-        let status: Status = ApiError::Internal("password=hunter2 at db host".into()).into();
+        let status = status_of(ApiError::Internal("password=hunter2 at db host".into()));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("hunter2"));
     }
 
     #[test]
     fn store_errors_map_to_their_codes() {
-        let nf: Status = ApiError::from(StoreError::NotFound {
+        let nf = status_of(ApiError::from(StoreError::NotFound {
             kind: "member",
             id: "M1".into(),
-        })
-        .into();
+        }));
         assert_eq!(nf.code(), Code::NotFound);
-        let conflict: Status = ApiError::from(StoreError::Conflict {
+        let conflict = status_of(ApiError::from(StoreError::Conflict {
             kind: "case",
             id: "x".into(),
-        })
-        .into();
+        }));
         assert_eq!(conflict.code(), Code::AlreadyExists);
     }
 }

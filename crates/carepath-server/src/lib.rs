@@ -10,7 +10,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod audit;
-pub mod auth;
 pub mod cases;
 pub mod cli;
 pub mod context;
@@ -19,12 +18,12 @@ pub mod directory;
 pub mod error;
 pub mod notify;
 pub mod oncology;
-pub mod outbox;
 pub mod overload;
 pub mod precert;
 pub mod secondopinion;
 pub mod server;
 
+pub use carepath_app::{auth, outbox};
 pub use context::App;
 pub use error::{ApiError, ApiResult};
 pub use server::{Area, Limits, serve};

@@ -27,7 +27,7 @@ use sqlx::types::Json;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    context::{App, Caller, page_in_memory, page_size},
+    context::{App, Caller, caller_of, page_in_memory, page_size},
     convert::{json_name, optional, required, timestamp, urgency_from_proto},
     error::{ApiError, ApiResult, respond},
     precert::{append_events, convert::case_to_proto, engine::PrecertEngine, micros, record_of},
@@ -810,7 +810,7 @@ impl OncologyService for Oncology {
         request: Request<pb::EvaluatePlanRequest>,
     ) -> Result<Response<pb::EvaluatePlanResponse>, Status> {
         respond(async move {
-            Caller::of(&request)?;
+            caller_of(&request)?;
             let plan = plan_from_proto(request.into_inner().plan)?;
             let evaluation = self.evaluate(&plan)?;
             Ok(pb::EvaluatePlanResponse {
@@ -825,7 +825,7 @@ impl OncologyService for Oncology {
         request: Request<pb::SubmitPlanRequest>,
     ) -> Result<Response<pb::SubmitPlanResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.submit_plan(&caller, request.into_inner()).await
         })
         .await
@@ -836,7 +836,7 @@ impl OncologyService for Oncology {
         request: Request<pb::GetPlanRequest>,
     ) -> Result<Response<pb::GetPlanResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let id = request.get_ref().id.trim().to_owned();
             if id.is_empty() {
                 return Err(ApiError::field("id", "is required"));
@@ -864,7 +864,7 @@ impl OncologyService for Oncology {
         request: Request<pb::AcceptAlternativeRequest>,
     ) -> Result<Response<pb::AcceptAlternativeResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let mut invalid = Invalid::new();
             if req.plan_id.trim().is_empty() {
@@ -935,7 +935,7 @@ impl OncologyService for Oncology {
         request: Request<pb::ListPathwaysRequest>,
     ) -> Result<Response<pb::ListPathwaysResponse>, Status> {
         respond(async move {
-            Caller::of(&request)?;
+            caller_of(&request)?;
             let page = request.into_inner().page.unwrap_or_default();
             let size = page_size(page.page_size, "page.page_size")?;
             let c = &self.catalogue;
@@ -981,7 +981,7 @@ impl OncologyService for Oncology {
         request: Request<pb::GetPathwayRequest>,
     ) -> Result<Response<pb::GetPathwayResponse>, Status> {
         respond(async move {
-            Caller::of(&request)?;
+            caller_of(&request)?;
             let req = request.into_inner();
             let mut invalid = Invalid::new();
             if req.cancer_id.trim().is_empty() {

@@ -239,51 +239,10 @@ impl CallerLimiter {
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The longest rest between two rounds of background work.
-const MAX_REST: Duration = Duration::from_millis(500);
-
-/// How background work shares the machine with calls: while calls are in progress,
-/// a round of background work that took `t` is followed by a rest of
-/// `t × (1 − share) / share` (at most [`MAX_REST`]), so it holds about `share` of the
-/// time; with no call in progress it runs flat out.
-#[derive(Debug, Clone)]
-pub struct Pacing {
-    calls: Admission,
-    share: f64,
-}
-
-impl Pacing {
-    /// Background work that gives way to the calls `admission` counts; `share` is
-    /// clamped to [0.01, 1], and 1 never rests.
-    pub fn behind(admission: Admission, share: f64) -> Self {
-        Pacing {
-            calls: admission,
-            share: share.clamp(0.01, 1.0),
-        }
+impl carepath_app::pacing::CallsInProgress for Admission {
+    fn in_progress(&self) -> usize {
+        Admission::in_progress(self)
     }
-
-    /// The rest owed after a round that took `worked`, given the calls in progress.
-    pub fn rest_after(&self, worked: Duration) -> Duration {
-        rest(worked, self.calls.in_progress() > 0, self.share)
-    }
-
-    /// Rests as owed after a round that took `worked`; returns early when `stop` is
-    /// cancelled.
-    pub async fn rest(&self, worked: Duration, stop: &CancellationToken) {
-        let rest = self.rest_after(worked);
-        if !rest.is_zero() {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = tokio::time::sleep(rest) => {}
-            }
-        }
-    }
-}
-
-fn rest(worked: Duration, busy: bool, share: f64) -> Duration {
-    if !busy || share >= 1.0 {
-        return Duration::ZERO;
-    }
-    worked.mul_f64((1.0 - share) / share).min(MAX_REST)
 }
 
 /// Every minute: forgets idle callers' buckets and logs how many calls were refused.
@@ -315,38 +274,6 @@ pub async fn maintain(
             }
             callers.forget_idle();
         }
-    }
-}
-
-#[cfg(test)]
-mod pacing_tests {
-    use super::*;
-
-    #[test]
-    fn background_rests_only_while_calls_are_in_progress() {
-        let worked = Duration::from_millis(10);
-        assert_eq!(rest(worked, false, 0.25), Duration::ZERO);
-        assert_eq!(rest(worked, true, 0.25), Duration::from_millis(30));
-        assert_eq!(rest(worked, true, 0.5), Duration::from_millis(10));
-        assert_eq!(
-            rest(worked, true, 1.0),
-            Duration::ZERO,
-            "a share of 1 never rests"
-        );
-        assert_eq!(rest(Duration::from_secs(2), true, 0.25), MAX_REST);
-    }
-
-    #[tokio::test]
-    async fn pacing_follows_the_calls_admitted() {
-        let admission = Admission::new(4);
-        let pacing = Pacing::behind(admission.clone(), 0.25);
-        let worked = Duration::from_millis(4);
-        assert_eq!(pacing.rest_after(worked), Duration::ZERO, "idle server");
-        let slot = admission.slots.clone().try_acquire_owned().unwrap();
-        assert_eq!(admission.in_progress(), 1);
-        assert_eq!(pacing.rest_after(worked), Duration::from_millis(12));
-        drop(slot);
-        assert_eq!(pacing.rest_after(worked), Duration::ZERO);
     }
 }
 

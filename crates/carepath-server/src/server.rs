@@ -30,12 +30,14 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+use carepath_app::pacing::Pacing;
+
 use crate::{
     audit::Audit,
     context::{App, Authenticate, RpcMethod},
     directory::Directory,
     oncology::Oncology,
-    overload::{Admission, CallerLimiter, CallerRate, Pacing},
+    overload::{Admission, CallerLimiter, CallerRate},
     precert::{
         Precert,
         engine::{EngineError, PrecertEngine},
@@ -137,7 +139,7 @@ impl Default for Limits {
                 per_second,
                 burst: DEFAULT_CALLER_BURST,
             }),
-            event_lease: crate::outbox::ConsumerOptions::default().lease,
+            event_lease: carepath_app::outbox::ConsumerOptions::default().lease,
             background_share: DEFAULT_BACKGROUND_SHARE,
         }
     }
@@ -199,7 +201,7 @@ pub async fn serve_with(
     let callers = limits
         .per_caller
         .map(|rate| Arc::new(CallerLimiter::new(rate)));
-    let authenticate = Authenticate::new(app.auth.clone(), callers.clone());
+    let authenticate = Authenticate::new(&app, callers.clone());
 
     let mut routes = RoutesBuilder::default();
     // Adds a generated service behind authentication, with the message-size limits
@@ -272,13 +274,13 @@ pub async fn serve_with(
             background.clone(),
         )),
     ];
-    let pacing = Pacing::behind(admission.clone(), limits.background_share);
-    let consumer_options = crate::outbox::ConsumerOptions {
+    let pacing = Pacing::behind(Arc::new(admission.clone()), limits.background_share);
+    let consumer_options = carepath_app::outbox::ConsumerOptions {
         lease: limits.event_lease,
-        ..crate::outbox::ConsumerOptions::default()
+        ..carepath_app::outbox::ConsumerOptions::default()
     };
     if let Some(area) = notify_area {
-        tasks.push(tokio::spawn(crate::outbox::run_consumer(
+        tasks.push(tokio::spawn(carepath_app::outbox::run_consumer(
             app.store.clone(),
             app.clock.clone(),
             Arc::new(area.handler),
@@ -293,7 +295,7 @@ pub async fn serve_with(
         )));
     }
     if areas.contains(&Area::Cases) {
-        tasks.push(tokio::spawn(crate::outbox::run_consumer(
+        tasks.push(tokio::spawn(carepath_app::outbox::run_consumer(
             app.store.clone(),
             app.clock.clone(),
             Arc::new(crate::cases::referrals::ReferralConsumer::new(

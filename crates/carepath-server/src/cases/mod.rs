@@ -34,7 +34,7 @@ use self::convert::{
 };
 use self::referrals::NewReferral;
 use crate::{
-    context::{App, Caller, page_size},
+    context::{App, Caller, caller_of, page_size},
     convert::{optional, provider_to_proto, required},
     error::{ApiError, ApiResult, respond},
 };
@@ -48,16 +48,6 @@ pub struct Cases {
     app: App,
     /// Open cases a nurse may hold at most.
     cap: u32,
-}
-
-impl From<CaseError> for ApiError {
-    fn from(e: CaseError) -> Self {
-        match e {
-            CaseError::Invalid(invalid) => ApiError::Invalid(invalid),
-            CaseError::PermissionDenied { .. } => ApiError::PermissionDenied(e.to_string()),
-            CaseError::IllegalTransition { .. } => ApiError::FailedPrecondition(e.to_string()),
-        }
-    }
 }
 
 /// The stored form of a case.
@@ -531,7 +521,7 @@ impl Cases {
                     specialty: None,
                 },
                 "",
-                crate::context::MAX_PAGE_SIZE,
+                carepath_app::context::MAX_PAGE_SIZE,
             )
             .await?;
         let loads: HashMap<String, i64> = self.app.store.caseloads().await?.into_iter().collect();
@@ -831,7 +821,7 @@ impl Cases {
 /// Runs a handler body with the caller read from the request.
 macro_rules! handler {
     ($self:ident, $request:ident, |$caller:ident, $req:ident| $body:expr) => {{
-        let $caller = Caller::of(&$request);
+        let $caller = caller_of(&$request);
         let $req = $request.into_inner();
         respond(async move {
             let $caller = $caller?;

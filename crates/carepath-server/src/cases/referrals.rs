@@ -140,7 +140,7 @@ impl ReferralConsumer {
         };
         let caller = Caller {
             actor: Actor::new(Role::Service, CONSUMER).map_err(|e| e.to_string())?,
-            rpc: format!("outbox:{}", event.kind),
+            operation: format!("outbox:{}", event.kind),
         };
         let new = NewReferral {
             key: format!("event:{}", event.id),

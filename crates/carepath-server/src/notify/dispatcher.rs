@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::settings::DispatchOptions;
-use crate::overload::Pacing;
+use carepath_app::pacing::Pacing;
 
 /// Delivers stored notices.
 #[derive(Debug, Clone)]

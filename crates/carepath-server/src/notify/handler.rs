@@ -18,7 +18,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::{destination_text, precert_payload};
-use crate::outbox::EventHandler;
+use carepath_app::outbox::EventHandler;
 
 /// The consumer name deliveries are tracked under (subscribed by migration too).
 pub const CONSUMER: &str = "notify";

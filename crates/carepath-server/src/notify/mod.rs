@@ -27,7 +27,7 @@ use self::{
     settings::{NotifySettings, SettingsError},
 };
 use crate::{
-    context::{App, Caller, page_size},
+    context::{App, Caller, caller_of, page_size},
     convert::timestamp,
     error::{ApiError, ApiResult, respond},
 };
@@ -259,7 +259,7 @@ impl NotificationService for Notify {
         request: Request<pb::ListNoticesRequest>,
     ) -> Result<Response<pb::ListNoticesResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let (token, size) = page_of(req.page)?;
             let asked = req.recipient_id.trim().to_owned();
@@ -325,7 +325,7 @@ impl NotificationService for Notify {
         request: Request<pb::GetNoticeRequest>,
     ) -> Result<Response<pb::GetNoticeResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let notice = self.load_visible(&caller, &req.id).await?;
             let attempts = self.app.store.notice_attempts(&notice.id).await?;
@@ -350,7 +350,7 @@ impl NotificationService for Notify {
         request: Request<pb::ResendNoticeRequest>,
     ) -> Result<Response<pb::ResendNoticeResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             if !sees_all(&caller) {
                 return Err(self
@@ -420,7 +420,7 @@ impl NotificationService for Notify {
         request: Request<pb::ListFailedNoticesRequest>,
     ) -> Result<Response<pb::ListFailedNoticesResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             if !sees_all(&caller) {
                 return Err(self
@@ -471,7 +471,7 @@ impl NotificationService for Notify {
         request: Request<pb::GetDeliveryReportRequest>,
     ) -> Result<Response<pb::GetDeliveryReportResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             if !sees_all(&caller) {
                 return Err(self

@@ -20,7 +20,7 @@ use std::{
 use carepath_core::{Actor, Invalid, MemberId, NetworkStatus, Npi, Role, StaffId};
 use carepath_precert::{
     self as precert, AdverseDetermination, Answer, AppealDecision, AppealPriority, CaseState, Ctx,
-    DecisionMaker, DecisionOutcome, DecisionRecord, DocumentRequest, ErrorCode, EventDraft,
+    DecisionMaker, DecisionOutcome, DecisionRecord, DocumentRequest, EventDraft,
     LineApproval, LineOutcome, Missing, MissingQuestion, PeerToPeerOutcome, PrecertCase,
     ProviderParty, RecordRef, RuleList, StaffRef, Submission, WithdrawReason, WorkflowError,
     goldcard::{DecidedBy, RecordOutcome},
@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status};
 
 use self::engine::{ListOrigin, PrecertEngine};
 use crate::{
-    context::{App, Caller, page_in_memory, page_size},
+    context::{App, Caller, caller_of, page_in_memory, page_size},
     convert::{json_name, optional, optional_instant, required, timestamp, urgency_from_proto},
     error::{ApiError, ApiResult, respond},
 };
@@ -74,22 +74,6 @@ where
                 after = Some((key(last), last.id.clone()));
             }
             _ => return Ok(()),
-        }
-    }
-}
-
-impl From<WorkflowError> for ApiError {
-    fn from(e: WorkflowError) -> Self {
-        match e {
-            WorkflowError::Invalid(invalid) => ApiError::Invalid(invalid),
-            WorkflowError::Determine(precert::DetermineError::Invalid(invalid)) => {
-                ApiError::Invalid(invalid)
-            }
-            other => match other.code() {
-                ErrorCode::PermissionDenied => ApiError::PermissionDenied(other.to_string()),
-                ErrorCode::InvalidArgument => ApiError::field("request", other.to_string()),
-                ErrorCode::FailedPrecondition => ApiError::FailedPrecondition(other.to_string()),
-            },
         }
     }
 }
@@ -838,7 +822,7 @@ impl Precert {
         let now = self.app.now();
         let sweeper = Caller {
             actor: Actor::new(Role::Service, "precert-sweeper").expect("valid service actor"),
-            rpc: "sweep:withdraw_overdue".into(),
+            operation: "sweep:withdraw_overdue".into(),
         };
         let mut withdrawn = 0;
         for record in self.app.store.cases_in_queue("information").await? {
@@ -961,7 +945,7 @@ impl PrecertService for Precert {
         request: Request<pb::CheckRequirementRequest>,
     ) -> Result<Response<pb::CheckRequirementResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let mut answers = self
                 .check(
@@ -985,7 +969,7 @@ impl PrecertService for Precert {
         request: Request<pb::BatchCheckRequirementsRequest>,
     ) -> Result<Response<pb::BatchCheckRequirementsResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             if req.lines.is_empty() || req.lines.len() > precert::MAX_LINES {
                 return Err(ApiError::field(
@@ -1014,7 +998,7 @@ impl PrecertService for Precert {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.submit(&caller, request.into_inner()).await
         })
         .await
@@ -1025,7 +1009,7 @@ impl PrecertService for Precert {
         request: Request<pb::GetCaseRequest>,
     ) -> Result<Response<pb::GetCaseResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let id = parse_case_id(&request.get_ref().id)
                 .map_err(|_| ApiError::field("id", "is required"))?;
             let (record, case) = self.load_visible(&caller, &id).await?;
@@ -1054,7 +1038,7 @@ impl PrecertService for Precert {
         request: Request<pb::ListCasesRequest>,
     ) -> Result<Response<pb::ListCasesResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.list(&caller, request.into_inner()).await
         })
         .await
@@ -1065,7 +1049,7 @@ impl PrecertService for Precert {
         request: Request<pb::SupplyInformationRequest>,
     ) -> Result<Response<pb::SupplyInformationResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let (answers, records) = self.later_information(req.answers, req.records)?;
             let case = self
@@ -1083,7 +1067,7 @@ impl PrecertService for Precert {
         request: Request<pb::WithdrawCaseRequest>,
     ) -> Result<Response<pb::WithdrawCaseResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.get_ref();
             let case = self
                 .transition(&caller, &req.case_id, |c, who, _, now| {
@@ -1100,7 +1084,7 @@ impl PrecertService for Precert {
         request: Request<pb::ListReviewQueueRequest>,
     ) -> Result<Response<pb::ListReviewQueueResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             Self::require_role(
                 &caller,
                 &[Role::Nurse, Role::PhysicianReviewer, Role::Admin],
@@ -1125,7 +1109,7 @@ impl PrecertService for Precert {
         request: Request<pb::ClaimCaseRequest>,
     ) -> Result<Response<pb::ClaimCaseResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let case = self
                 .transition(&caller, &request.get_ref().case_id, |c, who, _, now| {
                     c.claim(who, now)
@@ -1141,7 +1125,7 @@ impl PrecertService for Precert {
         request: Request<pb::ReleaseCaseRequest>,
     ) -> Result<Response<pb::ReleaseCaseResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let case = self
                 .transition(&caller, &request.get_ref().case_id, |c, who, _, now| {
                     c.release(who, now)
@@ -1157,7 +1141,7 @@ impl PrecertService for Precert {
         request: Request<pb::RequestInformationRequest>,
     ) -> Result<Response<pb::RequestInformationResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             if req.missing.is_empty() {
                 return Err(ApiError::field(
@@ -1211,7 +1195,7 @@ impl PrecertService for Precert {
         request: Request<pb::RecordDecisionRequest>,
     ) -> Result<Response<pb::RecordDecisionResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let outcome = pb::DecisionOutcome::try_from(req.outcome)
                 .unwrap_or(pb::DecisionOutcome::Unspecified);
@@ -1312,7 +1296,7 @@ impl PrecertService for Precert {
         request: Request<pb::RequestPeerToPeerRequest>,
     ) -> Result<Response<pb::RequestPeerToPeerResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let case = self
                 .transition(&caller, &request.get_ref().case_id, |c, who, _, now| {
                     c.request_peer_to_peer(who, now)
@@ -1328,7 +1312,7 @@ impl PrecertService for Precert {
         request: Request<pb::SchedulePeerToPeerRequest>,
     ) -> Result<Response<pb::SchedulePeerToPeerResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let at = req
                 .scheduled_for
@@ -1350,7 +1334,7 @@ impl PrecertService for Precert {
         request: Request<pb::CompletePeerToPeerRequest>,
     ) -> Result<Response<pb::CompletePeerToPeerResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let outcome = if req.overturned {
                 PeerToPeerOutcome::Overturned
@@ -1372,7 +1356,7 @@ impl PrecertService for Precert {
         request: Request<pb::RequestReconsiderationRequest>,
     ) -> Result<Response<pb::RequestReconsiderationResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let (answers, records) = self.later_information(req.answers, req.records)?;
             let case = self
@@ -1390,7 +1374,7 @@ impl PrecertService for Precert {
         request: Request<pb::RequestAppealRequest>,
     ) -> Result<Response<pb::RequestAppealResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let priority = if req.expedited {
                 AppealPriority::Expedited
@@ -1412,7 +1396,7 @@ impl PrecertService for Precert {
         request: Request<pb::DecideAppealRequest>,
     ) -> Result<Response<pb::DecideAppealResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let decision = if req.overturn {
                 if req.rationale.trim().is_empty() {
@@ -1445,7 +1429,7 @@ impl PrecertService for Precert {
         request: Request<pb::EvaluateGoldCardsRequest>,
     ) -> Result<Response<pb::EvaluateGoldCardsResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             Self::require_role(
                 &caller,
                 &[Role::Admin, Role::Service],
@@ -1462,7 +1446,7 @@ impl PrecertService for Precert {
         request: Request<pb::ListGoldCardsRequest>,
     ) -> Result<Response<pb::ListGoldCardsResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let mut invalid = Invalid::new();
             let npi = optional(
                 &mut invalid,
@@ -1526,7 +1510,7 @@ impl PrecertService for Precert {
         request: Request<pb::GetMetricsRequest>,
     ) -> Result<Response<pb::GetMetricsResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             Self::require_role(
                 &caller,
                 &[
@@ -1588,7 +1572,7 @@ impl PrecertService for Precert {
         request: Request<pb::ListRuleListsRequest>,
     ) -> Result<Response<pb::ListRuleListsResponse>, Status> {
         respond(async move {
-            Caller::of(&request)?;
+            caller_of(&request)?;
             let page = request.into_inner().page.unwrap_or_default();
             let size = page_size(page.page_size, "page.page_size")?;
             let today = self.app.now().date_naive();
@@ -1616,7 +1600,7 @@ impl PrecertService for Precert {
         request: Request<pb::ValidateRuleListRequest>,
     ) -> Result<Response<pb::ValidateRuleListResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             Self::require_role(&caller, &[Role::Admin], "rule-list administration")?;
             let req = request.into_inner();
             let name = if req.source_name.trim().is_empty() {
@@ -1654,7 +1638,7 @@ impl PrecertService for Precert {
         request: Request<pb::ActivateRuleListRequest>,
     ) -> Result<Response<pb::ActivateRuleListResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             Self::require_role(&caller, &[Role::Admin], "rule-list administration")?;
             let req = request.into_inner();
             let name = if req.source_name.trim().is_empty() { "rule-list.toml" } else { req.source_name.trim() };

@@ -37,7 +37,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use self::records::{CONTENT_TYPES, MAX_CHUNK_BYTES, MAX_RECORD_BYTES, RecordStorage};
 use crate::{
-    context::{App, Caller, page_size},
+    context::{App, Caller, caller_of, page_size},
     convert::required,
     error::{ApiError, ApiResult, respond},
 };
@@ -73,18 +73,6 @@ pub struct SecondOpinion {
     /// Cancelled when the server shuts down, so open watches end and do not hold
     /// the graceful shutdown open.
     stopping: CancellationToken,
-}
-
-impl From<WorkflowError> for ApiError {
-    fn from(e: WorkflowError) -> Self {
-        match e {
-            WorkflowError::Invalid(invalid) => ApiError::Invalid(invalid),
-            WorkflowError::NotAllowed(m) => ApiError::PermissionDenied(m),
-            other @ (WorkflowError::WrongState { .. } | WorkflowError::Rule(_)) => {
-                ApiError::FailedPrecondition(other.to_string())
-            }
-        }
-    }
 }
 
 fn request_of(record: &OpinionRequestRecord) -> ApiResult<SecondOpinionRequest> {
@@ -128,7 +116,7 @@ async fn append_events(
 ) -> ApiResult<()> {
     let events: Vec<_> = events
         .into_iter()
-        .map(|draft| draft.into_event(uuid::Uuid::now_v7().to_string(), request, at))
+        .map(|draft| draft.into_event(uuid::Uuid::now_v7().to_string()))
         .collect();
     Ok(tx.append_events(&events).await?)
 }
@@ -816,7 +804,7 @@ impl SecondOpinion {
                 .map(|b| pb::DownloadRecordResponse {
                     part: Some(Part::Chunk(b)),
                 })
-                .map_err(Status::from)
+                .map_err(crate::error::status_of)
         });
         Ok(Box::pin(head.chain(body)))
     }
@@ -888,6 +876,10 @@ impl SecondOpinion {
         };
         let event = EventDraft {
             kind: carepath_secondopinion::event_kinds::MESSAGE_POSTED,
+            aggregate_kind: carepath_secondopinion::AGGREGATE_KIND,
+            aggregate_id: request.id.clone(),
+            member_id: request.member_id.clone(),
+            occurred_at: now,
             payload: serde_json::json!({
                 "request_id": request.id,
                 "condition": request.condition,
@@ -1081,7 +1073,7 @@ fn message_to_proto(m: &OpinionMessageRecord) -> pb::Message {
 macro_rules! step {
     ($self:ident, $request:ident, $response:ident, |$r:ident, $party:ident, $actor:ident, $now:ident, $req:ident| $body:expr) => {
         respond(async move {
-            let caller = Caller::of(&$request)?;
+            let caller = caller_of(&$request)?;
             let $req = $request.into_inner();
             let id = $req.request_id.clone();
             let request = $self
@@ -1102,7 +1094,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::CheckEligibilityRequest>,
     ) -> Result<Response<pb::CheckEligibilityResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.check_eligibility(&caller, request.into_inner()).await
         })
         .await
@@ -1113,7 +1105,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.submit(&caller, request.into_inner()).await
         })
         .await
@@ -1124,7 +1116,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::GetQuestionnaireRequest>,
     ) -> Result<Response<pb::GetQuestionnaireResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let id = request_id(&request.get_ref().request_id)?;
             let (r, _) = self.read(&caller, &id).await?;
             let q = self
@@ -1148,7 +1140,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::AnswerQuestionnaireRequest>,
     ) -> Result<Response<pb::AnswerQuestionnaireResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let r = self.answer(&caller, request.into_inner()).await?;
             Ok(pb::AnswerQuestionnaireResponse {
                 request: Some(convert::request_to_proto(&r, self.app.now())),
@@ -1162,7 +1154,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<Streaming<pb::UploadRecordRequest>>,
     ) -> Result<Response<pb::UploadRecordResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.upload(&caller, request.into_inner()).await
         })
         .await
@@ -1173,7 +1165,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::LogRecordRequest>,
     ) -> Result<Response<pb::LogRecordResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let mut invalid = Invalid::new();
             let kind = convert::kind_from_proto(&mut invalid, "kind", req.kind);
@@ -1219,7 +1211,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::DownloadRecordRequest>,
     ) -> Result<Response<Self::DownloadRecordStream>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.download(&caller, request.into_inner()).await
         })
         .await
@@ -1230,7 +1222,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::GetPhysicianRequest>,
     ) -> Result<Response<pb::GetPhysicianResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let physician = self
                 .physician(&caller, &request.get_ref().request_id)
                 .await?;
@@ -1258,7 +1250,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::PublishOpinionRequest>,
     ) -> Result<Response<pb::PublishOpinionResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let draft = convert::opinion_from_proto(req.opinion)?;
             let r = self
@@ -1307,7 +1299,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::ShareWithDoctorRequest>,
     ) -> Result<Response<pb::ShareWithDoctorResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let r = self.share(&caller, request.into_inner()).await?;
             Ok(pb::ShareWithDoctorResponse {
                 request: Some(convert::request_to_proto(&r, self.app.now())),
@@ -1321,7 +1313,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::RecordFollowUpRequest>,
     ) -> Result<Response<pb::RecordFollowUpResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let mut invalid = Invalid::new();
             let channel =
@@ -1389,7 +1381,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::PostMessageRequest>,
     ) -> Result<Response<pb::PostMessageResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let message = self.post_message(&caller, request.into_inner()).await?;
             Ok(pb::PostMessageResponse {
                 message: Some(message),
@@ -1403,7 +1395,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let req = request.into_inner();
             let page = req.page.unwrap_or_default();
             let size = page_size(page.page_size, "page.page_size")?;
@@ -1436,7 +1428,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::GetRequestRequest>,
     ) -> Result<Response<pb::GetRequestResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             let id = request_id(&request.get_ref().request_id)?;
             let (r, _) = self.read(&caller, &id).await?;
             let now = self.app.now();
@@ -1457,7 +1449,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::ListRequestsRequest>,
     ) -> Result<Response<pb::ListRequestsResponse>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.list_requests(&caller, request.into_inner()).await
         })
         .await
@@ -1470,7 +1462,7 @@ impl SecondOpinionService for SecondOpinion {
         request: Request<pb::WatchStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
         respond(async move {
-            let caller = Caller::of(&request)?;
+            let caller = caller_of(&request)?;
             self.watch(&caller, &request.get_ref().request_id).await
         })
         .await

@@ -188,8 +188,13 @@ impl Authenticator {
         })
     }
 
-    /// Checks the `authorization` metadata value and returns who is calling.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Actor, AuthError> {
+    /// Checks the `authorization` value (`Bearer <token>`) and returns who is calling;
+    /// `now` is the clock's reading the token's expiry is checked against.
+    pub fn authenticate(
+        &self,
+        header: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Actor, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let token = header
             .strip_prefix("Bearer ")
@@ -198,11 +203,11 @@ impl Authenticator {
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Malformed)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = Utc::now().timestamp();
+        let now = now.timestamp();
         if let Some(actor) = self.remembered(&digest, now) {
             return Ok(actor);
         }
-        let (actor, exp) = self.verify(token)?;
+        let (actor, exp) = self.verify(token, now)?;
         self.remember(digest, actor.clone(), exp + LEEWAY_SECS, now);
         Ok(actor)
     }
@@ -229,15 +234,19 @@ impl Authenticator {
 
     /// Checks the token's signature and claims against each verifying key; returns
     /// the caller and the token's `exp`.
-    fn verify(&self, token: &str) -> Result<(Actor, i64), AuthError> {
+    fn verify(&self, token: &str, now: i64) -> Result<(Actor, i64), AuthError> {
         let mut last = AuthError::Rejected("no verifying key configured".into());
         for (alg, key) in &self.verifying {
             let mut validation = Validation::new(*alg);
             validation.set_issuer(&[ISSUER]);
             validation.set_required_spec_claims(&["exp", "sub", "iss"]);
-            validation.leeway = LEEWAY_SECS as u64;
+            // Expiry is checked below against the injected clock, not the wall clock.
+            validation.validate_exp = false;
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
                 Ok(data) => {
+                    if data.claims.exp + LEEWAY_SECS < now {
+                        return Err(AuthError::Expired);
+                    }
                     let role = Role::parse(&data.claims.role).map_err(|_| {
                         AuthError::Rejected(format!("unknown role {:?}", data.claims.role))
                     })?;
@@ -282,6 +291,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 mod tests {
     use super::*;
 
+    /// The clock's reading in these tests.
+    fn t0() -> DateTime<Utc> {
+        "2026-12-01T12:00:00Z".parse().unwrap()
+    }
+
     fn provider() -> Actor {
         Actor::new(Role::Provider, "1234567893").unwrap()
     }
@@ -291,9 +305,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let auth = Authenticator::with_local_key(&dir.path().join("k.pem")).unwrap();
         let token = auth
-            .mint(&provider(), Utc::now(), chrono::Duration::hours(1))
+            .mint(&provider(), t0(), chrono::Duration::hours(1))
             .unwrap();
-        let actor = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        let actor = auth.authenticate(Some(&format!("Bearer {token}")), t0()).unwrap();
         assert_eq!(actor, provider());
     }
 
@@ -303,12 +317,12 @@ mod tests {
         let path = dir.path().join("k.pem");
         let first = Authenticator::with_local_key(&path).unwrap();
         let token = first
-            .mint(&provider(), Utc::now(), chrono::Duration::hours(1))
+            .mint(&provider(), t0(), chrono::Duration::hours(1))
             .unwrap();
         let second = Authenticator::with_local_key(&path).unwrap();
         assert!(
             second
-                .authenticate(Some(&format!("Bearer {token}")))
+                .authenticate(Some(&format!("Bearer {token}")), t0())
                 .is_ok()
         );
     }
@@ -321,24 +335,24 @@ mod tests {
         let expired = auth
             .mint(
                 &provider(),
-                Utc::now() - chrono::Duration::hours(2),
+                t0() - chrono::Duration::hours(2),
                 chrono::Duration::hours(1),
             )
             .unwrap();
         assert!(matches!(
-            auth.authenticate(Some(&format!("Bearer {expired}"))),
+            auth.authenticate(Some(&format!("Bearer {expired}")), t0()),
             Err(AuthError::Expired)
         ));
         let foreign = other
-            .mint(&provider(), Utc::now(), chrono::Duration::hours(1))
+            .mint(&provider(), t0(), chrono::Duration::hours(1))
             .unwrap();
         assert!(matches!(
-            auth.authenticate(Some(&format!("Bearer {foreign}"))),
+            auth.authenticate(Some(&format!("Bearer {foreign}")), t0()),
             Err(AuthError::Rejected(_))
         ));
-        assert!(matches!(auth.authenticate(None), Err(AuthError::Missing)));
+        assert!(matches!(auth.authenticate(None, t0()), Err(AuthError::Missing)));
         assert!(matches!(
-            auth.authenticate(Some("Basic abc")),
+            auth.authenticate(Some("Basic abc"), t0()),
             Err(AuthError::Malformed)
         ));
     }
@@ -347,12 +361,12 @@ mod tests {
     fn a_remembered_token_is_its_caller_until_it_expires_and_no_other_text_is() {
         let dir = tempfile::tempdir().unwrap();
         let auth = Authenticator::with_local_key(&dir.path().join("k.pem")).unwrap();
-        let now = Utc::now();
+        let now = t0();
         let token = auth
             .mint(&provider(), now, chrono::Duration::minutes(5))
             .unwrap();
         let bearer = format!("Bearer {token}");
-        assert_eq!(auth.authenticate(Some(&bearer)).unwrap(), provider());
+        assert_eq!(auth.authenticate(Some(&bearer), t0()).unwrap(), provider());
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let exp = (now + chrono::Duration::minutes(5)).timestamp();
         let remembered = |at: i64| auth.remembered(&digest, at);
@@ -365,7 +379,7 @@ mod tests {
         let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
         let forged = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
         assert!(matches!(
-            auth.authenticate(Some(&format!("Bearer {forged}"))),
+            auth.authenticate(Some(&format!("Bearer {forged}")), t0()),
             Err(AuthError::Rejected(_))
         ));
         // Nor does a refused token become remembered.
@@ -401,15 +415,15 @@ mod tests {
         .unwrap();
         let verifier = Authenticator::with_public_keys(&[public]).unwrap();
         let token = signer
-            .mint(&provider(), Utc::now(), chrono::Duration::hours(1))
+            .mint(&provider(), t0(), chrono::Duration::hours(1))
             .unwrap();
         assert!(
             verifier
-                .authenticate(Some(&format!("Bearer {token}")))
+                .authenticate(Some(&format!("Bearer {token}")), t0())
                 .is_ok()
         );
         assert!(matches!(
-            verifier.mint(&provider(), Utc::now(), chrono::Duration::hours(1)),
+            verifier.mint(&provider(), t0(), chrono::Duration::hours(1)),
             Err(KeyError::NoSigningKey)
         ));
     }

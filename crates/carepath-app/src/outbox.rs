@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::overload::Pacing;
+use crate::pacing::Pacing;
 
 /// Something that reacts to domain events: notifications, case referrals.
 pub trait EventHandler: Send + Sync + 'static {

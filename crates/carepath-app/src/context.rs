@@ -1,0 +1,231 @@
+//! What every use case needs: the shared state of the application, who is calling,
+//! the audit trail of member data access, and paging.
+
+use std::sync::Arc;
+
+use carepath_core::{Actor, BusinessCalendar, Clock, MemberId};
+use carepath_store::{AuditEntry, AuditOutcome, Store};
+use chrono::{DateTime, Utc};
+
+use crate::{
+    auth::Authenticator,
+    error::{AppError, AppResult},
+};
+
+/// State shared by every use case of every area. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub store: Store,
+    /// The only source of "now" for use cases, so tests can move time.
+    pub clock: Arc<dyn Clock>,
+    pub calendar: Arc<BusinessCalendar>,
+    /// Verifies callers' tokens (and, on the embedded default, mints them).
+    pub auth: Arc<Authenticator>,
+}
+
+impl App {
+    /// The clock's reading.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The clock's reading at the precision both backends store (microseconds), so
+    /// keys, pages and stored times compare exactly.
+    pub fn stored_now(&self) -> DateTime<Utc> {
+        micros(self.clock.now())
+    }
+
+    /// Records an access to a member's data. For reads this runs before the answer
+    /// leaves; a failure to audit fails the call, so no read goes unrecorded.
+    pub async fn audit(
+        &self,
+        caller: &Caller,
+        record_kind: &str,
+        record_id: &str,
+        member: Option<&MemberId>,
+        outcome: AuditOutcome,
+    ) -> AppResult<()> {
+        self.store
+            .audit(
+                &caller.audit_entry(record_kind, record_id, member, outcome),
+                self.now(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Audits a refused access and returns the error to send: callers not entitled to
+    /// a record learn nothing about it.
+    pub async fn refuse(
+        &self,
+        caller: &Caller,
+        record_kind: &str,
+        record_id: &str,
+        member: Option<&MemberId>,
+        err: AppError,
+    ) -> AppError {
+        if let Err(audit_err) = self
+            .audit(caller, record_kind, record_id, member, AuditOutcome::Denied)
+            .await
+        {
+            return audit_err;
+        }
+        err
+    }
+}
+
+/// Microsecond precision: what both backends store, so keys and pages compare exactly.
+pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Who is calling, and through which operation (the door's name for it: a gRPC
+/// method, a FHIR interaction), as the audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub actor: Actor,
+    pub operation: String,
+}
+
+impl Caller {
+    /// `actor` calling through `operation`.
+    pub fn new(actor: Actor, operation: impl Into<String>) -> Self {
+        Caller {
+            actor,
+            operation: operation.into(),
+        }
+    }
+
+    /// A background task of the application acting as the internal service `name`
+    /// (a sweep, a consumer); `operation` names what it does in the audit log.
+    pub fn service(name: &str, operation: &str) -> Self {
+        Caller {
+            actor: Actor::new(carepath_core::Role::Service, name).expect("valid service name"),
+            operation: operation.to_owned(),
+        }
+    }
+
+    /// The audit entry of this caller's access to one record.
+    pub fn audit_entry(
+        &self,
+        record_kind: &str,
+        record_id: &str,
+        member: Option<&MemberId>,
+        outcome: AuditOutcome,
+    ) -> AuditEntry {
+        AuditEntry {
+            subject: self.actor.subject.clone(),
+            role: self.actor.role.as_str().to_owned(),
+            rpc: self.operation.clone(),
+            record_kind: record_kind.to_owned(),
+            record_id: record_id.to_owned(),
+            member_id: member.map(|m| m.as_str().to_owned()),
+            outcome,
+        }
+    }
+
+    /// Refuses the call unless the caller has one of `roles`; `what` names the
+    /// capability in the message.
+    pub fn require_role(&self, roles: &[carepath_core::Role], what: &str) -> AppResult<()> {
+        if roles.contains(&self.actor.role) {
+            Ok(())
+        } else {
+            Err(AppError::denied(format!(
+                "{what} is for {}",
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    }
+}
+
+/// Page size bounds shared by every list.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// A page request: the token the previous page returned (empty for the first) and
+/// how many items at most (0 for the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub token: String,
+    pub size: u32,
+}
+
+impl PageRequest {
+    /// The size to read: 0 means the default; above the maximum is an error naming
+    /// `field`.
+    pub fn checked_size(&self, field: &str) -> AppResult<u32> {
+        page_size(self.size, field)
+    }
+}
+
+/// One page of a list and the token of the next (empty on the last page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
+/// Reads a page size: 0 means the default; above the maximum is an error naming the
+/// field.
+pub fn page_size(requested: u32, field: &str) -> AppResult<u32> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n > MAX_PAGE_SIZE => Err(AppError::field(
+            field,
+            format!("must be at most {MAX_PAGE_SIZE}"),
+        )),
+        n => Ok(n),
+    }
+}
+
+/// One page of a list held in memory, ordered by `key`: the items whose key sorts
+/// after `token` (all of them for an empty token), at most `size`, and the token of
+/// the next page (empty on the last page).
+pub fn page_in_memory<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    token: &str,
+    size: u32,
+) -> (Vec<T>, String) {
+    items.sort_by_cached_key(&key);
+    let mut page: Vec<T> = items
+        .into_iter()
+        .filter(|item| token.is_empty() || key(item).as_str() > token)
+        .take(size as usize + 1)
+        .collect();
+    let next = if page.len() > size as usize {
+        page.truncate(size as usize);
+        page.last().map(&key).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    (page, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_pages_cover_the_list_once_in_order() {
+        let items = vec!["d", "a", "c", "b", "e"];
+        let key = |s: &&str| (*s).to_owned();
+        let (first, token) = page_in_memory(items.clone(), key, "", 2);
+        assert_eq!((first, token.as_str()), (vec!["a", "b"], "b"));
+        let (second, token) = page_in_memory(items.clone(), key, &token, 2);
+        assert_eq!((second, token.as_str()), (vec!["c", "d"], "d"));
+        let (last, token) = page_in_memory(items, key, &token, 2);
+        assert_eq!((last, token.as_str()), (vec!["e"], ""));
+    }
+
+    #[test]
+    fn page_sizes_default_and_cap() {
+        assert_eq!(page_size(0, "page").unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(7, "page").unwrap(), 7);
+        assert!(matches!(page_size(501, "page"), Err(AppError::Invalid(_))));
+    }
+}
