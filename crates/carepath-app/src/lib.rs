@@ -19,3 +19,11 @@ pub mod pipeline;
 pub use context::{App, Caller, Page, PageRequest, micros, page_in_memory, page_size};
 pub use error::{AppError, AppResult};
 pub use pipeline::{Aggregate, Changed, Working};
+
+pub mod audit;
+pub mod cases;
+pub mod directory;
+pub mod notify;
+pub mod oncology;
+pub mod precert;
+pub mod secondopinion;

@@ -10,7 +10,7 @@
 //! told it does not exist.
 
 pub mod convert;
-pub mod engine;
+pub use carepath_app::precert::engine;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -1,0 +1,1 @@
+//! audit use cases.

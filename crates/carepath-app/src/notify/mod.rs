@@ -1,0 +1,1 @@
+//! notify use cases.

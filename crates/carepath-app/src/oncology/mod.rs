@@ -1,0 +1,1 @@
+//! oncology use cases.

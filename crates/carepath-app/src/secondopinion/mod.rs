@@ -1,0 +1,1 @@
+//! secondopinion use cases.
