@@ -7,7 +7,7 @@ use carepath_proto::{
     directory::v1::{GetPlanRequest, directory_service_client::DirectoryServiceClient},
     oncology::v1::{SubmitPlanRequest, oncology_service_client::OncologyServiceClient},
     precert::v1::{
-        ClinicalAnswer, RecordReference, ServiceLine, SubmitRequest, clinical_answer,
+        CheckRequirementRequest, ClinicalAnswer, RecordReference, ServiceLine, SubmitRequest, clinical_answer,
         precert_service_client::PrecertServiceClient,
     },
 };
@@ -24,6 +24,9 @@ pub enum ScenarioKind {
     Submit,
     /// `OncologyService/SubmitPlan`: a TCHP plan evaluated, approved, stored.
     SubmitPlan,
+    /// `PrecertService/CheckRequirement`: the MRI line of [`mri`] checked for the
+    /// member (the rule found in memory, the parties read, the check audited).
+    Check,
 }
 
 /// A connected scenario, cheap to share between tasks.
@@ -100,6 +103,19 @@ impl Scenario {
                 let mut client = PrecertServiceClient::new(self.channel.clone());
                 client
                     .submit(bearer(&self.imaging, mri(request_id)))
+                    .await?;
+            }
+            ScenarioKind::Check => {
+                let mut client = PrecertServiceClient::new(self.channel.clone());
+                let submit = mri(request_id);
+                let request = CheckRequirementRequest {
+                    member_id: submit.member_id,
+                    rendering_provider_npi: submit.requesting_provider_npi,
+                    line: submit.lines.into_iter().next(),
+                    diagnoses: submit.diagnoses,
+                };
+                client
+                    .check_requirement(bearer(&self.imaging, request))
                     .await?;
             }
             ScenarioKind::SubmitPlan => {
