@@ -15,6 +15,7 @@ pub mod error;
 pub mod outbox;
 pub mod pacing;
 pub mod pipeline;
+pub mod setup;
 
 pub use context::{App, Caller, Page, PageRequest, micros, page_in_memory, page_size};
 pub use error::{AppError, AppResult};

@@ -7,10 +7,9 @@ use std::{
     net::SocketAddr,
     num::NonZeroU32,
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
-use carepath_core::{Actor, BusinessCalendar, DirectoryBundle, Role, SystemClock};
+use carepath_core::{Actor, DirectoryBundle, Role, SystemClock};
 use carepath_store::Store;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
@@ -18,7 +17,6 @@ use tonic::transport::ServerTlsConfig;
 
 use crate::{
     auth::Authenticator,
-    context::App,
     overload::CallerRate,
     server::{self, Area, Limits},
 };
@@ -264,6 +262,8 @@ pub enum CliError {
     Directory(#[from] carepath_core::DirectoryError),
     #[error("{0}")]
     Invalid(#[from] carepath_core::Invalid),
+    #[error("{0}")]
+    App(#[from] carepath_app::AppError),
     #[error("{flag} {path}: {reason}")]
     TlsFile {
         flag: &'static str,
@@ -294,9 +294,7 @@ pub fn init_logging() {
 
 /// Opens the database and applies pending migrations.
 pub async fn open_store(db: &DbArgs) -> Result<Store, CliError> {
-    let store = Store::connect(&db.database_url).await?;
-    store.migrate().await?;
-    Ok(store)
+    Ok(carepath_app::setup::open_store(&db.database_url).await?)
 }
 
 /// The key file beside a SQLite database: `sqlite://data/carepath.db` gives
@@ -338,9 +336,7 @@ pub async fn import_bundle(
     store: &Store,
     bundle: &DirectoryBundle,
 ) -> Result<carepath_store::ImportSummary, CliError> {
-    let now = chrono::Utc::now();
-    bundle.validate(now.date_naive())?;
-    Ok(store.import_directory(bundle, now).await?)
+    Ok(carepath_app::setup::import_directory(store, &SystemClock, bundle).await?)
 }
 
 /// Reads and imports a directory JSON file.
@@ -414,12 +410,7 @@ pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError
             "demo directory loaded"
         );
     }
-    let app = App {
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
-        calendar: Arc::new(BusinessCalendar::us_federal()),
-        auth: Arc::new(authenticator(&args.keys, &args.db)?),
-    };
+    let app = carepath_app::setup::app(store.clone(), authenticator(&args.keys, &args.db)?);
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| CliError::Listen {
