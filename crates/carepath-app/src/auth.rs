@@ -307,7 +307,9 @@ mod tests {
         let token = auth
             .mint(&provider(), t0(), chrono::Duration::hours(1))
             .unwrap();
-        let actor = auth.authenticate(Some(&format!("Bearer {token}")), t0()).unwrap();
+        let actor = auth
+            .authenticate(Some(&format!("Bearer {token}")), t0())
+            .unwrap();
         assert_eq!(actor, provider());
     }
 
@@ -350,7 +352,10 @@ mod tests {
             auth.authenticate(Some(&format!("Bearer {foreign}")), t0()),
             Err(AuthError::Rejected(_))
         ));
-        assert!(matches!(auth.authenticate(None, t0()), Err(AuthError::Missing)));
+        assert!(matches!(
+            auth.authenticate(None, t0()),
+            Err(AuthError::Missing)
+        ));
         assert!(matches!(
             auth.authenticate(Some("Basic abc"), t0()),
             Err(AuthError::Malformed)

@@ -132,6 +132,9 @@ mod tests {
             kind: "case",
             id: "x".into(),
         });
-        assert!(matches!(conflict, AppError::AlreadyExists { kind: "case", .. }));
+        assert!(matches!(
+            conflict,
+            AppError::AlreadyExists { kind: "case", .. }
+        ));
     }
 }

@@ -141,15 +141,15 @@ impl App {
     ) -> AppResult<(A::Record, A, V)> {
         let record = match A::load(&self.store, id).await {
             Ok(r) => r,
-            Err(StoreError::NotFound { .. }) => return Err(self.hidden::<A>(caller, id, None).await),
+            Err(StoreError::NotFound { .. }) => {
+                return Err(self.hidden::<A>(caller, id, None).await);
+            }
             Err(e) => return Err(e.into()),
         };
         let aggregate = A::from_record(&record)?;
         match policy(&caller.actor, &aggregate) {
             Some(standing) => Ok((record, aggregate, standing)),
-            None => Err(self
-                .hidden::<A>(caller, id, Some(aggregate.member()))
-                .await),
+            None => Err(self.hidden::<A>(caller, id, Some(aggregate.member())).await),
         }
     }
 
@@ -191,9 +191,7 @@ impl App {
         let aggregate = A::from_record(&record)?;
         let Some(standing) = policy(&caller.actor, &aggregate, now) else {
             drop(tx);
-            return Err(self
-                .hidden::<A>(caller, id, Some(aggregate.member()))
-                .await);
+            return Err(self.hidden::<A>(caller, id, Some(aggregate.member())).await);
         };
         Ok(Working {
             app: self,

@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::{Backend, Page, Store, StoreError, Tx, conflict_on_unique, on_db, on_tx};
+use crate::{
+    Backend, Page, Store, StoreError, Tx, conflict_on_unique, on_db, on_tx,
+    page::{decode_token, encode_token},
+};
 
 /// A case as stored: the indexed columns and the aggregate document.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,18 +222,10 @@ impl Store {
             .bind(i64::from(filter.open_only)).bind(f(&filter.visible_to_nurse))
             .bind(before_at).bind(before_id.clone()).bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
-        let more = rows.len() > page_size as usize;
-        let mut items: Vec<ManagedCaseRecord> = rows.into_iter().map(record).collect();
-        items.truncate(page_size as usize);
-        let next_page_token = if more {
-            items.last().map(|r| encode_token(r.opened_at, &r.id))
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        let items: Vec<ManagedCaseRecord> = rows.into_iter().map(record).collect();
+        Ok(Page::of(items, page_size, |r| {
+            encode_token(r.opened_at, &r.id)
+        }))
     }
 
     /// Open cases per nurse, for assignment by caseload.
@@ -269,22 +264,4 @@ impl Store {
             "SELECT rating FROM cm_rating WHERE rated_at >= $1 AND rated_at < $2 ORDER BY rated_at")
             .bind(from).bind(to).fetch_all(c).await)?)
     }
-}
-
-fn far_future() -> DateTime<Utc> {
-    "9999-12-31T00:00:00Z".parse().expect("valid instant")
-}
-
-fn encode_token(at: DateTime<Utc>, id: &str) -> String {
-    format!(
-        "{}|{id}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-    )
-}
-
-fn decode_token(token: &str) -> (DateTime<Utc>, String) {
-    token
-        .split_once('|')
-        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-        .unwrap_or_else(|| (far_future(), String::new()))
 }

@@ -8,14 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::types::Json;
 
-use crate::{Store, StoreError, Tx, on_db, on_tx};
-
-/// One page of a list and the token of the next page (`None` on the last page).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_page_token: Option<String>,
-}
+use crate::{Page, Store, StoreError, Tx, on_db, on_tx};
 
 /// Filters of [`Store::list_members`]; `None` means "any".
 #[derive(Debug, Clone, Default)]
@@ -57,19 +50,10 @@ fn doc_of<T: Serialize>(value: &T) -> Json<serde_json::Value> {
     Json(serde_json::to_value(value).expect("directory entities serialize to JSON"))
 }
 
-/// Rows are fetched one past the page size to learn whether another page follows.
-pub(crate) fn paginate<T>(mut rows: Vec<(String, T)>, page_size: u32) -> Page<T> {
-    let more = rows.len() > page_size as usize;
-    rows.truncate(page_size as usize);
-    let next_page_token = if more {
-        rows.last().map(|(key, _)| key.clone())
-    } else {
-        None
-    };
-    Page {
-        items: rows.into_iter().map(|(_, item)| item).collect(),
-        next_page_token,
-    }
+/// Rows are fetched one past the page size to learn whether another page follows;
+/// each row comes with its key, the token of the page after it.
+pub(crate) fn paginate<T>(rows: Vec<(String, T)>, page_size: u32) -> Page<T> {
+    Page::of(rows, page_size, |(key, _)| key.clone()).map(|(_, item)| item)
 }
 
 fn upsert_event(

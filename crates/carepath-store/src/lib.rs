@@ -19,6 +19,7 @@ mod directory;
 mod notify;
 mod oncology;
 mod outbox;
+mod page;
 mod precert;
 mod secondopinion;
 mod writer;
@@ -36,10 +37,11 @@ pub use audit::{
     AUDIT_CHAINS, AuditEntry, AuditOutcome, AuditQuery, AuditRecord, AuditVerification,
 };
 pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
-pub use directory::{ImportSummary, MemberFilter, Page, ProviderFilter, StaffFilter};
+pub use directory::{ImportSummary, MemberFilter, ProviderFilter, StaffFilter};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
+pub use page::Page;
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
 pub use writer::{SqliteTx, SqliteWriter};

@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::{Backend, Page, Store, StoreError, Tx, on_db, on_tx};
+use crate::{
+    Backend, Page, Store, StoreError, Tx, on_db, on_tx,
+    page::{decode_token, encode_token},
+};
 
 /// A notice to store, as planned and rendered.
 #[derive(Debug, Clone, PartialEq)]
@@ -425,46 +428,6 @@ impl Tx {
     }
 }
 
-fn far_future() -> DateTime<Utc> {
-    "9999-12-31T00:00:00Z".parse().expect("valid instant")
-}
-
-fn encode_token(at: DateTime<Utc>, id: &str) -> String {
-    format!(
-        "{}|{id}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-    )
-}
-
-fn decode_token(token: &str) -> (DateTime<Utc>, String) {
-    token
-        .split_once('|')
-        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-        .unwrap_or_else(|| (far_future(), String::new()))
-}
-
-fn page_of(mut rows: Vec<NoticeRecord>, page_size: u32) -> Page<NoticeRecord> {
-    let more = rows.len() > page_size as usize;
-    rows.truncate(page_size as usize);
-    let next_page_token = if more {
-        rows.last().map(|r| encode_token(r.created_at, &r.id))
-    } else {
-        None
-    };
-    Page {
-        items: rows,
-        next_page_token,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_tokens_round_trip() {
-        let at: DateTime<Utc> = "2026-11-25T15:00:00.123456Z".parse().unwrap();
-        assert_eq!(decode_token(&encode_token(at, "n-1")), (at, "n-1".into()));
-        assert_eq!(decode_token("garbage").0, far_future());
-    }
+fn page_of(rows: Vec<NoticeRecord>, page_size: u32) -> Page<NoticeRecord> {
+    Page::of(rows, page_size, |r| encode_token(r.created_at, &r.id))
 }

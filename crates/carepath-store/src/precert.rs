@@ -8,7 +8,10 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::{
-    Backend, Page, Store, StoreError, Tx, conflict_on_unique, directory::decode, on_db, on_tx,
+    Backend, Page, Store, StoreError, Tx, conflict_on_unique,
+    directory::decode,
+    on_db, on_tx,
+    page::{decode_token, encode_token, far_future, far_past},
 };
 
 /// What a request needs to know before it is decided, read at once by
@@ -411,21 +414,6 @@ impl Store {
     }
 }
 
-fn far_past() -> DateTime<Utc> {
-    DateTime::<Utc>::UNIX_EPOCH
-}
-
-fn far_future() -> DateTime<Utc> {
-    "9999-12-31T00:00:00Z".parse().expect("valid instant")
-}
-
-fn encode_token(at: DateTime<Utc>, id: &str) -> String {
-    format!(
-        "{}|{id}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-    )
-}
-
 /// A document that may be absent, decoded when present.
 fn decode_some<T: serde::de::DeserializeOwned>(
     kind: &'static str,
@@ -435,24 +423,10 @@ fn decode_some<T: serde::de::DeserializeOwned>(
     doc.map(|doc| decode(kind, id, doc)).transpose()
 }
 
-fn decode_token(token: &str) -> (DateTime<Utc>, String) {
-    token
-        .split_once('|')
-        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-        .unwrap_or_else(|| (far_future(), String::new()))
-}
-
 fn page_of(
-    mut rows: Vec<CaseRow>,
+    rows: Vec<CaseRow>,
     page_size: u32,
     token: impl Fn(&CaseRecord) -> String,
 ) -> Page<CaseRecord> {
-    let more = rows.len() > page_size as usize;
-    rows.truncate(page_size as usize);
-    let items: Vec<CaseRecord> = rows.into_iter().map(record).collect();
-    let next_page_token = if more { items.last().map(&token) } else { None };
-    Page {
-        items,
-        next_page_token,
-    }
+    Page::of(rows.into_iter().map(record).collect(), page_size, token)
 }

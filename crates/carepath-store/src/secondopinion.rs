@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::{Backend, Page, Store, StoreError, Tx, on_db, on_tx};
+use crate::{
+    Backend, Page, Store, StoreError, Tx, on_db, on_tx,
+    page::{decode_token, decode_token_or, encode_token, far_future, far_past},
+};
 
 /// A request as stored: the indexed columns and the aggregate document.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,18 +210,10 @@ impl Store {
             .bind(before_id.clone())
             .bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
-        let more = rows.len() > page_size as usize;
-        let mut items: Vec<OpinionRequestRecord> = rows.into_iter().map(record).collect();
-        items.truncate(page_size as usize);
-        let next_page_token = if more {
-            items.last().map(|r| encode_token(r.received_at, &r.id))
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        let items: Vec<OpinionRequestRecord> = rows.into_iter().map(record).collect();
+        Ok(Page::of(items, page_size, |r| {
+            encode_token(r.received_at, &r.id)
+        }))
     }
 
     /// A request's messages, oldest first, keyset-paged on (sent_at, id).
@@ -228,46 +223,17 @@ impl Store {
         page_token: &str,
         page_size: u32,
     ) -> Result<Page<OpinionMessageRecord>, StoreError> {
-        let (after_at, after_id) = page_token
-            .split_once('|')
-            .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-            .unwrap_or_else(|| (DateTime::<Utc>::UNIX_EPOCH, String::new()));
-        let mut rows: Vec<OpinionMessageRecord> = on_db!(self, c => sqlx::query_as(
+        let (after_at, after_id) = decode_token_or(page_token, far_past());
+        let rows: Vec<OpinionMessageRecord> = on_db!(self, c => sqlx::query_as(
             "SELECT id, request_id, author_role, author_id, body, sent_at FROM secondopinion_message
              WHERE request_id = $1 AND (sent_at > $2 OR (sent_at = $2 AND id > $3))
              ORDER BY sent_at, id LIMIT $4")
             .bind(request_id).bind(after_at).bind(after_id).bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
-        let more = rows.len() > page_size as usize;
-        rows.truncate(page_size as usize);
-        let next_page_token = if more {
-            rows.last().map(|m| encode_token(m.sent_at, &m.id))
-        } else {
-            None
-        };
-        Ok(Page {
-            items: rows,
-            next_page_token,
-        })
+        Ok(Page::of(rows, page_size, |m| {
+            encode_token(m.sent_at, &m.id)
+        }))
     }
-}
-
-fn far_future() -> DateTime<Utc> {
-    "9999-12-31T00:00:00Z".parse().expect("valid instant")
-}
-
-fn encode_token(at: DateTime<Utc>, id: &str) -> String {
-    format!(
-        "{}|{id}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-    )
-}
-
-fn decode_token(token: &str) -> (DateTime<Utc>, String) {
-    token
-        .split_once('|')
-        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-        .unwrap_or_else(|| (far_future(), String::new()))
 }
 
 impl Store {
