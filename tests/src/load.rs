@@ -7,8 +7,8 @@ use carepath_proto::{
     directory::v1::{GetPlanRequest, directory_service_client::DirectoryServiceClient},
     oncology::v1::{SubmitPlanRequest, oncology_service_client::OncologyServiceClient},
     precert::v1::{
-        CheckRequirementRequest, ClinicalAnswer, RecordReference, ServiceLine, SubmitRequest, clinical_answer,
-        precert_service_client::PrecertServiceClient,
+        CheckRequirementRequest, ClinicalAnswer, RecordReference, ServiceLine, SubmitRequest,
+        clinical_answer, precert_service_client::PrecertServiceClient,
     },
 };
 use carepath_server::cli::{DbArgs, KeyArgs, authenticator};
