@@ -17,8 +17,8 @@ pub const RECORD_KIND: &str = "audit_log";
 /// use carepath_app::audit::may_read;
 /// use carepath_core::{Actor, Role};
 ///
-/// assert!(may_read(&Actor::new(Role::Admin, "S900001").unwrap()));
-/// assert!(!may_read(&Actor::new(Role::Nurse, "S100001").unwrap()));
+/// assert!(may_read(&Actor::new(Role::Admin, "AD-001").unwrap()));
+/// assert!(!may_read(&Actor::new(Role::Nurse, "RN-001").unwrap()));
 /// assert!(!may_read(&Actor::new(Role::Service, "notify").unwrap()));
 /// ```
 pub fn may_read(actor: &Actor) -> bool {

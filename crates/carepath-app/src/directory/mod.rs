@@ -44,7 +44,7 @@ pub enum Action<'a> {
 /// use carepath_app::directory::{Action, may};
 /// use carepath_core::{Actor, MemberId, Role};
 ///
-/// let nurse = Actor::new(Role::Nurse, "S100001").unwrap();
+/// let nurse = Actor::new(Role::Nurse, "RN-001").unwrap();
 /// let member = Actor::new(Role::Member, "M100001").unwrap();
 /// let own = MemberId::parse("M100001").unwrap();
 /// let other = MemberId::parse("M100002").unwrap();

@@ -99,7 +99,7 @@ impl Standing {
 /// assert!(mine.sees("member:M100001"));
 /// assert!(!mine.sees("member:M100002"));
 ///
-/// let admin = Actor::new(Role::Admin, "S900001").unwrap();
+/// let admin = Actor::new(Role::Admin, "AD-001").unwrap();
 /// assert!(standing(&admin).sees_all());
 /// ```
 pub fn standing(actor: &Actor) -> Standing {
