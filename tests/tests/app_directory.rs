@@ -282,10 +282,12 @@ async fn only_admins_read_the_audit_log(db: &TestDb) {
         .expect_err("services do not either");
     assert!(matches!(err, AppError::PermissionDenied(_)), "{err:?}");
 
-    Directory::new(app.clone())
-        .get_member(&caller(Role::Nurse, NURSE, "read"), &member_id(MEMBER))
-        .await
-        .unwrap();
+    for id in [MEMBER, FAMILY] {
+        Directory::new(app.clone())
+            .get_member(&caller(Role::Nurse, NURSE, "read"), &member_id(id))
+            .await
+            .unwrap();
+    }
     let admin = caller(Role::Admin, ADMIN, "search");
     let first = log
         .search(
