@@ -138,7 +138,7 @@ async fn calls_without_a_valid_token_are_unauthenticated(db: &TestDb) {
         .auth
         .mint(
             &actor,
-            chrono::Utc::now() - chrono::Duration::hours(2),
+            server.clock_now() - chrono::Duration::hours(2),
             chrono::Duration::hours(1),
         )
         .unwrap();

@@ -8,7 +8,7 @@
 //! min(business deadline, ceiling).
 
 use carepath_core::{BusinessCalendar, Urgency};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Business days for a routine decision (plan turnaround).
@@ -30,6 +30,13 @@ pub const STANDARD_APPEAL_DAYS: u32 = 30;
 /// Calendar days after an adverse decision within which an appeal may be filed
 /// (ERISA: at least 180 days).
 pub const APPEAL_FILING_DAYS: u32 = 180;
+
+/// Calendar days an authorization stays valid after the last date of service
+/// requested.
+pub const AUTHORIZATION_VALID_DAYS: i64 = 90;
+/// Calendar days after an appeal is upheld within which external review may be asked
+/// for (four months, as the federal external-review rules allow).
+pub const EXTERNAL_REVIEW_DAYS: i64 = 123;
 
 /// How the due time was arrived at, stored with it so a report can say which limit
 /// applied.
@@ -108,6 +115,17 @@ pub fn appeal_due(filed: DateTime<Utc>, expedited: bool) -> DateTime<Utc> {
 /// The last moment an appeal may be filed after an adverse decision at `decided`.
 pub fn appeal_filing_deadline(decided: DateTime<Utc>) -> DateTime<Utc> {
     decided + Duration::days(i64::from(APPEAL_FILING_DAYS))
+}
+
+/// The last day an authorization covers, for services requested up to `last_service`.
+pub fn authorization_valid_through(last_service: NaiveDate) -> NaiveDate {
+    last_service + Duration::days(AUTHORIZATION_VALID_DAYS)
+}
+
+/// The last day external review may be asked for after an appeal upheld on
+/// `decided_on`.
+pub fn external_review_deadline(decided_on: NaiveDate) -> NaiveDate {
+    decided_on + Duration::days(EXTERNAL_REVIEW_DAYS)
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub use clock::{
     URGENT_INFORMATION_HOURS, appeal_due, appeal_filing_deadline, decision_due, information_due,
     withdraw_after,
 };
+pub use clock::{
+    AUTHORIZATION_VALID_DAYS, EXTERNAL_REVIEW_DAYS, authorization_valid_through,
+    external_review_deadline,
+};
 pub use determine::{
     ApprovalBasis, CaseOutcome, Determination, DetermineError, LineDetermination, LineOutcome,
     MAX_LINES, MAX_UNITS, Missing, MissingQuestion, PendReason, PendedFor, ProviderParty,

@@ -288,7 +288,7 @@ pub async fn serve_with(
             pacing.clone(),
             background.clone(),
         )));
-        tasks.push(tokio::spawn(crate::notify::dispatcher::run_dispatcher(
+        tasks.push(tokio::spawn(carepath_app::notify::run_dispatcher(
             area.dispatcher,
             pacing.clone(),
             background.clone(),

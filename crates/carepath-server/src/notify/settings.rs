@@ -1,13 +1,12 @@
-//! Where notices go out: the SMTP server, the fax gateway, the print-batch folder, and
-//! how deliveries are retried. Flags with environment fallbacks; secrets never reach a
-//! log line (the `Debug` output leaves them out).
+//! The flags (with environment fallbacks) that say where notices go out: the SMTP
+//! server, the fax gateway, the print-batch folder. They build the application's
+//! [`NotifySettings`]; secrets never reach a log line (the `Debug` output leaves them
+//! out).
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use carepath_notify::{
-    Channels, EmailChannel, EmailSettings, FaxChannel, FaxSettings, MailChannel, MailSettings,
-    PortalChannel, RetryPolicy, SmtpCredentials, TlsMode,
-};
+pub use carepath_app::notify::settings::{DispatchOptions, NotifySettings, SettingsError};
+use carepath_notify::{EmailSettings, FaxSettings, MailSettings, SmtpCredentials, TlsMode};
 
 /// The notification settings of a serving binary (flattened into `ServeArgs`).
 #[derive(Clone, clap::Args)]
@@ -66,69 +65,6 @@ impl std::fmt::Debug for NotifyArgs {
             .finish_non_exhaustive()
     }
 }
-
-/// How the dispatcher claims notices.
-#[derive(Debug, Clone, Copy)]
-pub struct DispatchOptions {
-    /// Notices claimed at once.
-    pub batch: u32,
-    /// How long a claimed notice stays with this dispatcher; longer than the slowest
-    /// channel's timeout, so a live dispatcher never loses a notice it is sending.
-    pub lease: Duration,
-    /// Pause when nothing is due.
-    pub idle_poll: Duration,
-    /// Notices of a batch sent at once.
-    pub parallelism: usize,
-}
-
-impl Default for DispatchOptions {
-    fn default() -> Self {
-        DispatchOptions {
-            parallelism: 8,
-            batch: 16,
-            lease: Duration::from_secs(120),
-            idle_poll: Duration::from_millis(200),
-        }
-    }
-}
-
-/// Everything the notification area needs besides the database.
-#[derive(Debug, Clone)]
-pub struct NotifySettings {
-    pub email: EmailSettings,
-    /// `None`: fax notices fail as retryable until a gateway is configured.
-    pub fax: Option<FaxSettings>,
-    pub mail: MailSettings,
-    pub retry: RetryPolicy,
-    pub dispatch: DispatchOptions,
-}
-
-impl Default for NotifySettings {
-    /// A plaintext relay on this host, no fax gateway, letters in the temporary folder.
-    fn default() -> Self {
-        NotifySettings {
-            email: EmailSettings {
-                host: "127.0.0.1".into(),
-                port: 25,
-                tls: TlsMode::None,
-                credentials: None,
-                from: "Carepath Health Plan <notices@carepath.example>".into(),
-                timeout_secs: 30,
-            },
-            fax: None,
-            mail: MailSettings {
-                batch_dir: std::env::temp_dir().join("carepath-print-batches"),
-            },
-            retry: RetryPolicy::default(),
-            dispatch: DispatchOptions::default(),
-        }
-    }
-}
-
-/// The channels could not be set up (a bad From address, an unusable folder, ...).
-#[derive(Debug, thiserror::Error)]
-#[error("notification settings: {0}")]
-pub struct SettingsError(pub String);
 
 impl NotifyArgs {
     /// The settings these flags name; `database_url` places the default print folder.
@@ -198,21 +134,6 @@ fn default_print_dir(database_url: &str) -> PathBuf {
             .map(|d| d.join("print-batches"))
             .unwrap_or_else(|| PathBuf::from("print-batches")),
         None => std::env::temp_dir().join("carepath-print-batches"),
-    }
-}
-
-impl NotifySettings {
-    /// Builds every channel; a misconfiguration fails here, at start.
-    pub fn channels(&self) -> Result<Channels, SettingsError> {
-        let err = |e: carepath_notify::ChannelError| SettingsError(e.to_string());
-        let mut channels = Channels::new()
-            .with(Arc::new(EmailChannel::new(&self.email).map_err(err)?))
-            .with(Arc::new(MailChannel::new(&self.mail).map_err(err)?))
-            .with(Arc::new(PortalChannel));
-        if let Some(fax) = &self.fax {
-            channels = channels.with(Arc::new(FaxChannel::new(fax.clone()).map_err(err)?));
-        }
-        Ok(channels)
     }
 }
 

@@ -12,23 +12,19 @@
 use carepath_core::{DomainEvent, Npi, Provider, Staff, StaffId};
 use carepath_precert::{
     AdverseDetermination, AppealDecision, Decision, DecisionOutcome, Missing, PrecertCase,
-    ReasonCode, appeal_filing_deadline, event_kinds,
+    ReasonCode, appeal_filing_deadline, authorization_valid_through, event_kinds,
+    external_review_deadline,
 };
 use carepath_store::{Store, StoreError};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
-
-/// How long an authorization stays valid after the last date of service requested.
-pub const AUTHORIZATION_VALID_DAYS: i64 = 90;
-
-/// How long after an appeal is upheld external review may be asked for (four months,
-/// as the federal external-review rules allow).
-pub const EXTERNAL_REVIEW_DAYS: i64 = 123;
 
 /// The directory records a precertification notice names.
 #[derive(Debug, Clone, Default)]
 pub struct Parties {
+    /// The requesting provider, when the directory has them.
     pub requesting: Option<Provider>,
+    /// The servicing provider, when not the requesting one and in the directory.
     pub servicing: Option<Provider>,
     /// Staff named by the event (the deciding reviewer, the peer-to-peer physician).
     pub staff: Vec<Staff>,
@@ -42,8 +38,10 @@ pub async fn adapt(store: &Store, event: &DomainEvent) -> Result<DomainEvent, St
         .get_case(&event.aggregate_id)
         .await
         .map_err(|e| format!("case {}: {e}", event.aggregate_id))?;
-    let case: PrecertCase = serde_json::from_value(record.doc)
-        .map_err(|e| format!("stored case {} unreadable: {e}", event.aggregate_id))?;
+    let case = crate::precert::case_of(&record).map_err(|e| match e {
+        crate::AppError::Internal(cause) => cause,
+        other => other.to_string(),
+    })?;
     let mut parties = Parties {
         requesting: provider(store, &case.request.requesting_provider.npi).await?,
         ..Parties::default()
@@ -151,7 +149,7 @@ pub fn notice_payload(
                     p.insert("criterion".into(), json!(adverse.guideline));
                     p.insert(
                         "external_review_deadline".into(),
-                        json!(decided_on + Duration::days(EXTERNAL_REVIEW_DAYS)),
+                        json!(external_review_deadline(decided_on)),
                     );
                 }
                 AppealDecision::Overturned { rationale } => {
@@ -269,7 +267,7 @@ fn approval(p: &mut Map<String, Value>, case: &PrecertCase) {
         p.insert("valid_from".into(), json!(from));
         p.insert(
             "valid_through".into(),
-            json!(last + Duration::days(AUTHORIZATION_VALID_DAYS)),
+            json!(authorization_valid_through(last)),
         );
     }
 }

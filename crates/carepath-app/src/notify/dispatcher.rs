@@ -17,15 +17,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::settings::DispatchOptions;
-use carepath_app::pacing::Pacing;
+use crate::pacing::Pacing;
 
 /// Delivers stored notices.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
+    /// Where the notices are stored.
     pub store: Store,
+    /// The time leases and retries are measured on.
     pub clock: Arc<dyn Clock>,
+    /// The channels notices go out through.
     pub channels: Channels,
+    /// When a failed delivery is tried again, and when it is given up.
     pub retry: RetryPolicy,
+    /// How notices are claimed.
     pub options: DispatchOptions,
 }
 

@@ -17,8 +17,8 @@ use futures::{StreamExt, future::BoxFuture};
 use serde_json::json;
 use tracing::Instrument;
 
-use super::{destination_text, precert_payload};
-use carepath_app::outbox::EventHandler;
+use super::{NoticeState, destination_text, precert_payload};
+use crate::outbox::EventHandler;
 
 /// The consumer name deliveries are tracked under (subscribed by migration too).
 pub const CONSUMER: &str = "notify";
@@ -29,9 +29,13 @@ pub const PREFIXES: &[&str] = &["precert.case.", "secondopinion.", "cases.intera
 /// Plans, renders and stores the notices of each event.
 #[derive(Debug, Clone)]
 pub struct NotifyHandler {
+    /// Where the directory is read and the notices stored.
     pub store: Store,
+    /// The time notices are stored at.
     pub clock: Arc<dyn Clock>,
+    /// Which events call for which notices, to whom, through which channel.
     pub rules: Arc<NoticeRules>,
+    /// The templates notices are rendered with.
     pub catalog: Arc<TemplateCatalog>,
 }
 
@@ -189,7 +193,7 @@ impl NotifyHandler {
         let rendered = self.catalog.render(planned, planned.event_date);
         let (state, last_error, subject, template_version, language, rendered) = match rendered {
             Ok(r) => (
-                "pending",
+                NoticeState::Pending,
                 String::new(),
                 r.subject.clone(),
                 i32::try_from(r.template.version).unwrap_or(i32::MAX),
@@ -197,7 +201,7 @@ impl NotifyHandler {
                 serde_json::to_value(&r).ok(),
             ),
             Err(e) => (
-                "dead",
+                NoticeState::Dead,
                 format!("cannot render: {e}"),
                 String::new(),
                 0,
@@ -232,7 +236,7 @@ impl NotifyHandler {
             },
             planned: serde_json::to_value(planned).ok(),
             rendered,
-            state: state.to_owned(),
+            state: state.as_str().to_owned(),
             last_error,
         }
     }
@@ -261,7 +265,7 @@ fn unreachable_row(event: &DomainEvent, rules_version: &str, u: &Unreachable) ->
         priority: 1,
         planned: Some(json!({ "unreachable": u })),
         rendered: None,
-        state: "dead".into(),
+        state: NoticeState::Dead.as_str().to_owned(),
         last_error: format!("unreachable: {}", u.reason),
     }
 }
