@@ -34,6 +34,6 @@ pub use request::{
     Expert, FirstOpinion, FollowUp, FollowUpChannel, FollowUpQuestion, HistoryEntry,
     MAX_DESCRIPTION, MAX_FILE_NAME, MAX_FOLLOW_UP_QUESTIONS, MAX_RECORD_BYTES, MAX_TEXT,
     MedicalRecord, NewRecord, NewRequest, Opinion, OpinionDraft, Party, QuestionResponse,
-    QuestionnaireRef, RecordChannel, SecondOpinionRequest, Status, TreatmentVerdict,
-    WorkflowError, check_text, event_kinds, may_request_for,
+    QuestionnaireRef, RecordChannel, SecondOpinionRequest, Status, TreatmentVerdict, WorkflowError,
+    check_text, event_kinds, may_request_for,
 };

@@ -21,28 +21,37 @@ use crate::{
 /// lowercase hexadecimal SHA-256).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadRecord {
+    /// The request the record is for.
     pub request_id: String,
+    /// What kind of record it is.
     pub kind: RecordKind,
+    /// The file's name, without any folder.
     pub file_name: String,
+    /// One of [`carepath_secondopinion::CONTENT_TYPES`].
     pub content_type: String,
     /// The exact number of bytes that will follow.
     pub size_bytes: u64,
     /// The lowercase hex SHA-256 of the bytes that will follow.
     pub sha256: String,
+    /// What the record is.
     pub description: String,
 }
 
 /// Which record to download.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadRecord {
+    /// The request the record belongs to.
     pub request_id: String,
+    /// The record's id.
     pub record_id: String,
 }
 
 /// A record being downloaded: what it is, then its bytes in pieces of at most
 /// [`super::records::MAX_CHUNK_BYTES`].
 pub struct Download {
+    /// The record, as the request holds it.
     pub record: MedicalRecord,
+    /// Its bytes, in order.
     pub bytes: BoxStream<'static, AppResult<Bytes>>,
 }
 

@@ -13,33 +13,39 @@
 //! lead physician, and nurse coordinators while it is open. Anyone else is told it does
 //! not exist, and the refusal is audited.
 
+mod commands;
 mod files;
+mod matching;
+mod messages;
 pub mod record;
 pub mod records;
 mod watch;
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
-use carepath_core::{Actor, EventDraft, Icd10Code, MemberId, Npi, Provider, Role};
+use carepath_core::{Actor, EventDraft, MemberId, Provider, Role};
 use carepath_secondopinion::{
-    Answer, Catalogue, Conflicts, DiagnosisGroup, Doctor, EligibilityInput, Expert, FirstOpinion,
-    FollowUpChannel, Ineligible, MatchInput, NewRecord, NewRequest, OpinionDraft, Party,
-    Questionnaire, RecordChannel, RecordKind, SecondOpinionRequest, Status, WorkflowError,
-    check_eligibility, check_text, choose_expert, may_request_for,
+    Answer, Catalogue, Doctor, EligibilityInput, Expert, NewRecord, NewRequest, OpinionDraft,
+    Party, Questionnaire, SecondOpinionRequest, Status, WorkflowError, check_eligibility,
+    may_request_for,
 };
-use carepath_store::{AuditOutcome, OpinionMessageRecord, ProviderFilter, StoreError, Tx};
+use carepath_store::{AuditOutcome, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use self::{
+    commands::{
+        CheckEligibility, DoctorRef, Eligibility, ListRequests, LogRecord, RecordAdded,
+        RecordFollowUp, RequestView, ShareWithDoctor, Submit, Submitted,
+    },
     files::{Download, DownloadRecord, UploadRecord},
     record::{RECORD_KIND, list_scope, policy, record_of, request_of},
     records::RecordStorage,
     watch::StatusChange,
 };
 use crate::{
-    context::{App, Caller, Page, PageRequest},
+    context::{App, Caller, Page},
     error::{AppError, AppResult},
     pipeline::{Working, append_events, record_id},
 };
@@ -66,117 +72,6 @@ pub struct SecondOpinion {
     /// Cancelled when the application stops, so open watches end and do not hold a
     /// graceful shutdown open.
     stopping: CancellationToken,
-}
-
-/// Whether a member qualifies: [`SecondOpinion::check_eligibility`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckEligibility {
-    pub member_id: MemberId,
-    pub diagnosis: Icd10Code,
-    pub major_surgery_recommended: bool,
-    /// An emergency is never eligible: the member is told to seek care at once.
-    pub emergency: bool,
-    /// `None` when no first opinion was given (eligibility refuses with its reason).
-    pub first_opinion: Option<FirstOpinion>,
-}
-
-/// The answer of an eligibility check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Eligibility {
-    /// The diagnosis group the diagnosis falls in, if any (the one it qualifies under
-    /// when eligible).
-    pub group: Option<DiagnosisGroup>,
-    /// Why the member is not eligible; `None` when they are.
-    pub ineligible: Option<Ineligible>,
-}
-
-impl Eligibility {
-    /// Whether the member may submit a request.
-    pub fn eligible(&self) -> bool {
-        self.ineligible.is_none()
-    }
-}
-
-/// A new request: [`SecondOpinion::submit`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Submit {
-    pub member_id: MemberId,
-    pub diagnosis: Icd10Code,
-    pub major_surgery_recommended: bool,
-    pub emergency: bool,
-    /// The member's current treatment, as they describe it (checked text).
-    pub current_treatment: String,
-    pub first_opinion: Option<FirstOpinion>,
-}
-
-/// A request as a caller is shown it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestView {
-    pub request: SecondOpinionRequest,
-    /// Whether the opinion is late at the time of the answer.
-    pub late: bool,
-    /// The lead physician's directory entry, where the answer shows their profile.
-    pub physician: Option<Provider>,
-}
-
-/// A submitted request and the questionnaire the member answers next.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Submitted {
-    pub request: RequestView,
-    pub questionnaire: Option<Questionnaire>,
-}
-
-/// A record added to a request (uploaded or logged) and the request after it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordAdded {
-    pub record: Option<carepath_secondopinion::MedicalRecord>,
-    pub request: RequestView,
-}
-
-/// A record received by fax or mail, logged by a nurse coordinator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogRecord {
-    pub request_id: String,
-    pub kind: RecordKind,
-    /// Fax or mail.
-    pub channel: RecordChannel,
-    /// What was received (checked text).
-    pub description: String,
-}
-
-/// The doctor a member sends the opinion to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DoctorRef {
-    /// A provider of the directory, by NPI.
-    Directory(Npi),
-    /// A doctor given by hand, already checked.
-    Given(Doctor),
-}
-
-/// The member's consent to send the opinion to a doctor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShareWithDoctor {
-    pub request_id: String,
-    pub doctor: DoctorRef,
-    pub consent: bool,
-}
-
-/// A nurse's follow-up with the member after the opinion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordFollowUp {
-    pub request_id: String,
-    pub channel: FollowUpChannel,
-    pub notes: String,
-    pub member_understands: bool,
-}
-
-/// Which requests to list: [`SecondOpinion::list_requests`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListRequests {
-    pub status: Option<Status>,
-    /// Only requests whose opinion is overdue now.
-    pub late_only: bool,
-    pub page: PageRequest,
 }
 
 impl SecondOpinion {
@@ -296,95 +191,6 @@ impl SecondOpinion {
     ) -> AppResult<RequestView> {
         let request = self.command(caller, id, command).await?;
         Ok(self.view(request))
-    }
-
-    /// Chooses and assigns the lead physician, inside the command's transaction. When
-    /// nobody is free the request waits in `awaiting_assignment`.
-    async fn assign(
-        &self,
-        tx: &mut Tx,
-        request: &mut SecondOpinionRequest,
-        now: DateTime<Utc>,
-    ) -> AppResult<Vec<EventDraft>> {
-        let Some(group) = self.catalogue.group(&request.diagnosis_group) else {
-            return Err(AppError::Internal(format!(
-                "request {} names unknown group {}",
-                request.id, request.diagnosis_group
-            )));
-        };
-        let mut candidates: Vec<Provider> = Vec::new();
-        for specialty in &group.specialties {
-            let filter = ProviderFilter {
-                specialty: Some(specialty.to_string()),
-                kind: Some("physician".into()),
-                ..Default::default()
-            };
-            let mut after = String::new();
-            loop {
-                let page = self.app.store.list_providers(&filter, &after, 500).await?;
-                candidates.extend(page.items);
-                match page.next_page_token {
-                    Some(t) => after = t,
-                    None => break,
-                }
-            }
-        }
-        let load: HashMap<Npi, u32> = tx
-            .expert_load()
-            .await?
-            .into_iter()
-            .filter_map(|(npi, n)| Some((Npi::parse(&npi).ok()?, u32::try_from(n).ok()?)))
-            .collect();
-        let first_practice = match (
-            &request.first_opinion.practice,
-            &request.first_opinion.physician_npi,
-        ) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(npi)) => self.provider(npi).await?.and_then(|p| p.practice),
-            (None, None) => None,
-        };
-        let chosen = choose_expert(
-            &candidates,
-            MatchInput {
-                group,
-                language: &request.member_language,
-                country: &request.member_country,
-                conflicts: Conflicts {
-                    first_opinion_npi: request.first_opinion.physician_npi.as_ref(),
-                    first_opinion_practice: first_practice.as_deref(),
-                },
-                open_requests: &load,
-                capacity: self.catalogue.expert_capacity,
-            },
-        );
-        let expert = match chosen {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(request = %request.id, reason = %e, "no expert free; the request waits");
-                return Ok(Vec::new());
-            }
-        };
-        let system = Actor::new(Role::Service, MATCHING_SUBJECT).expect("valid service name");
-        Ok(request.assign(
-            &system,
-            Expert {
-                npi: expert.npi.clone(),
-                name: expert.name.clone(),
-                specialty: expert.specialty.clone().expect("experts have a specialty"),
-                practice: expert.practice.clone(),
-                assigned_at: now,
-            },
-            now,
-        )?)
-    }
-
-    /// The directory entry of `npi`, if there is one.
-    async fn provider(&self, npi: &Npi) -> AppResult<Option<Provider>> {
-        match self.app.store.get_provider(npi).await {
-            Ok(p) => Ok(Some(p)),
-            Err(StoreError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Whether a member qualifies for a second opinion, and under which diagnosis
@@ -698,7 +504,7 @@ impl SecondOpinion {
         cmd: ShareWithDoctor,
     ) -> AppResult<RequestView> {
         let doctor = match cmd.doctor {
-            DoctorRef::Given(doctor) => doctor,
+            DoctorRef::Given(doctor) => *doctor,
             DoctorRef::Directory(npi) => match self.provider(&npi).await? {
                 Some(p) => doctor_from_provider(&p),
                 None => {
@@ -771,85 +577,6 @@ impl SecondOpinion {
             r.close(party, actor, note, now)
         })
         .await
-    }
-
-    /// Posts a secure message on a request.
-    pub async fn post_message(
-        &self,
-        caller: &Caller,
-        request_id: &str,
-        body: &str,
-    ) -> AppResult<OpinionMessageRecord> {
-        check_text("body", body)?;
-        let id = record_id(request_id, "request_id")?;
-        let (request, _) = self.visible(caller, &id).await?;
-        let now = self.app.stored_now();
-        let message = OpinionMessageRecord {
-            id: format!("MSG-{}", uuid::Uuid::now_v7().simple()),
-            request_id: id.clone(),
-            author_role: caller.actor.role.to_string(),
-            author_id: caller.actor.subject.clone(),
-            body: body.trim().to_owned(),
-            sent_at: now,
-        };
-        let event = EventDraft {
-            kind: carepath_secondopinion::event_kinds::MESSAGE_POSTED,
-            aggregate_kind: carepath_secondopinion::AGGREGATE_KIND,
-            aggregate_id: request.id.clone(),
-            member_id: request.member_id.clone(),
-            occurred_at: now,
-            payload: serde_json::json!({
-                "request_id": request.id,
-                "condition": request.condition,
-                "message_id": message.id,
-                "author_role": message.author_role,
-            }),
-        };
-        let mut tx = self.app.store.begin().await?;
-        tx.insert_opinion_message(&message).await?;
-        append_events(&mut tx, vec![event]).await?;
-        tx.append_audit(
-            &caller.audit_entry(
-                MESSAGE_KIND,
-                &message.id,
-                Some(&request.member_id),
-                AuditOutcome::Allowed,
-            ),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(message)
-    }
-
-    /// One page of a request's secure messages, oldest first.
-    pub async fn list_messages(
-        &self,
-        caller: &Caller,
-        request_id: &str,
-        page: PageRequest,
-    ) -> AppResult<Page<OpinionMessageRecord>> {
-        let size = page.checked_size("page.page_size")?;
-        let id = record_id(request_id, "request_id")?;
-        let (request, _) = self.visible(caller, &id).await?;
-        let found = self
-            .app
-            .store
-            .list_opinion_messages(&id, &page.token, size)
-            .await?;
-        self.app
-            .audit(
-                caller,
-                MESSAGE_KIND,
-                &id,
-                Some(&request.member_id),
-                AuditOutcome::Allowed,
-            )
-            .await?;
-        Ok(Page {
-            items: found.items,
-            next_page_token: found.next_page_token.unwrap_or_default(),
-        })
     }
 
     /// A request the caller may see, with the lead physician's profile.

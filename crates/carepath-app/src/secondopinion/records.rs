@@ -58,7 +58,9 @@ pub struct RecordStorage {
 /// What arrived: the exact size and the SHA-256 of the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// The exact number of bytes received.
     pub size: u64,
+    /// Their lowercase hex SHA-256.
     pub sha256: String,
 }
 

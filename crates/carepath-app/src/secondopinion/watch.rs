@@ -12,7 +12,9 @@ use crate::{context::Caller, error::AppResult, pipeline::record_id};
 /// One status of a request as a watcher hears of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
+    /// The request watched.
     pub request_id: String,
+    /// Its status.
     pub status: Status,
     /// The number of history entries once the change was made: later changes have
     /// higher versions.

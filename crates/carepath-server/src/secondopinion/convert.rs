@@ -462,7 +462,7 @@ pub fn share(req: pb::ShareWithDoctorRequest) -> AppResult<ShareWithDoctor> {
     };
     let mut invalid = Invalid::new();
     let doctor = if given.npi.trim().is_empty() {
-        doctor_from_proto(&mut invalid, given).map(DoctorRef::Given)
+        doctor_from_proto(&mut invalid, given).map(|d| DoctorRef::Given(Box::new(d)))
     } else {
         invalid
             .check("doctor.npi", Npi::parse(&given.npi))
