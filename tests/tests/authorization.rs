@@ -19,6 +19,7 @@
 
 use std::{collections::BTreeSet, fmt, time::Duration};
 
+use carepath_app::secondopinion::records::sha256_hex;
 use carepath_core::Role;
 use carepath_oncology::{
     Catalogue, ClinicalContext, Intent, LineOfTherapy, PatientFactors, SiteOfService, StageGroup,
@@ -34,9 +35,7 @@ use carepath_proto::{
     precert::v1::{self as ppb, precert_service_client::PrecertServiceClient},
     secondopinion::v1::{self as spb, second_opinion_service_client::SecondOpinionServiceClient},
 };
-use carepath_server::{
-    convert::timestamp, oncology::plan_to_proto, secondopinion::records::sha256_hex,
-};
+use carepath_server::{convert::timestamp, oncology::plan_to_proto};
 use carepath_store::AuditQuery;
 use carepath_tests::{TestDb, TestServer, contract_tests};
 use prost::Message as _;

@@ -15,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use carepath_app::secondopinion::records::sha256_hex;
 use carepath_core::{Actor, Role};
 use carepath_oncology::{
     Catalogue, ClinicalContext, Intent, LineOfTherapy, PatientFactors, SiteOfService, StageGroup,
@@ -29,9 +30,7 @@ use carepath_proto::{
     precert::v1::{self as ppb, precert_service_client::PrecertServiceClient},
     secondopinion::v1::{self as spb, second_opinion_service_client::SecondOpinionServiceClient},
 };
-use carepath_server::{
-    auth::Authenticator, oncology::plan_to_proto, secondopinion::records::sha256_hex,
-};
+use carepath_server::{auth::Authenticator, oncology::plan_to_proto};
 use carepath_tests::{
     TestDb, contract_tests,
     notify_support::{FaxGateway, SmtpServer, free_port},

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use carepath_app::secondopinion::records::{RecordStorage, sha256_hex};
 use carepath_core::Role;
 use carepath_proto::{
     directory::v1::{self as dir, directory_service_client::DirectoryServiceClient},
@@ -14,7 +15,6 @@ use carepath_proto::{
         second_opinion_service_client::SecondOpinionServiceClient, upload_record_request::Part,
     },
 };
-use carepath_server::secondopinion::records::{RecordStorage, sha256_hex};
 use carepath_store::AuditQuery;
 use carepath_tests::{TestDb, TestServer, contract_tests};
 use futures::StreamExt;

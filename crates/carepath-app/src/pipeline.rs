@@ -214,8 +214,8 @@ impl App {
         policy: impl FnOnce(&Actor, &A, DateTime<Utc>) -> Option<V>,
         command: impl FnOnce(&mut A, &V, DateTime<Utc>) -> AppResult<(T, Vec<EventDraft>)>,
     ) -> AppResult<Changed<A, V, T>> {
-        let mut working = self.open(caller, id, policy).await?;
-        let value = working.apply(command).await?;
+        let working = self.open(caller, id, policy).await?;
+        let (working, value) = working.apply(command).await?;
         let (aggregate, standing, record, at) = working.commit().await?;
         Ok(Changed {
             aggregate,
@@ -228,27 +228,33 @@ impl App {
 }
 
 impl<A: Aggregate, V> Working<'_, A, V> {
-    /// Step 3: runs the domain command. A refusal by the domain is audited; any
-    /// failure ends the transaction with nothing written.
+    /// Step 3: runs the domain command and hands the command back with its value.
+    /// A refusal by the domain is audited; any failure ends the transaction with
+    /// nothing written. The transaction ends before the refusal is audited: on SQLite
+    /// the audit entry waits for the one writer the open transaction holds.
     pub async fn apply<T>(
-        &mut self,
+        mut self,
         command: impl FnOnce(&mut A, &V, DateTime<Utc>) -> AppResult<(T, Vec<EventDraft>)>,
-    ) -> AppResult<T> {
+    ) -> AppResult<(Self, T)> {
         match command(&mut self.aggregate, &self.standing, self.now) {
             Ok((value, events)) => {
                 self.events.extend(events);
-                Ok(value)
+                Ok((self, value))
             }
-            Err(err @ AppError::PermissionDenied(_)) => Err(self
-                .app
-                .refuse(
-                    self.caller,
-                    A::RECORD_KIND,
-                    &self.id,
-                    Some(self.aggregate.member()),
-                    err,
-                )
-                .await),
+            Err(err @ AppError::PermissionDenied(_)) => {
+                let Working {
+                    app,
+                    caller,
+                    id,
+                    tx,
+                    aggregate,
+                    ..
+                } = self;
+                drop(tx);
+                Err(app
+                    .refuse(caller, A::RECORD_KIND, &id, Some(aggregate.member()), err)
+                    .await)
+            }
             Err(err) => Err(err),
         }
     }

@@ -30,9 +30,10 @@ pub use questionnaire::{
     Answer, AnswerValue, Checked, Condition, MAX_TEXT_ANSWER, Question, QuestionType, Questionnaire,
 };
 pub use request::{
-    AGGREGATE_KIND, Addendum, DiagnosisVerdict, Doctor, DoctorCopy, EventDraft, Expert,
-    FirstOpinion, FollowUp, FollowUpChannel, FollowUpQuestion, HistoryEntry,
-    MAX_FOLLOW_UP_QUESTIONS, MAX_TEXT, MedicalRecord, NewRecord, NewRequest, Opinion, OpinionDraft,
-    Party, QuestionResponse, QuestionnaireRef, RecordChannel, SecondOpinionRequest, Status,
-    TreatmentVerdict, WorkflowError, check_text, event_kinds, may_request_for,
+    AGGREGATE_KIND, Addendum, CONTENT_TYPES, DiagnosisVerdict, Doctor, DoctorCopy, EventDraft,
+    Expert, FirstOpinion, FollowUp, FollowUpChannel, FollowUpQuestion, HistoryEntry,
+    MAX_DESCRIPTION, MAX_FILE_NAME, MAX_FOLLOW_UP_QUESTIONS, MAX_RECORD_BYTES, MAX_TEXT,
+    MedicalRecord, NewRecord, NewRequest, Opinion, OpinionDraft, Party, QuestionResponse,
+    QuestionnaireRef, RecordChannel, SecondOpinionRequest, Status, TreatmentVerdict, WorkflowError,
+    check_text, event_kinds, may_request_for,
 };

@@ -31,6 +31,25 @@ pub const MAX_FOLLOW_UP_QUESTIONS: usize = 3;
 /// Longest free text accepted in an opinion, a message or a note.
 pub const MAX_TEXT: usize = 20_000;
 
+/// Largest record accepted, in bytes.
+pub const MAX_RECORD_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Content types an uploaded record may have.
+pub const CONTENT_TYPES: [&str; 6] = [
+    "application/pdf",
+    "image/jpeg",
+    "image/png",
+    "image/tiff",
+    "application/dicom",
+    "text/plain",
+];
+
+/// Longest file name of an uploaded record, in bytes.
+pub const MAX_FILE_NAME: usize = 255;
+
+/// Longest description of an uploaded record, in characters.
+pub const MAX_DESCRIPTION: usize = 2_000;
+
 /// Event names, written once.
 pub mod event_kinds {
     pub const SUBMITTED: &str = "secondopinion.request.submitted";

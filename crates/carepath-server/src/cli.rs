@@ -425,7 +425,7 @@ pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError
         "carepath listening"
     );
     if let Some(folder) = &args.records_dir {
-        crate::secondopinion::records::configure_folder(folder.clone());
+        carepath_app::secondopinion::records::configure_folder(folder.clone());
     }
     let notify = args
         .notify

@@ -1,68 +1,36 @@
-//! Conversions between the second-opinion contract and the second-opinion crate's
-//! types. Incoming fields are collected under the path the caller sent.
+//! Second-opinion requests into the application's commands. Incoming fields are
+//! parsed into the second-opinion crate's types, every problem collected under the
+//! path the caller sent.
 
-use carepath_core::{
-    Address, ContactChannel, CountryCode, Icd10Code, Invalid, LanguageTag, Npi, Provider,
+use bytes::Bytes;
+use carepath_app::{
+    AppError, AppResult, PageRequest, page_size,
+    secondopinion::{
+        CheckEligibility, DoctorRef, DownloadRecord, ListRequests, LogRecord, RecordFollowUp,
+        ShareWithDoctor, Submit, UploadRecord, records::MAX_CHUNK_BYTES,
+    },
 };
-use carepath_proto::{directory::v1 as dir, secondopinion::v1 as pb};
+use carepath_core::{Address, CountryCode, Icd10Code, Invalid, LanguageTag, MemberId, Npi};
+use carepath_proto::{common::v1 as common, directory::v1 as dir, secondopinion::v1 as pb};
 use carepath_secondopinion::{
-    Answer, AnswerValue, Basis, DiagnosisVerdict, Doctor, FirstOpinion, FollowUpChannel,
-    OpinionDraft, QuestionResponse, QuestionType, Questionnaire, RecordChannel, RecordKind,
-    SecondOpinionRequest, Status, TreatmentVerdict,
+    Answer, AnswerValue, CONTENT_TYPES, DiagnosisVerdict, Doctor, FirstOpinion, FollowUpChannel,
+    MAX_DESCRIPTION, MAX_FILE_NAME, MAX_RECORD_BYTES, OpinionDraft, QuestionResponse,
+    RecordChannel, RecordKind, Status, TreatmentVerdict, check_text,
 };
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
+use futures::{StreamExt, stream::BoxStream};
+use tonic::Streaming;
 
-use crate::convert::{optional, required, timestamp};
-
-fn ts(t: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
-    t.map(timestamp)
-}
+use super::to_proto::{CHANNELS, kind_to_proto, status_to_proto};
+use crate::convert::{optional, required};
 
 fn text(value: &str) -> Option<String> {
     let v = value.trim();
     (!v.is_empty()).then(|| v.to_owned())
 }
 
-pub fn status_to_proto(s: Status) -> i32 {
-    (match s {
-        Status::Submitted => pb::Status::Submitted,
-        Status::AwaitingRecords => pb::Status::AwaitingRecords,
-        Status::AwaitingAssignment => pb::Status::AwaitingAssignment,
-        Status::InReview => pb::Status::InReview,
-        Status::OpinionPublished => pb::Status::OpinionPublished,
-        Status::OpinionReviewed => pb::Status::OpinionReviewed,
-        Status::Closed => pb::Status::Closed,
-    }) as i32
-}
-
 pub fn status_from_proto(v: i32) -> Option<Status> {
     Status::ALL.into_iter().find(|s| status_to_proto(*s) == v)
-}
-
-fn basis_to_proto(b: Basis) -> i32 {
-    (match b {
-        Basis::LifeThreatening => pb::Basis::LifeThreatening,
-        Basis::LifeAltering => pb::Basis::LifeAltering,
-        Basis::Serious => pb::Basis::Serious,
-        Basis::Rare => pb::Basis::Rare,
-        Basis::MajorSurgery => pb::Basis::MajorSurgery,
-    }) as i32
-}
-
-pub fn basis(b: Basis) -> i32 {
-    basis_to_proto(b)
-}
-
-pub fn kind_to_proto(k: RecordKind) -> i32 {
-    (match k {
-        RecordKind::Xray => pb::RecordKind::Xray,
-        RecordKind::Mri => pb::RecordKind::Mri,
-        RecordKind::Ct => pb::RecordKind::Ct,
-        RecordKind::PathologySlide => pb::RecordKind::PathologySlide,
-        RecordKind::ClinicalReport => pb::RecordKind::ClinicalReport,
-        RecordKind::LabResult => pb::RecordKind::LabResult,
-        RecordKind::Other => pb::RecordKind::Other,
-    }) as i32
 }
 
 pub fn kind_from_proto(invalid: &mut Invalid, field: &str, v: i32) -> Option<RecordKind> {
@@ -71,14 +39,6 @@ pub fn kind_from_proto(invalid: &mut Invalid, field: &str, v: i32) -> Option<Rec
         invalid.push(field, "must be a RECORD_KIND_* value");
     }
     found
-}
-
-fn channel_to_proto(c: RecordChannel) -> i32 {
-    (match c {
-        RecordChannel::Upload => pb::RecordChannel::Upload,
-        RecordChannel::Fax => pb::RecordChannel::Fax,
-        RecordChannel::Mail => pb::RecordChannel::Mail,
-    }) as i32
 }
 
 pub fn logged_channel_from_proto(
@@ -112,13 +72,6 @@ pub fn follow_up_channel_from_proto(
             None
         }
     }
-}
-
-fn follow_up_channel_to_proto(c: FollowUpChannel) -> i32 {
-    (match c {
-        FollowUpChannel::Phone => pb::FollowUpChannel::Phone,
-        FollowUpChannel::Email => pb::FollowUpChannel::Email,
-    }) as i32
 }
 
 fn date(s: &str) -> Result<NaiveDate, &'static str> {
@@ -168,20 +121,6 @@ pub fn first_opinion(
     })
 }
 
-pub fn first_opinion_to_proto(f: &FirstOpinion) -> pb::FirstOpinion {
-    pb::FirstOpinion {
-        physician_npi: f
-            .physician_npi
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        physician_name: f.physician_name.clone(),
-        practice: f.practice.clone().unwrap_or_default(),
-        given_on: f.given_on.to_string(),
-        summary: f.summary.clone(),
-    }
-}
-
 pub fn answers_from_proto(
     invalid: &mut Invalid,
     answers: Vec<pb::QuestionnaireAnswer>,
@@ -217,59 +156,6 @@ pub fn answers_from_proto(
         });
     }
     out
-}
-
-fn answer_to_proto(a: &Answer) -> pb::QuestionnaireAnswer {
-    use pb::questionnaire_answer::Value;
-    let value = match &a.value {
-        AnswerValue::Text(t) => Value::Text(t.clone()),
-        AnswerValue::YesNo(b) => Value::YesNo(*b),
-        AnswerValue::Number(n) => Value::Number(*n),
-        AnswerValue::Date(d) => Value::Date(d.to_string()),
-        AnswerValue::Choice(c) => Value::Choice(c.clone()),
-    };
-    pb::QuestionnaireAnswer {
-        question_id: a.question_id.clone(),
-        value: Some(value),
-    }
-}
-
-pub fn questionnaire_to_proto(q: &Questionnaire) -> pb::Questionnaire {
-    pb::Questionnaire {
-        id: q.id.clone(),
-        version: q.version,
-        diagnosis_group: q.group.clone(),
-        title: q.title.clone(),
-        questions: q
-            .questions
-            .iter()
-            .map(|x| pb::Question {
-                id: x.id.clone(),
-                text: x.text.clone(),
-                r#type: (match x.kind {
-                    QuestionType::Text => pb::QuestionType::Text,
-                    QuestionType::YesNo => pb::QuestionType::YesNo,
-                    QuestionType::Number => pb::QuestionType::Number,
-                    QuestionType::Date => pb::QuestionType::Date,
-                    QuestionType::Choice => pb::QuestionType::Choice,
-                }) as i32,
-                required: x.required,
-                options: x.options.clone(),
-                min: x.min,
-                max: x.max,
-                when_question: x
-                    .when
-                    .as_ref()
-                    .map(|w| w.question.clone())
-                    .unwrap_or_default(),
-                when_equals: x
-                    .when
-                    .as_ref()
-                    .map(|w| w.equals.clone())
-                    .unwrap_or_default(),
-            })
-            .collect(),
-    }
 }
 
 pub fn opinion_from_proto(o: Option<pb::OpinionContent>) -> Result<OpinionDraft, Invalid> {
@@ -329,43 +215,6 @@ pub fn opinion_from_proto(o: Option<pb::OpinionContent>) -> Result<OpinionDraft,
     })
 }
 
-fn opinion_content_to_proto(d: &OpinionDraft) -> pb::OpinionContent {
-    pb::OpinionContent {
-        diagnosis: (match d.diagnosis {
-            DiagnosisVerdict::Confirmed => pb::DiagnosisVerdict::Confirmed,
-            DiagnosisVerdict::Refined => pb::DiagnosisVerdict::Refined,
-            DiagnosisVerdict::Changed => pb::DiagnosisVerdict::Changed,
-        }) as i32,
-        revised_diagnosis: d
-            .revised_diagnosis
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        treatment: (match d.treatment {
-            TreatmentVerdict::Confirmed => pb::TreatmentVerdict::Confirmed,
-            TreatmentVerdict::Changed => pb::TreatmentVerdict::Changed,
-        }) as i32,
-        treatment_recommendation: d.treatment_recommendation.clone().unwrap_or_default(),
-        further_tests: d.further_tests.clone(),
-        answers: d
-            .answers
-            .iter()
-            .map(|a| pb::QuestionResponse {
-                question: a.question.clone(),
-                answer: a.answer.clone(),
-            })
-            .collect(),
-        narrative: d.narrative.clone(),
-    }
-}
-
-const CHANNELS: [(dir::ContactChannel, ContactChannel); 4] = [
-    (dir::ContactChannel::Mail, ContactChannel::Mail),
-    (dir::ContactChannel::Email, ContactChannel::Email),
-    (dir::ContactChannel::Portal, ContactChannel::Portal),
-    (dir::ContactChannel::Fax, ContactChannel::Fax),
-];
-
 fn address_from_proto(invalid: &mut Invalid, field: &str, a: dir::Address) -> Option<Address> {
     let country = required(
         invalid,
@@ -385,16 +234,6 @@ fn address_from_proto(invalid: &mut Invalid, field: &str, a: dir::Address) -> Op
         return None;
     }
     Some(address)
-}
-
-fn address_to_proto(a: &Address) -> dir::Address {
-    dir::Address {
-        lines: a.lines.clone(),
-        city: a.city.clone(),
-        region: a.region.clone().unwrap_or_default(),
-        postal_code: a.postal_code.clone().unwrap_or_default(),
-        country: a.country.to_string(),
-    }
 }
 
 /// A doctor given by hand (no NPI), checked field by field.
@@ -443,185 +282,226 @@ pub fn doctor_from_proto(invalid: &mut Invalid, d: pb::Doctor) -> Option<Doctor>
     })
 }
 
-/// A directory provider as the doctor a copy goes to.
-pub fn doctor_from_provider(p: &Provider) -> Doctor {
-    Doctor {
-        npi: Some(p.npi.clone()),
-        name: p.name.clone(),
-        email: p.email.clone(),
-        fax: p.fax.clone(),
-        address: Some(p.address.clone()),
-        language: p.languages.first().cloned(),
-        preferred_channel: Some(p.preferred_channel),
+/// A page request; its size is checked by the use case.
+pub fn page(p: Option<common::PageRequest>) -> PageRequest {
+    let p = p.unwrap_or_default();
+    PageRequest {
+        token: p.page_token,
+        size: p.page_size,
     }
 }
 
-fn doctor_to_proto(d: &Doctor) -> pb::Doctor {
-    pb::Doctor {
-        npi: d.npi.as_ref().map(ToString::to_string).unwrap_or_default(),
-        name: d.name.clone(),
-        email: d.email.clone().unwrap_or_default(),
-        fax: d.fax.clone().unwrap_or_default(),
-        address: d.address.as_ref().map(address_to_proto),
-        language: d
-            .language
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        preferred_channel: d
-            .preferred_channel
-            .and_then(|c| {
-                CHANNELS
-                    .iter()
-                    .find(|(_, x)| *x == c)
-                    .map(|(p, _)| *p as i32)
-            })
-            .unwrap_or_default(),
+/// An eligibility check; `today` is the latest day a first opinion may be from.
+pub fn check_eligibility(
+    req: pb::CheckEligibilityRequest,
+    today: NaiveDate,
+) -> Result<CheckEligibility, Invalid> {
+    let mut invalid = Invalid::new();
+    let member_id = required(&mut invalid, "member_id", &req.member_id, MemberId::parse);
+    let diagnosis = required(&mut invalid, "diagnosis", &req.diagnosis, Icd10Code::parse);
+    let first = first_opinion(&mut invalid, "first_opinion", req.first_opinion, today);
+    invalid.into_result()?;
+    Ok(CheckEligibility {
+        member_id: member_id.expect("checked"),
+        diagnosis: diagnosis.expect("checked"),
+        major_surgery_recommended: req.major_surgery_recommended,
+        emergency: req.emergency,
+        first_opinion: first,
+    })
+}
+
+/// A new request; `today` is the latest day a first opinion may be from.
+pub fn submit(req: pb::SubmitRequest, today: NaiveDate) -> Result<Submit, Invalid> {
+    let mut invalid = Invalid::new();
+    let member_id = required(&mut invalid, "member_id", &req.member_id, MemberId::parse);
+    let diagnosis = required(&mut invalid, "diagnosis", &req.diagnosis, Icd10Code::parse);
+    let first = first_opinion(&mut invalid, "first_opinion", req.first_opinion, today);
+    if let Err(e) = check_text("current_treatment", &req.current_treatment) {
+        invalid.extend(e);
+    }
+    invalid.into_result()?;
+    Ok(Submit {
+        member_id: member_id.expect("checked"),
+        diagnosis: diagnosis.expect("checked"),
+        major_surgery_recommended: req.major_surgery_recommended,
+        emergency: req.emergency,
+        current_treatment: req.current_treatment,
+        first_opinion: first,
+    })
+}
+
+/// The request id and the answers of a questionnaire.
+pub fn answer_questionnaire(
+    req: pb::AnswerQuestionnaireRequest,
+) -> Result<(String, Vec<Answer>), Invalid> {
+    let mut invalid = Invalid::new();
+    let answers = answers_from_proto(&mut invalid, req.answers);
+    invalid.into_result()?;
+    Ok((req.request_id, answers))
+}
+
+/// A record logged by a nurse coordinator.
+pub fn log_record(req: pb::LogRecordRequest) -> Result<LogRecord, Invalid> {
+    let mut invalid = Invalid::new();
+    let kind = kind_from_proto(&mut invalid, "kind", req.kind);
+    let channel = logged_channel_from_proto(&mut invalid, "channel", req.channel);
+    if let Err(e) = check_text("description", &req.description) {
+        invalid.extend(e);
+    }
+    invalid.into_result()?;
+    Ok(LogRecord {
+        request_id: req.request_id,
+        kind: kind.expect("checked"),
+        channel: channel.expect("checked"),
+        description: req.description,
+    })
+}
+
+/// An upload: its header (the first message), checked, and the bytes of the
+/// messages after it.
+pub async fn upload(
+    mut stream: Streaming<pb::UploadRecordRequest>,
+) -> AppResult<(UploadRecord, BoxStream<'static, AppResult<Bytes>>)> {
+    use pb::upload_record_request::Part;
+    let first = stream.message().await.map_err(|s| {
+        AppError::field(
+            "header",
+            format!("the upload stream failed: {}", s.message()),
+        )
+    })?;
+    let Some(pb::UploadRecordRequest {
+        part: Some(Part::Header(header)),
+    }) = first
+    else {
+        return Err(AppError::field(
+            "header",
+            "the first message of an upload must be its header",
+        ));
+    };
+    let mut invalid = Invalid::new();
+    let id = header.request_id.trim().to_owned();
+    if id.is_empty() {
+        invalid.push("header.request_id", "is required");
+    }
+    let kind = kind_from_proto(&mut invalid, "header.kind", header.kind);
+    let file_name = header.file_name.trim().to_owned();
+    if file_name.is_empty() {
+        invalid.push("header.file_name", "is required");
+    } else if file_name.len() > MAX_FILE_NAME || file_name.contains(['/', '\\', '\0']) {
+        invalid.push(
+            "header.file_name",
+            format!("must be a plain file name of at most {MAX_FILE_NAME} bytes"),
+        );
+    }
+    let content_type = header.content_type.trim().to_ascii_lowercase();
+    if !CONTENT_TYPES.contains(&content_type.as_str()) {
+        invalid.push(
+            "header.content_type",
+            format!("must be one of {}", CONTENT_TYPES.join(", ")),
+        );
+    }
+    if header.size_bytes == 0 || header.size_bytes > MAX_RECORD_BYTES {
+        invalid.push(
+            "header.size_bytes",
+            format!("must be between 1 and {MAX_RECORD_BYTES} bytes"),
+        );
+    }
+    let sha256 = header.sha256.trim().to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        invalid.push("header.sha256", "must be 64 hexadecimal characters");
+    }
+    if header.description.chars().count() > MAX_DESCRIPTION {
+        invalid.push(
+            "header.description",
+            format!("must be at most {MAX_DESCRIPTION} characters"),
+        );
+    }
+    invalid.into_result()?;
+    let cmd = UploadRecord {
+        request_id: id,
+        kind: kind.expect("checked"),
+        file_name,
+        content_type,
+        size_bytes: header.size_bytes,
+        sha256,
+        description: header.description,
+    };
+    let chunks = stream.map(|m| match m {
+        Ok(pb::UploadRecordRequest {
+            part: Some(Part::Chunk(bytes)),
+        }) if bytes.len() <= MAX_CHUNK_BYTES => Ok(Bytes::from(bytes)),
+        Ok(pb::UploadRecordRequest {
+            part: Some(Part::Chunk(_)),
+        }) => Err(AppError::field(
+            "chunk",
+            format!("a chunk may hold at most {MAX_CHUNK_BYTES} bytes"),
+        )),
+        Ok(_) => Err(AppError::field(
+            "header",
+            "only the first message of an upload is a header",
+        )),
+        Err(s) => Err(AppError::field(
+            "chunk",
+            format!("the upload stream failed: {}", s.message()),
+        )),
+    });
+    Ok((cmd, chunks.boxed()))
+}
+
+pub fn download(req: pb::DownloadRecordRequest) -> DownloadRecord {
+    DownloadRecord {
+        request_id: req.request_id,
+        record_id: req.record_id,
     }
 }
 
-pub fn record_to_proto(r: &carepath_secondopinion::MedicalRecord) -> pb::Record {
-    pb::Record {
-        id: r.id.clone(),
-        kind: kind_to_proto(r.kind),
-        channel: channel_to_proto(r.channel),
-        description: r.description.clone(),
-        file_name: r.file_name.clone().unwrap_or_default(),
-        content_type: r.content_type.clone().unwrap_or_default(),
-        size_bytes: r.size_bytes,
-        sha256: r.sha256.clone().unwrap_or_default(),
-        received_at: Some(timestamp(r.received_at)),
-        received_by: format!("{}:{}", r.received_by.role, r.received_by.subject),
-    }
+/// The doctor a copy goes to: a directory provider by NPI, or one given by hand.
+pub fn share(req: pb::ShareWithDoctorRequest) -> AppResult<ShareWithDoctor> {
+    let Some(given) = req.doctor else {
+        return Err(AppError::field("doctor", "is required"));
+    };
+    let mut invalid = Invalid::new();
+    let doctor = if given.npi.trim().is_empty() {
+        doctor_from_proto(&mut invalid, given).map(|d| DoctorRef::Given(Box::new(d)))
+    } else {
+        invalid
+            .check("doctor.npi", Npi::parse(&given.npi))
+            .map(DoctorRef::Directory)
+    };
+    invalid.into_result()?;
+    Ok(ShareWithDoctor {
+        request_id: req.request_id,
+        doctor: doctor.expect("checked"),
+        consent: req.consent,
+    })
 }
 
-pub fn physician_to_proto(
-    e: &carepath_secondopinion::Expert,
-    provider: Option<&Provider>,
-) -> pb::Physician {
-    pb::Physician {
-        npi: e.npi.to_string(),
-        name: e.name.clone(),
-        specialty: e.specialty.to_string(),
-        practice: e.practice.clone().unwrap_or_default(),
-        languages: provider
-            .map(|p| p.languages.iter().map(ToString::to_string).collect())
-            .unwrap_or_default(),
-        country: provider
-            .map(|p| p.address.country.to_string())
-            .unwrap_or_default(),
-        biography: provider
-            .and_then(|p| p.biography.clone())
-            .unwrap_or_default(),
-        assigned_at: Some(timestamp(e.assigned_at)),
-    }
+pub fn follow_up(req: pb::RecordFollowUpRequest) -> Result<RecordFollowUp, Invalid> {
+    let mut invalid = Invalid::new();
+    let channel = follow_up_channel_from_proto(&mut invalid, "channel", req.channel);
+    invalid.into_result()?;
+    Ok(RecordFollowUp {
+        request_id: req.request_id,
+        channel: channel.expect("checked"),
+        notes: req.notes,
+        member_understands: req.member_understands,
+    })
 }
 
-/// The whole request as the contract shows it, lateness computed at `now`.
-pub fn request_to_proto(r: &SecondOpinionRequest, now: DateTime<Utc>) -> pb::SecondOpinion {
-    pb::SecondOpinion {
-        id: r.id.clone(),
-        member_id: r.member_id.to_string(),
-        status: status_to_proto(r.status),
-        diagnosis: r.diagnosis.to_string(),
-        diagnosis_group: r.diagnosis_group.clone(),
-        condition: r.condition.clone(),
-        basis: basis_to_proto(r.basis),
-        major_surgery_recommended: r.major_surgery_recommended,
-        current_treatment: r.current_treatment.clone(),
-        first_opinion: Some(first_opinion_to_proto(&r.first_opinion)),
-        questionnaire_id: r.questionnaire.id.clone(),
-        questionnaire_version: r.questionnaire.version,
-        answers: r.answers.iter().map(answer_to_proto).collect(),
-        missing_answers: r.missing_answers.clone(),
-        required_records: r
-            .required_records
-            .iter()
-            .map(|req| pb::RequiredRecord {
-                id: req.id.clone(),
-                label: req.label.clone(),
-                kinds: req.kinds.iter().map(|k| kind_to_proto(*k)).collect(),
-                received: r.records.iter().any(|x| req.kinds.contains(&x.kind)),
-            })
-            .collect(),
-        records: r.records.iter().map(record_to_proto).collect(),
-        received_at: Some(timestamp(r.received_at)),
-        records_complete_at: ts(r.records_complete_at),
-        due_at: ts(r.due_at),
-        late: r.is_late(now),
-        physician: r.physician.as_ref().map(|e| physician_to_proto(e, None)),
-        coordinator_id: r
-            .coordinator
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        opinion: r.opinion.as_ref().map(|o| pb::Opinion {
-            content: Some(opinion_content_to_proto(&o.draft)),
-            physician_npi: o.physician_npi.to_string(),
-            published_at: Some(timestamp(o.published_at)),
-            late: o.late,
-        }),
-        addenda: r
-            .addenda
-            .iter()
-            .map(|a| pb::Addendum {
-                number: a.number,
-                text: a.text.clone(),
-                physician_npi: a.physician_npi.to_string(),
-                added_at: Some(timestamp(a.added_at)),
-                answers_question: a.answers_question.unwrap_or(0),
-            })
-            .collect(),
-        reviewed_at: ts(r.reviewed_at),
-        doctor_copies: r
-            .doctor_copies
-            .iter()
-            .map(|c| pb::DoctorCopy {
-                doctor: Some(doctor_to_proto(&c.doctor)),
-                consent_by: format!("{}:{}", c.consent_by.role, c.consent_by.subject),
-                consent_at: Some(timestamp(c.consent_at)),
-            })
-            .collect(),
-        follow_ups: r
-            .follow_ups
-            .iter()
-            .map(|f| pb::FollowUp {
-                nurse_id: f.nurse_id.to_string(),
-                channel: follow_up_channel_to_proto(f.channel),
-                notes: f.notes.clone(),
-                member_understands: f.member_understands,
-                at: Some(timestamp(f.at)),
-            })
-            .collect(),
-        questions: r
-            .questions
-            .iter()
-            .map(|q| pb::FollowUpQuestion {
-                number: q.number,
-                text: q.text.clone(),
-                asked_at: Some(timestamp(q.asked_at)),
-                answer: q.answer.clone().unwrap_or_default(),
-                answered_at: ts(q.answered_at),
-            })
-            .collect(),
-        closing_note: r.closing_note.clone().unwrap_or_default(),
-        closed_at: ts(r.closed_at),
-        history: r
-            .history
-            .iter()
-            .map(|h| pb::HistoryEntry {
-                at: Some(timestamp(h.at)),
-                actor_role: h.actor.role.to_string(),
-                actor_id: h.actor.subject.clone(),
-                action: h.action.clone(),
-                status: status_to_proto(h.status),
-                note: h.note.clone(),
-            })
-            .collect(),
-        data_version: format!(
-            "groups {}, questionnaires {}, records {}",
-            r.data_versions.groups, r.data_versions.questionnaires, r.data_versions.records
+/// Which requests to list.
+pub fn list_requests(req: pb::ListRequestsRequest) -> AppResult<ListRequests> {
+    let page = page(req.page);
+    page_size(page.size, "page.page_size")?;
+    let status = match req.status {
+        0 => None,
+        v => Some(
+            status_from_proto(v)
+                .ok_or_else(|| AppError::field("status", "must be a STATUS_* value"))?,
         ),
-        requested_by: format!("{}:{}", r.requested_by.role, r.requested_by.subject),
-    }
+    };
+    Ok(ListRequests {
+        status,
+        late_only: req.late_only,
+        page,
+    })
 }

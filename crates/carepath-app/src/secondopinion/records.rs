@@ -18,24 +18,14 @@ use object_store::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 
-/// Largest record accepted, in bytes.
-pub const MAX_RECORD_BYTES: u64 = 512 * 1024 * 1024;
-/// Largest chunk accepted in one upload message (the server's message limit is 4 MiB).
+/// Largest piece of a record taken or handed out at once: an upload's chunks may be
+/// no larger, and a download comes in pieces of this size (a gRPC message's limit is
+/// 4 MiB).
 pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 /// Parts written to the object store at once while an upload streams in.
 const PARTS_IN_FLIGHT: usize = 4;
-
-/// Content types a record may have.
-pub const CONTENT_TYPES: [&str; 6] = [
-    "application/pdf",
-    "image/jpeg",
-    "image/png",
-    "image/tiff",
-    "application/dicom",
-    "text/plain",
-];
 
 /// The lowercase hex SHA-256 of `bytes`: the checksum an upload's header declares.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -68,12 +58,14 @@ pub struct RecordStorage {
 /// What arrived: the exact size and the SHA-256 of the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// The exact number of bytes received.
     pub size: u64,
+    /// Their lowercase hex SHA-256.
     pub sha256: String,
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(format!("record storage: {e}"))
+fn internal(e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(format!("record storage: {e}"))
 }
 
 impl RecordStorage {
@@ -96,6 +88,7 @@ impl RecordStorage {
         }
     }
 
+    /// The local folder records are kept in, when the store is one.
     pub fn folder(&self) -> Option<&FsPath> {
         self.folder.as_deref()
     }
@@ -119,20 +112,20 @@ impl RecordStorage {
     /// Streams `chunks` into the temporary object `key`, hashing as it goes. More
     /// bytes than `declared` is an error at once; the caller checks the result
     /// against the declaration. On error the partial object is removed.
-    pub async fn receive<S>(&self, key: &Path, mut chunks: S, declared: u64) -> ApiResult<Received>
+    pub async fn receive<S>(&self, key: &Path, mut chunks: S, declared: u64) -> AppResult<Received>
     where
-        S: futures::Stream<Item = ApiResult<Vec<u8>>> + Unpin,
+        S: futures::Stream<Item = AppResult<bytes::Bytes>> + Unpin,
     {
         let upload = self.objects.put_multipart(key).await.map_err(internal)?;
         let mut writer = WriteMultipart::new(upload);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
-        let outcome: ApiResult<()> = async {
+        let outcome: AppResult<()> = async {
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk?;
                 size += chunk.len() as u64;
                 if size > declared {
-                    return Err(ApiError::field(
+                    return Err(AppError::field(
                         "header.size_bytes",
                         format!("more bytes arrived than the {declared} declared"),
                     ));
@@ -142,7 +135,7 @@ impl RecordStorage {
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
                     .map_err(internal)?;
-                writer.write(&chunk);
+                writer.put(chunk);
             }
             Ok(())
         }
@@ -160,7 +153,7 @@ impl RecordStorage {
     }
 
     /// Moves a verified upload to its final key.
-    pub async fn commit(&self, from: &Path, to: &Path) -> ApiResult<()> {
+    pub async fn commit(&self, from: &Path, to: &Path) -> AppResult<()> {
         self.objects.rename(from, to).await.map_err(internal)
     }
 
@@ -178,7 +171,7 @@ impl RecordStorage {
     pub async fn read(
         &self,
         key: &Path,
-    ) -> ApiResult<impl futures::Stream<Item = ApiResult<Vec<u8>>> + Send + use<>> {
+    ) -> AppResult<impl futures::Stream<Item = AppResult<bytes::Bytes>> + Send + use<>> {
         let got = self.objects.get(key).await.map_err(internal)?;
         let pieces = got.into_stream();
         Ok(futures::stream::unfold(
@@ -193,7 +186,7 @@ impl RecordStorage {
                         Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
                         Some(Err(e)) => return Some((Err(internal(e)), (pieces, true))),
                         None if buf.is_empty() => return None,
-                        None => return Some((Ok(buf), (pieces, true))),
+                        None => return Some((Ok(buf.into()), (pieces, true))),
                     }
                 }
                 let rest = buf.split_off(MAX_CHUNK_BYTES);
@@ -205,9 +198,9 @@ impl RecordStorage {
                         futures::stream::once(futures::future::ready(Ok(bytes::Bytes::from(rest))))
                             .chain(pieces)
                             .boxed();
-                    return Some((Ok(head), (pieces, false)));
+                    return Some((Ok(head.into()), (pieces, false)));
                 }
-                Some((Ok(buf), (pieces, false)))
+                Some((Ok(buf.into()), (pieces, false)))
             },
         ))
     }
@@ -217,8 +210,8 @@ impl RecordStorage {
 mod tests {
     use super::*;
 
-    fn chunks(parts: Vec<Vec<u8>>) -> impl futures::Stream<Item = ApiResult<Vec<u8>>> + Unpin {
-        futures::stream::iter(parts.into_iter().map(Ok))
+    fn chunks(parts: Vec<Vec<u8>>) -> impl futures::Stream<Item = AppResult<bytes::Bytes>> + Unpin {
+        futures::stream::iter(parts.into_iter().map(|p| Ok(p.into())))
     }
 
     #[tokio::test]
@@ -249,7 +242,7 @@ mod tests {
             .receive(&tmp, chunks(vec![vec![0; 8], vec![0; 8]]), 10)
             .await
             .unwrap_err();
-        assert!(matches!(err, ApiError::Invalid(_)), "{err:?}");
+        assert!(matches!(err, AppError::Invalid(_)), "{err:?}");
         let left: Vec<_> = walk(dir.path());
         assert_eq!(left, [dir.path().join("requests/r/a")]);
     }
