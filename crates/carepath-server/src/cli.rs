@@ -272,6 +272,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    App(#[from] carepath_app::AppError),
 }
 
 /// Logs to stderr; `CAREPATH_LOG` (or `RUST_LOG`) filters, `CAREPATH_LOG_FORMAT=json`
@@ -292,10 +294,14 @@ pub fn init_logging() {
     drop(result);
 }
 
-/// Opens the database and applies pending migrations.
+/// Opens the database and applies pending migrations, then converts stored data
+/// whose shape SQL cannot change (oncology evaluations stored as encoded messages;
+/// see [`carepath_app::oncology::record`]).
 pub async fn open_store(db: &DbArgs) -> Result<Store, CliError> {
     let store = Store::connect(&db.database_url).await?;
     store.migrate().await?;
+    carepath_app::oncology::upgrade_stored_plans(&store, &carepath_oncology::Catalogue::shipped())
+        .await?;
     Ok(store)
 }
 
