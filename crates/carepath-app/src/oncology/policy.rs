@@ -12,7 +12,7 @@ use carepath_precert::PrecertCase;
 ///
 /// let treating = Npi::parse("1381083801").unwrap();
 /// let oncologist = Actor::new(Role::Provider, "1381083801").unwrap();
-/// let member = Actor::new(Role::Member, "M1001").unwrap();
+/// let member = Actor::new(Role::Member, "M100001").unwrap();
 /// assert!(may_submit(&oncologist, &treating, &treating));
 /// assert!(!may_submit(&member, &treating, &treating));
 /// ```
