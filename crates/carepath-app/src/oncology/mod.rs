@@ -63,31 +63,39 @@ pub struct SubmitPlan {
     /// The client's id of the request, unique per treating provider (retries with the
     /// same id return the plan it made); see [`check_request_id`].
     pub request_id: String,
+    /// The member the plan treats.
     pub member_id: MemberId,
     /// The provider treating the member, who requests the services.
     pub treating_provider: Npi,
     /// Where the services are given; the treating provider when not named.
     pub servicing_provider: Option<Npi>,
+    /// How soon a decision is owed.
     pub urgency: Urgency,
     /// The first date of service.
     pub start_date: NaiveDate,
+    /// The plan itself.
     pub plan: TreatmentPlan,
 }
 
 /// A treating provider adopting one of the alternatives offered for a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcceptAlternative {
+    /// The plan offered the alternative.
     pub plan_id: String,
+    /// The regimen adopted, one of those offered.
     pub regimen_id: String,
 }
 
 /// A submitted plan with its evaluation and its precertification case.
 #[derive(Debug, Clone)]
 pub struct SubmittedPlan {
+    /// The plan's id (`ONC-…`).
     pub id: String,
     /// The client's request id the plan was submitted under.
     pub request_id: String,
+    /// The member the plan treats.
     pub member_id: MemberId,
+    /// The provider treating the member.
     pub treating_provider_npi: Npi,
     /// The evaluation said when the plan was submitted.
     pub evaluation: PlanEvaluation,
@@ -97,7 +105,9 @@ pub struct SubmittedPlan {
     pub case_request_id: String,
     /// The plan this one replaced (an adopted alternative).
     pub replaces_plan_id: Option<String>,
+    /// When the plan was submitted (microsecond precision).
     pub submitted_at: DateTime<Utc>,
+    /// The plan as submitted.
     pub plan: TreatmentPlan,
     /// When this answer was made (the case's deadlines are told relative to it).
     pub as_of: DateTime<Utc>,
@@ -106,6 +116,7 @@ pub struct SubmittedPlan {
 /// The answer to a submission.
 #[derive(Debug, Clone)]
 pub struct Submitted {
+    /// The plan, with its case as it is now.
     pub plan: SubmittedPlan,
     /// False for a retry that returned the plan its request id made before.
     pub created: bool,
@@ -114,27 +125,35 @@ pub struct Submitted {
 /// One page of the catalogue's cancers.
 #[derive(Debug, Clone)]
 pub struct Pathways {
+    /// The catalogue version listed.
     pub catalogue_version: String,
+    /// The cancers of this page, ordered by id.
     pub cancers: Vec<Cancer>,
     /// Empty on the last page.
     pub next_page_token: String,
+    /// The label the catalogue data carries.
     pub notice: String,
 }
 
 /// The on-pathway regimens for a cancer in a clinical context.
 #[derive(Debug, Clone)]
 pub struct Pathway {
+    /// The catalogue version consulted.
     pub catalogue_version: String,
+    /// The regimens, by situation and preference.
     pub regimens: Vec<PathwayRegimen>,
+    /// The label the catalogue data carries.
     pub notice: String,
 }
 
 /// One on-pathway regimen for one situation.
 #[derive(Debug, Clone)]
 pub struct PathwayRegimen {
+    /// The situation the regimen is on pathway for.
     pub situation: Situation,
     /// 1 for the most preferred.
     pub preference: usize,
+    /// The regimen.
     pub regimen: Regimen,
     /// The catalogue's drug for each of the regimen's components, in order (`None`
     /// when the catalogue does not list it).
