@@ -174,8 +174,8 @@ impl StoredPlan {
 pub struct PlanUpgrade {
     /// Rows converted to the current shape.
     pub converted: usize,
-    /// Rows left as they were because they could not be evaluated again to the same
-    /// alternatives (each logged).
+    /// Rows left as they were because they could not be read or evaluated again to
+    /// the same alternatives (each logged).
     pub kept: usize,
 }
 
@@ -186,9 +186,12 @@ pub struct PlanUpgrade {
 pub async fn upgrade_stored_plans(store: &Store, catalogue: &Catalogue) -> AppResult<PlanUpgrade> {
     let mut outcome = PlanUpgrade::default();
     for record in store.plans_with_encoded_evaluation().await? {
-        let mut plan = StoredPlan::from_record(&record)?;
-        match plan.evaluation(catalogue) {
-            Ok(evaluation) => {
+        let converted = StoredPlan::from_record(&record).and_then(|plan| {
+            let evaluation = plan.evaluation(catalogue)?;
+            Ok((plan, evaluation))
+        });
+        match converted {
+            Ok((mut plan, evaluation)) => {
                 plan.evaluation = Some(evaluation);
                 let mut tx = store.begin().await?;
                 tx.replace_plan_doc(&plan.id, &plan.to_record()?.doc)
@@ -196,8 +199,12 @@ pub async fn upgrade_stored_plans(store: &Store, catalogue: &Catalogue) -> AppRe
                 tx.commit().await?;
                 outcome.converted += 1;
             }
-            Err(e) => {
-                tracing::warn!(plan_id = %plan.id, error = %e, "stored oncology plan left in its earlier shape");
+            Err(_) => {
+                // The cause is not logged: it may quote the plan (health data).
+                tracing::warn!(
+                    plan_id = %record.id,
+                    "stored oncology plan left in its earlier shape: it does not evaluate again to what was offered"
+                );
                 outcome.kept += 1;
             }
         }
