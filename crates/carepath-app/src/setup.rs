@@ -17,7 +17,7 @@
 use std::{path::Path, sync::Arc};
 
 use carepath_core::{BusinessCalendar, Clock, DirectoryBundle, SystemClock};
-use carepath_store::{ImportSummary, Store, StoreError};
+use carepath_store::{ImportSummary, Store};
 
 use crate::{
     App,
@@ -25,11 +25,14 @@ use crate::{
     error::{AppError, AppResult},
 };
 
-/// Connects to the database at `url` (`sqlite://path` or `postgres://...`) and
-/// applies the migrations it lacks.
-pub async fn open_store(url: &str) -> Result<Store, StoreError> {
+/// Connects to the database at `url` (`sqlite://path` or `postgres://...`), applies
+/// the migrations it lacks, and brings stored documents written in an earlier shape
+/// up to date (oncology plans: [`crate::oncology::upgrade_stored_plans`]).
+pub async fn open_store(url: &str) -> AppResult<Store> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
+    crate::oncology::upgrade_stored_plans(&store, &carepath_oncology::Catalogue::shipped())
+        .await?;
     Ok(store)
 }
 

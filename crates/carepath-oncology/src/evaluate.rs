@@ -8,7 +8,7 @@
 //! open finding is approved without one.
 
 use carepath_core::Invalid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalogue::{
     Cancer, Catalogue, Component, Criterion, GapKind, NormalisedContext, Regimen, Situation,
@@ -98,7 +98,7 @@ named_enum!(Severity, "severity", {
 });
 
 /// One thing the evaluation noticed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub code: FindingCode,
     pub severity: Severity,
@@ -111,7 +111,7 @@ pub struct Finding {
 }
 
 /// The regimen the plan was matched to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegimenMatch {
     pub regimen_id: String,
     pub regimen_name: String,
@@ -125,7 +125,7 @@ pub struct RegimenMatch {
 }
 
 /// An on-pathway regimen for the plan's situation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alternative {
     pub regimen_id: String,
     pub regimen_name: String,
@@ -137,7 +137,7 @@ pub struct Alternative {
 }
 
 /// A cheaper site the same regimen may be given at.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SiteSuggestion {
     pub planned: SiteOfService,
     pub suggested: SiteOfService,
@@ -150,7 +150,7 @@ pub struct SiteSuggestion {
 }
 
 /// The outcome of reviewing one plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// The catalogue version the plan was judged against, for the audit trail.
     pub catalogue_version: String,

@@ -2,7 +2,7 @@
 //! infused drugs as HCPCS lines with billing units under the medical benefit, oral
 //! drugs under the pharmacy benefit.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalogue::Catalogue;
 use crate::model::{Benefit, CycleCount, DoseBasis, DrugCode, named_enum};
@@ -21,7 +21,7 @@ named_enum!(DrugRole, "drug role", {
 });
 
 /// One line of a precertification case.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceLine {
     pub benefit: Benefit,
     pub code: DrugCode,
@@ -41,6 +41,35 @@ pub struct ServiceLine {
     pub cycles: CycleCount,
     /// Units for the whole authorization, when the number of cycles is fixed.
     pub total_units: Option<u32>,
+}
+
+/// HCPCS for an oral anticancer drug not otherwise specified: how oral lines appear on
+/// the precertification case (the pharmacy id stays on the plan).
+pub const ORAL_ANTICANCER: &str = "J8999";
+/// HCPCS for an oral non-chemotherapy drug not otherwise specified.
+pub const ORAL_SUPPORTIVE: &str = "J8499";
+
+impl ServiceLine {
+    /// The precertification code the line is billed under: its HCPCS code, or for a
+    /// pharmacy drug the not-otherwise-specified oral code of its role.
+    pub fn precert_code(&self) -> String {
+        match (&self.code, self.role) {
+            (DrugCode::Hcpcs(code), _) => code.to_string(),
+            (_, DrugRole::Anticancer) => ORAL_ANTICANCER.to_owned(),
+            _ => ORAL_SUPPORTIVE.to_owned(),
+        }
+    }
+
+    /// The units the precertification case asks for: the whole authorization when
+    /// the number of cycles is fixed, otherwise one cycle (at least one unit).
+    pub fn precert_units(&self) -> u32 {
+        // An absurd dose saturates (and fails the plan's checks) rather than overflowing.
+        let per_cycle = self
+            .units_per_administration
+            .unwrap_or(1)
+            .saturating_mul(u32::from(self.administrations_per_cycle.max(1)));
+        self.total_units.unwrap_or(per_cycle).max(1)
+    }
 }
 
 /// The service lines for a plan, drugs first and supportive care after, each in plan

@@ -2,14 +2,14 @@
 //! febrile-neutropenia risk and the patient's risk factors, and antiemetic classes from
 //! its emetogenic risk. The rules are catalogue data; this module only applies them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalogue::{Catalogue, Regimen};
 use crate::model::{DoseBasis, EmetogenicRisk, FebrileNeutropeniaRisk};
 use crate::plan::PatientFactors;
 
 /// Whether primary growth-factor prophylaxis is expected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrowthFactorNeed {
     /// High febrile-neutropenia risk: prophylaxis is expected.
@@ -23,7 +23,7 @@ pub enum GrowthFactorNeed {
 }
 
 /// The supportive care one regimen calls for, for one patient.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SupportiveNeeds {
     pub febrile_neutropenia_risk: FebrileNeutropeniaRisk,
     pub growth_factor: GrowthFactorNeed,

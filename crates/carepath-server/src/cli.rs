@@ -292,7 +292,9 @@ pub fn init_logging() {
     drop(result);
 }
 
-/// Opens the database and applies pending migrations.
+/// Opens the database and applies pending migrations, then converts stored data
+/// whose shape SQL cannot change (oncology evaluations stored as encoded messages;
+/// see [`carepath_app::oncology::record`]).
 pub async fn open_store(db: &DbArgs) -> Result<Store, CliError> {
     Ok(carepath_app::setup::open_store(&db.database_url).await?)
 }

@@ -44,6 +44,8 @@ pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use page::Page;
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
+/// The JSON column type of stored documents.
+pub use sqlx::types::Json;
 pub use writer::{SqliteTx, SqliteWriter};
 
 /// Which engine a [`Store`] runs on.

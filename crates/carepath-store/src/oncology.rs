@@ -52,3 +52,37 @@ impl Store {
         )
     }
 }
+
+impl Tx {
+    /// Replaces the document of a stored plan (a change of its stored shape; the
+    /// plan's other columns never change).
+    pub async fn replace_plan_doc(
+        &mut self,
+        id: &str,
+        doc: &Json<Value>,
+    ) -> Result<(), StoreError> {
+        let updated = on_tx!(self, c => sqlx::query("UPDATE oncology_plan SET doc = $1 WHERE id = $2")
+            .bind(doc).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        if updated == 0 {
+            return Err(StoreError::NotFound {
+                kind: "oncology plan",
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Plans whose document holds its evaluation as a string: the shape written
+    /// before evaluations were stored as documents (a hex-encoded message).
+    pub async fn plans_with_encoded_evaluation(&self) -> Result<Vec<PlanRecord>, StoreError> {
+        let filter = match self.backend() {
+            crate::Backend::Sqlite => "json_type(doc, '$.evaluation') = 'text'",
+            crate::Backend::Postgres => "jsonb_typeof(doc -> 'evaluation') = 'string'",
+        };
+        Ok(
+            on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_PLAN} WHERE {filter} ORDER BY id"))).fetch_all(c).await)?,
+        )
+    }
+}

@@ -2,6 +2,7 @@
 //! the paths after a decision, gold cards, metrics, rule lists and the sweeps.
 
 pub mod engine;
+pub mod filing;
 pub mod record;
 
 pub use engine::{ListOrigin, PrecertEngine};
