@@ -141,15 +141,15 @@ impl App {
     ) -> AppResult<(A::Record, A, V)> {
         let record = match A::load(&self.store, id).await {
             Ok(r) => r,
-            Err(StoreError::NotFound { .. }) => return Err(self.hidden::<A>(caller, id, None).await),
+            Err(StoreError::NotFound { .. }) => {
+                return Err(self.hidden::<A>(caller, id, None).await);
+            }
             Err(e) => return Err(e.into()),
         };
         let aggregate = A::from_record(&record)?;
         match policy(&caller.actor, &aggregate) {
             Some(standing) => Ok((record, aggregate, standing)),
-            None => Err(self
-                .hidden::<A>(caller, id, Some(aggregate.member()))
-                .await),
+            None => Err(self.hidden::<A>(caller, id, Some(aggregate.member())).await),
         }
     }
 
@@ -191,9 +191,7 @@ impl App {
         let aggregate = A::from_record(&record)?;
         let Some(standing) = policy(&caller.actor, &aggregate, now) else {
             drop(tx);
-            return Err(self
-                .hidden::<A>(caller, id, Some(aggregate.member()))
-                .await);
+            return Err(self.hidden::<A>(caller, id, Some(aggregate.member())).await);
         };
         Ok(Working {
             app: self,
@@ -217,7 +215,23 @@ impl App {
         command: impl FnOnce(&mut A, &V, DateTime<Utc>) -> AppResult<(T, Vec<EventDraft>)>,
     ) -> AppResult<Changed<A, V, T>> {
         let mut working = self.open(caller, id, policy).await?;
-        let value = working.apply(command).await?;
+        // Step 3 as in [`Working::apply`], except that a refusal by the domain is
+        // audited after the transaction ends: on SQLite the open transaction holds
+        // the one writer the audit entry needs.
+        let value = match command(&mut working.aggregate, &working.standing, working.now) {
+            Ok((value, events)) => {
+                working.events.extend(events);
+                value
+            }
+            Err(err @ AppError::PermissionDenied(_)) => {
+                let member = working.aggregate.member().clone();
+                drop(working);
+                return Err(self
+                    .refuse(caller, A::RECORD_KIND, id, Some(&member), err)
+                    .await);
+            }
+            Err(err) => return Err(err),
+        };
         let (aggregate, standing, record, at) = working.commit().await?;
         Ok(Changed {
             aggregate,

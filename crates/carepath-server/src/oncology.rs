@@ -30,8 +30,9 @@ use crate::{
     context::{App, Caller, caller_of, page_in_memory, page_size},
     convert::{json_name, optional, required, timestamp, urgency_from_proto},
     error::{ApiError, ApiResult, respond},
-    precert::{append_events, convert::case_to_proto, engine::PrecertEngine, micros, record_of},
+    precert::{convert::case_to_proto, engine::PrecertEngine},
 };
+use carepath_app::{micros, pipeline::append_events, precert::record_of};
 
 const RECORD_KIND: &str = "oncology_plan";
 /// HCPCS for an oral anticancer drug not otherwise specified: how oral lines appear on
