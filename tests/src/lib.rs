@@ -328,13 +328,14 @@ impl TestServer {
     }
 
     /// A bearer token for `role` and `subject`, signed by the server's key. Token
-    /// expiry is checked against the wall clock, not the server's fixed clock, so the
-    /// token is issued now.
+    /// expiry is checked against the server's clock, which tests move forward (by days,
+    /// up to years) after minting, so the token is issued at the clock's reading and
+    /// lasts five years.
     pub fn token(&self, role: Role, subject: &str) -> String {
         let actor = Actor::new(role, subject).expect("valid actor");
         self.app
             .auth
-            .mint(&actor, Utc::now(), chrono::Duration::hours(1))
+            .mint(&actor, self.clock.now(), chrono::Duration::days(5 * 365))
             .expect("mint")
     }
 

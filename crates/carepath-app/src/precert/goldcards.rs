@@ -28,15 +28,21 @@ const DEFAULT_METRICS_DAYS: i64 = 365;
 /// A provider's gold-card standing in one category.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GoldCard {
+    /// The provider.
     pub provider_npi: String,
+    /// The service category (`advanced_imaging`, ...).
     pub category: String,
+    /// Whether the provider is exempt from precertification in the category.
     pub exempt: bool,
     /// Decided requests in the window, gold-card approvals excluded.
     pub requests: u32,
+    /// Of those, approved.
     pub approvals: u32,
     /// Approvals / requests, 0.0 when there were none.
     pub approval_rate: f64,
+    /// When the standing was evaluated.
     pub evaluated_at: DateTime<Utc>,
+    /// The start of the window of decisions counted.
     pub window_start: DateTime<Utc>,
     /// How the standing changed at the evaluation (`granted`, `kept`, ...).
     pub change: String,
@@ -65,8 +71,20 @@ impl From<GoldCardRecord> for GoldCard {
 /// The metrics of the cases received in a period, and how many cases were read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsReport {
+    /// The metrics.
     pub metrics: Metrics,
+    /// Cases read.
     pub total_requests: u32,
+}
+
+/// The period metrics cover: cases received from `from` (a year before now when
+/// `None`) until `to` (now when `None`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Period {
+    /// The start, inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// The end, exclusive.
+    pub to: Option<DateTime<Utc>>,
 }
 
 /// A serde value's wire name (`"granted"` for `StatusChange::Granted`).
@@ -266,14 +284,9 @@ impl Precert {
         })
     }
 
-    /// The metrics of the cases received from `from` (a year ago by default) to `to`
-    /// (now by default); for plan staff and internal services.
-    pub async fn metrics(
-        &self,
-        caller: &Caller,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    ) -> AppResult<MetricsReport> {
+    /// The metrics of the cases received in `period`; for plan staff and internal
+    /// services.
+    pub async fn metrics(&self, caller: &Caller, period: Period) -> AppResult<MetricsReport> {
         caller.require_role(
             &[
                 Role::Admin,
@@ -284,8 +297,10 @@ impl Precert {
             "metrics",
         )?;
         let now = self.app.now();
-        let from = from.unwrap_or(now - chrono::Duration::days(DEFAULT_METRICS_DAYS));
-        let to = to.unwrap_or(now + chrono::Duration::seconds(1));
+        let from = period
+            .from
+            .unwrap_or(now - chrono::Duration::days(DEFAULT_METRICS_DAYS));
+        let to = period.to.unwrap_or(now + chrono::Duration::seconds(1));
         if to <= from {
             return Err(AppError::field("to", "must be after from"));
         }

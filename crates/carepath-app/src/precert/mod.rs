@@ -24,9 +24,9 @@ use carepath_store::{AuditOutcome, CaseFilter, CaseRecord, StoreError};
 use chrono::{DateTime, Utc};
 
 pub use engine::{ListOrigin, PrecertEngine};
-pub use goldcards::{GoldCard, MetricsReport};
+pub use goldcards::{GoldCard, MetricsReport, Period};
 pub use record::{RECORD_KIND, case_of, queue_of, record_of, request_id_of};
-pub use review::{Adverse, Decision, PartLine, RequestedItem};
+pub use review::{Adverse, Decision, LaterInformation, PartLine, RequestedItem};
 pub use rulelists::{RuleListVersion, Validation};
 pub use submit::{CheckRequest, SubmitRequest, Submitted};
 
@@ -57,6 +57,7 @@ pub fn may_view(actor: &Actor, case: &PrecertCase) -> bool {
 /// the time its lateness is judged at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseView {
+    /// The case.
     pub case: PrecertCase,
     /// The id the requester gave the request (the part of the idempotency key after
     /// the requester).
@@ -70,11 +71,17 @@ pub struct CaseView {
 /// only.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListCases {
+    /// Only the cases of this member.
     pub member_id: Option<MemberId>,
+    /// Only the cases this provider requests or services.
     pub provider_npi: Option<Npi>,
+    /// Only the cases in this state.
     pub status: Option<CaseState>,
+    /// Only the cases received at or after this instant.
     pub received_from: Option<DateTime<Utc>>,
+    /// Only the cases received before this instant.
     pub received_to: Option<DateTime<Utc>>,
+    /// Which page, and how long.
     pub page: PageRequest,
 }
 

@@ -18,8 +18,11 @@ use crate::{AppError, AppResult, Caller};
 /// them; checked when the decision is made (after the reviewer's standing).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Adverse {
+    /// The reason code (`not_medically_necessary`, ...).
     pub reason_code: String,
+    /// Why, in words the member and provider can act on.
     pub rationale: String,
+    /// The clinical guideline the decision rests on.
     pub guideline: String,
 }
 
@@ -33,7 +36,9 @@ impl Adverse {
 /// requester numbered the lines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PartLine {
+    /// The line, numbered from 1.
     pub line_number: u32,
+    /// Units approved.
     pub approved_units: u32,
     /// Approved days of a stay; 0 for none.
     pub approved_days: u32,
@@ -52,11 +57,23 @@ pub enum Decision {
     },
 }
 
+/// Answers and records sent after the submission: information a reviewer asked for,
+/// or what a reconsideration rests on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaterInformation {
+    /// Answers to the rules' clinical questions, in the order sent, each question once.
+    pub answers: Vec<(String, Answer)>,
+    /// Records attached, in the order sent.
+    pub records: Vec<RecordRef>,
+}
+
 /// One item a reviewer asks the provider to send: a rule's question (answered) or a
 /// document (a record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestedItem {
+    /// The question's or document's id.
     pub id: String,
+    /// What is asked for, in words.
     pub text: String,
 }
 
@@ -142,9 +159,9 @@ impl Precert {
         &self,
         caller: &Caller,
         case_id: &str,
-        answers: Vec<(String, Answer)>,
-        records: Vec<RecordRef>,
+        information: LaterInformation,
     ) -> AppResult<CaseView> {
+        let LaterInformation { answers, records } = information;
         known_answers_and_documents(&self.engine.rules(), &answers, &[])?;
         let answers = answers.into_iter().collect();
         self.command(caller, case_id, |c, who, ctx, now| {
@@ -279,9 +296,9 @@ impl Precert {
         &self,
         caller: &Caller,
         case_id: &str,
-        answers: Vec<(String, Answer)>,
-        records: Vec<RecordRef>,
+        information: LaterInformation,
     ) -> AppResult<CaseView> {
+        let LaterInformation { answers, records } = information;
         known_answers_and_documents(&self.engine.rules(), &answers, &[])?;
         let answers = answers.into_iter().collect();
         self.command(caller, case_id, |c, who, ctx, now| {

@@ -15,9 +15,13 @@ const DEFAULT_SOURCE_NAME: &str = "rule-list.toml";
 /// One version of a list, as the rule book holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleListVersion {
+    /// The list's id.
     pub list_id: String,
+    /// The version.
     pub version: String,
+    /// The first day it applies.
     pub effective_from: NaiveDate,
+    /// The last day it applies, if it ends.
     pub effective_to: Option<NaiveDate>,
     /// How many rules it has.
     pub rules: u32,
@@ -47,7 +51,9 @@ impl RuleListVersion {
 /// The outcome of validating a list: the version it would be, or every problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Validation {
+    /// The version the list would be once activated.
     Valid(RuleListVersion),
+    /// Every problem found.
     Invalid(Vec<String>),
 }
 

@@ -21,8 +21,11 @@ use crate::{AppError, AppResult, Caller, pipeline::events_of};
 /// member at this rendering provider?
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckRequest {
+    /// The member the services are for.
     pub member_id: MemberId,
+    /// The provider who would render the services.
     pub rendering_npi: Npi,
+    /// The member's diagnoses the services are for.
     pub diagnoses: Vec<Icd10Code>,
     /// The services asked about; one answer each, in order.
     pub lines: Vec<ServiceLine>,
@@ -34,11 +37,17 @@ pub struct SubmitRequest {
     /// The requester's own id of the request: a retry with the same id answers with
     /// the case already filed.
     pub request_id: String,
+    /// The member the services are for.
     pub member_id: MemberId,
+    /// The provider asking (gold-card exemptions are theirs).
     pub requesting_npi: Npi,
+    /// The provider rendering the services.
     pub servicing_npi: Npi,
+    /// The services requested.
     pub lines: Vec<ServiceLine>,
+    /// The member's diagnoses the services are for.
     pub diagnoses: Vec<Icd10Code>,
+    /// How soon a decision is owed.
     pub urgency: Urgency,
     /// Answers to the rules' clinical questions, in the order sent (question id →
     /// answer, each question once).
@@ -51,7 +60,9 @@ pub struct SubmitRequest {
 /// (`created` false).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submitted {
+    /// The case filed.
     pub case: CaseView,
+    /// False when the case was filed before under the same request id.
     pub created: bool,
 }
 

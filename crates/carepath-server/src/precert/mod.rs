@@ -126,10 +126,10 @@ impl PrecertService for Precert {
         respond(async move {
             let caller = caller_of(&request)?;
             let req = request.into_inner();
-            let (id, answers, records) =
+            let (id, information) =
                 convert::later_information(&req.case_id, req.answers, req.records)?;
             let out = (self.inner)
-                .supply_information(&caller, &id, answers, records)
+                .supply_information(&caller, &id, information)
                 .await?;
             Ok(pb::SupplyInformationResponse {
                 case: convert::case(&out),
@@ -286,12 +286,9 @@ impl PrecertService for Precert {
         respond(async move {
             let caller = caller_of(&request)?;
             let req = request.into_inner();
-            let (id, answers, records) =
+            let (id, information) =
                 convert::later_information(&req.case_id, req.answers, req.records)?;
-            let out = self
-                .inner
-                .reconsider(&caller, &id, answers, records)
-                .await?;
+            let out = self.inner.reconsider(&caller, &id, information).await?;
             Ok(pb::RequestReconsiderationResponse {
                 case: convert::case(&out),
             })
@@ -374,8 +371,8 @@ impl PrecertService for Precert {
     ) -> Result<Response<pb::GetMetricsResponse>, Status> {
         respond(async move {
             let caller = caller_of(&request)?;
-            let (from, to) = convert::get_metrics(request.into_inner())?;
-            let out = self.inner.metrics(&caller, from, to).await?;
+            let period = convert::get_metrics(request.into_inner())?;
+            let out = self.inner.metrics(&caller, period).await?;
             Ok(convert::metrics_to_proto(out))
         })
         .await

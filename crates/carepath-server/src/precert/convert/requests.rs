@@ -6,12 +6,13 @@
 use carepath_app::{
     Page, PageRequest,
     precert::{
-        Adverse, CaseView, CheckRequest, Decision, GoldCard, ListCases, MetricsReport, PartLine,
-        RequestedItem, RuleListVersion, SubmitRequest, Submitted, Validation,
+        Adverse, CaseView, CheckRequest, Decision, GoldCard, LaterInformation, ListCases,
+        MetricsReport, PartLine, Period, RequestedItem, RuleListVersion, SubmitRequest, Submitted,
+        Validation,
     },
 };
 use carepath_core::{Invalid, MemberId, Npi};
-use carepath_precert::{Answer, CheckAnswer, MAX_LINES, MAX_REQUEST_ID, RecordRef, metrics};
+use carepath_precert::{CheckAnswer, MAX_LINES, MAX_REQUEST_ID, metrics};
 use carepath_proto::{common::v1 as common, precert::v1 as pb};
 use chrono::{DateTime, Utc};
 
@@ -205,13 +206,13 @@ pub fn later_information(
     case_id: &str,
     answer_values: Vec<pb::ClinicalAnswer>,
     record_refs: Vec<pb::RecordReference>,
-) -> ApiResult<(String, Vec<(String, Answer)>, Vec<RecordRef>)> {
+) -> ApiResult<(String, LaterInformation)> {
     let mut invalid = Invalid::new();
     let answers = answers(&mut invalid, "answers", answer_values);
     let records = records(&mut invalid, "records", record_refs);
     invalid.into_result()?;
     let id = self::case_id(case_id, "case_id")?;
-    Ok((id, answers, records))
+    Ok((id, LaterInformation { answers, records }))
 }
 
 pub fn request_information(
@@ -321,14 +322,12 @@ pub fn list_gold_cards(req: pb::ListGoldCardsRequest) -> ApiResult<(Option<Npi>,
     Ok((npi, page(req.page)))
 }
 
-pub fn get_metrics(
-    req: pb::GetMetricsRequest,
-) -> ApiResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+pub fn get_metrics(req: pb::GetMetricsRequest) -> ApiResult<Period> {
     let mut invalid = Invalid::new();
     let from = optional_instant(&mut invalid, "from", req.from);
     let to = optional_instant(&mut invalid, "to", req.to);
     invalid.into_result()?;
-    Ok((from, to))
+    Ok(Period { from, to })
 }
 
 pub fn metrics_to_proto(report: MetricsReport) -> pb::GetMetricsResponse {
