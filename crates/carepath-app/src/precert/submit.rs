@@ -142,18 +142,18 @@ pub(super) fn known_answers_and_documents(
 }
 
 /// The parties of a request, all found in the directory.
-struct Parties {
-    member: Member,
-    plan: Plan,
-    requesting: Provider,
-    requesting_network: NetworkStatus,
-    servicing_network: NetworkStatus,
+pub(super) struct Parties {
+    pub(super) member: Member,
+    pub(super) plan: Plan,
+    pub(super) requesting: Provider,
+    pub(super) requesting_network: NetworkStatus,
+    pub(super) servicing_network: NetworkStatus,
 }
 
 impl Parties {
     /// Checks that each party exists, naming the field of any that does not;
     /// `servicing_field` is `None` when one provider plays both parts.
-    fn of(
+    pub(super) fn of(
         found: SubmissionParties,
         member_id: &MemberId,
         requesting_field: &str,
