@@ -356,11 +356,11 @@ impl TestServer {
 
     /// A precertification service over the same state, for driving its background
     /// sweeps directly.
-    pub async fn precert(&self) -> carepath_server::precert::Precert {
-        let engine = carepath_server::precert::engine::PrecertEngine::load(&self.app.store)
+    pub async fn precert(&self) -> carepath_app::precert::Precert {
+        let engine = carepath_app::precert::PrecertEngine::load(&self.app.store)
             .await
             .expect("engine");
-        carepath_server::precert::Precert::new(self.app.clone(), engine)
+        carepath_app::precert::Precert::new(self.app.clone(), engine)
     }
 
     /// Stops the server, letting calls in flight finish.

@@ -3,13 +3,13 @@
 //! validated, activated and in force from their date without a restart, and gold
 //! cards earned, used and lost.
 
+use carepath_app::precert::PrecertEngine;
 use carepath_core::Role;
 use carepath_proto::{
     common::v1::Setting,
     directory::v1::ProviderKind,
     precert::v1::{self as pb, precert_service_client::PrecertServiceClient},
 };
-use carepath_server::precert::engine::PrecertEngine;
 use carepath_tests::{
     TestDb, TestServer, contract_tests,
     precert::{IMAGING_IN, INTERNIST, MEMBER, client, flag, line, mri},

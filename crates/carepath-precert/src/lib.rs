@@ -61,3 +61,6 @@ pub use rules::{
     RuleList, StayThreshold,
 };
 pub use synthetic::{synthetic_codes, synthetic_list};
+
+/// The longest id a requester may give a request (the key a retry is recognised by).
+pub const MAX_REQUEST_ID: usize = 128;

@@ -309,7 +309,7 @@ pub async fn serve_with(
     }
     if areas.contains(&Area::Precert) {
         tasks.push(tokio::spawn(precert_sweeps(
-            precert.clone(),
+            precert.use_cases().clone(),
             background.clone(),
         )));
     }
@@ -410,7 +410,7 @@ const GOLD_CARD_INTERVAL: chrono::Duration = chrono::Duration::hours(24);
 /// overdue past the limit (every minute) and re-evaluates gold cards a day after the
 /// last evaluation (a restart does not evaluate again: exemptions are stored; on a new
 /// database the first is a day after start, or when an admin asks).
-async fn precert_sweeps(precert: Precert, stop: CancellationToken) {
+async fn precert_sweeps(precert: carepath_app::precert::Precert, stop: CancellationToken) {
     let mut last_gold_cards = match precert.gold_cards_evaluated_at().await {
         Ok(at) => at.unwrap_or_else(|| precert.now()),
         Err(e) => {

@@ -1,6 +1,9 @@
-//! Conversions between the precertification contract and the precert crate's types.
+//! Conversions between the precertification contract and the precert crate's types
+//! (here), and between its requests and the use cases' commands ([`requests`]).
 
-use std::collections::BTreeMap;
+mod requests;
+
+pub use requests::*;
 
 use carepath_core::{Icd10Code, Invalid, ServiceCode, Setting};
 use carepath_precert::{
@@ -173,12 +176,13 @@ pub fn service_line_to_proto(l: &ServiceLine) -> pb::ServiceLine {
     }
 }
 
+/// Answers to the rules' clinical questions, in the order sent, each question once.
 pub fn answers(
     invalid: &mut Invalid,
     field: &str,
     values: Vec<pb::ClinicalAnswer>,
-) -> BTreeMap<String, Answer> {
-    let mut out = BTreeMap::new();
+) -> Vec<(String, Answer)> {
+    let mut out: Vec<(String, Answer)> = Vec::new();
     for (i, a) in values.into_iter().enumerate() {
         let at = format!("{field}[{i}]");
         if a.question_id.trim().is_empty() {
@@ -202,11 +206,11 @@ pub fn answers(
                 continue;
             }
         };
-        if out
-            .insert(a.question_id.trim().to_owned(), answer)
-            .is_some()
-        {
+        let id = a.question_id.trim();
+        if out.iter().any(|(known, _)| known == id) {
             invalid.push(format!("{at}.question_id"), "is answered twice");
+        } else {
+            out.push((id.to_owned(), answer));
         }
     }
     out
