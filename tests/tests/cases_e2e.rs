@@ -16,8 +16,8 @@ use carepath_proto::{
     oncology::v1::{self as onc, oncology_service_client::OncologyServiceClient},
     precert::v1::precert_service_client::PrecertServiceClient,
 };
+use carepath_app::cases::referrals::{CONSUMER, ReferralConsumer};
 use carepath_server::{
-    cases::referrals::{CONSUMER, ReferralConsumer},
     oncology::plan_to_proto,
     outbox::{ConsumerOptions, EventHandler, process_batch},
 };
