@@ -208,7 +208,8 @@ impl App {
         })
     }
 
-    /// A whole command: [`App::open`], [`Working::apply`], [`Working::commit`].
+    /// A whole command: [`App::open`], [`Working::apply`], [`Working::commit`] (or
+    /// [`Working::fail`] when the command fails).
     pub async fn change<A: Aggregate, V, T>(
         &self,
         caller: &Caller,
@@ -217,7 +218,10 @@ impl App {
         command: impl FnOnce(&mut A, &V, DateTime<Utc>) -> AppResult<(T, Vec<EventDraft>)>,
     ) -> AppResult<Changed<A, V, T>> {
         let mut working = self.open(caller, id, policy).await?;
-        let value = working.apply(command).await?;
+        let value = match working.apply(command).await {
+            Ok(value) => value,
+            Err(err) => return Err(working.fail(err).await),
+        };
         let (aggregate, standing, record, at) = working.commit().await?;
         Ok(Changed {
             aggregate,
@@ -230,28 +234,38 @@ impl App {
 }
 
 impl<A: Aggregate, V> Working<'_, A, V> {
-    /// Step 3: runs the domain command. A refusal by the domain is audited; any
-    /// failure ends the transaction with nothing written.
+    /// Step 3: runs the domain command. On failure nothing is written: hand the
+    /// error to [`Working::fail`], which ends the transaction and audits a refusal by
+    /// the domain. (The refusal cannot be audited while the transaction is open: on
+    /// SQLite the open transaction holds the one writer the audit entry needs.)
     pub async fn apply<T>(
         &mut self,
         command: impl FnOnce(&mut A, &V, DateTime<Utc>) -> AppResult<(T, Vec<EventDraft>)>,
     ) -> AppResult<T> {
-        match command(&mut self.aggregate, &self.standing, self.now) {
-            Ok((value, events)) => {
-                self.events.extend(events);
-                Ok(value)
+        let (value, events) = command(&mut self.aggregate, &self.standing, self.now)?;
+        self.events.extend(events);
+        Ok(value)
+    }
+
+    /// Ends a failed command: rolls the transaction back (releasing the row lock),
+    /// then audits the refusal if the domain refused the caller. Returns the error to
+    /// send.
+    pub async fn fail(self, err: AppError) -> AppError {
+        let Working {
+            app,
+            caller,
+            id,
+            tx,
+            aggregate,
+            ..
+        } = self;
+        drop(tx);
+        match err {
+            err @ AppError::PermissionDenied(_) => {
+                app.refuse(caller, A::RECORD_KIND, &id, Some(aggregate.member()), err)
+                    .await
             }
-            Err(err @ AppError::PermissionDenied(_)) => Err(self
-                .app
-                .refuse(
-                    self.caller,
-                    A::RECORD_KIND,
-                    &self.id,
-                    Some(self.aggregate.member()),
-                    err,
-                )
-                .await),
-            Err(err) => Err(err),
+            err => err,
         }
     }
 
