@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use carepath_app::cases::referrals::{CONSUMER, ReferralConsumer};
 use carepath_core::{Clock, DomainEvent, FixedClock, MemberId, Role};
 use carepath_oncology::{
     Catalogue, ClinicalContext, Intent, LineOfTherapy, PatientFactors, SiteOfService, StageGroup,
@@ -16,7 +17,6 @@ use carepath_proto::{
     oncology::v1::{self as onc, oncology_service_client::OncologyServiceClient},
     precert::v1::precert_service_client::PrecertServiceClient,
 };
-use carepath_app::cases::referrals::{CONSUMER, ReferralConsumer};
 use carepath_server::{
     oncology::plan_to_proto,
     outbox::{ConsumerOptions, EventHandler, process_batch},
