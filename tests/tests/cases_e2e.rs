@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use carepath_app::cases::referrals::{CONSUMER, ReferralConsumer};
 use carepath_core::{Clock, DomainEvent, FixedClock, MemberId, Role};
 use carepath_oncology::{
     Catalogue, ClinicalContext, Intent, LineOfTherapy, PatientFactors, SiteOfService, StageGroup,
@@ -17,7 +18,6 @@ use carepath_proto::{
     precert::v1::precert_service_client::PrecertServiceClient,
 };
 use carepath_server::{
-    cases::referrals::{CONSUMER, ReferralConsumer},
     oncology::plan_to_proto,
     outbox::{ConsumerOptions, EventHandler, process_batch},
 };

@@ -298,7 +298,7 @@ pub async fn serve_with(
         tasks.push(tokio::spawn(carepath_app::outbox::run_consumer(
             app.store.clone(),
             app.clock.clone(),
-            Arc::new(crate::cases::referrals::ReferralConsumer::new(
+            Arc::new(carepath_app::cases::referrals::ReferralConsumer::new(
                 app.store.clone(),
                 app.clock.clone(),
             )),

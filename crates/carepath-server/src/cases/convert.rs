@@ -1,19 +1,37 @@
-//! Conversions between `carepath.cases.v1` messages and the case-management domain.
+//! Conversions between `carepath.cases.v1` messages and the case-management use
+//! cases: each request becomes a command of domain types (every bad field collected
+//! under the field path the caller sent), each answer a message.
 //!
 //! Every proto enum lists the domain values in the domain's declaration order after
 //! its `_UNSPECIFIED` zero, so value `n` is `ALL[n - 1]`; a test holds the two in step
 //! by name.
 
-use carepath_cases::{
-    ArrangedService, CareAbroad, CareSetting, CaseKind, DecisionReason, DecisionSupport,
-    GoalStatus, InteractionChannel, ManagedCase, Outcome, Phase, Priority, ReferralSource,
-    ServiceKind, ServiceState, Task, TaskStatus,
+use carepath_app::{
+    PageRequest,
+    cases::{
+        AddGoal, AddTask, ArrangeService, AssessCareAbroad, AssignCase, CloseCase, DeclineCase,
+        FindSpecialists, ListCases, MoveCase, OpenCase, RateCase, RecordConsent, RecordInteraction,
+        RecordTransition, RequestDecisionSupport, SatisfactionPeriod, UpdateGoal, UpdateService,
+        UpdateTask,
+    },
+    pipeline::record_id,
 };
-use carepath_core::Invalid;
+use carepath_cases::{
+    self as cases, CareAbroad, CareSetting, CaseKind, DecisionReason, GoalStatus,
+    InteractionChannel, NewDecisionSupport, NewGoal, NewService, Outcome, Phase, Priority,
+    ServiceKind, ServiceState, TaskChange, TaskStatus,
+};
+use carepath_core::{CountryCode, Icd10Code, Invalid, MemberId, Npi, Specialty, StaffId};
 use carepath_proto::cases::v1 as pb;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 
-use crate::convert::timestamp;
+mod answers;
+
+pub use self::answers::*;
+use crate::{
+    convert::{instant, optional, required},
+    error::ApiResult,
+};
 
 /// The domain value of proto enum value `v`, if it names one.
 pub fn from_proto<T: Copy>(all: &[T], v: i32) -> Option<T> {
@@ -78,182 +96,435 @@ pub fn date(invalid: &mut Invalid, field: &str, value: &str, required: bool) -> 
     }
 }
 
-fn ts(t: DateTime<Utc>) -> Option<prost_types::Timestamp> {
-    Some(timestamp(t))
+/// A case id the request must carry: recorded with the request's other field
+/// problems; the id as it is kept (trimmed).
+fn case_id(invalid: &mut Invalid, id: &str) -> String {
+    let id = id.trim();
+    if id.is_empty() {
+        invalid.push("case_id", "is required");
+    }
+    id.to_owned()
 }
 
-fn opt_string<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map(ToString::to_string).unwrap_or_default()
+/// An id of an item of the case (goal, task, service) the request must carry.
+fn item_id(invalid: &mut Invalid, field: &str, id: &str) -> String {
+    let id = id.trim();
+    if id.is_empty() {
+        invalid.push(field, "is required");
+    }
+    id.to_owned()
 }
 
-pub fn task_to_proto(case_id: &str, t: &Task, today: NaiveDate) -> pb::Task {
-    pb::Task {
-        id: t.id.clone(),
-        title: t.title.clone(),
-        owner: t.owner.clone(),
-        due_date: t.due_on.to_string(),
-        priority: to_proto(Priority::ALL, t.priority),
-        status: to_proto(TaskStatus::ALL, t.status),
-        goal_id: opt_string(&t.goal_id),
-        overdue: t.is_overdue(today),
-        case_id: case_id.to_owned(),
+fn text_opt(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+fn page_request(page: Option<carepath_proto::common::v1::PageRequest>) -> PageRequest {
+    let page = page.unwrap_or_default();
+    PageRequest {
+        token: page.page_token,
+        size: page.page_size,
     }
 }
 
-pub fn service_to_proto(s: &ArrangedService) -> pb::ArrangedService {
-    pb::ArrangedService {
-        id: s.id.clone(),
-        kind: to_proto(ServiceKind::ALL, s.kind),
-        description: s.description.clone(),
-        vendor_npi: opt_string(&s.vendor),
-        state: to_proto(ServiceState::ALL, s.state),
-        needs_precertification: s.needs_precertification,
-        precert_case_id: opt_string(&s.precert_case_id),
-        start_date: opt_string(&s.start_date),
-        requested_at: ts(s.requested_at),
-    }
+pub fn get_case(req: pb::GetCaseRequest) -> ApiResult<String> {
+    record_id(&req.case_id, "case_id")
 }
 
-pub fn decision_support_to_proto(d: &DecisionSupport) -> pb::DecisionSupport {
-    pb::DecisionSupport {
-        id: d.id.clone(),
-        reason: to_proto(DecisionReason::ALL, d.reason),
-        diagnosis: opt_string(&d.diagnosis),
-        specialty: opt_string(&d.specialty),
-        notes: d.notes.clone(),
-        requested_by: d.requested_by.clone(),
-        requested_at: ts(d.requested_at),
-        care_abroad: d.care_abroad.as_ref().map(|a| pb::CareAbroadAssessment {
-            country: a.country.to_string(),
-            recommendation: to_proto(CareAbroad::ALL, a.recommendation),
-            rationale: a.rationale.clone(),
-            specialist_npi: opt_string(&a.specialist),
-            assessed_by: a.assessed_by.clone(),
-            assessed_at: ts(a.assessed_at),
-        }),
-    }
+/// The case id as sent: the use case checks it after the caller's standing as a nurse.
+pub fn claim_case(req: pb::ClaimCaseRequest) -> ApiResult<String> {
+    Ok(req.case_id)
 }
 
-pub fn interaction_to_proto(i: &carepath_cases::Interaction) -> pb::Interaction {
-    pb::Interaction {
-        id: i.id.clone(),
-        channel: to_proto(InteractionChannel::ALL, i.channel),
-        occurred_at: ts(i.at),
-        author_id: i.author_id.clone(),
-        author_name: i.author_name.clone(),
-        summary: i.summary.clone(),
-        next_steps: opt_string(&i.next_steps),
-        private: i.private,
-        notify_member: i.notify_member,
+pub fn open_case(req: pb::OpenCaseRequest) -> ApiResult<OpenCase> {
+    let mut invalid = Invalid::new();
+    let member_id = required(&mut invalid, "member_id", &req.member_id, MemberId::parse);
+    let kind = required_enum(&mut invalid, "kind", CaseKind::ALL, req.kind, "CASE_KIND");
+    let diagnosis = optional(&mut invalid, "diagnosis", &req.diagnosis, Icd10Code::parse);
+    let reason = req.reason.trim().to_owned();
+    if reason.is_empty() {
+        invalid.push("reason", "is required");
+    } else if reason.chars().count() > cases::MAX_TEXT {
+        let limit = cases::MAX_TEXT;
+        invalid.push("reason", format!("must be at most {limit} characters"));
     }
+    invalid.into_result()?;
+    Ok(OpenCase {
+        member_id: member_id.expect("checked"),
+        kind: kind.expect("checked"),
+        diagnosis: diagnosis.flatten(),
+        reason,
+    })
 }
 
-pub fn transition_to_proto(t: &carepath_cases::CareTransition) -> pb::Transition {
-    pb::Transition {
-        id: t.id.clone(),
-        from_setting: to_proto(CareSetting::ALL, t.from_setting),
-        to_setting: to_proto(CareSetting::ALL, t.to_setting),
-        from_facility_npi: opt_string(&t.from_facility),
-        to_facility_npi: opt_string(&t.to_facility),
-        discharge_date: t.discharge_date.to_string(),
-        arrival_date: t.arrival_date.to_string(),
-        notes: t.notes.clone(),
-        recorded_by: t.recorded_by.clone(),
-        recorded_at: ts(t.recorded_at),
-    }
+pub fn list_cases(req: pb::ListCasesRequest) -> ApiResult<ListCases> {
+    let mut invalid = Invalid::new();
+    let member_id = optional(&mut invalid, "member_id", &req.member_id, MemberId::parse).flatten();
+    let nurse_id = optional(&mut invalid, "nurse_id", &req.nurse_id, StaffId::parse).flatten();
+    let kind = optional_enum(&mut invalid, "kind", CaseKind::ALL, req.kind, "CASE_KIND");
+    let phase = optional_enum(&mut invalid, "phase", Phase::ALL, req.phase, "PHASE");
+    invalid.into_result()?;
+    Ok(ListCases {
+        member_id,
+        nurse_id,
+        kind,
+        phase,
+        unassigned_only: req.unassigned_only,
+        open_only: req.open_only,
+        page: page_request(req.page),
+    })
 }
 
-/// The case as the caller may see it (already redacted by the caller's view).
-pub fn case_to_proto(c: &ManagedCase, today: NaiveDate) -> pb::Case {
-    pb::Case {
-        id: c.id.clone(),
-        member_id: c.member_id.to_string(),
-        kind: to_proto(CaseKind::ALL, c.kind),
-        phase: to_proto(Phase::ALL, c.phase),
-        opened_at: ts(c.opened_at),
-        nurse_id: c
-            .nurse
-            .as_ref()
-            .map(|n| n.staff_id.to_string())
-            .unwrap_or_default(),
-        nurse_name: c.nurse.as_ref().map(|n| n.name.clone()).unwrap_or_default(),
-        referrals: c
-            .referrals
-            .iter()
-            .map(|r| pb::Referral {
-                source: to_proto(ReferralSource::ALL, r.source),
-                reason: r.reason.clone(),
-                referred_by: r.referred_by.clone(),
-                event_id: opt_string(&r.event_id),
-                source_id: opt_string(&r.source_id),
-                diagnosis: opt_string(&r.diagnosis),
-                at: ts(r.at),
-            })
-            .collect(),
-        assignments: c
-            .assignments
-            .iter()
-            .map(|a| pb::Assignment {
-                nurse_id: a.nurse.staff_id.to_string(),
-                nurse_name: a.nurse.name.clone(),
-                assigned_by: a.assigned_by.clone(),
-                assigned_at: ts(a.assigned_at),
-                ended_at: a.ended_at.map(timestamp),
-                reason: a.reason.clone(),
-            })
-            .collect(),
-        goals: c
-            .goals
-            .iter()
-            .map(|g| pb::Goal {
-                id: g.id.clone(),
-                description: g.description.clone(),
-                target_date: g.target_date.to_string(),
-                status: to_proto(GoalStatus::ALL, g.status),
-            })
-            .collect(),
-        tasks: c
-            .tasks
-            .iter()
-            .map(|t| task_to_proto(&c.id, t, today))
-            .collect(),
-        interactions: c.interactions.iter().map(interaction_to_proto).collect(),
-        transitions: c.transitions.iter().map(transition_to_proto).collect(),
-        services: c.services.iter().map(service_to_proto).collect(),
-        decision_support: c
-            .decision_support
-            .iter()
-            .map(decision_support_to_proto)
-            .collect(),
-        consented_provider_npis: c
-            .consented_providers()
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        outcome: c.outcome.map_or(0, |o| to_proto(Outcome::ALL, o)),
-        closure_note: c.closure_note.clone(),
-        closed_at: c.closed_at.map(timestamp),
-        satisfaction: c.satisfaction.as_ref().map(|s| pb::Satisfaction {
-            rating: u32::from(s.rating),
-            comment: s.comment.clone(),
-            rated_at: ts(s.rated_at),
-        }),
-        history: c
-            .history
-            .iter()
-            .map(|h| pb::HistoryEntry {
-                at: ts(h.at),
-                by: h.by.clone(),
-                role: h.role.as_str().to_owned(),
-                action: h.action.clone(),
-                note: h.note.clone(),
-            })
-            .collect(),
-    }
+pub fn assign_case(req: pb::AssignCaseRequest) -> ApiResult<AssignCase> {
+    let mut invalid = Invalid::new();
+    let nurse_id = optional(&mut invalid, "nurse_id", &req.nurse_id, StaffId::parse).flatten();
+    invalid.into_result()?;
+    Ok(AssignCase {
+        case_id: record_id(&req.case_id, "case_id")?,
+        nurse_id,
+        reason: req.reason,
+    })
+}
+
+pub fn move_case(req: pb::MoveCaseRequest) -> ApiResult<MoveCase> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let phase = required_enum(&mut invalid, "phase", Phase::ALL, req.phase, "PHASE");
+    invalid.into_result()?;
+    let (phase, note) = (phase.expect("checked"), req.note);
+    Ok(MoveCase {
+        case_id,
+        phase,
+        note,
+    })
+}
+
+pub fn close_case(req: pb::CloseCaseRequest) -> ApiResult<CloseCase> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let outcome = required_enum(
+        &mut invalid,
+        "outcome",
+        Outcome::ALL,
+        req.outcome,
+        "OUTCOME",
+    );
+    invalid.into_result()?;
+    let (outcome, note) = (outcome.expect("checked"), req.note);
+    Ok(CloseCase {
+        case_id,
+        outcome,
+        note,
+    })
+}
+
+pub fn decline_case(req: pb::DeclineCaseRequest) -> ApiResult<DeclineCase> {
+    let case_id = record_id(&req.case_id, "case_id")?;
+    Ok(DeclineCase {
+        case_id,
+        note: req.note,
+    })
+}
+
+pub fn add_goal(req: pb::AddGoalRequest) -> ApiResult<AddGoal> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let target = date(&mut invalid, "target_date", &req.target_date, true);
+    invalid.into_result()?;
+    let goal = NewGoal {
+        description: req.description,
+        target_date: target.expect("checked"),
+    };
+    Ok(AddGoal { case_id, goal })
+}
+
+pub fn update_goal(req: pb::UpdateGoalRequest) -> ApiResult<UpdateGoal> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let status = required_enum(
+        &mut invalid,
+        "status",
+        GoalStatus::ALL,
+        req.status,
+        "GOAL_STATUS",
+    );
+    let goal_id = item_id(&mut invalid, "goal_id", &req.goal_id);
+    invalid.into_result()?;
+    let status = status.expect("checked");
+    Ok(UpdateGoal {
+        case_id,
+        goal_id,
+        status,
+    })
+}
+
+pub fn add_task(req: pb::AddTaskRequest) -> ApiResult<AddTask> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let due = date(&mut invalid, "due_date", &req.due_date, true);
+    let priority = optional_enum(
+        &mut invalid,
+        "priority",
+        Priority::ALL,
+        req.priority,
+        "PRIORITY",
+    );
+    invalid.into_result()?;
+    Ok(AddTask {
+        case_id,
+        title: req.title,
+        owner: text_opt(&req.owner),
+        due_on: due.expect("checked"),
+        priority,
+        goal_id: text_opt(&req.goal_id),
+    })
+}
+
+pub fn update_task(req: pb::UpdateTaskRequest) -> ApiResult<UpdateTask> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let status = optional_enum(
+        &mut invalid,
+        "status",
+        TaskStatus::ALL,
+        req.status,
+        "TASK_STATUS",
+    );
+    let priority = optional_enum(
+        &mut invalid,
+        "priority",
+        Priority::ALL,
+        req.priority,
+        "PRIORITY",
+    );
+    let due_on = date(&mut invalid, "due_date", &req.due_date, false);
+    let task_id = item_id(&mut invalid, "task_id", &req.task_id);
+    invalid.into_result()?;
+    let owner = text_opt(&req.owner);
+    let change = TaskChange {
+        status,
+        owner,
+        due_on,
+        priority,
+    };
+    Ok(UpdateTask {
+        case_id,
+        task_id,
+        change,
+    })
+}
+
+pub fn record_interaction(req: pb::RecordInteractionRequest) -> ApiResult<RecordInteraction> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let channel = required_enum(
+        &mut invalid,
+        "channel",
+        InteractionChannel::ALL,
+        req.channel,
+        "INTERACTION_CHANNEL",
+    );
+    let at = req.occurred_at.and_then(|t| {
+        let parsed = instant(t);
+        if parsed.is_none() {
+            invalid.push("occurred_at", "is not a valid instant");
+        }
+        parsed
+    });
+    invalid.into_result()?;
+    Ok(RecordInteraction {
+        case_id,
+        channel: channel.expect("checked"),
+        at,
+        summary: req.summary,
+        next_steps: text_opt(&req.next_steps),
+        private: req.private,
+        notify_member: req.notify_member,
+    })
+}
+
+pub fn record_transition(req: pb::RecordTransitionRequest) -> ApiResult<RecordTransition> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let (all, prefix) = (CareSetting::ALL, "CARE_SETTING");
+    let from = required_enum(&mut invalid, "from_setting", all, req.from_setting, prefix);
+    let to = required_enum(&mut invalid, "to_setting", all, req.to_setting, prefix);
+    let from_facility = optional(
+        &mut invalid,
+        "from_facility_npi",
+        &req.from_facility_npi,
+        Npi::parse,
+    );
+    let to_facility = optional(
+        &mut invalid,
+        "to_facility_npi",
+        &req.to_facility_npi,
+        Npi::parse,
+    );
+    let discharge = date(&mut invalid, "discharge_date", &req.discharge_date, true);
+    let arrival = date(&mut invalid, "arrival_date", &req.arrival_date, false);
+    invalid.into_result()?;
+    Ok(RecordTransition {
+        case_id,
+        from_setting: from.expect("checked"),
+        to_setting: to.expect("checked"),
+        from_facility: from_facility.flatten(),
+        to_facility: to_facility.flatten(),
+        discharge_date: discharge.expect("checked"),
+        arrival_date: arrival,
+        notes: req.notes,
+    })
+}
+
+pub fn arrange_service(req: pb::ArrangeServiceRequest) -> ApiResult<ArrangeService> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let kind = required_enum(
+        &mut invalid,
+        "kind",
+        ServiceKind::ALL,
+        req.kind,
+        "SERVICE_KIND",
+    );
+    let vendor = optional(&mut invalid, "vendor_npi", &req.vendor_npi, Npi::parse).flatten();
+    let start_date = date(&mut invalid, "start_date", &req.start_date, false);
+    invalid.into_result()?;
+    let service = NewService {
+        kind: kind.expect("checked"),
+        description: req.description,
+        vendor,
+        precert_case_id: text_opt(&req.precert_case_id),
+        start_date,
+    };
+    Ok(ArrangeService { case_id, service })
+}
+
+pub fn update_service(req: pb::UpdateServiceRequest) -> ApiResult<UpdateService> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let (all, prefix) = (ServiceState::ALL, "SERVICE_STATE");
+    let state = optional_enum(&mut invalid, "state", all, req.state, prefix);
+    let service_id = item_id(&mut invalid, "service_id", &req.service_id);
+    invalid.into_result()?;
+    let precert_case_id = text_opt(&req.precert_case_id);
+    Ok(UpdateService {
+        case_id,
+        service_id,
+        state,
+        precert_case_id,
+    })
+}
+
+pub fn request_decision_support(
+    req: pb::RequestDecisionSupportRequest,
+) -> ApiResult<RequestDecisionSupport> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let (all, prefix) = (DecisionReason::ALL, "DECISION_REASON");
+    let reason = required_enum(&mut invalid, "reason", all, req.reason, prefix);
+    let diagnosis = optional(&mut invalid, "diagnosis", &req.diagnosis, Icd10Code::parse);
+    let specialty = optional(&mut invalid, "specialty", &req.specialty, Specialty::parse);
+    invalid.into_result()?;
+    let request = NewDecisionSupport {
+        reason: reason.expect("checked"),
+        diagnosis: diagnosis.flatten(),
+        specialty: specialty.flatten().map(|s| s.to_string()),
+        notes: req.notes,
+    };
+    Ok(RequestDecisionSupport { case_id, request })
+}
+
+pub fn find_specialists(req: pb::FindSpecialistsRequest) -> ApiResult<FindSpecialists> {
+    let mut invalid = Invalid::new();
+    let specialty = required(&mut invalid, "specialty", &req.specialty, Specialty::parse);
+    let country = optional(&mut invalid, "country", &req.country, CountryCode::parse).flatten();
+    invalid.into_result()?;
+    Ok(FindSpecialists {
+        case_id: record_id(&req.case_id, "case_id")?,
+        specialty: specialty.expect("checked"),
+        country,
+        page: page_request(req.page),
+    })
+}
+
+pub fn assess_care_abroad(req: pb::AssessCareAbroadRequest) -> ApiResult<AssessCareAbroad> {
+    let mut invalid = Invalid::new();
+    let (all, prefix) = (CareAbroad::ALL, "CARE_ABROAD");
+    let recommendation = required_enum(
+        &mut invalid,
+        "recommendation",
+        all,
+        req.recommendation,
+        prefix,
+    );
+    let specialist = optional(
+        &mut invalid,
+        "specialist_npi",
+        &req.specialist_npi,
+        Npi::parse,
+    );
+    let country = optional(&mut invalid, "country", &req.country, CountryCode::parse).flatten();
+    let decision_support_id = item_id(
+        &mut invalid,
+        "decision_support_id",
+        &req.decision_support_id,
+    );
+    invalid.into_result()?;
+    Ok(AssessCareAbroad {
+        case_id: record_id(&req.case_id, "case_id")?,
+        decision_support_id,
+        recommendation: recommendation.expect("checked"),
+        rationale: req.rationale,
+        specialist: specialist.flatten(),
+        country,
+    })
+}
+
+pub fn record_consent(req: pb::RecordConsentRequest) -> ApiResult<RecordConsent> {
+    let mut invalid = Invalid::new();
+    let case_id = case_id(&mut invalid, &req.case_id);
+    let provider = required(&mut invalid, "provider_npi", &req.provider_npi, Npi::parse);
+    invalid.into_result()?;
+    let (provider, granted) = (provider.expect("checked"), req.granted);
+    Ok(RecordConsent {
+        case_id,
+        provider,
+        granted,
+    })
+}
+
+pub fn rate_case(req: pb::RateCaseRequest) -> ApiResult<RateCase> {
+    let case_id = record_id(&req.case_id, "case_id")?;
+    let (rating, comment) = (req.rating, req.comment);
+    Ok(RateCase {
+        case_id,
+        rating,
+        comment,
+    })
+}
+
+/// The period of the report; an instant that names no time counts as not given.
+pub fn get_satisfaction_report(
+    req: pb::GetSatisfactionReportRequest,
+) -> ApiResult<SatisfactionPeriod> {
+    Ok(SatisfactionPeriod {
+        from: req.from.and_then(instant),
+        to: req.to.and_then(instant),
+    })
+}
+
+pub fn get_work_list(req: pb::GetWorkListRequest) -> ApiResult<Option<StaffId>> {
+    let mut invalid = Invalid::new();
+    let nurse = optional(&mut invalid, "nurse_id", &req.nurse_id, StaffId::parse).flatten();
+    invalid.into_result()?;
+    Ok(nurse)
 }
 
 #[cfg(test)]
 mod tests {
+    use carepath_cases::ReferralSource;
+
     use super::*;
 
     /// Each proto enum value must name the domain value at the same position.

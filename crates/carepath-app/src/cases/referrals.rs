@@ -13,13 +13,18 @@ use carepath_cases::{
     AutoReferral, CaseKind, DecisionReason, ManagedCase, REFERRAL_EVENT_KINDS, Referral,
     referral_from_event,
 };
-use carepath_core::{Actor, Clock, DomainEvent, Icd10Code, MemberId, Role};
-use carepath_store::{AuditOutcome, ManagedCaseRecord, Store, StoreError, Tx};
+use carepath_core::{Clock, DomainEvent, Icd10Code, MemberId};
+use carepath_store::{AuditOutcome, Store, Tx};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use super::{RECORD_KIND, append_events, micros, record_of};
-use crate::{context::Caller, error::ApiError, outbox::EventHandler};
+use super::record::{RECORD_KIND, row_of};
+use crate::{
+    context::{Caller, micros},
+    error::{AppError, AppResult},
+    outbox::EventHandler,
+    pipeline::{Aggregate, append_events},
+};
 
 /// The consumer's name in the outbox.
 pub const CONSUMER: &str = "cases-referrals";
@@ -27,6 +32,7 @@ pub const CONSUMER: &str = "cases-referrals";
 /// What a referral did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placed {
+    /// The case the referral reached, in full.
     pub case: ManagedCase,
     /// An open case of the same kind took it (or it had been placed before).
     pub absorbed: bool,
@@ -37,15 +43,17 @@ pub struct Placed {
 /// A referral ready to place.
 #[derive(Debug, Clone)]
 pub struct NewReferral {
+    /// The idempotency key: `event:<id>` for a referral from an event, a fresh
+    /// `manual:<uuid>` for one made by hand.
     pub key: String,
+    /// The member referred.
     pub member_id: MemberId,
+    /// The kind of case the referral asks for.
     pub kind: CaseKind,
+    /// Who referred, why and when.
     pub referral: Referral,
+    /// Decision support the referral asks for at once (a serious diagnosis).
     pub decision_support: Option<(DecisionReason, Option<Icd10Code>)>,
-}
-
-fn case_of(record: &ManagedCaseRecord) -> Result<ManagedCase, ApiError> {
-    super::case_of(record)
 }
 
 /// Places a referral in the open transaction: finds the case its key reached, or the
@@ -56,12 +64,12 @@ pub async fn place(
     caller: &Caller,
     new: NewReferral,
     now: DateTime<Utc>,
-) -> Result<Placed, ApiError> {
+) -> AppResult<Placed> {
     let now = micros(now);
     if let Some(id) = tx.referral_case(&new.key).await? {
         let record = tx.managed_case_for_update(&id).await?;
         return Ok(Placed {
-            case: case_of(&record)?,
+            case: ManagedCase::from_record(&record)?,
             absorbed: true,
             duplicate: true,
         });
@@ -69,9 +77,9 @@ pub async fn place(
     let existing = tx
         .open_managed_case_of_kind(new.member_id.as_str(), new.kind.as_str())
         .await?;
-    let (case, mut events, absorbed) = match existing {
+    let (mut case, mut events, absorbed) = match existing {
         Some(record) => {
-            let mut case = case_of(&record)?;
+            let mut case = ManagedCase::from_record(&record)?;
             let events = case.absorb(new.referral.clone(), now);
             (case, events, true)
         }
@@ -87,11 +95,10 @@ pub async fn place(
             (case, events, false)
         }
     };
-    let mut case = case;
     if let Some((reason, diagnosis)) = new.decision_support {
         events.extend(case.add_referred_decision_support(&new.referral, reason, diagnosis, now));
     }
-    let record = record_of(&case);
+    let record = row_of(&case);
     if absorbed {
         tx.update_managed_case(&record, now).await?;
     } else {
@@ -124,6 +131,7 @@ pub struct ReferralConsumer {
 }
 
 impl ReferralConsumer {
+    /// A consumer writing to `store`, its referrals timed by `clock`.
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         ReferralConsumer { store, clock }
     }
@@ -138,10 +146,7 @@ impl ReferralConsumer {
         else {
             return Ok(());
         };
-        let caller = Caller {
-            actor: Actor::new(Role::Service, CONSUMER).map_err(|e| e.to_string())?,
-            operation: format!("outbox:{}", event.kind),
-        };
+        let caller = Caller::service(CONSUMER, &format!("outbox:{}", event.kind));
         let new = NewReferral {
             key: format!("event:{}", event.id),
             member_id,
@@ -154,12 +159,12 @@ impl ReferralConsumer {
             Ok(p) => p,
             // Another worker opened the member's case of this kind at the same moment:
             // the retry absorbs the referral into it.
-            Err(ApiError::AlreadyExists { kind, id }) => {
+            Err(AppError::AlreadyExists { kind, id }) => {
                 return Err(format!("{kind} {id} was opened concurrently; retrying"));
             }
             Err(e) => return Err(e.to_string()),
         };
-        tx.commit().await.map_err(|e: StoreError| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
         tracing::info!(
             case_id = %placed.case.id,
             absorbed = placed.absorbed,
