@@ -31,8 +31,7 @@ use crate::{
 pub async fn open_store(url: &str) -> AppResult<Store> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
-    crate::oncology::upgrade_stored_plans(&store, &carepath_oncology::Catalogue::shipped())
-        .await?;
+    crate::oncology::upgrade_stored_plans(&store, &carepath_oncology::Catalogue::shipped()).await?;
     Ok(store)
 }
 

@@ -17,9 +17,7 @@
 
 use std::collections::BTreeSet;
 
-use carepath_core::{
-    Actor, CountryCode, Icd10Code, Invalid, MemberId, Npi, Role, StaffId,
-};
+use carepath_core::{Actor, CountryCode, Icd10Code, Invalid, MemberId, Npi, Role, StaffId};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

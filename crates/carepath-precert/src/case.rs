@@ -24,9 +24,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use carepath_core::{
-    Actor, BusinessCalendar, Invalid, Role, Specialty, StaffId, Urgency,
-};
+use carepath_core::{Actor, BusinessCalendar, Invalid, Role, Specialty, StaffId, Urgency};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

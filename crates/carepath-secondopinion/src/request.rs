@@ -10,8 +10,8 @@
 //! as far as both allow. The turnaround clock starts when the records are complete.
 
 use carepath_core::{
-    Actor, Address, BusinessCalendar, ContactChannel, CountryCode, Icd10Code, Invalid,
-    LanguageTag, MemberId, Npi, Role, Specialty, StaffId,
+    Actor, Address, BusinessCalendar, ContactChannel, CountryCode, Icd10Code, Invalid, LanguageTag,
+    MemberId, Npi, Role, Specialty, StaffId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -739,7 +739,9 @@ impl SecondOpinionRequest {
                 .map(|r| r.label.clone())
                 .collect();
             if !missing.is_empty() {
-                events.push(self.event(event_kinds::RECORDS_MISSING, now,
+                events.push(self.event(
+                    event_kinds::RECORDS_MISSING,
+                    now,
                     json!({ "missing_records": missing }),
                 ));
             }
@@ -755,7 +757,9 @@ impl SecondOpinionRequest {
                 "records_complete",
                 format!("opinion due {}", due.to_rfc3339()),
             );
-            events.push(self.event(event_kinds::RECORDS_RECEIVED, now,
+            events.push(self.event(
+                event_kinds::RECORDS_RECEIVED,
+                now,
                 json!({ "due_at": due, "records": self.records.len() }),
             ));
         }
@@ -850,7 +854,9 @@ impl SecondOpinionRequest {
             received_at: now,
             received_by: actor.clone(),
         };
-        let mut events = vec![self.event(event_kinds::RECORD_ADDED, now,
+        let mut events = vec![self.event(
+            event_kinds::RECORD_ADDED,
+            now,
             json!({
                 "record_id": record.id,
                 "kind": record.kind.as_str(),
@@ -884,7 +890,11 @@ impl SecondOpinionRequest {
         self.physician = Some(expert);
         self.status = Status::InReview;
         self.log(now, actor, "physician_assigned", note);
-        Ok(vec![self.event(event_kinds::PHYSICIAN_ASSIGNED, now, payload)])
+        Ok(vec![self.event(
+            event_kinds::PHYSICIAN_ASSIGNED,
+            now,
+            payload,
+        )])
     }
 
     /// A nurse takes on coordination of the request.
@@ -967,7 +977,9 @@ impl SecondOpinionRequest {
             answers_question: None,
         });
         self.log(now, actor, "addendum_added", format!("addendum {number}"));
-        Ok(vec![self.event(event_kinds::ADDENDUM_ADDED, now,
+        Ok(vec![self.event(
+            event_kinds::ADDENDUM_ADDED,
+            now,
             json!({ "addendum": number }),
         )])
     }
@@ -986,7 +998,11 @@ impl SecondOpinionRequest {
         self.reviewed_at = Some(now);
         self.status = Status::OpinionReviewed;
         self.log(now, actor, "opinion_reviewed", "");
-        Ok(vec![self.event(event_kinds::OPINION_REVIEWED, now, json!({}))])
+        Ok(vec![self.event(
+            event_kinds::OPINION_REVIEWED,
+            now,
+            json!({}),
+        )])
     }
 
     /// Sends a copy of the opinion to the member's own doctor, with consent.
@@ -1028,7 +1044,11 @@ impl SecondOpinionRequest {
             consent_by: actor.clone(),
             consent_at: now,
         });
-        Ok(vec![self.event(event_kinds::SHARED_WITH_DOCTOR, now, payload)])
+        Ok(vec![self.event(
+            event_kinds::SHARED_WITH_DOCTOR,
+            now,
+            payload,
+        )])
     }
 
     /// A nurse coordinator records the follow-up call or email.
@@ -1057,7 +1077,9 @@ impl SecondOpinionRequest {
             at: now,
         });
         self.log(now, actor, "follow_up_done", channel.as_str());
-        Ok(vec![self.event(event_kinds::FOLLOW_UP_DONE, now,
+        Ok(vec![self.event(
+            event_kinds::FOLLOW_UP_DONE,
+            now,
             json!({
                 "nurse_id": nurse,
                 "channel": channel.as_str(),
@@ -1094,7 +1116,9 @@ impl SecondOpinionRequest {
             answered_at: None,
         });
         self.log(now, actor, "question_asked", format!("question {number}"));
-        Ok(vec![self.event(event_kinds::QUESTION_ASKED, now,
+        Ok(vec![self.event(
+            event_kinds::QUESTION_ASKED,
+            now,
             json!({ "question": number }),
         )])
     }
@@ -1141,7 +1165,9 @@ impl SecondOpinionRequest {
             "question_answered",
             format!("question {number}"),
         );
-        Ok(vec![self.event(event_kinds::QUESTION_ANSWERED, now,
+        Ok(vec![self.event(
+            event_kinds::QUESTION_ANSWERED,
+            now,
             json!({ "question": number, "addendum": addendum }),
         )])
     }
@@ -1175,7 +1201,9 @@ impl SecondOpinionRequest {
         self.closed_at = Some(now);
         self.closing_note = Some(note.clone());
         self.log(now, actor, "closed", note.clone());
-        Ok(vec![self.event(event_kinds::CLOSED, now,
+        Ok(vec![self.event(
+            event_kinds::CLOSED,
+            now,
             json!({ "closing_note": note }),
         )])
     }

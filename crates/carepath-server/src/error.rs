@@ -36,7 +36,6 @@ pub fn status_of(err: ApiError) -> Status {
     }
 }
 
-
 /// Runs a handler body and converts its outcome for tonic: the single exit through
 /// which every answer and every error leaves a service.
 pub async fn respond<T>(
