@@ -6,12 +6,12 @@ use carepath_app::audit::{AuditLog, SearchAudit};
 use carepath_core::MemberId;
 use carepath_proto::audit::v1::{self as pb, audit_service_server::AuditService};
 use carepath_store::{AuditOutcome, AuditRecord, AuditVerification};
-use tonic::{Request, Response, Status};
 
 use crate::{
-    context::{App, caller_of},
+    context::App,
     convert::{optional, optional_instant, timestamp},
-    error::{ApiResult, respond},
+    door::grpc_service,
+    error::ApiResult,
 };
 
 /// The audit service.
@@ -97,33 +97,20 @@ fn verification_to_proto(v: AuditVerification) -> pb::VerifyAuditResponse {
     }
 }
 
-#[tonic::async_trait]
-impl AuditService for Audit {
-    async fn search_audit(
-        &self,
-        request: Request<pb::SearchAuditRequest>,
-    ) -> Result<Response<pb::SearchAuditResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+grpc_service! {
+    impl AuditService for Audit {
+        rpc search_audit(request: pb::SearchAuditRequest) -> pb::SearchAuditResponse as |this, caller| {
             let cmd = search_of(request.into_inner())?;
-            let page = self.inner.search(&caller, cmd).await?;
+            let page = this.inner.search(&caller, cmd).await?;
             Ok(pb::SearchAuditResponse {
                 entries: page.items.into_iter().map(entry_to_proto).collect(),
                 next_page_token: page.next_page_token,
             })
-        })
-        .await
-    }
+        }
 
-    async fn verify_audit(
-        &self,
-        request: Request<pb::VerifyAuditRequest>,
-    ) -> Result<Response<pb::VerifyAuditResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
-            let verification = self.inner.verify(&caller).await?;
+        rpc verify_audit(request: pb::VerifyAuditRequest) -> pb::VerifyAuditResponse as |this, caller| {
+            let verification = this.inner.verify(&caller).await?;
             Ok(verification_to_proto(verification))
-        })
-        .await
+        }
     }
 }

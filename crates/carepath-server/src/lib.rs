@@ -15,6 +15,7 @@ pub mod cli;
 pub mod context;
 pub mod convert;
 pub mod directory;
+mod door;
 pub mod error;
 pub mod notify;
 pub mod oncology;

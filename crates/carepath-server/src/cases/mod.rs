@@ -8,12 +8,8 @@
 pub mod convert;
 
 use carepath_proto::cases::v1::{self as pb, case_service_server::CaseService};
-use tonic::{Request, Response, Status};
 
-use crate::{
-    context::{App, caller_of},
-    error::respond,
-};
+use crate::{context::App, door::grpc_service};
 
 /// The case-management service.
 #[derive(Debug, Clone)]
@@ -37,304 +33,144 @@ impl Cases {
     }
 }
 
-#[tonic::async_trait]
-impl CaseService for Cases {
-    async fn open_case(
-        &self,
-        request: Request<pb::OpenCaseRequest>,
-    ) -> Result<Response<pb::OpenCaseResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+grpc_service! {
+    impl CaseService for Cases {
+        rpc open_case(request: pb::OpenCaseRequest) -> pb::OpenCaseResponse as |this, caller| {
             let cmd = convert::open_case(request.into_inner())?;
-            let out = self.inner.open_case(&caller, cmd).await?;
+            let out = this.inner.open_case(&caller, cmd).await?;
             Ok(convert::open_case_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn get_case(
-        &self,
-        request: Request<pb::GetCaseRequest>,
-    ) -> Result<Response<pb::GetCaseResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_case(request: pb::GetCaseRequest) -> pb::GetCaseResponse as |this, caller| {
             let cmd = convert::get_case(request.into_inner())?;
-            let out = self.inner.get_case(&caller, &cmd).await?;
+            let out = this.inner.get_case(&caller, &cmd).await?;
             Ok(convert::get_case_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn list_cases(
-        &self,
-        request: Request<pb::ListCasesRequest>,
-    ) -> Result<Response<pb::ListCasesResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc list_cases(request: pb::ListCasesRequest) -> pb::ListCasesResponse as |this, caller| {
             let cmd = convert::list_cases(request.into_inner())?;
-            let out = self.inner.list_cases(&caller, cmd).await?;
+            let out = this.inner.list_cases(&caller, cmd).await?;
             Ok(convert::list_cases_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn claim_case(
-        &self,
-        request: Request<pb::ClaimCaseRequest>,
-    ) -> Result<Response<pb::ClaimCaseResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc claim_case(request: pb::ClaimCaseRequest) -> pb::ClaimCaseResponse as |this, caller| {
             let cmd = convert::claim_case(request.into_inner())?;
-            let out = self.inner.claim_case(&caller, &cmd).await?;
+            let out = this.inner.claim_case(&caller, &cmd).await?;
             Ok(convert::claim_case_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn assign_case(
-        &self,
-        request: Request<pb::AssignCaseRequest>,
-    ) -> Result<Response<pb::AssignCaseResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc assign_case(request: pb::AssignCaseRequest) -> pb::AssignCaseResponse as |this, caller| {
             let cmd = convert::assign_case(request.into_inner())?;
-            let out = self.inner.assign_case(&caller, cmd).await?;
+            let out = this.inner.assign_case(&caller, cmd).await?;
             Ok(convert::assign_case_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn move_case(
-        &self,
-        request: Request<pb::MoveCaseRequest>,
-    ) -> Result<Response<pb::MoveCaseResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc move_case(request: pb::MoveCaseRequest) -> pb::MoveCaseResponse as |this, caller| {
             let cmd = convert::move_case(request.into_inner())?;
-            let out = self.inner.move_case(&caller, cmd).await?;
+            let out = this.inner.move_case(&caller, cmd).await?;
             Ok(convert::move_case_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn close_case(
-        &self,
-        request: Request<pb::CloseCaseRequest>,
-    ) -> Result<Response<pb::CloseCaseResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc close_case(request: pb::CloseCaseRequest) -> pb::CloseCaseResponse as |this, caller| {
             let cmd = convert::close_case(request.into_inner())?;
-            let out = self.inner.close_case(&caller, cmd).await?;
+            let out = this.inner.close_case(&caller, cmd).await?;
             Ok(convert::close_case_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn decline_case(
-        &self,
-        request: Request<pb::DeclineCaseRequest>,
-    ) -> Result<Response<pb::DeclineCaseResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc decline_case(request: pb::DeclineCaseRequest) -> pb::DeclineCaseResponse as |this, caller| {
             let cmd = convert::decline_case(request.into_inner())?;
-            let out = self.inner.decline_case(&caller, cmd).await?;
+            let out = this.inner.decline_case(&caller, cmd).await?;
             Ok(convert::decline_case_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn add_goal(
-        &self,
-        request: Request<pb::AddGoalRequest>,
-    ) -> Result<Response<pb::AddGoalResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc add_goal(request: pb::AddGoalRequest) -> pb::AddGoalResponse as |this, caller| {
             let cmd = convert::add_goal(request.into_inner())?;
-            let out = self.inner.add_goal(&caller, cmd).await?;
+            let out = this.inner.add_goal(&caller, cmd).await?;
             Ok(convert::add_goal_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn update_goal(
-        &self,
-        request: Request<pb::UpdateGoalRequest>,
-    ) -> Result<Response<pb::UpdateGoalResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc update_goal(request: pb::UpdateGoalRequest) -> pb::UpdateGoalResponse as |this, caller| {
             let cmd = convert::update_goal(request.into_inner())?;
-            let out = self.inner.update_goal(&caller, cmd).await?;
+            let out = this.inner.update_goal(&caller, cmd).await?;
             Ok(convert::update_goal_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn add_task(
-        &self,
-        request: Request<pb::AddTaskRequest>,
-    ) -> Result<Response<pb::AddTaskResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc add_task(request: pb::AddTaskRequest) -> pb::AddTaskResponse as |this, caller| {
             let cmd = convert::add_task(request.into_inner())?;
-            let out = self.inner.add_task(&caller, cmd).await?;
+            let out = this.inner.add_task(&caller, cmd).await?;
             Ok(convert::add_task_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn update_task(
-        &self,
-        request: Request<pb::UpdateTaskRequest>,
-    ) -> Result<Response<pb::UpdateTaskResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc update_task(request: pb::UpdateTaskRequest) -> pb::UpdateTaskResponse as |this, caller| {
             let cmd = convert::update_task(request.into_inner())?;
-            let out = self.inner.update_task(&caller, cmd).await?;
+            let out = this.inner.update_task(&caller, cmd).await?;
             Ok(convert::update_task_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn record_interaction(
-        &self,
-        request: Request<pb::RecordInteractionRequest>,
-    ) -> Result<Response<pb::RecordInteractionResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc record_interaction(request: pb::RecordInteractionRequest) -> pb::RecordInteractionResponse as |this, caller| {
             let cmd = convert::record_interaction(request.into_inner())?;
-            let out = self.inner.record_interaction(&caller, cmd).await?;
+            let out = this.inner.record_interaction(&caller, cmd).await?;
             Ok(convert::record_interaction_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn record_transition(
-        &self,
-        request: Request<pb::RecordTransitionRequest>,
-    ) -> Result<Response<pb::RecordTransitionResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc record_transition(request: pb::RecordTransitionRequest) -> pb::RecordTransitionResponse as |this, caller| {
             let cmd = convert::record_transition(request.into_inner())?;
-            let out = self.inner.record_transition(&caller, cmd).await?;
+            let out = this.inner.record_transition(&caller, cmd).await?;
             Ok(convert::record_transition_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn arrange_service(
-        &self,
-        request: Request<pb::ArrangeServiceRequest>,
-    ) -> Result<Response<pb::ArrangeServiceResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc arrange_service(request: pb::ArrangeServiceRequest) -> pb::ArrangeServiceResponse as |this, caller| {
             let cmd = convert::arrange_service(request.into_inner())?;
-            let out = self.inner.arrange_service(&caller, cmd).await?;
+            let out = this.inner.arrange_service(&caller, cmd).await?;
             Ok(convert::arrange_service_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn update_service(
-        &self,
-        request: Request<pb::UpdateServiceRequest>,
-    ) -> Result<Response<pb::UpdateServiceResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc update_service(request: pb::UpdateServiceRequest) -> pb::UpdateServiceResponse as |this, caller| {
             let cmd = convert::update_service(request.into_inner())?;
-            let out = self.inner.update_service(&caller, cmd).await?;
+            let out = this.inner.update_service(&caller, cmd).await?;
             Ok(convert::update_service_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn request_decision_support(
-        &self,
-        request: Request<pb::RequestDecisionSupportRequest>,
-    ) -> Result<Response<pb::RequestDecisionSupportResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc request_decision_support(request: pb::RequestDecisionSupportRequest) -> pb::RequestDecisionSupportResponse as |this, caller| {
             let cmd = convert::request_decision_support(request.into_inner())?;
-            let out = self.inner.request_decision_support(&caller, cmd).await?;
+            let out = this.inner.request_decision_support(&caller, cmd).await?;
             Ok(convert::request_decision_support_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn find_specialists(
-        &self,
-        request: Request<pb::FindSpecialistsRequest>,
-    ) -> Result<Response<pb::FindSpecialistsResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc find_specialists(request: pb::FindSpecialistsRequest) -> pb::FindSpecialistsResponse as |this, caller| {
             let cmd = convert::find_specialists(request.into_inner())?;
-            let out = self.inner.find_specialists(&caller, cmd).await?;
+            let out = this.inner.find_specialists(&caller, cmd).await?;
             Ok(convert::find_specialists_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn assess_care_abroad(
-        &self,
-        request: Request<pb::AssessCareAbroadRequest>,
-    ) -> Result<Response<pb::AssessCareAbroadResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc assess_care_abroad(request: pb::AssessCareAbroadRequest) -> pb::AssessCareAbroadResponse as |this, caller| {
             let cmd = convert::assess_care_abroad(request.into_inner())?;
-            let out = self.inner.assess_care_abroad(&caller, cmd).await?;
+            let out = this.inner.assess_care_abroad(&caller, cmd).await?;
             Ok(convert::assess_care_abroad_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn record_consent(
-        &self,
-        request: Request<pb::RecordConsentRequest>,
-    ) -> Result<Response<pb::RecordConsentResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc record_consent(request: pb::RecordConsentRequest) -> pb::RecordConsentResponse as |this, caller| {
             let cmd = convert::record_consent(request.into_inner())?;
-            let out = self.inner.record_consent(&caller, cmd).await?;
+            let out = this.inner.record_consent(&caller, cmd).await?;
             Ok(convert::record_consent_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn rate_case(
-        &self,
-        request: Request<pb::RateCaseRequest>,
-    ) -> Result<Response<pb::RateCaseResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc rate_case(request: pb::RateCaseRequest) -> pb::RateCaseResponse as |this, caller| {
             let cmd = convert::rate_case(request.into_inner())?;
-            let out = self.inner.rate_case(&caller, cmd).await?;
+            let out = this.inner.rate_case(&caller, cmd).await?;
             Ok(convert::rate_case_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn get_satisfaction_report(
-        &self,
-        request: Request<pb::GetSatisfactionReportRequest>,
-    ) -> Result<Response<pb::GetSatisfactionReportResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_satisfaction_report(request: pb::GetSatisfactionReportRequest) -> pb::GetSatisfactionReportResponse as |this, caller| {
             let cmd = convert::get_satisfaction_report(request.into_inner())?;
-            let out = self.inner.satisfaction_report(&caller, cmd).await?;
+            let out = this.inner.satisfaction_report(&caller, cmd).await?;
             Ok(convert::get_satisfaction_report_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn get_work_list(
-        &self,
-        request: Request<pb::GetWorkListRequest>,
-    ) -> Result<Response<pb::GetWorkListResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_work_list(request: pb::GetWorkListRequest) -> pb::GetWorkListResponse as |this, caller| {
             let cmd = convert::get_work_list(request.into_inner())?;
-            let out = self.inner.work_list(&caller, cmd).await?;
+            let out = this.inner.work_list(&caller, cmd).await?;
             Ok(convert::get_work_list_to_proto(out))
-        })
-        .await
+        }
     }
 }

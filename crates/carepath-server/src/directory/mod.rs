@@ -9,13 +9,8 @@ pub mod convert;
 
 use carepath_core::{MemberId, Npi, PlanId, StaffId};
 use carepath_proto::directory::v1::{self as pb, directory_service_server::DirectoryService};
-use tonic::{Request, Response, Status};
 
-use crate::{
-    context::{App, caller_of},
-    convert as records,
-    error::respond,
-};
+use crate::{context::App, convert as records, door::grpc_service};
 
 /// The directory service.
 #[derive(Debug, Clone)]
@@ -31,194 +26,111 @@ impl Directory {
     }
 }
 
-#[tonic::async_trait]
-impl DirectoryService for Directory {
-    async fn upsert_plan(
-        &self,
-        request: Request<pb::UpsertPlanRequest>,
-    ) -> Result<Response<pb::UpsertPlanResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+grpc_service! {
+    impl DirectoryService for Directory {
+        rpc upsert_plan(request: pb::UpsertPlanRequest) -> pb::UpsertPlanResponse as |this, caller| {
             let plan = records::plan_from_proto(request.into_inner().plan)?;
-            let out = self.inner.upsert_plan(&caller, plan).await?;
+            let out = this.inner.upsert_plan(&caller, plan).await?;
             Ok(pb::UpsertPlanResponse {
                 plan: Some(records::plan_to_proto(&out.record)),
                 created: out.created,
             })
-        })
-        .await
-    }
+        }
 
-    async fn get_plan(
-        &self,
-        request: Request<pb::GetPlanRequest>,
-    ) -> Result<Response<pb::GetPlanResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_plan(request: pb::GetPlanRequest) -> pb::GetPlanResponse as |this, caller| {
             let id = convert::id("id", &request.get_ref().id, PlanId::parse)?;
-            let plan = self.inner.get_plan(&caller, &id).await?;
+            let plan = this.inner.get_plan(&caller, &id).await?;
             Ok(pb::GetPlanResponse {
                 plan: Some(records::plan_to_proto(&plan)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn list_plans(
-        &self,
-        request: Request<pb::ListPlansRequest>,
-    ) -> Result<Response<pb::ListPlansResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc list_plans(request: pb::ListPlansRequest) -> pb::ListPlansResponse as |this, caller| {
             let page = convert::page(request.into_inner().page);
-            let found = self.inner.list_plans(&caller, page).await?;
+            let found = this.inner.list_plans(&caller, page).await?;
             Ok(pb::ListPlansResponse {
                 plans: found.items.iter().map(records::plan_to_proto).collect(),
                 next_page_token: found.next_page_token,
             })
-        })
-        .await
-    }
+        }
 
-    async fn upsert_member(
-        &self,
-        request: Request<pb::UpsertMemberRequest>,
-    ) -> Result<Response<pb::UpsertMemberResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc upsert_member(request: pb::UpsertMemberRequest) -> pb::UpsertMemberResponse as |this, caller| {
             let member =
-                records::member_from_proto(request.into_inner().member, self.inner.today())?;
-            let out = self.inner.upsert_member(&caller, member).await?;
+                records::member_from_proto(request.into_inner().member, this.inner.today())?;
+            let out = this.inner.upsert_member(&caller, member).await?;
             Ok(pb::UpsertMemberResponse {
                 member: Some(records::member_to_proto(&out.record)),
                 created: out.created,
             })
-        })
-        .await
-    }
+        }
 
-    async fn get_member(
-        &self,
-        request: Request<pb::GetMemberRequest>,
-    ) -> Result<Response<pb::GetMemberResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_member(request: pb::GetMemberRequest) -> pb::GetMemberResponse as |this, caller| {
             let id = convert::id("id", &request.get_ref().id, MemberId::parse)?;
-            let member = self.inner.get_member(&caller, &id).await?;
+            let member = this.inner.get_member(&caller, &id).await?;
             Ok(pb::GetMemberResponse {
                 member: Some(records::member_to_proto(&member)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn list_members(
-        &self,
-        request: Request<pb::ListMembersRequest>,
-    ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc list_members(request: pb::ListMembersRequest) -> pb::ListMembersResponse as |this, caller| {
             let cmd = convert::list_members(request.into_inner())?;
-            let found = self.inner.list_members(&caller, cmd).await?;
+            let found = this.inner.list_members(&caller, cmd).await?;
             Ok(pb::ListMembersResponse {
                 members: found.items.iter().map(records::member_to_proto).collect(),
                 next_page_token: found.next_page_token,
             })
-        })
-        .await
-    }
+        }
 
-    async fn upsert_provider(
-        &self,
-        request: Request<pb::UpsertProviderRequest>,
-    ) -> Result<Response<pb::UpsertProviderResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc upsert_provider(request: pb::UpsertProviderRequest) -> pb::UpsertProviderResponse as |this, caller| {
             let provider = records::provider_from_proto(request.into_inner().provider)?;
-            let out = self.inner.upsert_provider(&caller, provider).await?;
+            let out = this.inner.upsert_provider(&caller, provider).await?;
             Ok(pb::UpsertProviderResponse {
                 provider: Some(records::provider_to_proto(&out.record)),
                 created: out.created,
             })
-        })
-        .await
-    }
+        }
 
-    async fn get_provider(
-        &self,
-        request: Request<pb::GetProviderRequest>,
-    ) -> Result<Response<pb::GetProviderResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_provider(request: pb::GetProviderRequest) -> pb::GetProviderResponse as |this, caller| {
             let npi = convert::id("npi", &request.get_ref().npi, Npi::parse)?;
-            let provider = self.inner.get_provider(&caller, &npi).await?;
+            let provider = this.inner.get_provider(&caller, &npi).await?;
             Ok(pb::GetProviderResponse {
                 provider: Some(records::provider_to_proto(&provider)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn list_providers(
-        &self,
-        request: Request<pb::ListProvidersRequest>,
-    ) -> Result<Response<pb::ListProvidersResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc list_providers(request: pb::ListProvidersRequest) -> pb::ListProvidersResponse as |this, caller| {
             let cmd = convert::list_providers(request.into_inner())?;
-            let found = self.inner.list_providers(&caller, cmd).await?;
+            let found = this.inner.list_providers(&caller, cmd).await?;
             Ok(pb::ListProvidersResponse {
                 providers: found.items.iter().map(records::provider_to_proto).collect(),
                 next_page_token: found.next_page_token,
             })
-        })
-        .await
-    }
+        }
 
-    async fn upsert_staff(
-        &self,
-        request: Request<pb::UpsertStaffRequest>,
-    ) -> Result<Response<pb::UpsertStaffResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc upsert_staff(request: pb::UpsertStaffRequest) -> pb::UpsertStaffResponse as |this, caller| {
             let staff = records::staff_from_proto(request.into_inner().staff)?;
-            let out = self.inner.upsert_staff(&caller, staff).await?;
+            let out = this.inner.upsert_staff(&caller, staff).await?;
             Ok(pb::UpsertStaffResponse {
                 staff: Some(records::staff_to_proto(&out.record)),
                 created: out.created,
             })
-        })
-        .await
-    }
+        }
 
-    async fn get_staff(
-        &self,
-        request: Request<pb::GetStaffRequest>,
-    ) -> Result<Response<pb::GetStaffResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_staff(request: pb::GetStaffRequest) -> pb::GetStaffResponse as |this, caller| {
             let id = convert::id("id", &request.get_ref().id, StaffId::parse)?;
-            let staff = self.inner.get_staff(&caller, &id).await?;
+            let staff = this.inner.get_staff(&caller, &id).await?;
             Ok(pb::GetStaffResponse {
                 staff: Some(records::staff_to_proto(&staff)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn list_staff(
-        &self,
-        request: Request<pb::ListStaffRequest>,
-    ) -> Result<Response<pb::ListStaffResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc list_staff(request: pb::ListStaffRequest) -> pb::ListStaffResponse as |this, caller| {
             let cmd = convert::list_staff(request.into_inner())?;
-            let found = self.inner.list_staff(&caller, cmd).await?;
+            let found = this.inner.list_staff(&caller, cmd).await?;
             Ok(pb::ListStaffResponse {
                 staff: found.items.iter().map(records::staff_to_proto).collect(),
                 next_page_token: found.next_page_token,
             })
-        })
-        .await
+        }
     }
 }

@@ -11,12 +11,8 @@ pub mod settings;
 pub use carepath_app::notify::NotifyError;
 use carepath_app::notify::{Dispatcher, Notices, NotifyHandler, NotifySettings};
 use carepath_proto::notify::v1::{self as pb, notification_service_server::NotificationService};
-use tonic::{Request, Response, Status};
 
-use crate::{
-    context::{App, caller_of},
-    error::respond,
-};
+use crate::{context::App, door::grpc_service};
 
 /// The notification area's parts: the gRPC service, the outbox consumer that stores
 /// notices, and the dispatcher that delivers them.
@@ -48,80 +44,46 @@ pub struct Notify {
     inner: Notices,
 }
 
-#[tonic::async_trait]
-impl NotificationService for Notify {
-    async fn list_notices(
-        &self,
-        request: Request<pb::ListNoticesRequest>,
-    ) -> Result<Response<pb::ListNoticesResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+grpc_service! {
+    impl NotificationService for Notify {
+        rpc list_notices(request: pb::ListNoticesRequest) -> pb::ListNoticesResponse as |this, caller| {
             let cmd = convert::list_notices(request.into_inner());
-            let page = self.inner.list(&caller, cmd).await?;
+            let page = this.inner.list(&caller, cmd).await?;
             Ok(pb::ListNoticesResponse {
                 notices: convert::notices_to_proto(page.items),
                 next_page_token: page.next_page_token,
             })
-        })
-        .await
-    }
+        }
 
-    async fn get_notice(
-        &self,
-        request: Request<pb::GetNoticeRequest>,
-    ) -> Result<Response<pb::GetNoticeResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_notice(request: pb::GetNoticeRequest) -> pb::GetNoticeResponse as |this, caller| {
             let id = request.into_inner().id;
-            let notice = self.inner.get(&caller, &id).await?;
+            let notice = this.inner.get(&caller, &id).await?;
             Ok(pb::GetNoticeResponse {
                 notice: Some(convert::notice_to_proto(notice)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn resend_notice(
-        &self,
-        request: Request<pb::ResendNoticeRequest>,
-    ) -> Result<Response<pb::ResendNoticeResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc resend_notice(request: pb::ResendNoticeRequest) -> pb::ResendNoticeResponse as |this, caller| {
             let cmd = convert::resend_notice(request.into_inner());
-            let notice = self.inner.resend(&caller, cmd).await?;
+            let notice = this.inner.resend(&caller, cmd).await?;
             Ok(pb::ResendNoticeResponse {
                 notice: Some(convert::notice_to_proto(notice)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn list_failed_notices(
-        &self,
-        request: Request<pb::ListFailedNoticesRequest>,
-    ) -> Result<Response<pb::ListFailedNoticesResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc list_failed_notices(request: pb::ListFailedNoticesRequest) -> pb::ListFailedNoticesResponse as |this, caller| {
             let cmd = convert::list_failed_notices(request.into_inner())?;
-            let page = self.inner.list_failed(&caller, cmd).await?;
+            let page = this.inner.list_failed(&caller, cmd).await?;
             Ok(pb::ListFailedNoticesResponse {
                 notices: convert::notices_to_proto(page.items),
                 next_page_token: page.next_page_token,
             })
-        })
-        .await
-    }
+        }
 
-    async fn get_delivery_report(
-        &self,
-        request: Request<pb::GetDeliveryReportRequest>,
-    ) -> Result<Response<pb::GetDeliveryReportResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_delivery_report(request: pb::GetDeliveryReportRequest) -> pb::GetDeliveryReportResponse as |this, caller| {
             let period = convert::report_period(request.into_inner());
-            let report = self.inner.delivery_report(&caller, period).await?;
+            let report = this.inner.delivery_report(&caller, period).await?;
             Ok(convert::report_to_proto(report))
-        })
-        .await
+        }
     }
 }

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use carepath_app::{App, oncology::Oncology as UseCases, precert::PrecertEngine};
 use carepath_oncology::Catalogue;
 use carepath_proto::oncology::v1::{self as pb, oncology_service_server::OncologyService};
-use tonic::{Request, Response, Status};
 
 pub use self::convert::plan_to_proto;
-use crate::{context::caller_of, error::respond};
+use crate::door::grpc_service;
 
 /// The oncology service.
 #[derive(Debug, Clone)]
@@ -29,95 +28,54 @@ impl Oncology {
     }
 }
 
-#[tonic::async_trait]
-impl OncologyService for Oncology {
-    async fn evaluate_plan(
-        &self,
-        request: Request<pb::EvaluatePlanRequest>,
-    ) -> Result<Response<pb::EvaluatePlanResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+grpc_service! {
+    impl OncologyService for Oncology {
+        rpc evaluate_plan(request: pb::EvaluatePlanRequest) -> pb::EvaluatePlanResponse as |this, caller| {
             let plan = convert::plan_from_proto(request.into_inner().plan)?;
-            let out = self.inner.evaluate_plan(&caller, &plan).await?;
+            let out = this.inner.evaluate_plan(&caller, &plan).await?;
             Ok(pb::EvaluatePlanResponse {
                 evaluation: Some(convert::evaluation_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn submit_plan(
-        &self,
-        request: Request<pb::SubmitPlanRequest>,
-    ) -> Result<Response<pb::SubmitPlanResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc submit_plan(request: pb::SubmitPlanRequest) -> pb::SubmitPlanResponse as |this, caller| {
             let cmd = convert::submit_plan(request.into_inner())?;
-            let out = self.inner.submit_plan(&caller, cmd).await?;
+            let out = this.inner.submit_plan(&caller, cmd).await?;
             Ok(pb::SubmitPlanResponse {
                 plan: Some(convert::submitted_to_proto(&out.plan)),
                 created: out.created,
             })
-        })
-        .await
-    }
+        }
 
-    async fn get_plan(
-        &self,
-        request: Request<pb::GetPlanRequest>,
-    ) -> Result<Response<pb::GetPlanResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_plan(request: pb::GetPlanRequest) -> pb::GetPlanResponse as |this, caller| {
             let id = request.into_inner().id;
-            let out = self.inner.get_plan(&caller, &id).await?;
+            let out = this.inner.get_plan(&caller, &id).await?;
             Ok(pb::GetPlanResponse {
                 plan: Some(convert::submitted_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn accept_alternative(
-        &self,
-        request: Request<pb::AcceptAlternativeRequest>,
-    ) -> Result<Response<pb::AcceptAlternativeResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc accept_alternative(request: pb::AcceptAlternativeRequest) -> pb::AcceptAlternativeResponse as |this, caller| {
             let cmd = convert::accept_alternative(request.into_inner());
-            let out = self.inner.accept_alternative(&caller, cmd).await?;
+            let out = this.inner.accept_alternative(&caller, cmd).await?;
             Ok(pb::AcceptAlternativeResponse {
                 plan: Some(convert::submitted_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn list_pathways(
-        &self,
-        request: Request<pb::ListPathwaysRequest>,
-    ) -> Result<Response<pb::ListPathwaysResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc list_pathways(request: pb::ListPathwaysRequest) -> pb::ListPathwaysResponse as |this, caller| {
             let page = convert::list_pathways(request.into_inner());
-            let out = self.inner.list_pathways(&caller, page).await?;
+            let out = this.inner.list_pathways(&caller, page).await?;
             Ok(convert::pathways_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn get_pathway(
-        &self,
-        request: Request<pb::GetPathwayRequest>,
-    ) -> Result<Response<pb::GetPathwayResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_pathway(request: pb::GetPathwayRequest) -> pb::GetPathwayResponse as |this, caller| {
             let (cancer_id, context) = convert::get_pathway(request.into_inner())?;
-            let out = self
+            let out = this
                 .inner
                 .get_pathway(&caller, &cancer_id, &context)
                 .await?;
             Ok(convert::pathway_to_proto(out))
-        })
-        .await
+        }
     }
 }

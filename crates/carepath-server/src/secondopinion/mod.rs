@@ -16,12 +16,9 @@ use carepath_proto::secondopinion::v1::{
     self as pb, second_opinion_service_server::SecondOpinionService,
 };
 use futures::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 
-use crate::{
-    context::{App, caller_of},
-    error::respond,
-};
+use crate::{context::App, door::grpc_service};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -48,303 +45,172 @@ impl SecondOpinion {
     }
 }
 
-#[tonic::async_trait]
-impl SecondOpinionService for SecondOpinion {
-    async fn check_eligibility(
-        &self,
-        request: Request<pb::CheckEligibilityRequest>,
-    ) -> Result<Response<pb::CheckEligibilityResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
-            let cmd = convert::check_eligibility(request.into_inner(), self.inner.today())?;
-            let out = self.inner.check_eligibility(&caller, cmd).await?;
+grpc_service! {
+    impl SecondOpinionService for SecondOpinion {
+        type DownloadRecordStream = BoxStream<pb::DownloadRecordResponse>;
+        type WatchStatusStream = BoxStream<pb::WatchStatusResponse>;
+        rpc check_eligibility(request: pb::CheckEligibilityRequest) -> pb::CheckEligibilityResponse as |this, caller| {
+            let cmd = convert::check_eligibility(request.into_inner(), this.inner.today())?;
+            let out = this.inner.check_eligibility(&caller, cmd).await?;
             Ok(to_proto::eligibility_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn submit(
-        &self,
-        request: Request<pb::SubmitRequest>,
-    ) -> Result<Response<pb::SubmitResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
-            let cmd = convert::submit(request.into_inner(), self.inner.today())?;
-            let out = self.inner.submit(&caller, cmd).await?;
+        rpc submit(request: pb::SubmitRequest) -> pb::SubmitResponse as |this, caller| {
+            let cmd = convert::submit(request.into_inner(), this.inner.today())?;
+            let out = this.inner.submit(&caller, cmd).await?;
             Ok(to_proto::submitted_to_proto(out))
-        })
-        .await
-    }
+        }
 
-    async fn get_questionnaire(
-        &self,
-        request: Request<pb::GetQuestionnaireRequest>,
-    ) -> Result<Response<pb::GetQuestionnaireResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_questionnaire(request: pb::GetQuestionnaireRequest) -> pb::GetQuestionnaireResponse as |this, caller| {
             let req = request.into_inner();
-            let out = self.inner.questionnaire(&caller, &req.request_id).await?;
+            let out = this.inner.questionnaire(&caller, &req.request_id).await?;
             Ok(pb::GetQuestionnaireResponse {
                 questionnaire: Some(to_proto::questionnaire_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn answer_questionnaire(
-        &self,
-        request: Request<pb::AnswerQuestionnaireRequest>,
-    ) -> Result<Response<pb::AnswerQuestionnaireResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc answer_questionnaire(request: pb::AnswerQuestionnaireRequest) -> pb::AnswerQuestionnaireResponse as |this, caller| {
             let (id, answers) = convert::answer_questionnaire(request.into_inner())?;
-            let out = self
+            let out = this
                 .inner
                 .answer_questionnaire(&caller, &id, answers)
                 .await?;
             Ok(pb::AnswerQuestionnaireResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn upload_record(
-        &self,
-        request: Request<Streaming<pb::UploadRecordRequest>>,
-    ) -> Result<Response<pb::UploadRecordResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc upload_record(request: Streaming<pb::UploadRecordRequest>) -> pb::UploadRecordResponse as |this, caller| {
             let (cmd, chunks) = convert::upload(request.into_inner()).await?;
-            let out = self.inner.upload_record(&caller, cmd, chunks).await?;
+            let out = this.inner.upload_record(&caller, cmd, chunks).await?;
             let (record, request) = to_proto::record_added_to_proto(&out);
             Ok(pb::UploadRecordResponse { record, request })
-        })
-        .await
-    }
+        }
 
-    async fn log_record(
-        &self,
-        request: Request<pb::LogRecordRequest>,
-    ) -> Result<Response<pb::LogRecordResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc log_record(request: pb::LogRecordRequest) -> pb::LogRecordResponse as |this, caller| {
             let cmd = convert::log_record(request.into_inner())?;
-            let out = self.inner.log_record(&caller, cmd).await?;
+            let out = this.inner.log_record(&caller, cmd).await?;
             let (record, request) = to_proto::record_added_to_proto(&out);
             Ok(pb::LogRecordResponse { record, request })
-        })
-        .await
-    }
+        }
 
-    type DownloadRecordStream = BoxStream<pb::DownloadRecordResponse>;
-
-    async fn download_record(
-        &self,
-        request: Request<pb::DownloadRecordRequest>,
-    ) -> Result<Response<Self::DownloadRecordStream>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc download_record(request: pb::DownloadRecordRequest) -> Self::DownloadRecordStream as |this, caller| {
             let cmd = convert::download(request.into_inner());
-            let out = self.inner.download_record(&caller, cmd).await?;
+            let out = this.inner.download_record(&caller, cmd).await?;
             Ok(Box::pin(to_proto::download_to_proto(out)) as Self::DownloadRecordStream)
-        })
-        .await
-    }
+        }
 
-    async fn get_physician(
-        &self,
-        request: Request<pb::GetPhysicianRequest>,
-    ) -> Result<Response<pb::GetPhysicianResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_physician(request: pb::GetPhysicianRequest) -> pb::GetPhysicianResponse as |this, caller| {
             let req = request.into_inner();
-            let (expert, provider) = self.inner.physician(&caller, &req.request_id).await?;
+            let (expert, provider) = this.inner.physician(&caller, &req.request_id).await?;
             Ok(pb::GetPhysicianResponse {
                 physician: Some(to_proto::physician_to_proto(&expert, provider.as_ref())),
             })
-        })
-        .await
-    }
+        }
 
-    async fn coordinate(
-        &self,
-        request: Request<pb::CoordinateRequest>,
-    ) -> Result<Response<pb::CoordinateResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc coordinate(request: pb::CoordinateRequest) -> pb::CoordinateResponse as |this, caller| {
             let req = request.into_inner();
-            let out = self.inner.coordinate(&caller, &req.request_id).await?;
+            let out = this.inner.coordinate(&caller, &req.request_id).await?;
             Ok(pb::CoordinateResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn publish_opinion(
-        &self,
-        request: Request<pb::PublishOpinionRequest>,
-    ) -> Result<Response<pb::PublishOpinionResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc publish_opinion(request: pb::PublishOpinionRequest) -> pb::PublishOpinionResponse as |this, caller| {
             let req = request.into_inner();
             let draft = convert::opinion_from_proto(req.opinion)?;
-            let out = self
+            let out = this
                 .inner
                 .publish_opinion(&caller, &req.request_id, draft)
                 .await?;
             Ok(pb::PublishOpinionResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn add_addendum(
-        &self,
-        request: Request<pb::AddAddendumRequest>,
-    ) -> Result<Response<pb::AddAddendumResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc add_addendum(request: pb::AddAddendumRequest) -> pb::AddAddendumResponse as |this, caller| {
             let req = request.into_inner();
-            let out = self
+            let out = this
                 .inner
                 .add_addendum(&caller, &req.request_id, &req.text)
                 .await?;
             Ok(pb::AddAddendumResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn mark_reviewed(
-        &self,
-        request: Request<pb::MarkReviewedRequest>,
-    ) -> Result<Response<pb::MarkReviewedResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc mark_reviewed(request: pb::MarkReviewedRequest) -> pb::MarkReviewedResponse as |this, caller| {
             let req = request.into_inner();
-            let out = self.inner.mark_reviewed(&caller, &req.request_id).await?;
+            let out = this.inner.mark_reviewed(&caller, &req.request_id).await?;
             Ok(pb::MarkReviewedResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn share_with_doctor(
-        &self,
-        request: Request<pb::ShareWithDoctorRequest>,
-    ) -> Result<Response<pb::ShareWithDoctorResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc share_with_doctor(request: pb::ShareWithDoctorRequest) -> pb::ShareWithDoctorResponse as |this, caller| {
             let cmd = convert::share(request.into_inner())?;
-            let out = self.inner.share_with_doctor(&caller, cmd).await?;
+            let out = this.inner.share_with_doctor(&caller, cmd).await?;
             Ok(pb::ShareWithDoctorResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn record_follow_up(
-        &self,
-        request: Request<pb::RecordFollowUpRequest>,
-    ) -> Result<Response<pb::RecordFollowUpResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc record_follow_up(request: pb::RecordFollowUpRequest) -> pb::RecordFollowUpResponse as |this, caller| {
             let cmd = convert::follow_up(request.into_inner())?;
-            let out = self.inner.record_follow_up(&caller, cmd).await?;
+            let out = this.inner.record_follow_up(&caller, cmd).await?;
             Ok(pb::RecordFollowUpResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn ask_question(
-        &self,
-        request: Request<pb::AskQuestionRequest>,
-    ) -> Result<Response<pb::AskQuestionResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc ask_question(request: pb::AskQuestionRequest) -> pb::AskQuestionResponse as |this, caller| {
             let req = request.into_inner();
-            let out = self
+            let out = this
                 .inner
                 .ask_question(&caller, &req.request_id, &req.question)
                 .await?;
             Ok(pb::AskQuestionResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn answer_question(
-        &self,
-        request: Request<pb::AnswerQuestionRequest>,
-    ) -> Result<Response<pb::AnswerQuestionResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc answer_question(request: pb::AnswerQuestionRequest) -> pb::AnswerQuestionResponse as |this, caller| {
             let req = request.into_inner();
-            let out = self
+            let out = this
                 .inner
                 .answer_question(&caller, &req.request_id, req.question_number, &req.answer)
                 .await?;
             Ok(pb::AnswerQuestionResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn close(
-        &self,
-        request: Request<pb::CloseRequest>,
-    ) -> Result<Response<pb::CloseResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc close(request: pb::CloseRequest) -> pb::CloseResponse as |this, caller| {
             let req = request.into_inner();
-            let out = self
+            let out = this
                 .inner
                 .close(&caller, &req.request_id, &req.closing_note)
                 .await?;
             Ok(pb::CloseResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn post_message(
-        &self,
-        request: Request<pb::PostMessageRequest>,
-    ) -> Result<Response<pb::PostMessageResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc post_message(request: pb::PostMessageRequest) -> pb::PostMessageResponse as |this, caller| {
             let req = request.into_inner();
-            let out = self
+            let out = this
                 .inner
                 .post_message(&caller, &req.request_id, &req.body)
                 .await?;
             Ok(pb::PostMessageResponse {
                 message: Some(to_proto::message_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn list_messages(
-        &self,
-        request: Request<pb::ListMessagesRequest>,
-    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc list_messages(request: pb::ListMessagesRequest) -> pb::ListMessagesResponse as |this, caller| {
             let req = request.into_inner();
             let page = convert::page(req.page);
-            let out = self
+            let out = this
                 .inner
                 .list_messages(&caller, &req.request_id, page)
                 .await?;
@@ -352,54 +218,30 @@ impl SecondOpinionService for SecondOpinion {
                 messages: out.items.iter().map(to_proto::message_to_proto).collect(),
                 next_page_token: out.next_page_token,
             })
-        })
-        .await
-    }
+        }
 
-    async fn get_request(
-        &self,
-        request: Request<pb::GetRequestRequest>,
-    ) -> Result<Response<pb::GetRequestResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc get_request(request: pb::GetRequestRequest) -> pb::GetRequestResponse as |this, caller| {
             let req = request.into_inner();
-            let out = self.inner.get_request(&caller, &req.request_id).await?;
+            let out = this.inner.get_request(&caller, &req.request_id).await?;
             Ok(pb::GetRequestResponse {
                 request: Some(to_proto::request_to_proto(&out)),
             })
-        })
-        .await
-    }
+        }
 
-    async fn list_requests(
-        &self,
-        request: Request<pb::ListRequestsRequest>,
-    ) -> Result<Response<pb::ListRequestsResponse>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc list_requests(request: pb::ListRequestsRequest) -> pb::ListRequestsResponse as |this, caller| {
             let cmd = convert::list_requests(request.into_inner())?;
-            let out = self.inner.list_requests(&caller, cmd).await?;
+            let out = this.inner.list_requests(&caller, cmd).await?;
             Ok(pb::ListRequestsResponse {
                 requests: out.items.iter().map(to_proto::request_to_proto).collect(),
                 next_page_token: out.next_page_token,
             })
-        })
-        .await
-    }
+        }
 
-    type WatchStatusStream = BoxStream<pb::WatchStatusResponse>;
-
-    async fn watch_status(
-        &self,
-        request: Request<pb::WatchStatusRequest>,
-    ) -> Result<Response<Self::WatchStatusStream>, Status> {
-        respond(async move {
-            let caller = caller_of(&request)?;
+        rpc watch_status(request: pb::WatchStatusRequest) -> Self::WatchStatusStream as |this, caller| {
             let req = request.into_inner();
-            let out = self.inner.watch_status(&caller, &req.request_id).await?;
+            let out = this.inner.watch_status(&caller, &req.request_id).await?;
             let stream = out.map(|change| Ok(to_proto::status_change_to_proto(change)));
             Ok(Box::pin(stream) as Self::WatchStatusStream)
-        })
-        .await
+        }
     }
 }
