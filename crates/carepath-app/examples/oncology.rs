@@ -6,46 +6,29 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use carepath_app::{
-    App, Caller,
-    auth::Authenticator,
+    Caller,
     oncology::{Oncology, SubmitPlan},
     precert::PrecertEngine,
+    setup,
 };
-use carepath_core::{
-    Actor, BusinessCalendar, Clock, DirectoryBundle, Icd10Code, MemberId, Npi, Role, SystemClock,
-    Urgency,
-};
+use carepath_core::{Actor, Icd10Code, MemberId, Npi, Role, Urgency};
 use carepath_oncology::{
     Catalogue, ClinicalContext, Intent, LineOfTherapy, PatientFactors, SiteOfService, StageGroup,
     TreatmentPlan, adopt_alternative,
 };
-use carepath_store::Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // An embedded database in a temporary folder, with the demo directory.
     let dir = tempfile::tempdir()?;
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("demo.db").display()
-    ))
-    .await?;
-    store.migrate().await?;
-    let clock = Arc::new(SystemClock);
-    let now = clock.now();
-    let bundle = DirectoryBundle::demo()?;
-    bundle.validate(now.date_naive())?;
-    store.import_directory(&bundle, now).await?;
-
-    let app = App {
-        store: store.clone(),
-        clock: clock as Arc<dyn Clock>,
-        calendar: Arc::new(BusinessCalendar::us_federal()),
-        auth: Arc::new(Authenticator::with_local_key(
-            &dir.path().join("signing.pem"),
-        )?),
-    };
-    let engine = PrecertEngine::load(&store).await?;
+    let url = format!("sqlite://{}", dir.path().join("carepath.db").display());
+    let app = setup::embedded(
+        setup::open_store(&url).await?,
+        &dir.path().join("carepath.key.pem"),
+    )?;
+    setup::load_demo(&app).await?;
+    let now = app.now();
+    let engine = PrecertEngine::load(&app.store).await?;
     let catalogue = Arc::new(Catalogue::shipped());
     let oncology = Oncology::new(app, engine, catalogue.clone());
 
