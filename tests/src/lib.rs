@@ -202,7 +202,7 @@ pub struct TestServer {
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     /// Where notices go out (SMTP server, fax gateway, print folder, retries).
-    pub notify: carepath_server::notify::settings::NotifySettings,
+    pub notify: carepath_app::notify::settings::NotifySettings,
     /// Timeouts, message sizes and overload limits.
     pub limits: Limits,
 }
@@ -225,9 +225,7 @@ impl TestServer {
             calendar: Arc::new(BusinessCalendar::us_federal()),
             auth: Arc::new(auth),
         };
-        carepath_server::cli::load_demo(&db.store)
-            .await
-            .expect("demo data");
+        carepath_cli::load_demo(&db.store).await.expect("demo data");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -273,9 +271,7 @@ impl TestServer {
             calendar: Arc::new(BusinessCalendar::us_federal()),
             auth: Arc::new(auth),
         };
-        carepath_server::cli::load_demo(&db.store)
-            .await
-            .expect("demo data");
+        carepath_cli::load_demo(&db.store).await.expect("demo data");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("addr");

@@ -1,6 +1,7 @@
 //! Load scenarios for `carepath-loadgen`: each is one kind of call, made with a token
 //! minted from the server's own signing key.
 
+use carepath_cli::{DbArgs, KeyArgs, authenticator};
 use carepath_core::{Actor, Role};
 use carepath_proto::{
     common::v1::{Setting, Urgency},
@@ -11,7 +12,6 @@ use carepath_proto::{
         clinical_answer, precert_service_client::PrecertServiceClient,
     },
 };
-use carepath_server::cli::{DbArgs, KeyArgs, authenticator};
 use tonic::transport::Channel;
 
 /// Which call a scenario makes.

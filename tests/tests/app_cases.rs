@@ -25,9 +25,6 @@ const MEMBER: &str = "M100001";
 /// The use cases over `db` with the demo directory, a fixed clock and a key in
 /// `keys`.
 async fn cases(db: &TestDb, keys: &tempfile::TempDir) -> Cases {
-    carepath_server::cli::load_demo(&db.store)
-        .await
-        .expect("demo data");
     let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
     let app = App {
         store: db.store.clone(),
@@ -35,6 +32,9 @@ async fn cases(db: &TestDb, keys: &tempfile::TempDir) -> Cases {
         calendar: Arc::new(BusinessCalendar::us_federal()),
         auth: Arc::new(auth),
     };
+    carepath_app::setup::load_demo(&app)
+        .await
+        .expect("demo data");
     Cases::new(app)
 }
 

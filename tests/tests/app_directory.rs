@@ -32,9 +32,6 @@ const ADMIN: &str = "AD-001";
 
 /// The application over `db` with the demo directory, on a fixed clock.
 async fn app(db: &TestDb) -> (App, tempfile::TempDir) {
-    carepath_server::cli::load_demo(&db.store)
-        .await
-        .expect("demo directory");
     let keys = tempfile::tempdir().expect("temp dir");
     let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
     let app = App {
@@ -43,6 +40,9 @@ async fn app(db: &TestDb) -> (App, tempfile::TempDir) {
         calendar: Arc::new(BusinessCalendar::us_federal()),
         auth: Arc::new(auth),
     };
+    carepath_app::setup::load_demo(&app)
+        .await
+        .expect("demo directory");
     (app, keys)
 }
 

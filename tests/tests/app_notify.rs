@@ -42,9 +42,6 @@ const UNREACHABLE: &str = "01900000-0000-7000-8000-000000000003";
 /// three notices stored: a pending email to the member, a dead fax to the provider
 /// (about the member), and a stranger no channel reaches.
 async fn setup(db: &TestDb) -> (App, Notices, tempfile::TempDir) {
-    carepath_server::cli::load_demo(&db.store)
-        .await
-        .expect("demo directory");
     let dir = tempfile::tempdir().expect("temp dir");
     let auth = Authenticator::with_local_key(&dir.path().join("signing.pem")).expect("key");
     let app = App {
@@ -53,6 +50,9 @@ async fn setup(db: &TestDb) -> (App, Notices, tempfile::TempDir) {
         calendar: Arc::new(BusinessCalendar::us_federal()),
         auth: Arc::new(auth),
     };
+    carepath_app::setup::load_demo(&app)
+        .await
+        .expect("demo directory");
     let settings = NotifySettings {
         mail: MailSettings {
             batch_dir: dir.path().join("print"),

@@ -39,7 +39,7 @@ async fn fixture(db: &TestDb) -> Fixture {
         calendar: Arc::new(BusinessCalendar::us_federal()),
         auth: Arc::new(auth),
     };
-    carepath_server::cli::load_demo(&db.store)
+    carepath_app::setup::load_demo(&app)
         .await
         .expect("demo data");
     let engine = PrecertEngine::load(&db.store).await.expect("engine");

@@ -38,9 +38,6 @@ struct Ctx {
 }
 
 async fn start(db: &TestDb) -> Ctx {
-    carepath_server::cli::load_demo(&db.store)
-        .await
-        .expect("demo data");
     let keys = tempfile::tempdir().expect("temp dir");
     let records = tempfile::tempdir().expect("temp dir");
     let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
@@ -50,6 +47,9 @@ async fn start(db: &TestDb) -> Ctx {
         calendar: Arc::new(BusinessCalendar::us_federal()),
         auth: Arc::new(auth),
     };
+    carepath_app::setup::load_demo(&app)
+        .await
+        .expect("demo data");
     let opinions = SecondOpinion::new(
         app.clone(),
         Arc::new(carepath_secondopinion::shipped()),

@@ -212,7 +212,7 @@ async fn attempt(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_require_a_client_certificate_from_the_configured_ca() {
-    carepath_server::cli::install_crypto_provider();
+    carepath_cli::install_crypto_provider();
     let dir = tempfile::tempdir().expect("temp dir");
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);

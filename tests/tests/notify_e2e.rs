@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use base64::Engine;
 
+use carepath_app::notify::settings::{DispatchOptions, NotifySettings};
 use carepath_core::{DirectoryBundle, DomainEvent, Role};
 use carepath_notify::{EmailSettings, FaxSettings, MailSettings, RetryPolicy, TlsMode, examples};
 use carepath_proto::{
@@ -18,7 +19,6 @@ use carepath_proto::{
         self as pb, clinical_answer::Value as Answer, precert_service_client::PrecertServiceClient,
     },
 };
-use carepath_server::notify::settings::{DispatchOptions, NotifySettings};
 use carepath_store::NoticeRecord;
 use carepath_tests::{
     ServerOptions, TestDb, TestServer, contract_tests,

@@ -2,7 +2,8 @@
 //! cases from oncology plans, inpatient approvals and second-opinion requests, for
 //! deployments that run each area in its own process over a shared database.
 
-use carepath_server::{Area, cli};
+use carepath_cli as cli;
+use carepath_server::Area;
 
 fn main() -> std::process::ExitCode {
     cli::thin_main(

@@ -2,7 +2,8 @@
 //! notices, the dispatcher that delivers them, and the notification service), for
 //! deployments that run each area in its own process over a shared database.
 
-use carepath_server::{Area, cli};
+use carepath_cli as cli;
+use carepath_server::Area;
 
 fn main() -> std::process::ExitCode {
     cli::thin_main(

@@ -2,10 +2,8 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use carepath_server::{
-    Area,
-    cli::{self, CliError, DbArgs, KeyArgs, ServeArgs},
-};
+use carepath_cli::{self as cli, CliError, DbArgs, KeyArgs, ServeArgs};
+use carepath_server::Area;
 use carepath_store::AuditVerification;
 use clap::{Parser, Subcommand};
 

@@ -5,11 +5,12 @@
 //! `cargo run -p carepath-app --example precert`
 
 use carepath_app::{
-    Caller, setup,
+    Caller,
     precert::{
         Precert, PrecertEngine,
         submit::{CheckRequest, SubmitRequest},
     },
+    setup,
 };
 use carepath_core::{Actor, Icd10Code, MemberId, Npi, Role, ServiceCode, Setting, Urgency};
 use carepath_precert::{Answer, RecordRef, ServiceLine};
@@ -89,7 +90,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let case = &submitted.case.case;
     println!("case {} is {}", case.id, case.state.as_str());
     for decision in &case.decisions {
-        println!("  decided {:?} by {:?} at {}", decision.outcome, decision.by, decision.at);
+        println!(
+            "  decided {:?} by {:?} at {}",
+            decision.outcome, decision.by, decision.at
+        );
     }
     Ok(())
 }

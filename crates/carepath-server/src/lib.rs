@@ -11,7 +11,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod audit;
 pub mod cases;
-pub mod cli;
 pub mod context;
 pub mod convert;
 pub mod directory;

@@ -177,7 +177,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let notify = crate::notify::settings::NotifySettings::default();
+    let notify = carepath_app::notify::settings::NotifySettings::default();
     serve_with(app, listener, areas, limits, &notify, None, shutdown).await
 }
 
@@ -190,7 +190,7 @@ pub async fn serve_with(
     listener: TcpListener,
     areas: &[Area],
     limits: Limits,
-    notify: &crate::notify::settings::NotifySettings,
+    notify: &carepath_app::notify::settings::NotifySettings,
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {

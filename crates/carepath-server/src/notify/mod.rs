@@ -3,10 +3,9 @@
 //! Each handler converts the request ([`convert`]), calls the notice use case of
 //! [`carepath_app::notify`] (which holds who may see which notice), and converts the
 //! answer back. The consumer, the dispatcher and the settings live in the application
-//! crate; [`settings`] holds the serving flags that build them.
+//! crate; `carepath-cli` holds the serving flags that build the settings.
 
 pub mod convert;
-pub mod settings;
 
 pub use carepath_app::notify::NotifyError;
 use carepath_app::notify::{Dispatcher, Notices, NotifyHandler, NotifySettings};

@@ -1,6 +1,9 @@
-//! Command-line settings and start-up shared by every binary: flags with environment
-//! fallbacks, logging, opening and migrating the database, keys, call limits, TLS,
-//! signals.
+//! The command line and start-up every carepath binary shares: flags with
+//! environment fallbacks, logging, opening and migrating the database, keys, call
+//! limits, TLS, where notices go out, and serving until a signal. The doors it starts
+//! (the gRPC server) and the application they call know nothing of flags.
+
+pub mod notify;
 
 use std::{
     fmt,
@@ -15,8 +18,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
 use tonic::transport::ServerTlsConfig;
 
-use crate::{
-    auth::Authenticator,
+use carepath_app::auth::Authenticator;
+use carepath_server::{
     overload::CallerRate,
     server::{self, Area, Limits},
 };
@@ -228,7 +231,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CAREPATH_DEMO")]
     pub demo: bool,
     #[command(flatten)]
-    pub notify: crate::notify::settings::NotifyArgs,
+    pub notify: notify::NotifyArgs,
     /// Folder for uploaded second-opinion records. Defaults to `<database>.records`
     /// beside a SQLite file (a temporary folder for PostgreSQL: set it in production).
     #[arg(long, env = "CAREPATH_RECORDS_DIR")]
