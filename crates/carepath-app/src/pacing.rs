@@ -25,7 +25,7 @@ impl CallsInProgress for NoCalls {
 }
 
 /// While calls are in progress, a round of background work that took `t` is followed
-/// by a rest of `t × (1 − share) / share` (at most [`MAX_REST`]), so it holds about
+/// by a rest of `t × (1 − share) / share` (at most half a second), so it holds about
 /// `share` of the time; with no call in progress it runs flat out.
 #[derive(Debug, Clone)]
 pub struct Pacing {

@@ -8,8 +8,9 @@
 //! and reflection are never counted or refused.
 //!
 //! Background work (event consumers, the notice dispatcher) gives way to calls: while
-//! any call is in progress it rests between rounds ([`Pacing`]), so callers keep most
-//! of the machine and the backlog is worked off as soon as they let up.
+//! any call is in progress it rests between rounds (`carepath_app::pacing`, which
+//! counts the calls [`Admission`] holds), so callers keep most of the machine and the
+//! backlog is worked off as soon as they let up.
 
 use std::{
     fmt,
