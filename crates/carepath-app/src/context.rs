@@ -74,10 +74,7 @@ impl App {
     }
 }
 
-/// Microsecond precision: what both backends store, so keys and pages compare exactly.
-pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
-}
+pub use carepath_store::micros;
 
 /// Who is calling, and through which operation (the door's name for it: a gRPC
 /// method, a FHIR interaction), as the audit log records it.

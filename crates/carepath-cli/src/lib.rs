@@ -12,7 +12,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use carepath_core::{Actor, DirectoryBundle, Role, SystemClock};
+use carepath_core::{Actor, Clock, DirectoryBundle, Role, SystemClock};
 use carepath_store::Store;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
@@ -368,7 +368,7 @@ pub fn mint_token(
     let role = Role::parse(role).map_err(|e| CliError::Usage(e.to_string()))?;
     let actor = Actor::new(role, subject)?;
     let auth = authenticator(keys, db)?;
-    Ok(auth.mint(&actor, chrono::Utc::now(), ttl)?)
+    Ok(auth.mint(&actor, SystemClock.now(), ttl)?)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

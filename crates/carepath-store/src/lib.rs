@@ -41,7 +41,7 @@ pub use directory::{ImportSummary, MemberFilter, ProviderFilter, StaffFilter};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
-pub use page::Page;
+pub use page::{Page, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
 /// The JSON column type of stored documents.

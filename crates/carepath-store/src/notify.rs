@@ -13,7 +13,7 @@ use sqlx::types::Json;
 
 use crate::{
     Backend, Page, Store, StoreError, Tx, on_db, on_tx,
-    page::{decode_token, encode_token},
+    page::{decode_token, encode_token, micros},
 };
 
 /// A notice to store, as planned and rendered.
@@ -154,11 +154,6 @@ const CLAIM_POSTGRES: &str = "UPDATE notice
            OR (state = 'sending' AND lease_until < $3)
         ORDER BY priority, created_at, id LIMIT $4
         FOR UPDATE SKIP LOCKED)";
-
-/// Microsecond precision, what both backends keep, so stored times compare exactly.
-fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
-}
 
 impl Tx {
     /// Stores a notice unless one with the same key, or for the same event, rule and

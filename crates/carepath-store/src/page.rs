@@ -38,6 +38,12 @@ impl<T> Page<T> {
     }
 }
 
+/// Microsecond precision: what both backends store, so keys, pages and stored times
+/// compare exactly.
+pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
 /// The earliest instant a list keys on.
 pub(crate) fn far_past() -> DateTime<Utc> {
     DateTime::<Utc>::UNIX_EPOCH
