@@ -308,6 +308,11 @@ pub fn plan_to_proto(p: &Plan) -> pb::Plan {
     }
 }
 
+/// A calendar date as every contract writes it (`YYYY-MM-DD`).
+pub fn parse_date(s: &str) -> Result<NaiveDate, &'static str> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| "must be a date as YYYY-MM-DD")
+}
+
 pub fn member_from_proto(m: Option<pb::Member>, today: NaiveDate) -> Result<Member, Invalid> {
     let Some(m) = m else {
         return Err(Invalid::field("member", "is required"));
@@ -319,7 +324,7 @@ pub fn member_from_proto(m: Option<pb::Member>, today: NaiveDate) -> Result<Memb
         &mut invalid,
         "member.date_of_birth",
         &m.date_of_birth,
-        |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| "must be a date as YYYY-MM-DD"),
+        parse_date,
     );
     let address = address_from_proto(m.address, "member.address", &mut invalid);
     let language = required(

@@ -64,9 +64,7 @@ pub fn state_from_proto(value: i32) -> Option<CaseState> {
 }
 
 pub fn date(invalid: &mut Invalid, field: &str, value: &str) -> Option<NaiveDate> {
-    required(invalid, field, value, |s| {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| "must be a date as YYYY-MM-DD")
-    })
+    required(invalid, field, value, crate::convert::parse_date)
 }
 
 pub fn diagnoses(invalid: &mut Invalid, field: &str, values: &[String]) -> Vec<Icd10Code> {

@@ -22,7 +22,7 @@ use futures::{StreamExt, stream::BoxStream};
 use tonic::Streaming;
 
 use super::to_proto::{CHANNELS, kind_to_proto, status_to_proto};
-use crate::convert::{optional, required};
+use crate::convert::{optional, parse_date as date, required};
 
 fn text(value: &str) -> Option<String> {
     let v = value.trim();
@@ -72,10 +72,6 @@ pub fn follow_up_channel_from_proto(
             None
         }
     }
-}
-
-fn date(s: &str) -> Result<NaiveDate, &'static str> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| "must be a date as YYYY-MM-DD")
 }
 
 /// Parses a first opinion; `None` (with no violation) when none was given at all, so
