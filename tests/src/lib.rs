@@ -185,6 +185,19 @@ macro_rules! contract_tests {
     };
 }
 
+/// The application over `db` on a clock fixed at [`test_start`], with the demo
+/// directory loaded, for use-case tests without a server; its signing key is in
+/// `keys`, which must outlive it.
+pub async fn demo_app(db: &TestDb, keys: &tempfile::TempDir) -> App {
+    let mut app = carepath_app::setup::embedded(db.store.clone(), &keys.path().join("signing.pem"))
+        .expect("signing key");
+    app.clock = Arc::new(FixedClock::new(test_start()));
+    carepath_app::setup::load_demo(&app)
+        .await
+        .expect("demo directory");
+    app
+}
+
 /// A running server on a random local port, stopped when dropped.
 #[derive(Debug)]
 pub struct TestServer {

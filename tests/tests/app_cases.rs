@@ -2,15 +2,12 @@
 //! backends: a member's referral opens a case that a nurse claims; a member who asks
 //! for another member's case is told it does not exist, and the refusal is audited.
 
-use std::sync::Arc;
-
 use carepath_app::{
-    App, AppError, Caller,
-    auth::Authenticator,
+    AppError, Caller,
     cases::{AddGoal, Cases, OpenCase, RECORD_KIND},
 };
 use carepath_cases::{CaseKind, NewGoal, Phase, ReferralSource, View};
-use carepath_core::{Actor, BusinessCalendar, Clock, FixedClock, MemberId, Role};
+use carepath_core::{Actor, MemberId, Role};
 use carepath_store::{AuditOutcome, AuditQuery};
 use carepath_tests::{TestDb, contract_tests, test_start};
 
@@ -25,16 +22,7 @@ const MEMBER: &str = "M100001";
 /// The use cases over `db` with the demo directory, a fixed clock and a key in
 /// `keys`.
 async fn cases(db: &TestDb, keys: &tempfile::TempDir) -> Cases {
-    let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
-    let app = App {
-        store: db.store.clone(),
-        clock: Arc::new(FixedClock::new(test_start())) as Arc<dyn Clock>,
-        calendar: Arc::new(BusinessCalendar::us_federal()),
-        auth: Arc::new(auth),
-    };
-    carepath_app::setup::load_demo(&app)
-        .await
-        .expect("demo data");
+    let app = carepath_tests::demo_app(db, keys).await;
     Cases::new(app)
 }
 

@@ -2,17 +2,14 @@
 //! on SQLite and PostgreSQL: who may read which record, and the audit trail each read
 //! and refusal leaves.
 
-use std::sync::Arc;
-
 use carepath_app::{
     App, AppError, Caller, PageRequest,
     audit::{AuditLog, SearchAudit},
-    auth::Authenticator,
     directory::{Directory, ListMembers},
 };
-use carepath_core::{Actor, BusinessCalendar, FixedClock, MemberId, PlanId, Role};
+use carepath_core::{Actor, MemberId, PlanId, Role};
 use carepath_store::{AuditOutcome, AuditRecord, AuditVerification};
-use carepath_tests::{TestDb, contract_tests, test_start};
+use carepath_tests::{TestDb, contract_tests};
 
 contract_tests!(
     a_member_reads_their_own_record_and_the_read_is_audited,
@@ -33,16 +30,7 @@ const ADMIN: &str = "AD-001";
 /// The application over `db` with the demo directory, on a fixed clock.
 async fn app(db: &TestDb) -> (App, tempfile::TempDir) {
     let keys = tempfile::tempdir().expect("temp dir");
-    let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
-    let app = App {
-        store: db.store.clone(),
-        clock: Arc::new(FixedClock::new(test_start())),
-        calendar: Arc::new(BusinessCalendar::us_federal()),
-        auth: Arc::new(auth),
-    };
-    carepath_app::setup::load_demo(&app)
-        .await
-        .expect("demo directory");
+    let app = carepath_tests::demo_app(db, &keys).await;
     (app, keys)
 }
 

@@ -2,17 +2,14 @@
 //! PostgreSQL: who sees which notice, resends, the failed list and the delivery
 //! report, and the audit trail each leaves.
 
-use std::sync::Arc;
-
 use carepath_app::{
     App, AppError, Caller, PageRequest,
-    auth::Authenticator,
     notify::{
         ListFailedNotices, ListNotices, NoticeState, Notices, NotifyArea, NotifySettings,
         ReportPeriod, ResendNotice,
     },
 };
-use carepath_core::{Actor, BusinessCalendar, ContactChannel, FixedClock, Role};
+use carepath_core::{Actor, ContactChannel, Role};
 use carepath_notify::MailSettings;
 use carepath_store::{AuditOutcome, AuditQuery, AuditRecord, NewNotice};
 use carepath_tests::{TestDb, contract_tests, test_start};
@@ -43,16 +40,7 @@ const UNREACHABLE: &str = "01900000-0000-7000-8000-000000000003";
 /// (about the member), and a stranger no channel reaches.
 async fn setup(db: &TestDb) -> (App, Notices, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let auth = Authenticator::with_local_key(&dir.path().join("signing.pem")).expect("key");
-    let app = App {
-        store: db.store.clone(),
-        clock: Arc::new(FixedClock::new(test_start())),
-        calendar: Arc::new(BusinessCalendar::us_federal()),
-        auth: Arc::new(auth),
-    };
-    carepath_app::setup::load_demo(&app)
-        .await
-        .expect("demo directory");
+    let app = carepath_tests::demo_app(db, &dir).await;
     let settings = NotifySettings {
         mail: MailSettings {
             batch_dir: dir.path().join("print"),

@@ -6,20 +6,17 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use carepath_app::{
-    App, AppError, Caller,
-    auth::Authenticator,
+    AppError, Caller,
     oncology::{AcceptAlternative, Oncology, PlanUpgrade, SubmitPlan, upgrade_stored_plans},
     precert::PrecertEngine,
 };
-use carepath_core::{
-    Actor, BusinessCalendar, Clock, FixedClock, Icd10Code, MemberId, Npi, Role, Urgency,
-};
+use carepath_core::{Actor, Icd10Code, MemberId, Npi, Role, Urgency};
 use carepath_oncology::{
     Catalogue, ClinicalContext, Intent, LineOfTherapy, PatientFactors, SiteOfService, StageGroup,
     TreatmentPlan, adopt_alternative,
 };
 use carepath_precert::CaseState;
-use carepath_tests::{TestDb, contract_tests, test_start};
+use carepath_tests::{TestDb, contract_tests};
 
 contract_tests!(
     a_plan_on_pathway_is_approved_at_once_and_a_retry_returns_it,
@@ -38,16 +35,7 @@ struct Fixture {
 
 async fn fixture(db: &TestDb) -> Fixture {
     let keys = tempfile::tempdir().expect("temp dir");
-    let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
-    let app = App {
-        store: db.store.clone(),
-        clock: Arc::new(FixedClock::new(test_start())) as Arc<dyn Clock>,
-        calendar: Arc::new(BusinessCalendar::us_federal()),
-        auth: Arc::new(auth),
-    };
-    carepath_app::setup::load_demo(&app)
-        .await
-        .expect("demo data");
+    let app = carepath_tests::demo_app(db, &keys).await;
     let engine = PrecertEngine::load(&db.store).await.expect("engine");
     Fixture {
         oncology: Oncology::new(app, engine, Arc::new(Catalogue::shipped())),

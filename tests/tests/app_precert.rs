@@ -1,22 +1,15 @@
 //! The precertification use cases without gRPC: `carepath_app::precert::Precert`
 //! called directly over an embedded or PostgreSQL store with the demo directory.
 
-use std::sync::Arc;
-
 use carepath_app::{
-    App, AppError, Caller,
-    auth::Authenticator,
+    AppError, Caller,
     precert::{Adverse, CheckRequest, Decision, Precert, PrecertEngine, SubmitRequest},
 };
-use carepath_core::{
-    Actor, BusinessCalendar, Clock, FixedClock, Icd10Code, MemberId, Npi, Role, ServiceCode,
-    Setting, Urgency,
-};
+use carepath_core::{Actor, Icd10Code, MemberId, Npi, Role, ServiceCode, Setting, Urgency};
 use carepath_precert::{Admission, Answer, CaseState, RecordRef, Requirement, ServiceLine};
 use carepath_tests::{
     TestDb, contract_tests,
     precert::{IMAGING_IN, INTERNIST, MEMBER},
-    test_start,
 };
 
 contract_tests!(
@@ -32,16 +25,7 @@ struct Fixture {
 
 async fn fixture(db: &TestDb) -> Fixture {
     let keys = tempfile::tempdir().expect("temp dir");
-    let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
-    let app = App {
-        store: db.store.clone(),
-        clock: Arc::new(FixedClock::new(test_start())) as Arc<dyn Clock>,
-        calendar: Arc::new(BusinessCalendar::us_federal()),
-        auth: Arc::new(auth),
-    };
-    carepath_app::setup::load_demo(&app)
-        .await
-        .expect("demo data");
+    let app = carepath_tests::demo_app(db, &keys).await;
     let engine = PrecertEngine::load(&db.store).await.expect("engine");
     Fixture {
         precert: Precert::new(app, engine),

@@ -7,17 +7,16 @@ use std::sync::Arc;
 
 use carepath_app::{
     App, AppError, Caller,
-    auth::Authenticator,
     secondopinion::{
         CheckEligibility, LogRecord, RecordStorage, SecondOpinion, StatusChange, Submit,
     },
 };
-use carepath_core::{Actor, BusinessCalendar, Clock, FixedClock, Icd10Code, MemberId, Npi, Role};
+use carepath_core::{Actor, Icd10Code, MemberId, Npi, Role};
 use carepath_secondopinion::{
     Answer, AnswerValue, FirstOpinion, RecordChannel, RecordKind, Status,
 };
 use carepath_store::{AuditOutcome, AuditQuery};
-use carepath_tests::{TestDb, contract_tests, test_start};
+use carepath_tests::{TestDb, contract_tests};
 use futures::StreamExt;
 
 contract_tests!(
@@ -40,16 +39,7 @@ struct Ctx {
 async fn start(db: &TestDb) -> Ctx {
     let keys = tempfile::tempdir().expect("temp dir");
     let records = tempfile::tempdir().expect("temp dir");
-    let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
-    let app = App {
-        store: db.store.clone(),
-        clock: Arc::new(FixedClock::new(test_start())) as Arc<dyn Clock>,
-        calendar: Arc::new(BusinessCalendar::us_federal()),
-        auth: Arc::new(auth),
-    };
-    carepath_app::setup::load_demo(&app)
-        .await
-        .expect("demo data");
+    let app = carepath_tests::demo_app(db, &keys).await;
     let opinions = SecondOpinion::new(
         app.clone(),
         Arc::new(carepath_secondopinion::shipped()),
