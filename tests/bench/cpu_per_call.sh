@@ -3,7 +3,7 @@
 # a fresh server and demo database, the rate limit off, 16 in flight for 6 s.
 #
 #   tests/bench/cpu_per_call.sh BIN baseline|check|submit [postgres|sqlite]
-bin=$1; scenario=$2; backend=${3:-postgres}
+bin=$(realpath "$1"); scenario=$2; backend=${3:-postgres}
 work=/tmp/cpu-bench; rm -rf $work; mkdir -p $work
 root=$(cd "$(dirname "$0")/../.." && pwd)
 loadgen=${CARGO_TARGET_DIR:-$root/target}/release/carepath-loadgen
