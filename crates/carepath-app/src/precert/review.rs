@@ -3,6 +3,8 @@
 //! reconsideration, appeal), withdrawal and the sweep that withdraws cases whose
 //! information did not come.
 
+use std::collections::BTreeMap;
+
 use carepath_core::{Invalid, Role, StaffId};
 use carepath_precert::{
     self as precert, AdverseDetermination, Answer, AppealDecision, AppealPriority, DocumentRequest,
@@ -154,6 +156,18 @@ impl Precert {
         .await
     }
 
+    /// Information sent after the submission, each answer checked against the
+    /// questions the rule lists ask (records may answer a reviewer's own request, so
+    /// their documents are not checked).
+    fn checked(
+        &self,
+        information: LaterInformation,
+    ) -> AppResult<(BTreeMap<String, Answer>, Vec<RecordRef>)> {
+        let LaterInformation { answers, records } = information;
+        known_answers_and_documents(&self.engine.rules(), &answers, &[])?;
+        Ok((answers.into_iter().collect(), records))
+    }
+
     /// The requester supplies answers and records; automation runs again.
     pub async fn supply_information(
         &self,
@@ -161,9 +175,7 @@ impl Precert {
         case_id: &str,
         information: LaterInformation,
     ) -> AppResult<CaseView> {
-        let LaterInformation { answers, records } = information;
-        known_answers_and_documents(&self.engine.rules(), &answers, &[])?;
-        let answers = answers.into_iter().collect();
+        let (answers, records) = self.checked(information)?;
         self.command(caller, case_id, |c, who, ctx, now| {
             c.supply_information(who, answers, records, ctx, now)
         })
@@ -298,9 +310,7 @@ impl Precert {
         case_id: &str,
         information: LaterInformation,
     ) -> AppResult<CaseView> {
-        let LaterInformation { answers, records } = information;
-        known_answers_and_documents(&self.engine.rules(), &answers, &[])?;
-        let answers = answers.into_iter().collect();
+        let (answers, records) = self.checked(information)?;
         self.command(caller, case_id, |c, who, ctx, now| {
             c.reconsider(who, answers, records, ctx, now)
         })
