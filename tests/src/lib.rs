@@ -292,8 +292,12 @@ impl TestServer {
         let served = app.clone();
         let handle = runtime.spawn(async move {
             let listener = TcpListener::from_std(listener).expect("listener");
+            let engine = carepath_app::precert::PrecertEngine::load(&served.store)
+                .await
+                .expect("rule lists");
             carepath_server::server::serve_with(
                 served,
+                engine,
                 listener,
                 Area::ALL,
                 options.limits,

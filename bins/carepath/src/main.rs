@@ -1,8 +1,9 @@
-//! `carepath`: every service on one port, plus migrate, import, token and audit.
+//! `carepath`: every service on one port (and the FHIR API on another), plus migrate,
+//! import, token, FHIR clients and audit.
 
 use std::{path::PathBuf, process::ExitCode};
 
-use carepath_cli::{self as cli, CliError, DbArgs, KeyArgs, ServeArgs};
+use carepath_cli::{self as cli, CliError, DbArgs, KeyArgs, ServeArgs, fhir::FhirArgs};
 use carepath_server::Area;
 use carepath_store::AuditVerification;
 use clap::{Parser, Subcommand};
@@ -20,8 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve every carepath service on one port.
-    Serve(Box<ServeArgs>),
+    /// Serve every carepath service on one port over gRPC, and the FHIR API on another.
+    Serve(Box<ServeCommand>),
     /// Apply pending database migrations and exit.
     Migrate(DbArgs),
     /// Import a directory JSON file (plans, members, providers, staff) in one transaction.
@@ -54,6 +55,14 @@ enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct ServeCommand {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    fhir: FhirArgs,
+}
+
 #[derive(Debug, Subcommand)]
 enum AuditAction {
     /// Check that the audit log's hash chain is intact; exits non-zero if it is not.
@@ -62,7 +71,7 @@ enum AuditAction {
 
 async fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Serve(args) => cli::run_server(&args, Area::ALL).await,
+        Command::Serve(args) => cli::run_server(&args.serve, Area::ALL, Some(&args.fhir)).await,
         Command::Migrate(db) => {
             cli::open_store(&db).await?;
             println!("migrations applied to {}", db.database_url);

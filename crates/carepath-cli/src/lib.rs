@@ -3,6 +3,7 @@
 //! limits, TLS, where notices go out, and serving until a signal. The doors it starts
 //! (the gRPC server) and the application they call know nothing of flags.
 
+pub mod fhir;
 pub mod notify;
 
 use std::{
@@ -18,11 +19,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
 use tonic::transport::ServerTlsConfig;
 
-use carepath_app::auth::Authenticator;
+use carepath_app::{auth::Authenticator, precert::PrecertEngine};
 use carepath_server::{
     overload::CallerRate,
     server::{self, Area, Limits},
 };
+use tokio_util::sync::CancellationToken;
 
 /// Where the data lives.
 #[derive(Debug, Clone, clap::Args)]
@@ -400,8 +402,14 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing calls in flight");
 }
 
-/// Opens everything `args` names and serves `areas` until Ctrl-C or SIGTERM.
-pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError> {
+/// Opens everything `args` names and serves `areas` over gRPC, and the FHIR API
+/// when `fhir` is given, until Ctrl-C or SIGTERM. Both doors share one rule engine,
+/// so a request decides the same way whichever door it comes through.
+pub async fn run_server(
+    args: &ServeArgs,
+    areas: &[Area],
+    fhir: Option<&fhir::FhirArgs>,
+) -> Result<(), CliError> {
     install_crypto_provider();
     let tls = args.tls.server_tls()?;
     let store = open_store(&args.db).await?;
@@ -416,6 +424,9 @@ pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError
         );
     }
     let app = carepath_app::setup::app(store.clone(), authenticator(&args.keys, &args.db)?);
+    let engine = PrecertEngine::load(&store)
+        .await
+        .map_err(|e| CliError::Serve(e.into()))?;
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| CliError::Listen {
@@ -436,16 +447,34 @@ pub async fn run_server(args: &ServeArgs, areas: &[Area]) -> Result<(), CliError
         .notify
         .settings(&args.db.database_url)
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    server::serve_with(
+    let stop = CancellationToken::new();
+    let fhir_door = match fhir {
+        Some(fhir) => {
+            Some(fhir::start(fhir, &app, engine.clone(), &args.limits, stop.clone()).await?)
+        }
+        None => None,
+    };
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    let served = server::serve_with(
         app,
+        engine,
         listener,
         areas,
         args.limits.limits(),
         &notify,
         tls,
-        shutdown_signal(),
+        stop.clone().cancelled_owned(),
     )
-    .await?;
+    .await;
+    stop.cancel();
+    if let Some(door) = fhir_door {
+        let _ = door.await;
+    }
+    served?;
     store.close().await;
     Ok(())
 }
@@ -475,7 +504,7 @@ pub fn thin_main(
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_server(&args, areas)) {
+    match runtime.block_on(run_server(&args, areas, None)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: {e}");

@@ -178,15 +178,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let notify = carepath_app::notify::settings::NotifySettings::default();
-    serve_with(app, listener, areas, limits, &notify, None, shutdown).await
+    let engine = PrecertEngine::load(&app.store).await?;
+    serve_with(
+        app, engine, listener, areas, limits, &notify, None, shutdown,
+    )
+    .await
 }
 
 /// Serves `areas` on `listener` until `shutdown` completes; calls in flight finish,
-/// then background work is told to stop and awaited. `notify` says where notices
+/// then background work is told to stop and awaited. `engine` holds the rules and
+/// exemptions in force (shared with any other door of the process, so every door
+/// decides by the same list version); this server keeps it fresh. `notify` says where notices
 /// go out when the notification area is served; with `tls` the server speaks TLS
 /// only (and asks for client certificates when the configuration names a client CA).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_with(
     app: App,
+    engine: Arc<PrecertEngine>,
     listener: TcpListener,
     areas: &[Area],
     limits: Limits,
@@ -217,7 +225,6 @@ pub async fn serve_with(
         };
     }
     routes.add_service(health_service);
-    let engine = PrecertEngine::load(&app.store).await?;
     let precert = Precert::new(app.clone(), engine.clone());
     // Every server answers audit searches: the log lives in the shared database.
     add_authenticated!(AuditServiceServer::new(Audit::new(app.clone())));
@@ -314,7 +321,7 @@ pub async fn serve_with(
         )));
     }
     if areas.contains(&Area::Precert) || areas.contains(&Area::Oncology) {
-        tasks.push(tokio::spawn(refresh_engine(
+        tasks.push(tokio::spawn(carepath_app::precert::engine::keep_fresh(
             engine.clone(),
             app.store.clone(),
             background.clone(),
@@ -441,24 +448,6 @@ async fn precert_sweeps(precert: carepath_app::precert::Precert, stop: Cancellat
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(SWEEP_INTERVAL) => {}
-        }
-    }
-}
-
-/// Keeps the rule book and gold cards in step with the database, where another
-/// process sharing it may have activated a list or evaluated gold cards.
-async fn refresh_engine(
-    engine: Arc<PrecertEngine>,
-    store: carepath_store::Store,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
-        }
-        if let Err(e) = engine.refresh(&store).await {
-            tracing::warn!(error = %e, "rule lists and gold cards not refreshed");
         }
     }
 }

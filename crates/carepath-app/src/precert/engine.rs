@@ -143,3 +143,24 @@ impl PrecertEngine {
         *self.gold_cards.write().expect("gold card lock") = Arc::new(cards);
     }
 }
+
+/// How often a serving process reads rule lists and gold cards from the database
+/// again, so a list activated or cards evaluated by another process take effect.
+pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Refreshes `engine` from `store` every [`REFRESH_INTERVAL`] until `stop`.
+pub async fn keep_fresh(
+    engine: Arc<PrecertEngine>,
+    store: Store,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(REFRESH_INTERVAL) => {}
+        }
+        if let Err(e) = engine.refresh(&store).await {
+            tracing::warn!(error = %e, "rule lists and gold cards not refreshed");
+        }
+    }
+}

@@ -176,6 +176,22 @@ impl Precert {
         })
     }
 
+    /// The case a requester filed under its own request id: `requesting` is the
+    /// requester's NPI, `request_id` the id it gave the request. A caller who may not
+    /// see it, or a request never filed, gets the same audited NOT_FOUND.
+    pub async fn find_request(
+        &self,
+        caller: &Caller,
+        requesting: &Npi,
+        request_id: &str,
+    ) -> AppResult<CaseView> {
+        let key = format!("{requesting}:{request_id}");
+        match self.app.store.case_by_request_key(&key).await? {
+            Some(record) => self.get_case(caller, &record.id).await,
+            None => Err(self.app.hidden::<PrecertCase>(caller, &key, None).await),
+        }
+    }
+
     /// A page of the cases matching `query`; providers and members see their own
     /// only. Every case listed is audited.
     pub async fn list_cases(&self, caller: &Caller, query: ListCases) -> AppResult<Page<CaseView>> {

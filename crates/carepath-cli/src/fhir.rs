@@ -1,0 +1,59 @@
+//! Flags and start-up of the FHIR door (`carepath serve`, `carepath-fhir-server`).
+
+use std::net::SocketAddr;
+
+use carepath_app::{
+    App,
+    precert::{Precert, PrecertEngine},
+};
+use carepath_fhir::{FhirDoor, http::HttpLimits};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{CliError, LimitArgs};
+
+/// Where the FHIR API listens and how it is reached.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FhirArgs {
+    /// Address the FHIR API (Da Vinci PAS, SMART backend services) listens on.
+    #[arg(long, env = "CAREPATH_FHIR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub fhir_listen: SocketAddr,
+    /// The FHIR API's public origin as clients reach it (`https://fhir.plan.example`):
+    /// token audiences and full URLs are written under it. Defaults to
+    /// `http://<the address it listens on>`.
+    #[arg(long, env = "CAREPATH_FHIR_PUBLIC_URL")]
+    pub fhir_public_url: Option<String>,
+}
+
+/// Binds the FHIR door and serves it in the background until `stop`; the returned
+/// task ends when the door has stopped.
+pub async fn start(
+    args: &FhirArgs,
+    app: &App,
+    engine: std::sync::Arc<PrecertEngine>,
+    limits: &LimitArgs,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, CliError> {
+    let listener = TcpListener::bind(args.fhir_listen)
+        .await
+        .map_err(|source| CliError::Listen {
+            addr: args.fhir_listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(args.fhir_listen);
+    let public_url = args
+        .fhir_public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    tracing::info!(fhir_addr = %addr, public_url = %public_url, "carepath FHIR API listening");
+    let door = FhirDoor::new(app.clone(), Precert::new(app.clone(), engine), &public_url);
+    let limits = HttpLimits {
+        max_body_bytes: limits.limits().max_message_bytes,
+        ..HttpLimits::default()
+    };
+    Ok(tokio::spawn(async move {
+        if let Err(e) = carepath_fhir::serve(door, listener, limits, stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "the FHIR API stopped with an error");
+        }
+    }))
+}

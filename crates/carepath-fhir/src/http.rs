@@ -1,0 +1,531 @@
+//! The HTTP side of the FHIR door: routes, bodies, tokens and scopes, statuses.
+//!
+//! Each handler reads the body, checks the token carries the scope the interaction
+//! needs, converts, calls one use case and converts back. Who may see which record
+//! is the application's decision, as it is for gRPC.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Form, Path, State, rejection::FormRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use carepath_app::{
+    App, Caller,
+    outbox::ConsumerOptions,
+    pacing::Pacing,
+    precert::{ListCases, Precert},
+    smart::{Access, Smart, TokenError, TokenRequest},
+    subscriptions::{DeliveryOptions, SubscriptionFeed, Subscriptions, run_deliveries},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    capability, codes,
+    outcome::Failure,
+    pas::{self, FieldMap},
+    subscription::{self, FhirNotifications},
+};
+
+/// The FHIR media type.
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+/// Bounds of the HTTP door.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Requests handled at once; more wait their turn.
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_concurrent_requests: 256,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The use cases the FHIR door calls, and where it is reached from.
+#[derive(Debug, Clone)]
+pub struct FhirDoor {
+    app: App,
+    precert: Precert,
+    smart: Smart,
+    subscriptions: Subscriptions,
+    public_url: Arc<str>,
+}
+
+impl FhirDoor {
+    /// The door over `precert` (sharing its rule engine with any other door) whose
+    /// public origin is `public_url` (`http://127.0.0.1:8080`): token audiences
+    /// and full URLs are written under it.
+    pub fn new(app: App, precert: Precert, public_url: &str) -> Self {
+        FhirDoor {
+            smart: Smart::new(app.clone()),
+            subscriptions: Subscriptions::new(app.clone()),
+            app,
+            precert,
+            public_url: public_url.trim_end_matches('/').into(),
+        }
+    }
+
+    /// The FHIR base URL (`<origin>/fhir`).
+    pub fn base(&self) -> String {
+        format!("{}/fhir", self.public_url)
+    }
+
+    /// The caller a request's bearer token names, if the token is good and grants
+    /// `access` to `resource`.
+    fn caller(
+        &self,
+        headers: &HeaderMap,
+        resource: &str,
+        access: Access,
+        operation: &str,
+    ) -> Result<Caller, Failure> {
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let (actor, scopes) = self
+            .app
+            .auth
+            .authenticate_scoped(header, self.app.now())
+            .map_err(|e| Failure::new(StatusCode::UNAUTHORIZED, "login", e.to_string()))?;
+        if !scopes.allows(resource, access) {
+            return Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("the token's scopes do not grant {access:?} on {resource}"),
+            ));
+        }
+        Ok(Caller::new(actor, operation))
+    }
+}
+
+/// A FHIR JSON answer.
+fn fhir(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut response = fhir(self.status, &self.outcome);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"carepath\""),
+            );
+        }
+        response
+    }
+}
+
+/// The body of a FHIR interaction: JSON, sent as `application/fhir+json` (or
+/// `application/json`).
+fn body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, Failure> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case(FHIR_JSON) && !media.eq_ignore_ascii_case("application/json") {
+        return Err(Failure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-supported",
+            format!("send {FHIR_JSON}; got {content_type:?}"),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "structure",
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+async fn metadata(State(door): State<FhirDoor>) -> Response {
+    fhir(
+        StatusCode::OK,
+        &capability::capability_statement(&door.public_url, env!("CARGO_PKG_VERSION")),
+    )
+}
+
+async fn smart_configuration(State(door): State<FhirDoor>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        capability::smart_configuration(&door.public_url).to_string(),
+    )
+        .into_response()
+}
+
+/// The form of a token request.
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    grant_type: String,
+    #[serde(default)]
+    client_assertion_type: String,
+    #[serde(default)]
+    client_assertion: String,
+    #[serde(default)]
+    scope: String,
+}
+
+fn oauth_error(error: &TokenError) -> Response {
+    let status = if error.code() == "invalid_client" {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        json!({"error": error.code(), "error_description": error.to_string()}).to_string(),
+    )
+        .into_response()
+}
+
+async fn token(
+    State(door): State<FhirDoor>,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => {
+            return oauth_error(&TokenError::InvalidRequest(format!(
+                "send application/x-www-form-urlencoded: {rejection}"
+            )));
+        }
+    };
+    let request = TokenRequest {
+        grant_type: form.grant_type,
+        client_assertion_type: form.client_assertion_type,
+        client_assertion: form.client_assertion,
+        scope: form.scope,
+    };
+    let audience = capability::token_endpoint(&door.public_url);
+    match door.smart.exchange(request, &audience).await {
+        Ok(grant) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            json!({
+                "access_token": grant.access_token,
+                "token_type": "bearer",
+                "expires_in": grant.expires_in,
+                "scope": grant.scope,
+            })
+            .to_string(),
+        )
+            .into_response(),
+        Err(e) => oauth_error(&e),
+    }
+}
+
+async fn submit(State(door): State<FhirDoor>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let result = async {
+        let caller = door.caller(&headers, "Claim", Access::Create, "fhir.Claim.submit")?;
+        let bundle = body(&headers, &bytes)?;
+        let submission =
+            pas::submission(&bundle).map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
+        let submitted = door
+            .precert
+            .submit(&caller, submission.request)
+            .await
+            .map_err(|e| Failure::of_app(&e, &submission.fields))?;
+        Ok::<_, Failure>(pas::response_bundle(
+            &submitted.case,
+            &submission.claim_identifier,
+            submission.bundle_identifier.as_ref(),
+            codes::PROFILE_RESPONSE_BUNDLE,
+            codes::PROFILE_CLAIM_RESPONSE,
+            &door.base(),
+        ))
+    }
+    .await;
+    match result {
+        Ok(bundle) => fhir(StatusCode::OK, &bundle),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// Most requests one inquiry answers with.
+const MAX_INQUIRY_RESULTS: u32 = 50;
+
+async fn inquire(State(door): State<FhirDoor>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let result = async {
+        let caller = door.caller(&headers, "Claim", Access::Read, "fhir.Claim.inquire")?;
+        let bundle = body(&headers, &bytes)?;
+        let inquiry =
+            pas::inquiry(&bundle).map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
+        let fields = FieldMap::new("Claim");
+        let views = match &inquiry.identifier {
+            Some(identifier) => {
+                let requesting = inquiry
+                    .requesting_npi
+                    .clone()
+                    .or_else(|| caller.actor.provider_npi())
+                    .ok_or_else(|| {
+                        Failure::new(
+                            StatusCode::BAD_REQUEST,
+                            "required",
+                            "Claim.provider: name the requesting provider (its NPI)",
+                        )
+                    })?;
+                vec![
+                    door.precert
+                        .find_request(&caller, &requesting, &identifier.value)
+                        .await
+                        .map_err(|e| Failure::of_app(&e, &fields))?,
+                ]
+            }
+            None => {
+                let query = ListCases {
+                    member_id: inquiry.member_id.clone(),
+                    page: carepath_app::PageRequest {
+                        token: String::new(),
+                        size: MAX_INQUIRY_RESULTS,
+                    },
+                    ..ListCases::default()
+                };
+                door.precert
+                    .list_cases(&caller, query)
+                    .await
+                    .map_err(|e| Failure::of_app(&e, &fields))?
+                    .items
+            }
+        };
+        if views.is_empty() {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no prior-authorization request matches the inquiry",
+            ));
+        }
+        let parameter: Vec<Value> = views
+            .iter()
+            .map(|view| {
+                let identifier = pas::ClaimIdentifier {
+                    system: inquiry.identifier.as_ref().and_then(|i| i.system.clone()),
+                    value: view.request_id.clone(),
+                };
+                json!({
+                    "name": "responseBundle",
+                    "resource": pas::response_bundle(
+                        view,
+                        &identifier,
+                        inquiry.bundle_identifier.as_ref(),
+                        codes::PROFILE_INQUIRY_RESPONSE_BUNDLE,
+                        codes::PROFILE_INQUIRY_RESPONSE,
+                        &door.base(),
+                    ),
+                })
+            })
+            .collect();
+        Ok::<_, Failure>(json!({"resourceType": "Parameters", "parameter": parameter}))
+    }
+    .await;
+    match result {
+        Ok(parameters) => fhir(StatusCode::OK, &parameters),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn create_subscription(
+    State(door): State<FhirDoor>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let result = async {
+        let caller = door.caller(
+            &headers,
+            "Subscription",
+            Access::Create,
+            "fhir.Subscription.create",
+        )?;
+        let resource = body(&headers, &bytes)?;
+        let new = subscription::new_subscription(&resource)
+            .map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
+        let created = door
+            .subscriptions
+            .create(&caller, new)
+            .await
+            .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
+        Ok::<_, Failure>(subscription::resource(&created))
+    }
+    .await;
+    match result {
+        Ok(resource) => {
+            let mut response = fhir(StatusCode::CREATED, &resource);
+            if let Some(id) = resource["id"].as_str()
+                && let Ok(location) = HeaderValue::from_str(&format!("{}/Subscription/{id}", door.base()))
+            {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn read_subscription(
+    State(door): State<FhirDoor>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = door.caller(&headers, "Subscription", Access::Read, "fhir.Subscription.read")?;
+        let found = door
+            .subscriptions
+            .get(&caller, &id)
+            .await
+            .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
+        Ok::<_, Failure>(subscription::resource(&found))
+    }
+    .await;
+    match result {
+        Ok(resource) => fhir(StatusCode::OK, &resource),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn delete_subscription(
+    State(door): State<FhirDoor>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = door.caller(
+            &headers,
+            "Subscription",
+            Access::Delete,
+            "fhir.Subscription.delete",
+        )?;
+        door.subscriptions
+            .delete(&caller, &id)
+            .await
+            .map_err(|e| Failure::of_app(&e, &subscription::fields()))
+    }
+    .await;
+    match result {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn subscription_status(
+    State(door): State<FhirDoor>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = door.caller(&headers, "Subscription", Access::Read, "fhir.Subscription.status")?;
+        let status = door
+            .subscriptions
+            .status(&caller, &id)
+            .await
+            .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
+        Ok::<_, Failure>(subscription::status_bundle(&status, &door.base(), door.app.now()))
+    }
+    .await;
+    match result {
+        Ok(bundle) => fhir(StatusCode::OK, &bundle),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        "not-supported",
+        "no such FHIR interaction here: see /fhir/metadata",
+    )
+    .into_response()
+}
+
+/// The FHIR door's routes under `/fhir` and the token endpoint at `/auth/token`.
+pub fn router(door: FhirDoor, limits: HttpLimits) -> Router {
+    Router::new()
+        .route("/fhir/metadata", get(metadata))
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(smart_configuration),
+        )
+        .route("/auth/token", post(token))
+        .route("/fhir/Claim/$submit", post(submit))
+        .route("/fhir/Claim/$inquire", post(inquire))
+        .route("/fhir/Subscription", post(create_subscription))
+        .route(
+            "/fhir/Subscription/{id}",
+            get(read_subscription).delete(delete_subscription),
+        )
+        .route("/fhir/Subscription/{id}/$status", get(subscription_status))
+        .fallback(not_found)
+        .with_state(door)
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+}
+
+/// Serves the FHIR door on `listener` until `shutdown` completes, with its
+/// background work: the feed that turns decisions into subscription notifications
+/// and the loop that delivers them. Requests in flight finish first; then the
+/// background work is told to stop and awaited.
+pub async fn serve(
+    door: FhirDoor,
+    listener: TcpListener,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let background = CancellationToken::new();
+    let feed = tokio::spawn(carepath_app::outbox::run_consumer(
+        door.app.store.clone(),
+        door.app.clock.clone(),
+        Arc::new(SubscriptionFeed::new(&door.app)),
+        ConsumerOptions::default(),
+        Pacing::flat_out(),
+        background.clone(),
+    ));
+    let deliveries = tokio::spawn(run_deliveries(
+        door.app.clone(),
+        Arc::new(FhirNotifications { base: door.base() }),
+        DeliveryOptions::default(),
+        background.clone(),
+    ));
+    let result = axum::serve(listener, router(door, limits))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    background.cancel();
+    let _ = tokio::join!(feed, deliveries);
+    result
+}

@@ -1,0 +1,23 @@
+//! carepath's FHIR R4 door: the Da Vinci PAS prior-authorization API (`$submit`,
+//! `$inquire`, subscriptions) and SMART backend-services authorization, over HTTP.
+//!
+//! Like the gRPC door, it converts and calls the application layer
+//! (`carepath-app`): it decides nothing, authorizes nothing beyond checking that a
+//! token carries the scope an interaction needs, and stores nothing itself.
+//!
+//! - [`json`]: reading FHIR JSON with the FHIRPath of every element;
+//! - [`pas`]: PAS Bundles to commands and cases to PAS responses (pure);
+//! - [`outcome`]: errors as OperationOutcomes;
+//! - [`capability`]: the CapabilityStatement and SMART configuration;
+//! - [`subscription`]: FHIR Subscriptions and their notifications (pure);
+//! - [`http`]: the axum router and the server.
+
+pub mod capability;
+pub mod codes;
+// pub mod http;
+pub mod json;
+pub mod outcome;
+pub mod pas;
+// pub mod subscription;
+
+// pub use http::{FhirDoor, router, serve};
