@@ -22,6 +22,7 @@ mod outbox;
 mod page;
 mod precert;
 mod secondopinion;
+mod subscriptions;
 mod writer;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -44,6 +45,10 @@ pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use page::{Page, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
+pub use subscriptions::{
+    FailureRecorded, MAX_DELIVERY_ERROR_CHARS, NewSubscriptionRecord, NotificationRecord,
+    SubscriptionRecord,
+};
 /// The JSON column type of stored documents.
 pub use sqlx::types::Json;
 pub use writer::{SqliteTx, SqliteWriter};
