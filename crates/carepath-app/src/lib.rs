@@ -28,3 +28,4 @@ pub mod notify;
 pub mod oncology;
 pub mod precert;
 pub mod secondopinion;
+pub mod smart;

@@ -22,6 +22,7 @@ mod outbox;
 mod page;
 mod precert;
 mod secondopinion;
+mod smart;
 mod writer;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -44,6 +45,7 @@ pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use page::{Page, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
+pub use smart::{ASSERTION_PURGE_BATCH, FhirClientRecord};
 /// The JSON column type of stored documents.
 pub use sqlx::types::Json;
 pub use writer::{SqliteTx, SqliteWriter};
