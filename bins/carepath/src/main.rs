@@ -1,4 +1,5 @@
-//! `carepath`: every service on one port, plus migrate, import, token and audit.
+//! `carepath`: every service on one port, plus migrate, import, token, fhir-client
+//! and audit.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -47,6 +48,11 @@ enum Command {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Register and list FHIR API clients; make a client key pair and assertion.
+    FhirClient {
+        #[command(subcommand)]
+        action: cli::smart::FhirClientCommand,
+    },
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -90,6 +96,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::FhirClient { action } => cli::smart::run(action).await,
         Command::Audit {
             action: AuditAction::Verify(db),
         } => match cli::open_store(&db).await?.verify_audit().await? {

@@ -4,6 +4,7 @@
 //! (the gRPC server) and the application they call know nothing of flags.
 
 pub mod notify;
+pub mod smart;
 
 use std::{
     fmt,

@@ -563,8 +563,9 @@ fn attempt_entry(attempt: &Attempt, outcome: AuditOutcome) -> carepath_store::Au
     }
 }
 
-/// 1 to [`MAX_CLIENT_ID_LEN`] of `A-Z a-z 0-9 . _ -`.
-fn valid_client_id(id: &str) -> bool {
+/// Whether `id` can be a client id: 1 to [`MAX_CLIENT_ID_LEN`] of
+/// `A-Z a-z 0-9 . _ -` (so it is also safe in a file name).
+pub fn valid_client_id(id: &str) -> bool {
     (1..=MAX_CLIENT_ID_LEN).contains(&id.len())
         && id
             .bytes()
