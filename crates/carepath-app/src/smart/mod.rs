@@ -652,7 +652,7 @@ fn check_jwks(text: &str, invalid: &mut Invalid) -> Option<Value> {
         if key.get("alg").is_some_and(|a| a.as_str() != Some(alg)) {
             invalid.push(path("alg"), format!("must be {alg} for this key type"));
         }
-        if ok && jsonwebtoken::jwk::Jwk::deserialize(&Value::Object(key.clone())).is_err() {
+        if ok && serde_json::from_value::<jsonwebtoken::jwk::Jwk>(Value::Object(key.clone())).is_err() {
             invalid.push(format!("jwks.keys[{i}]"), "not a usable JSON Web Key");
         }
     }
