@@ -48,6 +48,11 @@ enum Command {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Register and list FHIR API clients; make a client key pair and assertion.
+    FhirClient {
+        #[command(subcommand)]
+        action: cli::smart::FhirClientCommand,
+    },
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -99,6 +104,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::FhirClient { action } => cli::smart::run(action).await,
         Command::Audit {
             action: AuditAction::Verify(db),
         } => match cli::open_store(&db).await?.verify_audit().await? {

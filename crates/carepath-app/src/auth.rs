@@ -10,6 +10,13 @@
 //! the SHA-256 of its exact text, with the caller it names and its expiry: the same
 //! text again is that caller until the token expires; any other text, however
 //! similar, is verified in full.
+//!
+//! A token minted for a FHIR backend-service client ([`Authenticator::mint_scoped`])
+//! also carries the SMART scopes it was granted and the client's id. Only
+//! [`Authenticator::authenticate_scoped`] accepts it, and hands the scopes to the
+//! door to check; [`Authenticator::authenticate`] (the gRPC door, which knows no
+//! scopes) refuses it, so a token narrowed to some scopes is never used as a
+//! provider's full token.
 
 use std::{
     collections::HashMap,
@@ -28,6 +35,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::smart::Scopes;
+
 /// The issuer every carepath token names.
 pub const ISSUER: &str = "carepath";
 
@@ -42,6 +51,9 @@ pub enum AuthError {
     Expired,
     #[error("token rejected: {0}")]
     Rejected(String),
+    /// A token limited to SMART scopes, presented where scopes are not checked.
+    #[error("token rejected: a scoped token is accepted only by the FHIR API")]
+    Scoped,
 }
 
 /// Failures handling key files; reported at start-up, never to callers.
@@ -71,6 +83,13 @@ pub struct Claims {
     pub iss: String,
     pub iat: i64,
     pub exp: i64,
+    /// The SMART scopes granted, space-separated; only on tokens of FHIR
+    /// backend-service clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The FHIR backend-service client the token was granted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// Seconds past `exp` a token is still accepted (clock skew between issuer and us).
@@ -79,9 +98,17 @@ const LEEWAY_SECS: i64 = 30;
 /// them if that is not enough.
 const MAX_VERIFIED: usize = 8192;
 
-/// Tokens that verified: the SHA-256 of the token's text, the caller, and the last
-/// second (UNIX time) the token is accepted.
-type Verified = HashMap<[u8; 32], (Actor, i64)>;
+/// What a verified token says: the caller, its scopes (`None` when the token carries
+/// no `scope` claim), and the last second (UNIX time) the token is accepted.
+#[derive(Debug, Clone)]
+struct Checked {
+    actor: Actor,
+    scopes: Option<Scopes>,
+    until: i64,
+}
+
+/// Tokens that verified, by the SHA-256 of the token's text.
+type Verified = HashMap<[u8; 32], Checked>;
 
 /// Keys to verify tokens with, and optionally one to mint them.
 #[derive(Clone)]
@@ -172,14 +199,41 @@ impl Authenticator {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> Result<String, KeyError> {
-        let key = self.signing.as_ref().ok_or(KeyError::NoSigningKey)?;
-        let claims = Claims {
+        self.sign(Claims {
             sub: actor.subject.clone(),
             role: actor.role.as_str().to_owned(),
             iss: ISSUER.to_owned(),
             iat: now.timestamp(),
             exp: (now + ttl).timestamp(),
-        };
+            scope: None,
+            client_id: None,
+        })
+    }
+
+    /// Mints a token for `actor` limited to the SMART scopes `scope`
+    /// (space-separated), granted to the FHIR client `client_id`, valid from `now`
+    /// for `ttl`. Only [`Authenticator::authenticate_scoped`] accepts it.
+    pub fn mint_scoped(
+        &self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+        scope: &str,
+        client_id: &str,
+    ) -> Result<String, KeyError> {
+        self.sign(Claims {
+            sub: actor.subject.clone(),
+            role: actor.role.as_str().to_owned(),
+            iss: ISSUER.to_owned(),
+            iat: now.timestamp(),
+            exp: (now + ttl).timestamp(),
+            scope: Some(scope.to_owned()),
+            client_id: Some(client_id.to_owned()),
+        })
+    }
+
+    fn sign(&self, claims: Claims) -> Result<String, KeyError> {
+        let key = self.signing.as_ref().ok_or(KeyError::NoSigningKey)?;
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, key).map_err(|e| {
             KeyError::Invalid {
                 path: PathBuf::new(),
@@ -189,12 +243,35 @@ impl Authenticator {
     }
 
     /// Checks the `authorization` value (`Bearer <token>`) and returns who is calling;
-    /// `now` is the clock's reading the token's expiry is checked against.
+    /// `now` is the clock's reading the token's expiry is checked against. A token
+    /// limited to SMART scopes is refused ([`AuthError::Scoped`]).
     pub fn authenticate(
         &self,
         header: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Actor, AuthError> {
+        let checked = self.check(header, now)?;
+        if checked.scopes.is_some() {
+            return Err(AuthError::Scoped);
+        }
+        Ok(checked.actor)
+    }
+
+    /// Checks the `authorization` value like [`Authenticator::authenticate`] and also
+    /// returns the SMART scopes the token grants ([`Scopes::none`] for a token
+    /// without a `scope` claim), for a door that checks them.
+    pub fn authenticate_scoped(
+        &self,
+        header: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Actor, Scopes), AuthError> {
+        let checked = self.check(header, now)?;
+        Ok((checked.actor, checked.scopes.unwrap_or_else(Scopes::none)))
+    }
+
+    /// The caller and scopes of the token in `header`, from the remembered tokens or
+    /// verified in full.
+    fn check(&self, header: Option<&str>, now: DateTime<Utc>) -> Result<Checked, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let token = header
             .strip_prefix("Bearer ")
@@ -204,37 +281,37 @@ impl Authenticator {
             .ok_or(AuthError::Malformed)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = now.timestamp();
-        if let Some(actor) = self.remembered(&digest, now) {
-            return Ok(actor);
+        if let Some(checked) = self.remembered(&digest, now) {
+            return Ok(checked);
         }
-        let (actor, exp) = self.verify(token, now)?;
-        self.remember(digest, actor.clone(), exp + LEEWAY_SECS, now);
-        Ok(actor)
+        let checked = self.verify(token, now)?;
+        self.remember(digest, checked.clone(), now);
+        Ok(checked)
     }
 
-    /// The caller of a token verified before and not yet expired at `now`.
-    fn remembered(&self, digest: &[u8; 32], now: i64) -> Option<Actor> {
+    /// What a token verified before and not yet expired at `now` says.
+    fn remembered(&self, digest: &[u8; 32], now: i64) -> Option<Checked> {
         let verified = self.verified.lock().expect("not poisoned");
         verified
             .get(digest)
-            .filter(|(_, until)| now <= *until)
-            .map(|(actor, _)| actor.clone())
+            .filter(|checked| now <= checked.until)
+            .cloned()
     }
 
-    fn remember(&self, digest: [u8; 32], actor: Actor, until: i64, now: i64) {
+    fn remember(&self, digest: [u8; 32], checked: Checked, now: i64) {
         let mut verified = self.verified.lock().expect("not poisoned");
         if verified.len() >= MAX_VERIFIED {
-            verified.retain(|_, (_, until)| now <= *until);
+            verified.retain(|_, c| now <= c.until);
             if verified.len() >= MAX_VERIFIED {
                 verified.clear();
             }
         }
-        verified.insert(digest, (actor, until));
+        verified.insert(digest, checked);
     }
 
     /// Checks the token's signature and claims against each verifying key; returns
-    /// the caller and the token's `exp`.
-    fn verify(&self, token: &str, now: i64) -> Result<(Actor, i64), AuthError> {
+    /// what the token says, accepted until its `exp` and the leeway.
+    fn verify(&self, token: &str, now: i64) -> Result<Checked, AuthError> {
         let mut last = AuthError::Rejected("no verifying key configured".into());
         for (alg, key) in &self.verifying {
             let mut validation = Validation::new(*alg);
@@ -253,7 +330,18 @@ impl Authenticator {
                     let actor = Actor::new(role, data.claims.sub).map_err(|e| {
                         AuthError::Rejected(format!("subject does not fit the role: {e}"))
                     })?;
-                    return Ok((actor, data.claims.exp));
+                    let scopes = data
+                        .claims
+                        .scope
+                        .as_deref()
+                        .map(Scopes::parse)
+                        .transpose()
+                        .map_err(|e| AuthError::Rejected(e.to_string()))?;
+                    return Ok(Checked {
+                        actor,
+                        scopes,
+                        until: data.claims.exp + LEEWAY_SECS,
+                    });
                 }
                 Err(e) => {
                     last = match e.kind() {
@@ -374,7 +462,7 @@ mod tests {
         assert_eq!(auth.authenticate(Some(&bearer), t0()).unwrap(), provider());
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let exp = (now + chrono::Duration::minutes(5)).timestamp();
-        let remembered = |at: i64| auth.remembered(&digest, at);
+        let remembered = |at: i64| auth.remembered(&digest, at).map(|c| c.actor);
         assert_eq!(remembered(now.timestamp()), Some(provider()));
         assert_eq!(remembered(exp + LEEWAY_SECS), Some(provider()));
         assert_eq!(remembered(exp + LEEWAY_SECS + 1), None, "expired");
@@ -389,7 +477,7 @@ mod tests {
         ));
         // Nor does a refused token become remembered.
         let digest: [u8; 32] = Sha256::digest(forged.as_bytes()).into();
-        assert_eq!(auth.remembered(&digest, now.timestamp()), None);
+        assert!(auth.remembered(&digest, now.timestamp()).is_none());
     }
 
     #[test]
@@ -398,7 +486,12 @@ mod tests {
         let auth = Authenticator::with_local_key(&dir.path().join("k.pem")).unwrap();
         for i in 0..(MAX_VERIFIED + 10) {
             let digest: [u8; 32] = Sha256::digest(i.to_string().as_bytes()).into();
-            auth.remember(digest, provider(), 2_000_000_000, 1_900_000_000);
+            let checked = Checked {
+                actor: provider(),
+                scopes: None,
+                until: 2_000_000_000,
+            };
+            auth.remember(digest, checked, 1_900_000_000);
         }
         assert!(auth.verified.lock().unwrap().len() <= MAX_VERIFIED);
     }
@@ -431,5 +524,58 @@ mod tests {
             verifier.mint(&provider(), t0(), chrono::Duration::hours(1)),
             Err(KeyError::NoSigningKey)
         ));
+    }
+
+    #[test]
+    fn a_scoped_token_carries_its_scopes_and_only_the_scoped_check_accepts_it() {
+        use crate::smart::Access;
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authenticator::with_local_key(&dir.path().join("k.pem")).unwrap();
+        let token = auth
+            .mint_scoped(
+                &provider(),
+                t0(),
+                chrono::Duration::minutes(5),
+                "system/Claim.cr",
+                "ehr-1",
+            )
+            .unwrap();
+        let bearer = format!("Bearer {token}");
+        // Twice: verified in full, then remembered; the answer is the same.
+        for _ in 0..2 {
+            let (actor, scopes) = auth.authenticate_scoped(Some(&bearer), t0()).unwrap();
+            assert_eq!(actor, provider());
+            assert!(scopes.allows("Claim", Access::Create));
+            assert!(!scopes.allows("Claim", Access::Update));
+            assert!(matches!(
+                auth.authenticate(Some(&bearer), t0()),
+                Err(AuthError::Scoped)
+            ));
+        }
+        let claims: Claims = jsonwebtoken::dangerous::insecure_decode(&token)
+            .unwrap()
+            .claims;
+        assert_eq!(claims.client_id.as_deref(), Some("ehr-1"));
+    }
+
+    #[test]
+    fn a_plain_token_has_no_scope_claims_and_no_scopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authenticator::with_local_key(&dir.path().join("k.pem")).unwrap();
+        let token = auth
+            .mint(&provider(), t0(), chrono::Duration::hours(1))
+            .unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        let json = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            payload,
+        )
+        .unwrap();
+        let text = String::from_utf8(json).unwrap();
+        assert!(!text.contains("scope") && !text.contains("client_id"), "{text}");
+        let (_, scopes) = auth
+            .authenticate_scoped(Some(&format!("Bearer {token}")), t0())
+            .unwrap();
+        assert!(scopes.is_empty());
     }
 }

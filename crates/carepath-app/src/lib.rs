@@ -28,4 +28,5 @@ pub mod notify;
 pub mod oncology;
 pub mod precert;
 pub mod secondopinion;
+pub mod smart;
 pub mod subscriptions;

@@ -5,6 +5,7 @@
 
 pub mod fhir;
 pub mod notify;
+pub mod smart;
 
 use std::{
     fmt,

@@ -14,10 +14,10 @@
 
 pub mod capability;
 pub mod codes;
-// pub mod http;
+pub mod http;
 pub mod json;
 pub mod outcome;
 pub mod pas;
-// pub mod subscription;
+pub mod subscription;
 
-// pub use http::{FhirDoor, router, serve};
+pub use http::{FhirDoor, router, serve};

@@ -22,6 +22,7 @@ mod outbox;
 mod page;
 mod precert;
 mod secondopinion;
+mod smart;
 mod subscriptions;
 mod writer;
 
@@ -45,6 +46,7 @@ pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use page::{Page, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
+pub use smart::{ASSERTION_PURGE_BATCH, FhirClientRecord};
 pub use subscriptions::{
     FailureRecorded, MAX_DELIVERY_ERROR_CHARS, NewSubscriptionRecord, NotificationRecord,
     SubscriptionRecord,
