@@ -192,10 +192,13 @@ struct TokenForm {
 }
 
 fn oauth_error(error: &TokenError) -> Response {
-    let status = if error.code() == "invalid_client" {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::BAD_REQUEST
+    let status = match error {
+        TokenError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+        TokenError::Internal(cause) => {
+            tracing::error!(%cause, "token request failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
     };
     (
         status,
@@ -203,7 +206,7 @@ fn oauth_error(error: &TokenError) -> Response {
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        json!({"error": error.code(), "error_description": error.to_string()}).to_string(),
+        json!({"error": error.code(), "error_description": error.description()}).to_string(),
     )
         .into_response()
 }

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 /// A FHIR resource's element and the FHIRPath expression that reaches it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node<'a> {
     value: &'a Value,
     path: String,
@@ -210,11 +210,5 @@ mod tests {
         assert_eq!(entries.resolve(&node(&by_id)).unwrap()["id"], "o");
         assert!(entries.resolve(&node(&missing)).is_none());
         assert_eq!(entries.of_type("Patient").len(), 1);
-    }
-}
-
-impl PartialEq for Node<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.path == other.path && self.value == other.value
     }
 }

@@ -277,7 +277,7 @@ pub fn claim_response(
                 "category": [codeable(codes::CAREPATH_MISSING, &id, None)],
                 "subject": {"reference": format!("Patient/{}", case.request.member_id)},
                 "payload": [{"contentString": text}],
-                "recipient": [{"identifier": npi_identifier(&case.request.requesting_provider.npi.to_string())}],
+                "recipient": [{"identifier": npi_identifier(case.request.requesting_provider.npi.as_ref())}],
                 "authoredOn": instant(view.as_of),
             }));
         }
