@@ -77,15 +77,14 @@ fn fhir_addr(server: &ServerProcess) -> SocketAddr {
                 continue;
             };
             let message = fields["message"].as_str().unwrap_or_default();
-            let named = fields.get("fhir_addr").or_else(|| {
-                (message.contains("fhir") && message.contains("listening"))
-                    .then(|| fields.get("addr"))
-                    .flatten()
-            });
-            if let Some(addr) = named
-                .and_then(|a| a.as_str())
-                .and_then(|a| a.parse().ok())
-            {
+            let named = match fields.get("fhir_addr") {
+                Some(addr) => Some(addr),
+                None if message.contains("fhir") && message.contains("listening") => {
+                    fields.get("addr")
+                }
+                None => None,
+            };
+            if let Some(addr) = named.and_then(|a| a.as_str()).and_then(|a| a.parse().ok()) {
                 return addr;
             }
         }
