@@ -548,8 +548,9 @@ def load_key(path: str):
         return serialization.load_pem_private_key(f.read(), password=None)
 
 
-def client_assertion(client_id: str, key, audience: str) -> str:
-    """A private_key_jwt client assertion (ES384), good for five minutes."""
+def client_assertion(client_id: str, key, audience: str, kid: str | None = None) -> str:
+    """A private_key_jwt client assertion (ES384), good for five minutes, naming the
+    key `kid` (the client id unless told otherwise)."""
     now = int(time.time())
     claims = {
         "iss": client_id,
@@ -559,7 +560,7 @@ def client_assertion(client_id: str, key, audience: str) -> str:
         "exp": now + 300,
         "jti": str(uuid.uuid4()),
     }
-    return jwt.encode(claims, key, algorithm="ES384", headers={"kid": client_id, "typ": "JWT"})
+    return jwt.encode(claims, key, algorithm="ES384", headers={"kid": kid or client_id, "typ": "JWT"})
 
 
 def public_jwks(client_id: str, key) -> dict:
@@ -570,11 +571,12 @@ def public_jwks(client_id: str, key) -> dict:
 
 
 class Client:
-    """One registered client: its id, key and NPI."""
+    """One registered client: its id, key (and the key's id in its JWKS) and NPI."""
 
-    def __init__(self, client_id: str, key_path: str, npi: str):
+    def __init__(self, client_id: str, key_path: str, npi: str, kid: str | None):
         self.client_id = client_id
         self.key = load_key(key_path)
+        self.kid = kid or client_id
         self.npi = npi
 
 
@@ -651,8 +653,8 @@ class Run:
     def __init__(self, args):
         self.base = args.base.rstrip("/")
         self.fhir = self.base + "/fhir"
-        self.me = Client(args.client_id, args.key, args.npi)
-        self.other = Client(args.other_client_id, args.other_key, args.other_npi)
+        self.me = Client(args.client_id, args.key, args.npi, args.kid)
+        self.other = Client(args.other_client_id, args.other_key, args.other_npi, args.other_kid)
         self.scope = args.scope
         self.decide_cmd = args.decide_cmd
         self.run_id = uuid.uuid4().hex[:12]
@@ -684,7 +686,7 @@ class Run:
             data={
                 "grant_type": "client_credentials",
                 "client_assertion_type": ASSERTION_TYPE,
-                "client_assertion": client_assertion(client.client_id, client.key, self.token_endpoint),
+                "client_assertion": client_assertion(client.client_id, client.key, self.token_endpoint, client.kid),
                 "scope": scope,
             },
             timeout=HTTP_TIMEOUT_S,
@@ -1054,8 +1056,10 @@ def main() -> int:
     parser.add_argument("--client-id")
     parser.add_argument("--key", help="the client's ES384 private key (PKCS#8 PEM)")
     parser.add_argument("--npi", default="1184649790", help="the client's NPI (in network for the demo member)")
+    parser.add_argument("--kid", help="the key's id in the client's JWKS (default: the client id)")
     parser.add_argument("--other-client-id")
     parser.add_argument("--other-key")
+    parser.add_argument("--other-kid", help="the second client's key id (default: its client id)")
     parser.add_argument("--other-npi", default="1234358301", help="the second client's NPI")
     parser.add_argument(
         "--scope",

@@ -58,7 +58,10 @@ fn python_missing() -> Option<String> {
         Ok(out) if !out.status.success() => Some(format!(
             "python3 lacks a package of tests/fhir/requirements.txt ({}); install them with \
              `python3 -m pip install -r tests/fhir/requirements.txt`",
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
         )),
         Ok(_) => None,
     }
@@ -97,9 +100,14 @@ fn fhir_addr(server: &ServerProcess) -> SocketAddr {
     }
 }
 
-/// Makes a key pair for `client_id` in `dir` and registers the client for `npi`;
-/// returns its private key file.
-fn register_client(db: &TestDb, dir: &Path, client_id: &str, npi: &str) -> PathBuf {
+/// A registered client's private key file and the id of its key in its JWKS.
+struct ClientKey {
+    key: PathBuf,
+    kid: String,
+}
+
+/// Makes a key pair for `client_id` in `dir` and registers the client for `npi`.
+fn register_client(db: &TestDb, dir: &Path, client_id: &str, npi: &str) -> ClientKey {
     let out = dir.to_str().expect("utf-8 temp dir");
     carepath(&[
         "fhir-client",
@@ -129,7 +137,41 @@ fn register_client(db: &TestDb, dir: &Path, client_id: &str, npi: &str) -> PathB
         "--database-url",
         &db.url,
     ]);
-    key
+    let published: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&jwks).expect("read the JWKS")).expect("JWKS JSON");
+    let kid = published["keys"][0]["kid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the JWKS keygen wrote names no kid: {published}"))
+        .to_owned();
+    ClientKey { key, kid }
+}
+
+/// The checks' own script, beside this crate's manifest.
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fhir/pas_e2e.py")
+}
+
+/// What the checks can verify without a server: the Bundles and the Subscription they
+/// send validate as R4, their client assertions verify against the JWKS of their key,
+/// and their notification receiver takes a notification Bundle.
+#[test]
+fn the_checks_hold_without_a_server() {
+    if let Some(why) = python_missing() {
+        eprintln!("SKIPPED the FHIR checks' self-test: {why}");
+        return;
+    }
+    let output = Command::new("python3")
+        .arg(script())
+        .arg("--self-test")
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "the self-test failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Quotes `text` for the POSIX-style splitting the script applies to `--decide-cmd`.
@@ -142,7 +184,6 @@ async fn pas_requests_notifications_and_refusals_through_the_fhir_door(db: &Test
         eprintln!("SKIPPED the FHIR end-to-end checks: {why}");
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fhir/pas_e2e.py");
     let dir = tempfile::tempdir().expect("temp dir");
     let signing_key = dir.path().join("signing.pem");
 
@@ -164,8 +205,8 @@ async fn pas_requests_notifications_and_refusals_through_the_fhir_door(db: &Test
     // Registered once the server has loaded the demo directory the NPIs belong to.
     let keys = dir.path().join("clients");
     std::fs::create_dir_all(&keys).expect("keys folder");
-    let imaging_key = register_client(db, &keys, "clearview-imaging", IMAGING_IN);
-    let internist_key = register_client(db, &keys, "southside-primary-care", INTERNIST);
+    let imaging = register_client(db, &keys, "clearview-imaging", IMAGING_IN);
+    let internist = register_client(db, &keys, "southside-primary-care", INTERNIST);
     let listed = String::from_utf8_lossy(
         &carepath(&["fhir-client", "list", "--database-url", &db.url]).stdout,
     )
@@ -185,15 +226,17 @@ async fn pas_requests_notifications_and_refusals_through_the_fhir_door(db: &Test
     );
     let mut checks = Command::new("python3");
     checks
-        .arg(&script)
+        .arg(script())
         .args(["--base", &format!("http://{fhir}")])
         .args(["--client-id", "clearview-imaging", "--npi", IMAGING_IN])
         .arg("--key")
-        .arg(&imaging_key)
+        .arg(&imaging.key)
+        .args(["--kid", &imaging.kid])
         .args(["--other-client-id", "southside-primary-care"])
         .args(["--other-npi", INTERNIST])
         .arg("--other-key")
-        .arg(&internist_key)
+        .arg(&internist.key)
+        .args(["--other-kid", &internist.kid])
         .args(["--scope", SCOPES])
         .args(["--decide-cmd", &decide]);
     let output = tokio::task::spawn_blocking(move || checks.output())
