@@ -41,16 +41,13 @@ try:
     from cryptography.hazmat.primitives.asymmetric import ec
     from fhir.resources.R4B import get_fhir_model_class
     from fhir.resources.R4B.bundle import Bundle
-except ImportError as missing:  # the Rust runner reads this exit code as "skip"
+except ImportError as missing:  # exit 3: nothing was checked
     print(
         f"missing Python package ({missing}); run "
         "`python3 -m pip install -r tests/fhir/requirements.txt`",
         file=sys.stderr,
     )
     sys.exit(3)
-
-# Exit code meaning "the packages this script needs are not installed".
-EXIT_MISSING_PACKAGES = 3
 
 PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
