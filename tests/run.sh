@@ -37,6 +37,9 @@ fi
 if ! command -v pdftotext >/dev/null 2>&1; then
     apt-get update >/dev/null && apt-get install -y poppler-utils >/dev/null
 fi
+# The FHIR end-to-end checks (tests/fhir/pas_e2e.py) read every answer with an independent
+# FHIR library and sign SMART client assertions; pip leaves pins already met alone.
+python3 -m pip install --quiet --disable-pip-version-check -r tests/fhir/requirements.txt
 
 # The log scan, mutual-TLS and crash tests run the server binaries themselves; `cargo test`
 # builds another package's binaries only as test harnesses, so build the real ones first.
