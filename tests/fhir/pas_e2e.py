@@ -918,8 +918,8 @@ class Run:
             timeout=HTTP_TIMEOUT_S,
         )
         expect(response.status_code == 204, f"DELETE Subscription: 204 expected, got {response.status_code}: {response.text[:500]}")
-        outcome(self.get(f"/Subscription/{self.subscription_id}", self.my_token), 404)
-        passed("the Subscription is deleted (204) and then not found")
+        outcome(self.get(f"/Subscription/{self.subscription_id}", self.my_token), 410)
+        passed("the Subscription is deleted (204) and then gone (410)")
 
     def all(self):
         try:

@@ -20,7 +20,9 @@ use carepath_app::{
     pacing::Pacing,
     precert::{ListCases, Precert},
     smart::{Access, Smart, TokenError, TokenRequest},
-    subscriptions::{DeliveryOptions, SubscriptionFeed, Subscriptions, run_deliveries},
+    subscriptions::{
+        DeliveryOptions, SubscriptionFeed, SubscriptionState, Subscriptions, run_deliveries,
+    },
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -408,6 +410,14 @@ async fn read_subscription(
             .get(&caller, &id)
             .await
             .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
+        // FHIR reads a deleted resource as gone; its $status still answers.
+        if found.status == SubscriptionState::Off {
+            return Err(Failure::new(
+                StatusCode::GONE,
+                "deleted",
+                format!("Subscription {id} was deleted"),
+            ));
+        }
         Ok::<_, Failure>(subscription::resource(&found))
     }
     .await;
