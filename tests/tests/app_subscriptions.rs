@@ -525,7 +525,7 @@ async fn a_failing_endpoint_is_retried_then_dead(db: &TestDb) {
     f.clock.advance(chrono::Duration::hours(1));
     assert_eq!(sent.deliver_due().await.expect("dead stays dead"), 0);
 
-    let admin = caller(Role::Admin, "ADM-001", "test:dead");
+    let admin = caller(Role::Admin, "AD-001", "test:dead");
     let dead = f
         .subscriptions
         .dead_notifications(&admin, PageRequest::default())
