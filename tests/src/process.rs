@@ -82,6 +82,14 @@ impl ServerProcess {
         if !filter_set {
             command.env("CAREPATH_LOG", "info");
         }
+        // The all-in-one server also opens the FHIR API: on a free port too, unless the
+        // test chose one, so servers of tests running side by side never collide.
+        let fhir_set = command
+            .get_envs()
+            .any(|(key, value)| key == "CAREPATH_FHIR_LISTEN" && value.is_some());
+        if !fhir_set {
+            command.env("CAREPATH_FHIR_LISTEN", "127.0.0.1:0");
+        }
         let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .env("CAREPATH_LOG_FORMAT", "json")

@@ -17,8 +17,8 @@ use carepath_app::{
     precert::{Adverse, CaseView, Decision, Precert, PrecertEngine, SubmitRequest},
     subscriptions::{
         DeliveryOptions, NewSubscription, Notification, NotificationState, PAS_TOPIC,
-        PayloadContent, RenderNotification, Subscription, SubscriptionDeliveries,
-        SubscriptionFeed, SubscriptionState, Subscriptions,
+        PayloadContent, RenderNotification, Subscription, SubscriptionDeliveries, SubscriptionFeed,
+        SubscriptionState, Subscriptions,
     },
 };
 use carepath_core::{
@@ -196,16 +196,26 @@ async fn providers_subscribe_for_themselves_only(db: &TestDb) {
     own.filter_npi = Some(Npi::parse(IMAGING_IN).unwrap());
     own.header = Some("Authorization: Bearer abc".into());
     own.content = PayloadContent::IdOnly;
-    let second = f.subscriptions.create(&provider, own).await.expect("own NPI");
+    let second = f
+        .subscriptions
+        .create(&provider, own)
+        .await
+        .expect("own NPI");
     assert_eq!(second.header.as_deref(), Some("Authorization: Bearer abc"));
     assert_eq!(second.content, PayloadContent::IdOnly);
 
     let mut other = subscribe("https://ehr.example.org/hook");
     other.filter_npi = Some(Npi::parse(INTERNIST).unwrap());
-    assert_eq!(fields(f.subscriptions.create(&provider, other).await), ["criteria"]);
+    assert_eq!(
+        fields(f.subscriptions.create(&provider, other).await),
+        ["criteria"]
+    );
     let mut topic = subscribe("https://ehr.example.org/hook");
     topic.topic = "http://example.org/SubscriptionTopic/other".into();
-    assert_eq!(fields(f.subscriptions.create(&provider, topic).await), ["criteria"]);
+    assert_eq!(
+        fields(f.subscriptions.create(&provider, topic).await),
+        ["criteria"]
+    );
     for bad in ["not a url", "ftp://ehr.example.org/hook", "/relative/hook"] {
         assert_eq!(
             fields(f.subscriptions.create(&provider, subscribe(bad)).await),
@@ -215,28 +225,53 @@ async fn providers_subscribe_for_themselves_only(db: &TestDb) {
     }
     let mut header = subscribe("https://ehr.example.org/hook");
     header.header = Some("X-Key: a\nX-Other: b".into());
-    assert_eq!(fields(f.subscriptions.create(&provider, header).await), ["channel.header"]);
+    assert_eq!(
+        fields(f.subscriptions.create(&provider, header).await),
+        ["channel.header"]
+    );
 
     // Members and staff do not subscribe.
     let member = caller(Role::Member, MEMBER, "test:subscribe");
-    let refused = f.subscriptions.create(&member, subscribe("https://e.org/h")).await;
-    assert!(matches!(refused, Err(AppError::PermissionDenied(_))), "{refused:?}");
+    let refused = f
+        .subscriptions
+        .create(&member, subscribe("https://e.org/h"))
+        .await;
+    assert!(
+        matches!(refused, Err(AppError::PermissionDenied(_))),
+        "{refused:?}"
+    );
 
     // Only its provider (and staff) see it; another provider is told it does not exist.
-    let seen = f.subscriptions.get(&provider, &created.id).await.expect("get");
+    let seen = f
+        .subscriptions
+        .get(&provider, &created.id)
+        .await
+        .expect("get");
     assert_eq!(seen, created);
     let outsider = caller(Role::Provider, INTERNIST, "test:read");
     let hidden = f.subscriptions.get(&outsider, &created.id).await;
-    assert!(matches!(hidden, Err(AppError::NotFound { .. })), "{hidden:?}");
+    assert!(
+        matches!(hidden, Err(AppError::NotFound { .. })),
+        "{hidden:?}"
+    );
     let hidden = f.subscriptions.delete(&outsider, &created.id).await;
-    assert!(matches!(hidden, Err(AppError::NotFound { .. })), "{hidden:?}");
+    assert!(
+        matches!(hidden, Err(AppError::NotFound { .. })),
+        "{hidden:?}"
+    );
     let nurse = caller(Role::Nurse, "RN-001", "test:read");
-    f.subscriptions.get(&nurse, &created.id).await.expect("staff see it");
+    f.subscriptions
+        .get(&nurse, &created.id)
+        .await
+        .expect("staff see it");
 
     // At most twenty live subscriptions per provider; ending one makes room.
     for i in 2..20 {
         f.subscriptions
-            .create(&provider, subscribe(&format!("https://ehr.example.org/h{i}")))
+            .create(
+                &provider,
+                subscribe(&format!("https://ehr.example.org/h{i}")),
+            )
             .await
             .expect("under the cap");
     }
@@ -244,11 +279,22 @@ async fn providers_subscribe_for_themselves_only(db: &TestDb) {
         .subscriptions
         .create(&provider, subscribe("https://ehr.example.org/h20"))
         .await;
-    assert!(matches!(over, Err(AppError::FailedPrecondition(_))), "{over:?}");
-    let ended = f.subscriptions.delete(&provider, &created.id).await.expect("delete");
+    assert!(
+        matches!(over, Err(AppError::FailedPrecondition(_))),
+        "{over:?}"
+    );
+    let ended = f
+        .subscriptions
+        .delete(&provider, &created.id)
+        .await
+        .expect("delete");
     assert_eq!(ended.status, SubscriptionState::Off);
     assert!(ended.ended_at.is_some());
-    let status = f.subscriptions.status(&provider, &created.id).await.expect("status");
+    let status = f
+        .subscriptions
+        .status(&provider, &created.id)
+        .await
+        .expect("status");
     assert_eq!(status.status, SubscriptionState::Off);
     f.subscriptions
         .create(&provider, subscribe("https://ehr.example.org/h20"))
@@ -256,7 +302,13 @@ async fn providers_subscribe_for_themselves_only(db: &TestDb) {
         .expect("room again");
     let page = f
         .subscriptions
-        .list(&provider, PageRequest { token: String::new(), size: 50 })
+        .list(
+            &provider,
+            PageRequest {
+                token: String::new(),
+                size: 50,
+            },
+        )
         .await
         .expect("list");
     assert_eq!(page.items.len(), 21);
@@ -308,18 +360,31 @@ async fn decisions_after_submission_become_numbered_notifications_once(db: &Test
     f.run_feed().await;
     let both = f.notifications(&sub.id).await;
     assert_eq!(
-        both.iter().map(|n| (n.event_number, n.event_kind.as_str())).collect::<Vec<_>>(),
-        [(1, "precert.case.denied"), (2, "precert.case.appeal_decided")]
+        both.iter()
+            .map(|n| (n.event_number, n.event_kind.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (1, "precert.case.denied"),
+            (2, "precert.case.appeal_decided")
+        ]
     );
 
     // A redelivered event adds nothing and does not move the count.
     let feed = SubscriptionFeed::new(&f.app);
-    let events = db.store.events_for("precert_case", &case_id).await.expect("events");
+    let events = db
+        .store
+        .events_for("precert_case", &case_id)
+        .await
+        .expect("events");
     for event in &events {
         feed.handle(event).await.expect("handled again");
     }
     assert_eq!(f.notifications(&sub.id).await.len(), 2);
-    let status = f.subscriptions.status(&provider, &sub.id).await.expect("status");
+    let status = f
+        .subscriptions
+        .status(&provider, &sub.id)
+        .await
+        .expect("status");
     assert_eq!(status.events_since_start, 2);
     assert_eq!(status.status, SubscriptionState::Active);
 }
@@ -453,7 +518,11 @@ async fn a_notification_is_posted_with_its_header_and_rendered_body(db: &TestDb)
     let provider = caller(Role::Provider, IMAGING_IN, "test:subscribe");
     let mut new = subscribe(&endpoint.url());
     new.header = Some("X-Carepath-Key: s3cret".into());
-    let sub = f.subscriptions.create(&provider, new).await.expect("create");
+    let sub = f
+        .subscriptions
+        .create(&provider, new)
+        .await
+        .expect("create");
     let case_id = f.denied_case("subs-2").await;
     f.run_feed().await;
 
@@ -461,9 +530,21 @@ async fn a_notification_is_posted_with_its_header_and_rendered_body(db: &TestDb)
     assert_eq!(sent.deliver_due().await.expect("deliver"), 1);
     let seen = endpoint.seen();
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].head.starts_with("post /fhir/notify "), "{}", seen[0].head);
-    assert!(seen[0].head.contains("content-type: application/fhir+json"), "{}", seen[0].head);
-    assert!(seen[0].head.contains("x-carepath-key: s3cret"), "{}", seen[0].head);
+    assert!(
+        seen[0].head.starts_with("post /fhir/notify "),
+        "{}",
+        seen[0].head
+    );
+    assert!(
+        seen[0].head.contains("content-type: application/fhir+json"),
+        "{}",
+        seen[0].head
+    );
+    assert!(
+        seen[0].head.contains("x-carepath-key: s3cret"),
+        "{}",
+        seen[0].head
+    );
     assert_eq!(
         String::from_utf8(seen[0].body.clone()).unwrap(),
         format!("{}|1|{case_id}", sub.id)
@@ -509,9 +590,16 @@ async fn a_failing_endpoint_is_retried_then_dead(db: &TestDb) {
 
     let sent = deliveries(&f, 3);
     assert_eq!(sent.deliver_due().await.expect("first try"), 1);
-    let status = f.subscriptions.status(&provider, &sub.id).await.expect("status");
+    let status = f
+        .subscriptions
+        .status(&provider, &sub.id)
+        .await
+        .expect("status");
     assert_eq!(status.status, SubscriptionState::Error);
-    assert_eq!(status.last_error.as_deref(), Some("the endpoint answered HTTP 500"));
+    assert_eq!(
+        status.last_error.as_deref(),
+        Some("the endpoint answered HTTP 500")
+    );
     // Not due again until its backoff has passed.
     assert_eq!(sent.deliver_due().await.expect("not yet"), 0);
     for _ in 0..2 {
@@ -525,7 +613,7 @@ async fn a_failing_endpoint_is_retried_then_dead(db: &TestDb) {
     f.clock.advance(chrono::Duration::hours(1));
     assert_eq!(sent.deliver_due().await.expect("dead stays dead"), 0);
 
-    let admin = caller(Role::Admin, "ADM-001", "test:dead");
+    let admin = caller(Role::Admin, "AD-001", "test:dead");
     let dead = f
         .subscriptions
         .dead_notifications(&admin, PageRequest::default())
@@ -533,15 +621,25 @@ async fn a_failing_endpoint_is_retried_then_dead(db: &TestDb) {
         .expect("dead list");
     assert_eq!(dead.items.len(), 1);
     assert_eq!(dead.items[0].subscription_id, sub.id);
-    let refused = f.subscriptions.dead_notifications(&provider, PageRequest::default()).await;
-    assert!(matches!(refused, Err(AppError::PermissionDenied(_))), "{refused:?}");
+    let refused = f
+        .subscriptions
+        .dead_notifications(&provider, PageRequest::default())
+        .await;
+    assert!(
+        matches!(refused, Err(AppError::PermissionDenied(_))),
+        "{refused:?}"
+    );
 
     // A later success makes the subscription active again.
     endpoint.status.store(200, Ordering::SeqCst);
     let reviewer_case = f.denied_case("subs-4").await;
     f.run_feed().await;
     assert_eq!(sent.deliver_due().await.expect("deliver"), 1);
-    let status = f.subscriptions.status(&provider, &sub.id).await.expect("status");
+    let status = f
+        .subscriptions
+        .status(&provider, &sub.id)
+        .await
+        .expect("status");
     assert_eq!(status.status, SubscriptionState::Active);
     assert_eq!(status.last_error, None);
     assert_eq!(status.events_since_start, 2);

@@ -10,7 +10,7 @@ use carepath_fhir::{FhirDoor, http::HttpLimits};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{CliError, LimitArgs};
+use crate::{CliError, DbArgs, KeyArgs, LimitArgs};
 
 /// Where the FHIR API listens and how it is reached.
 #[derive(Debug, Clone, clap::Args)]
@@ -56,4 +56,46 @@ pub async fn start(
             tracing::error!(error = %e, "the FHIR API stopped with an error");
         }
     }))
+}
+
+/// Settings of the FHIR API served on its own (`carepath-fhir-server`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FhirServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Load the shipped demo directory (plans, members, providers, staff) at start.
+    #[arg(long, env = "CAREPATH_DEMO")]
+    pub demo: bool,
+    #[command(flatten)]
+    pub fhir: FhirArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Serves the FHIR API alone until Ctrl-C or SIGTERM, keeping its rule engine in
+/// step with the database (lists activated and gold cards evaluated elsewhere).
+pub async fn run_fhir_server(args: FhirServeArgs) -> Result<(), CliError> {
+    crate::install_crypto_provider();
+    let store = crate::open_store(&args.db).await?;
+    if args.demo {
+        crate::load_demo(&store).await?;
+    }
+    let app = carepath_app::setup::app(store.clone(), crate::authenticator(&args.keys, &args.db)?);
+    let engine = PrecertEngine::load(&store)
+        .await
+        .map_err(|e| CliError::Serve(e.into()))?;
+    let stop = CancellationToken::new();
+    let fresh = tokio::spawn(carepath_app::precert::engine::keep_fresh(
+        engine.clone(),
+        store.clone(),
+        stop.clone(),
+    ));
+    let door = start(&args.fhir, &app, engine, &args.limits, stop.clone()).await?;
+    crate::shutdown_signal().await;
+    stop.cancel();
+    let _ = tokio::join!(door, fresh);
+    store.close().await;
+    Ok(())
 }

@@ -487,13 +487,28 @@ pub fn thin_main(
     about: &'static str,
     areas: &'static [Area],
 ) -> std::process::ExitCode {
-    use clap::{Args, FromArgMatches};
-    let command = ServeArgs::augment_args(
+    main_with::<ServeArgs, _>(name, about, move |args| async move {
+        run_server(&args, areas, None).await
+    })
+}
+
+/// A binary's `main`: parses `A` under the binary's own name, starts logging and a
+/// runtime, and runs `run` to the end; an error is printed and exits non-zero.
+pub fn main_with<A, F>(
+    name: &'static str,
+    about: &'static str,
+    run: impl FnOnce(A) -> F,
+) -> std::process::ExitCode
+where
+    A: clap::Args + clap::FromArgMatches,
+    F: Future<Output = Result<(), CliError>>,
+{
+    let command = A::augment_args(
         clap::Command::new(name)
             .about(about)
             .version(env!("CARGO_PKG_VERSION")),
     );
-    let args = ServeArgs::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    let args = A::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -505,7 +520,7 @@ pub fn thin_main(
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_server(&args, areas, None)) {
+    match runtime.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: {e}");

@@ -233,7 +233,9 @@ impl Store {
              ORDER BY created_at DESC, id DESC LIMIT $4"))
             .bind(owner_npi).bind(before_at).bind(before_id).bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
-        Ok(Page::of(rows, page_size, |r| encode_token(r.created_at, &r.id)))
+        Ok(Page::of(rows, page_size, |r| {
+            encode_token(r.created_at, &r.id)
+        }))
     }
 
     /// How many subscriptions of `owner_npi` have not ended (active or in error).
@@ -434,6 +436,8 @@ impl Store {
              ORDER BY created_at DESC, id DESC LIMIT $3"))
             .bind(before_at).bind(before_id).bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
-        Ok(Page::of(rows, page_size, |r| encode_token(r.created_at, &r.id)))
+        Ok(Page::of(rows, page_size, |r| {
+            encode_token(r.created_at, &r.id)
+        }))
     }
 }

@@ -143,8 +143,8 @@ impl SubscriptionDeliveries {
     /// `options.parallelism` at a time; returns how many were claimed. A failure to
     /// record an outcome is reported once every delivery under way has ended.
     pub async fn deliver_due(&self) -> AppResult<usize> {
-        let lease = chrono::Duration::from_std(self.options.lease)
-            .unwrap_or(chrono::Duration::seconds(60));
+        let lease =
+            chrono::Duration::from_std(self.options.lease).unwrap_or(chrono::Duration::seconds(60));
         let (owner, claimed) = self
             .app
             .store
@@ -219,7 +219,12 @@ impl SubscriptionDeliveries {
 
     /// Loads, renders and POSTs one notification.
     async fn attempt(&self, record: &NotificationRecord) -> Attempt {
-        let subscription = match self.app.store.get_subscription(&record.subscription_id).await {
+        let subscription = match self
+            .app
+            .store
+            .get_subscription(&record.subscription_id)
+            .await
+        {
             Ok(s) => s,
             Err(e) => return self.internal("the subscription could not be read", &e),
         };

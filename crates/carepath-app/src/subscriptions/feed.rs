@@ -92,10 +92,9 @@ impl SubscriptionFeed {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
-        if let (Some(requesting), Some(servicing)) = (
-            named("requesting_provider"),
-            named("servicing_provider"),
-        ) {
+        if let (Some(requesting), Some(servicing)) =
+            (named("requesting_provider"), named("servicing_provider"))
+        {
             return Ok((requesting, servicing));
         }
         let case = self

@@ -46,7 +46,12 @@ pub const MAX_HEADER_CHARS: usize = 1024;
 pub const MAX_ACTIVE_PER_PROVIDER: i64 = 20;
 
 /// Headers a subscription may not set: carepath sets them for the body it sends.
-const RESERVED_HEADERS: [&str; 4] = ["content-type", "content-length", "host", "transfer-encoding"];
+const RESERVED_HEADERS: [&str; 4] = [
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+];
 
 /// What a notification carries besides the event itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +149,10 @@ impl Subscription {
 
     fn from_record(r: SubscriptionRecord) -> AppResult<Self> {
         let corrupt = |what: &str| {
-            AppError::Internal(format!("stored subscription {} has an unknown {what}", r.id))
+            AppError::Internal(format!(
+                "stored subscription {} has an unknown {what}",
+                r.id
+            ))
         };
         Ok(Subscription {
             owner_npi: Npi::parse(&r.owner_npi).map_err(|_| corrupt("owner NPI"))?,
@@ -401,7 +409,10 @@ impl Subscriptions {
         let record = match self.app.store.get_subscription(&id).await {
             Ok(r) if may_view(caller, &r.owner_npi) => r,
             Ok(_) | Err(carepath_store::StoreError::NotFound { .. }) => {
-                return Err(self.app.refuse(caller, RECORD_KIND, &id, None, hidden()).await);
+                return Err(self
+                    .app
+                    .refuse(caller, RECORD_KIND, &id, None, hidden())
+                    .await);
             }
             Err(e) => return Err(e.into()),
         };
@@ -548,7 +559,9 @@ mod tests {
 
     fn fields(err: AppError) -> Vec<String> {
         match err {
-            AppError::Invalid(invalid) => invalid.violations.iter().map(|v| v.field.clone()).collect(),
+            AppError::Invalid(invalid) => {
+                invalid.violations.iter().map(|v| v.field.clone()).collect()
+            }
             other => panic!("expected invalid, got {other:?}"),
         }
     }
@@ -557,19 +570,36 @@ mod tests {
     fn endpoints_must_be_absolute_http_urls() {
         assert!(checked(&new("https://ehr.example.org/hook", None), &me()).is_ok());
         assert!(checked(&new(" http://127.0.0.1:9000/x ", None), &me()).is_ok());
-        for bad in ["", "ehr.example.org/hook", "ftp://ehr.example.org", "mailto:a@b.c"] {
+        for bad in [
+            "",
+            "ehr.example.org/hook",
+            "ftp://ehr.example.org",
+            "mailto:a@b.c",
+        ] {
             let err = checked(&new(bad, None), &me()).unwrap_err();
             assert_eq!(fields(err), ["channel.endpoint"], "{bad}");
         }
         let long = format!("https://e.org/{}", "a".repeat(MAX_ENDPOINT_CHARS));
-        assert_eq!(fields(checked(&new(&long, None), &me()).unwrap_err()), ["channel.endpoint"]);
+        assert_eq!(
+            fields(checked(&new(&long, None), &me()).unwrap_err()),
+            ["channel.endpoint"]
+        );
     }
 
     #[test]
     fn headers_are_one_valid_line() {
-        let ok = checked(&new("https://e.org", Some("Authorization: Bearer x")), &me()).unwrap();
+        let ok = checked(
+            &new("https://e.org", Some("Authorization: Bearer x")),
+            &me(),
+        )
+        .unwrap();
         assert_eq!(ok.1.as_deref(), Some("Authorization: Bearer x"));
-        for bad in ["no colon", "X-A: b\r\nX-B: c", "Content-Type: text/plain", "Bad Name: v"] {
+        for bad in [
+            "no colon",
+            "X-A: b\r\nX-B: c",
+            "Content-Type: text/plain",
+            "Bad Name: v",
+        ] {
             let err = checked(&new("https://e.org", Some(bad)), &me()).unwrap_err();
             assert_eq!(fields(err), ["channel.header"], "{bad}");
         }
@@ -580,6 +610,9 @@ mod tests {
         let mut other = new("https://e.org", None);
         other.topic = "http://example.org/topic".into();
         other.filter_npi = Some(Npi::parse("1234358301").unwrap());
-        assert_eq!(fields(checked(&other, &me()).unwrap_err()), ["criteria", "criteria"]);
+        assert_eq!(
+            fields(checked(&other, &me()).unwrap_err()),
+            ["criteria", "criteria"]
+        );
     }
 }
