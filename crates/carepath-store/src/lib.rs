@@ -46,12 +46,9 @@ pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use page::{Page, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
-<<<<<<< HEAD
 pub use smart::{ASSERTION_PURGE_BATCH, FhirClientRecord};
-=======
 /// The JSON column type of stored documents.
 pub use sqlx::types::Json;
->>>>>>> fhir-subs
 pub use subscriptions::{
     FailureRecorded, MAX_DELIVERY_ERROR_CHARS, NewSubscriptionRecord, NotificationRecord,
     SubscriptionRecord,
