@@ -22,6 +22,7 @@ contract_tests!(
     refused_assertions_say_why,
     a_replayed_assertion_is_refused,
     an_rsa_key_signs_rs384_assertions,
+    used_assertion_ids_expire_and_are_purged,
 );
 
 const TOKEN_URL: &str = "http://127.0.0.1:8080/auth/token";
@@ -506,5 +507,37 @@ async fn an_rsa_key_signs_rs384_assertions(db: &TestDb) {
     assert_eq!(
         code(f.smart.exchange(request(mismatched, ""), TOKEN_URL).await),
         "invalid_client"
+    );
+}
+
+async fn used_assertion_ids_expire_and_are_purged(db: &TestDb) {
+    let t0 = test_start();
+    let record = |jti: &'static str, expires: Duration, now: Duration| {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let fresh = tx
+                .record_client_assertion("ehr-1", jti, t0 + expires, t0 + now)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            fresh
+        }
+    };
+    let minutes = Duration::minutes;
+    assert!(record("j1", minutes(1), minutes(0)).await);
+    assert!(!record("j1", minutes(1), minutes(0)).await, "a replay");
+    assert!(
+        record("j1", minutes(3), minutes(2)).await,
+        "its first use expired"
+    );
+    assert!(record("j2", minutes(1), minutes(0)).await);
+    // Recording a later id purges the expired ones: j2 recorded again with a time
+    // before its expiry is new, because its row is gone.
+    assert!(record("j3", minutes(20), minutes(10)).await);
+    assert!(record("j2", minutes(1), minutes(0)).await, "purged");
+    assert!(
+        !record("j3", minutes(20), minutes(0)).await,
+        "not expired, kept"
     );
 }
