@@ -566,13 +566,14 @@ mod tests {
             .mint(&provider(), t0(), chrono::Duration::hours(1))
             .unwrap();
         let payload = token.split('.').nth(1).unwrap();
-        let json = base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            payload,
-        )
-        .unwrap();
+        let json =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap();
         let text = String::from_utf8(json).unwrap();
-        assert!(!text.contains("scope") && !text.contains("client_id"), "{text}");
+        assert!(
+            !text.contains("scope") && !text.contains("client_id"),
+            "{text}"
+        );
         let (_, scopes) = auth
             .authenticate_scoped(Some(&format!("Bearer {token}")), t0())
             .unwrap();

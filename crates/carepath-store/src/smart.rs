@@ -28,8 +28,7 @@ pub struct FhirClientRecord {
     pub registered_by: String,
 }
 
-const SELECT_CLIENT: &str =
-    "SELECT client_id, name, npi, jwks, scopes, active, registered_at, registered_by FROM fhir_client";
+const SELECT_CLIENT: &str = "SELECT client_id, name, npi, jwks, scopes, active, registered_at, registered_by FROM fhir_client";
 
 impl Tx {
     /// Registers a client, or replaces the one registered under the same id; true
@@ -105,9 +104,7 @@ impl Store {
             sqlx::AssertSqlSafe(format!("{SELECT_CLIENT} WHERE client_id > $1 ORDER BY client_id LIMIT $2")))
             .bind(after).bind(i64::from(page_size) + 1).fetch_all(c).await)?;
         Ok(paginate(
-            rows.into_iter()
-                .map(|r| (r.client_id.clone(), r))
-                .collect(),
+            rows.into_iter().map(|r| (r.client_id.clone(), r)).collect(),
             page_size,
         ))
     }

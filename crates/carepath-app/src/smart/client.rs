@@ -42,7 +42,9 @@ pub fn generate_es384(kid: &str) -> Result<ClientKeys, ClientKeyError> {
         .map_err(|e| ClientKeyError::Key(e.to_string()))?;
     let point = secret.public_key().to_encoded_point(false);
     let (Some(x), Some(y)) = (point.x(), point.y()) else {
-        return Err(ClientKeyError::Key("the public key has no coordinates".into()));
+        return Err(ClientKeyError::Key(
+            "the public key has no coordinates".into(),
+        ));
     };
     let b64 = |bytes: &[u8]| base64::Engine::encode(&super::BASE64URL, bytes);
     Ok(ClientKeys {
@@ -104,7 +106,8 @@ pub fn sign_assertion(
         exp: (now + lifetime).timestamp(),
         jti: uuid::Uuid::now_v7().to_string(),
     };
-    jsonwebtoken::encode(&header, &claims, &encoding).map_err(|e| ClientKeyError::Key(e.to_string()))
+    jsonwebtoken::encode(&header, &claims, &encoding)
+        .map_err(|e| ClientKeyError::Key(e.to_string()))
 }
 
 #[cfg(test)]

@@ -461,7 +461,9 @@ impl Smart {
         let verified = jsonwebtoken::decode::<Verified>(assertion, &key, &validation)
             .map_err(|e| {
                 invalid_client(match e.kind() {
-                    ErrorKind::InvalidSignature => "the client assertion's signature does not verify".to_owned(),
+                    ErrorKind::InvalidSignature => {
+                        "the client assertion's signature does not verify".to_owned()
+                    }
                     ErrorKind::InvalidAudience => {
                         format!("the client assertion's aud must be {token_url}")
                     }
@@ -482,7 +484,10 @@ impl Smart {
                 "the client assertion's exp must be at most 5 minutes ahead",
             ));
         }
-        if verified.nbf.is_some_and(|nbf| nbf > at + ASSERTION_LEEWAY_SECS) {
+        if verified
+            .nbf
+            .is_some_and(|nbf| nbf > at + ASSERTION_LEEWAY_SECS)
+        {
             return Err(invalid_client("the client assertion is not valid yet"));
         }
         let jti = verified
@@ -573,7 +578,8 @@ pub fn valid_client_id(id: &str) -> bool {
 }
 
 fn client_of(record: FhirClientRecord) -> AppResult<FhirClient> {
-    let corrupt = |what: String| AppError::Internal(format!("fhir client {}: {what}", record.client_id));
+    let corrupt =
+        |what: String| AppError::Internal(format!("fhir client {}: {what}", record.client_id));
     let npi = Npi::parse(&record.npi).map_err(|e| corrupt(format!("npi: {e}")))?;
     let jwks = serde_json::from_str(&record.jwks).map_err(|e| corrupt(format!("jwks: {e}")))?;
     let scopes = Scopes::parse(&record.scopes).map_err(|e| corrupt(format!("scopes: {e}")))?;
@@ -608,7 +614,10 @@ fn check_jwks(text: &str, invalid: &mut Invalid) -> Option<Value> {
         }
     };
     let Some(keys) = set.get("keys").and_then(Value::as_array) else {
-        invalid.push("jwks.keys", "a JSON Web Key Set is an object with a keys array");
+        invalid.push(
+            "jwks.keys",
+            "a JSON Web Key Set is an object with a keys array",
+        );
         return None;
     };
     if keys.is_empty() || keys.len() > MAX_KEYS {
@@ -631,14 +640,18 @@ fn check_jwks(text: &str, invalid: &mut Invalid) -> Option<Value> {
                 }
                 kids.push(kid);
             }
-            _ => invalid.push(path("kid"), format!("must be 1 to {MAX_KID_LEN} characters")),
+            _ => invalid.push(
+                path("kid"),
+                format!("must be 1 to {MAX_KID_LEN} characters"),
+            ),
         }
         for member in PRIVATE_MEMBERS {
             if key.contains_key(member) {
                 invalid.push(path(member), "private key material must not be registered");
             }
         }
-        if text("use").is_some_and(|u| u != "sig") || key.get("use").is_some_and(|u| !u.is_string()) {
+        if text("use").is_some_and(|u| u != "sig") || key.get("use").is_some_and(|u| !u.is_string())
+        {
             invalid.push(path("use"), "must be sig");
         }
         let (alg, ok) = match text("kty") {
@@ -652,7 +665,9 @@ fn check_jwks(text: &str, invalid: &mut Invalid) -> Option<Value> {
         if key.get("alg").is_some_and(|a| a.as_str() != Some(alg)) {
             invalid.push(path("alg"), format!("must be {alg} for this key type"));
         }
-        if ok && serde_json::from_value::<jsonwebtoken::jwk::Jwk>(Value::Object(key.clone())).is_err() {
+        if ok
+            && serde_json::from_value::<jsonwebtoken::jwk::Jwk>(Value::Object(key.clone())).is_err()
+        {
             invalid.push(format!("jwks.keys[{i}]"), "not a usable JSON Web Key");
         }
     }
@@ -691,7 +706,10 @@ fn check_rsa(
         .position(|b| *b != 0)
         .map_or(0, |at| (n.len() - at) * 8 - n[at].leading_zeros() as usize);
     if bits < MIN_RSA_BITS {
-        invalid.push(path("n"), format!("the modulus must be at least {MIN_RSA_BITS} bits"));
+        invalid.push(
+            path("n"),
+            format!("the modulus must be at least {MIN_RSA_BITS} bits"),
+        );
         return false;
     }
     match e {
@@ -741,11 +759,7 @@ mod tests {
     fn violations(text: &str) -> Vec<String> {
         let mut invalid = Invalid::new();
         check_jwks(text, &mut invalid);
-        invalid
-            .violations
-            .iter()
-            .map(|v| v.field.clone())
-            .collect()
+        invalid.violations.iter().map(|v| v.field.clone()).collect()
     }
 
     #[test]
@@ -766,12 +780,32 @@ mod tests {
         assert_eq!(violations("[]"), ["jwks.keys"]);
         assert_eq!(violations(r#"{"keys": []}"#), ["jwks.keys"]);
         assert_eq!(violations("{"), ["jwks"]);
-        assert_eq!(violations(&with(&|k| { k.as_object_mut().unwrap().remove("kid"); })), ["jwks.keys[0].kid"]);
-        assert_eq!(violations(&with(&|k| k["crv"] = "P-256".into())), ["jwks.keys[0].crv"]);
-        assert_eq!(violations(&with(&|k| k["kty"] = "oct".into())), ["jwks.keys[0].kty"]);
-        assert_eq!(violations(&with(&|k| k["d"] = "AAAA".into())), ["jwks.keys[0].d"]);
-        assert_eq!(violations(&with(&|k| k["alg"] = "RS256".into())), ["jwks.keys[0].alg"]);
-        assert_eq!(violations(&with(&|k| k["x"] = "not base64!".into())), ["jwks.keys[0].x"]);
+        assert_eq!(
+            violations(&with(&|k| {
+                k.as_object_mut().unwrap().remove("kid");
+            })),
+            ["jwks.keys[0].kid"]
+        );
+        assert_eq!(
+            violations(&with(&|k| k["crv"] = "P-256".into())),
+            ["jwks.keys[0].crv"]
+        );
+        assert_eq!(
+            violations(&with(&|k| k["kty"] = "oct".into())),
+            ["jwks.keys[0].kty"]
+        );
+        assert_eq!(
+            violations(&with(&|k| k["d"] = "AAAA".into())),
+            ["jwks.keys[0].d"]
+        );
+        assert_eq!(
+            violations(&with(&|k| k["alg"] = "RS256".into())),
+            ["jwks.keys[0].alg"]
+        );
+        assert_eq!(
+            violations(&with(&|k| k["x"] = "not base64!".into())),
+            ["jwks.keys[0].x"]
+        );
         let small_rsa = serde_json::json!({"keys": [{"kty": "RSA", "kid": "r", "e": "AQAB",
             "n": base64::Engine::encode(&BASE64URL, [0xffu8; 128])}]});
         assert_eq!(violations(&small_rsa.to_string()), ["jwks.keys[0].n"]);
