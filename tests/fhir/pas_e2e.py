@@ -770,6 +770,23 @@ class Run:
         )
         passed("b: the same Bundle again returns the same ClaimResponse and preAuthRef")
 
+    def claim_response_reads(self):
+        case_id = self.approved["id"]
+        read, _ = parse_response(self.get(f"/ClaimResponse/{case_id}", self.my_token), 200, "ClaimResponse")
+        expect(read.get("id") == case_id, f"ClaimResponse {case_id}, got {read.get('id')}")
+        expect_action(read, "A1", "the approved request read by id")
+        found, _ = parse_response(
+            self.get(f"/ClaimResponse?identifier={self.approved_id}", self.my_token), 200, "Bundle"
+        )
+        ids = [e.get("resource", {}).get("id") for e in found.get("entry", [])]
+        expect(found.get("type") == "searchset" and ids == [case_id], f"a searchset with {case_id}, got {ids}")
+        outcome(self.get(f"/ClaimResponse/{case_id}", self.other_token), 404)
+        none, _ = parse_response(
+            self.get(f"/ClaimResponse?identifier={self.approved_id}", self.other_token), 200, "Bundle"
+        )
+        expect(not none.get("entry"), f"another provider's search finds nothing, got {none.get('entry')}")
+        passed("b: ClaimResponse read by id and found by identifier; another provider gets 404 and an empty search")
+
     def subscribe(self):
         self.receiver = Receiver()
         self.header_value = f"e2e-{self.run_id}"
@@ -927,6 +944,7 @@ class Run:
             self.metadata()
             self.approved_at_once()
             self.duplicate()
+            self.claim_response_reads()
             self.subscribe()
             self.pended_then_approved()
             self.inquire_approved()
@@ -1060,7 +1078,7 @@ def main() -> int:
     parser.add_argument("--other-npi", default="1234358301", help="the second client's NPI")
     parser.add_argument(
         "--scope",
-        default="system/Claim.cr system/Subscription.crd",
+        default="system/Claim.cr system/ClaimResponse.rs system/Subscription.crd",
         help="the scopes both clients ask for (as registered)",
     )
     parser.add_argument("--decide-cmd", help="approves a pended case; run with the case id appended")

@@ -24,7 +24,7 @@ use carepath_tests::{
 contract_tests!(pas_requests_notifications_and_refusals_through_the_fhir_door);
 
 /// The scopes both clients are registered with and ask for.
-const SCOPES: &str = "system/Claim.cr system/Subscription.crd";
+const SCOPES: &str = "system/Claim.cr system/ClaimResponse.rs system/Subscription.crd";
 /// The Python packages the checks import (module names).
 const PYTHON_MODULES: &str = "fhir.resources, jwt, requests, cryptography";
 /// How long the server may take to say where its FHIR listener is, once it listens.

@@ -5,10 +5,12 @@ use serde_json::{Value, json};
 use crate::codes;
 
 /// The scopes a client may be granted.
-pub const SCOPES: [&str; 6] = [
+pub const SCOPES: [&str; 8] = [
     "system/Claim.c",
     "system/Claim.r",
     "system/Claim.cr",
+    "system/ClaimResponse.r",
+    "system/ClaimResponse.s",
     "system/Subscription.c",
     "system/Subscription.r",
     "system/Subscription.crd",
@@ -80,6 +82,12 @@ pub fn capability_statement(public_url: &str, software_version: &str) -> Value {
                 {
                     "type": "ClaimResponse",
                     "supportedProfile": [codes::PROFILE_CLAIM_RESPONSE, codes::PROFILE_INQUIRY_RESPONSE],
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "searchParam": [{
+                        "name": "identifier",
+                        "type": "token",
+                        "documentation": "The Claim's identifier of the request ([system|]value); a provider finds its own requests only.",
+                    }],
                 },
                 {
                     "type": "Subscription",

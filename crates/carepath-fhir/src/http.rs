@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Router,
     body::Bytes,
-    extract::{Form, Path, State, rejection::FormRejection},
+    extract::{Form, Path, Query, State, rejection::FormRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -361,6 +361,110 @@ async fn inquire(State(door): State<FhirDoor>, headers: HeaderMap, bytes: Bytes)
     }
 }
 
+async fn read_claim_response(
+    State(door): State<FhirDoor>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = door.caller(
+            &headers,
+            "ClaimResponse",
+            Access::Read,
+            "fhir.ClaimResponse.read",
+        )?;
+        let view = door
+            .precert
+            .get_case(&caller, &id)
+            .await
+            .map_err(|e| Failure::of_app(&e, &FieldMap::new("ClaimResponse")))?;
+        let identifier = pas::ClaimIdentifier {
+            system: None,
+            value: view.request_id.clone(),
+        };
+        Ok::<_, Failure>(
+            pas::claim_response(&view, &identifier, codes::PROFILE_CLAIM_RESPONSE).0,
+        )
+    }
+    .await;
+    match result {
+        Ok(resource) => fhir(StatusCode::OK, &resource),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// The search parameters of `GET ClaimResponse`.
+#[derive(Debug, Deserialize)]
+struct ClaimResponseSearch {
+    /// The requester's identifier of the request (`[system|]value`).
+    identifier: Option<String>,
+}
+
+async fn search_claim_response(
+    State(door): State<FhirDoor>,
+    Query(search): Query<ClaimResponseSearch>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = door.caller(
+            &headers,
+            "ClaimResponse",
+            Access::Search,
+            "fhir.ClaimResponse.search",
+        )?;
+        let Some(identifier) = search.identifier.filter(|i| !i.trim().is_empty()) else {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "required",
+                "search ClaimResponse by identifier (the Claim's identifier of the request)",
+            ));
+        };
+        let (system, value) = match identifier.split_once('|') {
+            Some((system, value)) => (Some(system.to_owned()).filter(|s| !s.is_empty()), value),
+            None => (None, identifier.as_str()),
+        };
+        let Some(requesting) = caller.actor.provider_npi() else {
+            return Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "searching by the request's identifier is for the provider who made it",
+            ));
+        };
+        let found = match door.precert.find_request(&caller, &requesting, value).await {
+            Ok(view) => Some(view),
+            Err(carepath_app::AppError::NotFound { .. }) => None,
+            Err(e) => return Err(Failure::of_app(&e, &FieldMap::new("ClaimResponse"))),
+        };
+        let entries: Vec<Value> = found
+            .iter()
+            .map(|view| {
+                let identifier = pas::ClaimIdentifier {
+                    system: system.clone(),
+                    value: view.request_id.clone(),
+                };
+                let resource =
+                    pas::claim_response(view, &identifier, codes::PROFILE_CLAIM_RESPONSE).0;
+                json!({
+                    "fullUrl": format!("{}/ClaimResponse/{}", door.base(), view.case.id),
+                    "resource": resource,
+                    "search": {"mode": "match"},
+                })
+            })
+            .collect();
+        Ok::<_, Failure>(json!({
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": entries.len(),
+            "entry": entries,
+        }))
+    }
+    .await;
+    match result {
+        Ok(bundle) => fhir(StatusCode::OK, &bundle),
+        Err(failure) => failure.into_response(),
+    }
+}
+
 async fn create_subscription(
     State(door): State<FhirDoor>,
     headers: HeaderMap,
@@ -492,6 +596,8 @@ pub fn router(door: FhirDoor, limits: HttpLimits) -> Router {
         .route("/auth/token", post(token))
         .route("/fhir/Claim/$submit", post(submit))
         .route("/fhir/Claim/$inquire", post(inquire))
+        .route("/fhir/ClaimResponse", get(search_claim_response))
+        .route("/fhir/ClaimResponse/{id}", get(read_claim_response))
         .route("/fhir/Subscription", post(create_subscription))
         .route(
             "/fhir/Subscription/{id}",

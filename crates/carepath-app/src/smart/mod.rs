@@ -38,7 +38,8 @@ pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Scopes the command line registers a client with when none are given: submit and
 /// inquire on claims, and manage subscriptions.
-pub const DEFAULT_CLIENT_SCOPES: &str = "system/Claim.crs system/Subscription.crds";
+pub const DEFAULT_CLIENT_SCOPES: &str =
+    "system/Claim.crs system/ClaimResponse.rs system/Subscription.crds";
 
 /// Longest client id.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
