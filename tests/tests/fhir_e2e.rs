@@ -15,13 +15,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use carepath_proto::precert::v1 as pb;
 use carepath_tests::{
     TestDb, contract_tests,
-    precert::{IMAGING_IN, INTERNIST},
+    precert::{IMAGING_IN, INTERNIST, flag, mri, number},
     process::{ServerProcess, binary},
 };
 
-contract_tests!(pas_requests_notifications_and_refusals_through_the_fhir_door);
+contract_tests!(
+    pas_requests_notifications_and_refusals_through_the_fhir_door,
+    the_same_request_over_grpc_and_over_fhir_is_decided_alike,
+);
 
 /// The scopes both clients are registered with and ask for.
 const SCOPES: &str = "system/Claim.cr system/ClaimResponse.rs system/Subscription.crd";
@@ -179,28 +183,194 @@ fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-async fn pas_requests_notifications_and_refusals_through_the_fhir_door(db: &TestDb) {
-    if let Some(why) = python_missing() {
-        eprintln!("SKIPPED the FHIR end-to-end checks: {why}");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let signing_key = dir.path().join("signing.pem");
-
+/// Starts `carepath serve --demo` on `db` with its files in `dir`, both doors on
+/// free ports; returns the server, its FHIR address and its signing key's path.
+fn start_server(db: &TestDb, dir: &Path) -> (ServerProcess, SocketAddr, PathBuf) {
+    let signing_key = dir.join("signing.pem");
     let mut command = Command::new(binary("carepath", Some("--fhir-listen")));
     command
         .args(["serve", "--demo", "--database-url", &db.url])
         .arg("--signing-key")
         .arg(&signing_key)
         .arg("--records-dir")
-        .arg(dir.path().join("records"))
+        .arg(dir.join("records"))
         .arg("--print-batch-dir")
-        .arg(dir.path().join("print"))
+        .arg(dir.join("print"))
         .args(["--fhir-listen", "127.0.0.1:0"])
         // One client makes every call here; its rate is not what is tested.
         .args(["--rate-limit-per-caller", "0"]);
     let server = ServerProcess::start("carepath", command);
     let fhir = fhir_addr(&server);
+    (server, fhir, signing_key)
+}
+
+/// One example PAS request Bundle of `crates/carepath-fhir/examples`, under the
+/// Claim identifier `request_id`.
+fn example_bundle(name: &str, request_id: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/carepath-fhir/examples")
+        .join(name);
+    let text = std::fs::read_to_string(&path).expect("example bundle");
+    let mut bundle: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    bundle["entry"][0]["resource"]["identifier"][0]["value"] = request_id.into();
+    bundle
+}
+
+/// A token for a registered client from the token endpoint: the client assertion is
+/// made by `carepath fhir-client assertion`, exchanged over HTTP.
+async fn fhir_token(
+    http: &reqwest::Client,
+    fhir: SocketAddr,
+    client_id: &str,
+    key: &Path,
+) -> String {
+    let aud = format!("http://{fhir}/auth/token");
+    let assertion = carepath(&[
+        "fhir-client",
+        "assertion",
+        "--client-id",
+        client_id,
+        "--key",
+        key.to_str().expect("utf-8 path"),
+        "--aud",
+        &aud,
+    ]);
+    let assertion = String::from_utf8(assertion.stdout).expect("utf-8");
+    let answer: serde_json::Value = http
+        .post(&aud)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.trim()),
+            ("scope", "system/Claim.cr"),
+        ])
+        .send()
+        .await
+        .expect("token endpoint")
+        .json()
+        .await
+        .expect("token JSON");
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token: {answer}"))
+        .to_owned()
+}
+
+/// The same MRI requests over gRPC `Submit` and over FHIR `$submit` are decided
+/// alike: the same state, rule and list version, read back over gRPC for both.
+async fn the_same_request_over_grpc_and_over_fhir_is_decided_alike(db: &TestDb) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, fhir, signing_key) = start_server(db, dir.path());
+    let keys = dir.path().join("clients");
+    std::fs::create_dir_all(&keys).expect("keys folder");
+    let client = register_client(db, &keys, "clearview-imaging", IMAGING_IN);
+    let http = reqwest::Client::new();
+    let fhir_token = fhir_token(&http, fhir, "clearview-imaging", &client.key).await;
+    let grpc_token = String::from_utf8(
+        carepath(&[
+            "token",
+            "--role",
+            "provider",
+            "--subject",
+            IMAGING_IN,
+            "--database-url",
+            &db.url,
+            "--signing-key",
+            signing_key.to_str().expect("utf-8 path"),
+        ])
+        .stdout,
+    )
+    .expect("utf-8");
+    let mut precert = carepath_tests::precert::client(server.channel().await);
+    fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", token.trim()).parse().expect("header"),
+        );
+        request
+    }
+
+    for (example, answers, state) in [
+        (
+            "pas-mri-approved.json",
+            vec![flag("red_flag_symptoms", true)],
+            pb::CaseStatus::Approved,
+        ),
+        (
+            "pas-mri-pended.json",
+            vec![
+                flag("red_flag_symptoms", false),
+                number("conservative_therapy_weeks", 2.0),
+            ],
+            pb::CaseStatus::PendedReview,
+        ),
+    ] {
+        // Over FHIR.
+        let bundle = example_bundle(example, &format!("fhir-{example}"));
+        let response = http
+            .post(format!("http://{fhir}/fhir/Claim/$submit"))
+            .bearer_auth(&fhir_token)
+            .header("content-type", "application/fhir+json")
+            .body(bundle.to_string())
+            .send()
+            .await
+            .expect("$submit");
+        assert_eq!(response.status(), 200, "{example}");
+        let answer: serde_json::Value = response.json().await.expect("a Bundle");
+        let fhir_case = answer["entry"][0]["resource"]["id"]
+            .as_str()
+            .expect("a ClaimResponse id")
+            .to_owned();
+
+        // Over gRPC, the same request (the examples' date of service).
+        let mut request = mri(&format!("grpc-{example}"), answers);
+        request.lines[0].date_of_service = "2026-12-10".into();
+        let grpc_case = precert
+            .submit(bearer(&grpc_token, request))
+            .await
+            .expect("Submit")
+            .into_inner()
+            .case
+            .expect("a case");
+
+        let fhir_case = precert
+            .get_case(bearer(&grpc_token, pb::GetCaseRequest { id: fhir_case }))
+            .await
+            .expect("GetCase")
+            .into_inner()
+            .case
+            .expect("a case");
+        for case in [&grpc_case, &fhir_case] {
+            assert_eq!(case.status, state as i32, "{example}: {case:?}");
+        }
+        let (g, f) = (&grpc_case.lines[0], &fhir_case.lines[0]);
+        assert_eq!(
+            g.rule.as_ref().map(|r| &r.id),
+            f.rule.as_ref().map(|r| &r.id),
+            "{example}"
+        );
+        assert_eq!(g.list_version, f.list_version, "{example}");
+        assert!(!g.list_version.is_empty(), "{example}");
+        assert_eq!(
+            (&g.outcome, &g.approval_basis, &g.pend_reason),
+            (&f.outcome, &f.approval_basis, &f.pend_reason),
+            "{example}"
+        );
+    }
+    server.terminate();
+}
+
+async fn pas_requests_notifications_and_refusals_through_the_fhir_door(db: &TestDb) {
+    if let Some(why) = python_missing() {
+        eprintln!("SKIPPED the FHIR end-to-end checks: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, fhir, signing_key) = start_server(db, dir.path());
 
     // Registered once the server has loaded the demo directory the NPIs belong to.
     let keys = dir.path().join("clients");

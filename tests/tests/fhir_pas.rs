@@ -91,9 +91,7 @@ fn review_code(claim_response: &Value, item: usize) -> String {
         .to_owned()
 }
 
-async fn an_mri_meeting_the_criteria_is_certified_at_once_and_a_retry_changes_nothing(
-    db: &TestDb,
-) {
+async fn an_mri_meeting_the_criteria_is_certified_at_once_and_a_retry_changes_nothing(db: &TestDb) {
     let f = fixture(db).await;
     let (bundle, response) = submit(&f, &example("approved")).await;
     assert_eq!(bundle["type"], "collection");
@@ -108,9 +106,13 @@ async fn an_mri_meeting_the_criteria_is_certified_at_once_and_a_retry_changes_no
     assert_eq!(response["preAuthPeriod"]["end"], "2027-03-10");
     assert_eq!(response["identifier"][0]["value"], "mri-fhir-0001");
     assert_eq!(
-        response["extension"][0]["extension"][0]["valueBoolean"],
-        false,
+        response["extension"][0]["extension"][0]["valueBoolean"], false,
         "decided by automation, not a person"
+    );
+    let notes = response["processNote"].to_string();
+    assert!(
+        notes.contains("Item 1: rule IMG-MRI") && notes.contains("version 2026.1"),
+        "the rule and list version are named: {notes}"
     );
 
     let (_, again) = submit(&f, &example("approved")).await;
@@ -167,13 +169,14 @@ async fn a_pended_request_then_denied_by_a_physician_reads_as_pended_then_not_ce
         reason["valueCodeableConcept"]["coding"][0]["code"],
         "not_medically_necessary"
     );
-    assert!(response["processNote"][0]["text"]
-        .as_str()
-        .unwrap()
-        .contains("Guideline: IMG-MRI"));
+    assert!(
+        response["processNote"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Guideline: IMG-MRI")
+    );
     assert_eq!(
-        response["extension"][0]["extension"][0]["valueBoolean"],
-        true,
+        response["extension"][0]["extension"][0]["valueBoolean"], true,
         "a person decided"
     );
 }
@@ -203,7 +206,10 @@ async fn fhir_and_the_command_decide_alike(db: &TestDb) {
         let by_fhir = f.precert.submit(&provider(), read.request).await.unwrap();
         let (a, b) = (&by_command.case.case, &by_fhir.case.case);
         assert_eq!(a.state, b.state, "{name}");
-        let (da, db_) = (a.determination.as_ref().unwrap(), b.determination.as_ref().unwrap());
+        let (da, db_) = (
+            a.determination.as_ref().unwrap(),
+            b.determination.as_ref().unwrap(),
+        );
         assert_eq!(da.lines[0].rule, db_.lines[0].rule, "{name}");
         assert_eq!(da.lines[0].list, db_.lines[0].list, "{name}");
         assert_eq!(da.lines[0].outcome, db_.lines[0].outcome, "{name}");

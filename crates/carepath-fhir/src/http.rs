@@ -382,9 +382,7 @@ async fn read_claim_response(
             system: None,
             value: view.request_id.clone(),
         };
-        Ok::<_, Failure>(
-            pas::claim_response(&view, &identifier, codes::PROFILE_CLAIM_RESPONSE).0,
-        )
+        Ok::<_, Failure>(pas::claim_response(&view, &identifier, codes::PROFILE_CLAIM_RESPONSE).0)
     }
     .await;
     match result {
@@ -492,7 +490,8 @@ async fn create_subscription(
         Ok(resource) => {
             let mut response = fhir(StatusCode::CREATED, &resource);
             if let Some(id) = resource["id"].as_str()
-                && let Ok(location) = HeaderValue::from_str(&format!("{}/Subscription/{id}", door.base()))
+                && let Ok(location) =
+                    HeaderValue::from_str(&format!("{}/Subscription/{id}", door.base()))
             {
                 response.headers_mut().insert(header::LOCATION, location);
             }
@@ -508,7 +507,12 @@ async fn read_subscription(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let caller = door.caller(&headers, "Subscription", Access::Read, "fhir.Subscription.read")?;
+        let caller = door.caller(
+            &headers,
+            "Subscription",
+            Access::Read,
+            "fhir.Subscription.read",
+        )?;
         let found = door
             .subscriptions
             .get(&caller, &id)
@@ -561,13 +565,22 @@ async fn subscription_status(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let caller = door.caller(&headers, "Subscription", Access::Read, "fhir.Subscription.status")?;
+        let caller = door.caller(
+            &headers,
+            "Subscription",
+            Access::Read,
+            "fhir.Subscription.status",
+        )?;
         let status = door
             .subscriptions
             .status(&caller, &id)
             .await
             .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
-        Ok::<_, Failure>(subscription::status_bundle(&status, &door.base(), door.app.now()))
+        Ok::<_, Failure>(subscription::status_bundle(
+            &status,
+            &door.base(),
+            door.app.now(),
+        ))
     }
     .await;
     match result {

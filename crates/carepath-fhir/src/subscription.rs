@@ -224,7 +224,9 @@ pub fn notification_bundle(
         subscription,
         subscription.status.as_str(),
         "event-notification",
-        notification.event_number.max(subscription.events_since_start),
+        notification
+            .event_number
+            .max(subscription.events_since_start),
         base,
     );
     if let Some(list) = parameters["parameter"].as_array_mut() {
@@ -317,7 +319,11 @@ mod tests {
         resource["_criteria"]["extension"][0]["valueString"] = json!("patient=M100001");
         resource["channel"]["header"] = json!(["a: 1", "b: 2"]);
         let invalid = new_subscription(&resource).unwrap_err();
-        let fields: Vec<&str> = invalid.violations.iter().map(|v| v.field.as_str()).collect();
+        let fields: Vec<&str> = invalid
+            .violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
         assert_eq!(
             fields,
             [

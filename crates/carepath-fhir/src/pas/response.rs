@@ -283,6 +283,22 @@ pub fn claim_response(
         }
     }
 
+    // What each item was decided under: the rule and the list version.
+    if let Some(determination) = &case.determination {
+        for line in &determination.lines {
+            let rule = line.rule.as_ref().map_or_else(
+                || "no rule".to_owned(),
+                |r| format!("rule {} ({})", r.id, r.text),
+            );
+            notes.push(format!(
+                "Item {}: {rule}; list {} version {}.",
+                line.line + 1,
+                line.list.id,
+                line.list.version
+            ));
+        }
+    }
+
     let mut extension = Vec::new();
     if let Some(d) = decision {
         extension.push(json!({
