@@ -21,6 +21,7 @@ contract_tests!(
     a_pended_request_then_denied_by_a_physician_reads_as_pended_then_not_certified,
     fhir_and_the_command_decide_alike,
     a_question_no_rule_asks_is_named_by_its_element,
+    a_request_without_its_answers_says_what_is_missing,
 );
 
 struct Fixture {
@@ -235,4 +236,35 @@ async fn a_question_no_rule_asks_is_named_by_its_element(db: &TestDb) {
         "QuestionnaireResponse.item[0].linkId"
     );
     assert_eq!(cases(&f).await, 0, "nothing stored");
+}
+
+async fn a_request_without_its_answers_says_what_is_missing(db: &TestDb) {
+    let f = fixture(db).await;
+    let mut bundle = example("approved");
+    let claim = &mut bundle["entry"][0]["resource"];
+    claim["identifier"][0]["value"] = "mri-fhir-missing".into();
+    claim
+        .as_object_mut()
+        .unwrap()
+        .remove("supportingInfo")
+        .unwrap();
+    let (response_bundle, response) = submit(&f, &bundle).await;
+    assert_eq!(review_code(&response, 0), ReviewAction::Pended.code());
+    let asked: Vec<&str> = response_bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == "CommunicationRequest")
+        .map(|r| r["category"][0]["coding"][0]["code"].as_str().unwrap())
+        .collect();
+    for wanted in ["red_flag_symptoms", "clinical_notes"] {
+        assert!(asked.contains(&wanted), "{wanted} is asked for: {asked:?}");
+    }
+    let refs = response["communicationRequest"].as_array().unwrap();
+    assert_eq!(
+        refs.len(),
+        asked.len(),
+        "each one referenced from the ClaimResponse"
+    );
 }

@@ -252,143 +252,133 @@ async fn token(
     }
 }
 
-async fn submit(State(door): State<FhirDoor>, headers: HeaderMap, bytes: Bytes) -> Response {
-    let result = async {
-        let caller = door.caller(&headers, "Claim", Access::Create, "fhir.Claim.submit")?;
-        let bundle = body(&headers, &bytes)?;
-        let submission =
-            pas::submission(&bundle).map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
-        let submitted = door
-            .precert
-            .submit(&caller, submission.request)
-            .await
-            .map_err(|e| Failure::of_app(&e, &submission.fields))?;
-        Ok::<_, Failure>(pas::response_bundle(
-            &submitted.case,
-            &submission.claim_identifier,
-            submission.bundle_identifier.as_ref(),
-            codes::PROFILE_RESPONSE_BUNDLE,
-            codes::PROFILE_CLAIM_RESPONSE,
-            &door.base(),
-        ))
-    }
-    .await;
-    match result {
-        Ok(bundle) => fhir(StatusCode::OK, &bundle),
-        Err(failure) => failure.into_response(),
-    }
+async fn submit(
+    State(door): State<FhirDoor>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, Failure> {
+    let caller = door.caller(&headers, "Claim", Access::Create, "fhir.Claim.submit")?;
+    let bundle = body(&headers, &bytes)?;
+    let submission =
+        pas::submission(&bundle).map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
+    let submitted = door
+        .precert
+        .submit(&caller, submission.request)
+        .await
+        .map_err(|e| Failure::of_app(&e, &submission.fields))?;
+    let bundle = pas::response_bundle(
+        &submitted.case,
+        &submission.claim_identifier,
+        submission.bundle_identifier.as_ref(),
+        codes::PROFILE_RESPONSE_BUNDLE,
+        codes::PROFILE_CLAIM_RESPONSE,
+        &door.base(),
+    );
+    Ok(fhir(StatusCode::OK, &bundle))
 }
 
 /// Most requests one inquiry answers with.
 const MAX_INQUIRY_RESULTS: u32 = 50;
 
-async fn inquire(State(door): State<FhirDoor>, headers: HeaderMap, bytes: Bytes) -> Response {
-    let result = async {
-        let caller = door.caller(&headers, "Claim", Access::Read, "fhir.Claim.inquire")?;
-        let bundle = body(&headers, &bytes)?;
-        let inquiry =
-            pas::inquiry(&bundle).map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
-        let fields = FieldMap::new("Claim");
-        let views = match &inquiry.identifier {
-            Some(identifier) => {
-                let requesting = inquiry
-                    .requesting_npi
-                    .clone()
-                    .or_else(|| caller.actor.provider_npi())
-                    .ok_or_else(|| {
-                        Failure::new(
-                            StatusCode::BAD_REQUEST,
-                            "required",
-                            "Claim.provider: name the requesting provider (its NPI)",
-                        )
-                    })?;
-                vec![
-                    door.precert
-                        .find_request(&caller, &requesting, &identifier.value)
-                        .await
-                        .map_err(|e| Failure::of_app(&e, &fields))?,
-                ]
-            }
-            None => {
-                let query = ListCases {
-                    member_id: inquiry.member_id.clone(),
-                    page: carepath_app::PageRequest {
-                        token: String::new(),
-                        size: MAX_INQUIRY_RESULTS,
-                    },
-                    ..ListCases::default()
-                };
+async fn inquire(
+    State(door): State<FhirDoor>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, Failure> {
+    let caller = door.caller(&headers, "Claim", Access::Read, "fhir.Claim.inquire")?;
+    let bundle = body(&headers, &bytes)?;
+    let inquiry =
+        pas::inquiry(&bundle).map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
+    let fields = FieldMap::new("Claim");
+    let views = match &inquiry.identifier {
+        Some(identifier) => {
+            let requesting = inquiry
+                .requesting_npi
+                .clone()
+                .or_else(|| caller.actor.provider_npi())
+                .ok_or_else(|| {
+                    Failure::new(
+                        StatusCode::BAD_REQUEST,
+                        "required",
+                        "Claim.provider: name the requesting provider (its NPI)",
+                    )
+                })?;
+            vec![
                 door.precert
-                    .list_cases(&caller, query)
+                    .find_request(&caller, &requesting, &identifier.value)
                     .await
-                    .map_err(|e| Failure::of_app(&e, &fields))?
-                    .items
-            }
-        };
-        if views.is_empty() {
-            return Err(Failure::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "no prior-authorization request matches the inquiry",
-            ));
+                    .map_err(|e| Failure::of_app(&e, &fields))?,
+            ]
         }
-        let parameter: Vec<Value> = views
-            .iter()
-            .map(|view| {
-                let identifier = pas::ClaimIdentifier {
-                    system: inquiry.identifier.as_ref().and_then(|i| i.system.clone()),
-                    value: view.request_id.clone(),
-                };
-                json!({
-                    "name": "responseBundle",
-                    "resource": pas::response_bundle(
-                        view,
-                        &identifier,
-                        inquiry.bundle_identifier.as_ref(),
-                        codes::PROFILE_INQUIRY_RESPONSE_BUNDLE,
-                        codes::PROFILE_INQUIRY_RESPONSE,
-                        &door.base(),
-                    ),
-                })
+        None => {
+            let query = ListCases {
+                member_id: inquiry.member_id.clone(),
+                page: carepath_app::PageRequest {
+                    token: String::new(),
+                    size: MAX_INQUIRY_RESULTS,
+                },
+                ..ListCases::default()
+            };
+            door.precert
+                .list_cases(&caller, query)
+                .await
+                .map_err(|e| Failure::of_app(&e, &fields))?
+                .items
+        }
+    };
+    if views.is_empty() {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no prior-authorization request matches the inquiry",
+        ));
+    }
+    let parameter: Vec<Value> = views
+        .iter()
+        .map(|view| {
+            let identifier = pas::ClaimIdentifier {
+                system: inquiry.identifier.as_ref().and_then(|i| i.system.clone()),
+                value: view.request_id.clone(),
+            };
+            json!({
+                "name": "responseBundle",
+                "resource": pas::response_bundle(
+                    view,
+                    &identifier,
+                    inquiry.bundle_identifier.as_ref(),
+                    codes::PROFILE_INQUIRY_RESPONSE_BUNDLE,
+                    codes::PROFILE_INQUIRY_RESPONSE,
+                    &door.base(),
+                ),
             })
-            .collect();
-        Ok::<_, Failure>(json!({"resourceType": "Parameters", "parameter": parameter}))
-    }
-    .await;
-    match result {
-        Ok(parameters) => fhir(StatusCode::OK, &parameters),
-        Err(failure) => failure.into_response(),
-    }
+        })
+        .collect();
+    let parameters = json!({"resourceType": "Parameters", "parameter": parameter});
+    Ok(fhir(StatusCode::OK, &parameters))
 }
 
 async fn read_claim_response(
     State(door): State<FhirDoor>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let caller = door.caller(
-            &headers,
-            "ClaimResponse",
-            Access::Read,
-            "fhir.ClaimResponse.read",
-        )?;
-        let view = door
-            .precert
-            .get_case(&caller, &id)
-            .await
-            .map_err(|e| Failure::of_app(&e, &FieldMap::new("ClaimResponse")))?;
-        let identifier = pas::ClaimIdentifier {
-            system: None,
-            value: view.request_id.clone(),
-        };
-        Ok::<_, Failure>(pas::claim_response(&view, &identifier, codes::PROFILE_CLAIM_RESPONSE).0)
-    }
-    .await;
-    match result {
-        Ok(resource) => fhir(StatusCode::OK, &resource),
-        Err(failure) => failure.into_response(),
-    }
+) -> Result<Response, Failure> {
+    let caller = door.caller(
+        &headers,
+        "ClaimResponse",
+        Access::Read,
+        "fhir.ClaimResponse.read",
+    )?;
+    let view = door
+        .precert
+        .get_case(&caller, &id)
+        .await
+        .map_err(|e| Failure::of_app(&e, &FieldMap::new("ClaimResponse")))?;
+    let identifier = pas::ClaimIdentifier {
+        system: None,
+        value: view.request_id.clone(),
+    };
+    let resource = pas::claim_response(&view, &identifier, codes::PROFILE_CLAIM_RESPONSE).0;
+    Ok(fhir(StatusCode::OK, &resource))
 }
 
 /// The search parameters of `GET ClaimResponse`.
@@ -402,191 +392,152 @@ async fn search_claim_response(
     State(door): State<FhirDoor>,
     Query(search): Query<ClaimResponseSearch>,
     headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let caller = door.caller(
-            &headers,
-            "ClaimResponse",
-            Access::Search,
-            "fhir.ClaimResponse.search",
-        )?;
-        let Some(identifier) = search.identifier.filter(|i| !i.trim().is_empty()) else {
-            return Err(Failure::new(
-                StatusCode::BAD_REQUEST,
-                "required",
-                "search ClaimResponse by identifier (the Claim's identifier of the request)",
-            ));
-        };
-        let (system, value) = match identifier.split_once('|') {
-            Some((system, value)) => (Some(system.to_owned()).filter(|s| !s.is_empty()), value),
-            None => (None, identifier.as_str()),
-        };
-        let Some(requesting) = caller.actor.provider_npi() else {
-            return Err(Failure::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "searching by the request's identifier is for the provider who made it",
-            ));
-        };
-        let found = match door.precert.find_request(&caller, &requesting, value).await {
-            Ok(view) => Some(view),
-            Err(carepath_app::AppError::NotFound { .. }) => None,
-            Err(e) => return Err(Failure::of_app(&e, &FieldMap::new("ClaimResponse"))),
-        };
-        let entries: Vec<Value> = found
-            .iter()
-            .map(|view| {
-                let identifier = pas::ClaimIdentifier {
-                    system: system.clone(),
-                    value: view.request_id.clone(),
-                };
-                let resource =
-                    pas::claim_response(view, &identifier, codes::PROFILE_CLAIM_RESPONSE).0;
-                json!({
-                    "fullUrl": format!("{}/ClaimResponse/{}", door.base(), view.case.id),
-                    "resource": resource,
-                    "search": {"mode": "match"},
-                })
+) -> Result<Response, Failure> {
+    let caller = door.caller(
+        &headers,
+        "ClaimResponse",
+        Access::Search,
+        "fhir.ClaimResponse.search",
+    )?;
+    let Some(identifier) = search.identifier.filter(|i| !i.trim().is_empty()) else {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "search ClaimResponse by identifier (the Claim's identifier of the request)",
+        ));
+    };
+    let (system, value) = match identifier.split_once('|') {
+        Some((system, value)) => (Some(system.to_owned()).filter(|s| !s.is_empty()), value),
+        None => (None, identifier.as_str()),
+    };
+    let Some(requesting) = caller.actor.provider_npi() else {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "searching by the request's identifier is for the provider who made it",
+        ));
+    };
+    let found = match door.precert.find_request(&caller, &requesting, value).await {
+        Ok(view) => Some(view),
+        Err(carepath_app::AppError::NotFound { .. }) => None,
+        Err(e) => return Err(Failure::of_app(&e, &FieldMap::new("ClaimResponse"))),
+    };
+    let entries: Vec<Value> = found
+        .iter()
+        .map(|view| {
+            let identifier = pas::ClaimIdentifier {
+                system: system.clone(),
+                value: view.request_id.clone(),
+            };
+            let resource = pas::claim_response(view, &identifier, codes::PROFILE_CLAIM_RESPONSE).0;
+            json!({
+                "fullUrl": format!("{}/ClaimResponse/{}", door.base(), view.case.id),
+                "resource": resource,
+                "search": {"mode": "match"},
             })
-            .collect();
-        Ok::<_, Failure>(json!({
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": entries.len(),
-            "entry": entries,
-        }))
-    }
-    .await;
-    match result {
-        Ok(bundle) => fhir(StatusCode::OK, &bundle),
-        Err(failure) => failure.into_response(),
-    }
+        })
+        .collect();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": entries.len(),
+        "entry": entries,
+    });
+    Ok(fhir(StatusCode::OK, &bundle))
 }
 
 async fn create_subscription(
     State(door): State<FhirDoor>,
     headers: HeaderMap,
     bytes: Bytes,
-) -> Response {
-    let result = async {
-        let caller = door.caller(
-            &headers,
-            "Subscription",
-            Access::Create,
-            "fhir.Subscription.create",
-        )?;
-        let resource = body(&headers, &bytes)?;
-        let new = subscription::new_subscription(&resource)
-            .map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
-        let created = door
-            .subscriptions
-            .create(&caller, new)
-            .await
-            .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
-        Ok::<_, Failure>(subscription::resource(&created))
+) -> Result<Response, Failure> {
+    let caller = door.caller(
+        &headers,
+        "Subscription",
+        Access::Create,
+        "fhir.Subscription.create",
+    )?;
+    let resource = body(&headers, &bytes)?;
+    let new = subscription::new_subscription(&resource)
+        .map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
+    let created = door
+        .subscriptions
+        .create(&caller, new)
+        .await
+        .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
+    let mut response = fhir(StatusCode::CREATED, &subscription::resource(&created));
+    if let Ok(location) =
+        HeaderValue::from_str(&format!("{}/Subscription/{}", door.base(), created.id))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
     }
-    .await;
-    match result {
-        Ok(resource) => {
-            let mut response = fhir(StatusCode::CREATED, &resource);
-            if let Some(id) = resource["id"].as_str()
-                && let Ok(location) =
-                    HeaderValue::from_str(&format!("{}/Subscription/{id}", door.base()))
-            {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            response
-        }
-        Err(failure) => failure.into_response(),
-    }
+    Ok(response)
 }
 
 async fn read_subscription(
     State(door): State<FhirDoor>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let caller = door.caller(
-            &headers,
-            "Subscription",
-            Access::Read,
-            "fhir.Subscription.read",
-        )?;
-        let found = door
-            .subscriptions
-            .get(&caller, &id)
-            .await
-            .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
-        // FHIR reads a deleted resource as gone; its $status still answers.
-        if found.status == SubscriptionState::Off {
-            return Err(Failure::new(
-                StatusCode::GONE,
-                "deleted",
-                format!("Subscription {id} was deleted"),
-            ));
-        }
-        Ok::<_, Failure>(subscription::resource(&found))
+) -> Result<Response, Failure> {
+    let caller = door.caller(
+        &headers,
+        "Subscription",
+        Access::Read,
+        "fhir.Subscription.read",
+    )?;
+    let found = door
+        .subscriptions
+        .get(&caller, &id)
+        .await
+        .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
+    // FHIR reads a deleted resource as gone; its $status still answers.
+    if found.status == SubscriptionState::Off {
+        return Err(Failure::new(
+            StatusCode::GONE,
+            "deleted",
+            format!("Subscription {id} was deleted"),
+        ));
     }
-    .await;
-    match result {
-        Ok(resource) => fhir(StatusCode::OK, &resource),
-        Err(failure) => failure.into_response(),
-    }
+    let resource = subscription::resource(&found);
+    Ok(fhir(StatusCode::OK, &resource))
 }
 
 async fn delete_subscription(
     State(door): State<FhirDoor>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let caller = door.caller(
-            &headers,
-            "Subscription",
-            Access::Delete,
-            "fhir.Subscription.delete",
-        )?;
-        door.subscriptions
-            .delete(&caller, &id)
-            .await
-            .map_err(|e| Failure::of_app(&e, &subscription::fields()))
-    }
-    .await;
-    match result {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(failure) => failure.into_response(),
-    }
+) -> Result<Response, Failure> {
+    let caller = door.caller(
+        &headers,
+        "Subscription",
+        Access::Delete,
+        "fhir.Subscription.delete",
+    )?;
+    door.subscriptions
+        .delete(&caller, &id)
+        .await
+        .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn subscription_status(
     State(door): State<FhirDoor>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let caller = door.caller(
-            &headers,
-            "Subscription",
-            Access::Read,
-            "fhir.Subscription.status",
-        )?;
-        let status = door
-            .subscriptions
-            .status(&caller, &id)
-            .await
-            .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
-        Ok::<_, Failure>(subscription::status_bundle(
-            &status,
-            &door.base(),
-            door.app.now(),
-        ))
-    }
-    .await;
-    match result {
-        Ok(bundle) => fhir(StatusCode::OK, &bundle),
-        Err(failure) => failure.into_response(),
-    }
+) -> Result<Response, Failure> {
+    let caller = door.caller(
+        &headers,
+        "Subscription",
+        Access::Read,
+        "fhir.Subscription.status",
+    )?;
+    let status = door
+        .subscriptions
+        .status(&caller, &id)
+        .await
+        .map_err(|e| Failure::of_app(&e, &subscription::fields()))?;
+    let bundle = subscription::status_bundle(&status, &door.base(), door.app.now());
+    Ok(fhir(StatusCode::OK, &bundle))
 }
 
 async fn not_found() -> Response {

@@ -3,8 +3,8 @@
 use carepath_core::{Invalid, MemberId, Npi};
 use serde_json::Value;
 
-use super::request::{ClaimIdentifier, claim_identifier, member, provider_npi};
-use crate::json::{Entries, Node};
+use super::request::{ClaimIdentifier, claim_identifier, member, provider_npi, the_claim};
+use crate::json::Entries;
 
 /// What an inquiry asks about.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,24 +22,8 @@ pub struct Inquiry {
 /// Reads a PAS inquiry Bundle: its Claim names the request by identifier, or the
 /// member (and provider) whose requests to list.
 pub fn inquiry(bundle: &Value) -> Result<Inquiry, Invalid> {
-    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(Invalid::field(
-            "Bundle",
-            "the body must be a PAS inquiry Bundle (resourceType Bundle)",
-        ));
-    }
     let entries = Entries::of(bundle);
-    let claims = entries.of_type("Claim");
-    let [claim] = claims.as_slice() else {
-        return Err(Invalid::field(
-            "Bundle.entry",
-            format!(
-                "a PAS inquiry Bundle carries exactly one Claim (found {})",
-                claims.len()
-            ),
-        ));
-    };
-    let claim = Node::resource(claim);
+    let claim = the_claim(bundle, &entries, "inquiry")?;
     let mut invalid = Invalid::new();
     let identifier = if claim.list("identifier").is_empty() {
         None

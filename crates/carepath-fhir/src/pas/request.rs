@@ -88,24 +88,8 @@ impl FieldMap {
 /// is partly read.
 pub fn submission(bundle: &Value) -> Result<PasSubmission, Invalid> {
     let mut invalid = Invalid::new();
-    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(Invalid::field(
-            "Bundle",
-            "the body must be a PAS request Bundle (resourceType Bundle)",
-        ));
-    }
     let entries = Entries::of(bundle);
-    let claims = entries.of_type("Claim");
-    let [claim] = claims.as_slice() else {
-        return Err(Invalid::field(
-            "Bundle.entry",
-            format!(
-                "a PAS request Bundle carries exactly one Claim (found {})",
-                claims.len()
-            ),
-        ));
-    };
-    let claim = Node::resource(claim);
+    let claim = the_claim(bundle, &entries, "request")?;
     let mut fields = FieldMap::new("Claim");
 
     if claim.str("use") != Some("preauthorization") {
@@ -238,6 +222,30 @@ pub fn submission(bundle: &Value) -> Result<PasSubmission, Invalid> {
         bundle_identifier: bundle.get("identifier").cloned(),
         fields,
     })
+}
+
+/// The one Claim of a PAS Bundle (`kind`: request or inquiry).
+pub(crate) fn the_claim<'a>(
+    bundle: &Value,
+    entries: &Entries<'a>,
+    kind: &str,
+) -> Result<Node<'a>, Invalid> {
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(Invalid::field(
+            "Bundle",
+            format!("the body must be a PAS {kind} Bundle (resourceType Bundle)"),
+        ));
+    }
+    match entries.of_type("Claim").as_slice() {
+        [claim] => Ok(Node::resource(claim)),
+        claims => Err(Invalid::field(
+            "Bundle.entry",
+            format!(
+                "a PAS {kind} Bundle carries exactly one Claim (found {})",
+                claims.len()
+            ),
+        )),
+    }
 }
 
 /// The Claim's identifier: the first with a value, bounded.
