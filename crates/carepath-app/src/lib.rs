@@ -24,6 +24,7 @@ pub use pipeline::{Aggregate, Changed, Working};
 pub mod audit;
 pub mod cases;
 pub mod directory;
+pub mod limits;
 pub mod notify;
 pub mod oncology;
 pub mod precert;

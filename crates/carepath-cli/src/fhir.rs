@@ -46,11 +46,19 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     tracing::info!(fhir_addr = %addr, public_url = %public_url, "carepath FHIR API listening");
-    let door = FhirDoor::new(app.clone(), Precert::new(app.clone(), engine), &public_url);
+    let grpc = limits.limits();
     let limits = HttpLimits {
-        max_body_bytes: limits.limits().max_message_bytes,
+        max_body_bytes: grpc.max_message_bytes,
+        max_concurrent_requests: grpc.max_concurrent_calls,
+        per_caller: grpc.per_caller,
         ..HttpLimits::default()
     };
+    let door = FhirDoor::new(
+        app.clone(),
+        Precert::new(app.clone(), engine),
+        &public_url,
+        &limits,
+    );
     Ok(tokio::spawn(async move {
         if let Err(e) = carepath_fhir::serve(door, listener, limits, stop.cancelled_owned()).await {
             tracing::error!(error = %e, "the FHIR API stopped with an error");

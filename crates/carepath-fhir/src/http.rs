@@ -4,18 +4,24 @@
 //! needs, converts, calls one use case and converts back. Who may see which record
 //! is the application's decision, as it is for gRPC.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     Router,
     body::Bytes,
-    extract::{Form, Path, Query, State, rejection::FormRejection},
+    extract::{ConnectInfo, Form, Path, Query, State, rejection::FormRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use carepath_app::{
     App, Caller,
+    limits::{CallerRate, KeyedLimiter},
     outbox::ConsumerOptions,
     pacing::Pacing,
     precert::{ListCases, Precert},
@@ -24,9 +30,10 @@ use carepath_app::{
         DeliveryOptions, SubscriptionFeed, SubscriptionState, Subscriptions, run_deliveries,
     },
 };
+use carepath_core::Actor;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -44,10 +51,17 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 pub struct HttpLimits {
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Requests handled at once; more wait their turn.
+    /// Requests handled at once; more are refused at once with 503 and
+    /// `Retry-After` (nothing waits in a queue, as with gRPC).
     pub max_concurrent_requests: usize,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// Each authenticated caller's rate (`None`: no per-caller limit); beyond it 429
+    /// with `Retry-After`.
+    pub per_caller: Option<CallerRate>,
+    /// Token requests one network address may make: the token endpoint answers
+    /// callers it does not know yet, and audits each refusal.
+    pub token_requests_per_peer: CallerRate,
 }
 
 impl Default for HttpLimits {
@@ -56,11 +70,20 @@ impl Default for HttpLimits {
             max_body_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 256,
             request_timeout: Duration::from_secs(30),
+            per_caller: Some(CallerRate {
+                per_second: NonZeroU32::new(10_000).expect("non-zero"),
+                burst: NonZeroU32::new(2_000).expect("non-zero"),
+            }),
+            token_requests_per_peer: CallerRate {
+                per_second: NonZeroU32::new(10).expect("non-zero"),
+                burst: NonZeroU32::new(50).expect("non-zero"),
+            },
         }
     }
 }
 
-/// The use cases the FHIR door calls, and where it is reached from.
+/// The use cases the FHIR door calls, where it is reached from, and its per-caller
+/// limits.
 #[derive(Debug, Clone)]
 pub struct FhirDoor {
     app: App,
@@ -68,19 +91,25 @@ pub struct FhirDoor {
     smart: Smart,
     subscriptions: Subscriptions,
     public_url: Arc<str>,
+    callers: Option<Arc<KeyedLimiter<Actor>>>,
+    peers: Arc<KeyedLimiter<IpAddr>>,
 }
 
 impl FhirDoor {
     /// The door over `precert` (sharing its rule engine with any other door) whose
     /// public origin is `public_url` (`http://127.0.0.1:8080`): token audiences
     /// and full URLs are written under it.
-    pub fn new(app: App, precert: Precert, public_url: &str) -> Self {
+    pub fn new(app: App, precert: Precert, public_url: &str, limits: &HttpLimits) -> Self {
         FhirDoor {
             smart: Smart::new(app.clone()),
             subscriptions: Subscriptions::new(app.clone()),
             app,
             precert,
             public_url: public_url.trim_end_matches('/').into(),
+            callers: limits
+                .per_caller
+                .map(|rate| Arc::new(KeyedLimiter::new(rate))),
+            peers: Arc::new(KeyedLimiter::new(limits.token_requests_per_peer)),
         }
     }
 
@@ -106,6 +135,14 @@ impl FhirDoor {
             .auth
             .authenticate_scoped(header, self.app.now())
             .map_err(|e| Failure::new(StatusCode::UNAUTHORIZED, "login", e.to_string()))?;
+        if let Some(callers) = &self.callers
+            && let Err(wait) = callers.check(&actor)
+        {
+            return Err(Failure::throttled(
+                wait,
+                "this caller is over its rate limit",
+            ));
+        }
         if !scopes.allows(resource, access) {
             return Err(Failure::new(
                 StatusCode::FORBIDDEN,
@@ -127,9 +164,19 @@ fn fhir(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
+/// A `Retry-After` value: whole seconds, at least one.
+fn retry_after(wait: Duration) -> HeaderValue {
+    HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64)
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let mut response = fhir(self.status, &self.outcome);
+        if let Some(wait) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after(wait));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -215,8 +262,28 @@ fn oauth_error(error: &TokenError) -> Response {
 
 async fn token(
     State(door): State<FhirDoor>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
+    if let Err(wait) = door.peers.check(&peer.ip()) {
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            json!({
+                "error": "invalid_request",
+                "error_description": "too many token requests from this address; retry later",
+            })
+            .to_string(),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after(wait));
+        return response;
+    }
     let Form(form) = match form {
         Ok(form) => form,
         Err(rejection) => {
@@ -549,6 +616,27 @@ async fn not_found() -> Response {
     .into_response()
 }
 
+/// Admits a request if one of the door's slots is free, else refuses it at once:
+/// an overloaded door stays responsive and the client backs off or goes elsewhere.
+async fn admit(
+    State(slots): State<Arc<Semaphore>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match slots.try_acquire_owned() {
+        Ok(_slot) => next.run(request).await,
+        Err(_) => Failure {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "the server is at its limit of requests in progress; retry shortly",
+            )
+        }
+        .into_response(),
+    }
+}
+
 /// The FHIR door's routes under `/fhir` and the token endpoint at `/auth/token`.
 pub fn router(door: FhirDoor, limits: HttpLimits) -> Router {
     Router::new()
@@ -571,13 +659,38 @@ pub fn router(door: FhirDoor, limits: HttpLimits) -> Router {
         .fallback(not_found)
         .with_state(door)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            limits.max_concurrent_requests,
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
+            admit,
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout,
         ))
+}
+
+/// Every minute: drops the rate-limit buckets of callers gone idle and logs how many
+/// requests were refused for their rate.
+async fn forget_idle_callers(door: FhirDoor, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        let callers = door.callers.as_ref().map_or(0, |l| {
+            l.forget_idle();
+            l.take_refused()
+        });
+        door.peers.forget_idle();
+        let peers = door.peers.take_refused();
+        if callers + peers > 0 {
+            tracing::warn!(
+                callers,
+                token_requests = peers,
+                "FHIR requests refused in the last minute: over their rate limit"
+            );
+        }
+    }
 }
 
 /// Serves the FHIR door on `listener` until `shutdown` completes, with its
@@ -605,10 +718,12 @@ pub async fn serve(
         DeliveryOptions::default(),
         background.clone(),
     ));
-    let result = axum::serve(listener, router(door, limits))
+    let limiters = tokio::spawn(forget_idle_callers(door.clone(), background.clone()));
+    let app = router(door, limits).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     background.cancel();
-    let _ = tokio::join!(feed, deliveries);
+    let _ = tokio::join!(feed, deliveries, limiters);
     result
 }

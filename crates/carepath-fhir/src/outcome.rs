@@ -2,6 +2,8 @@
 //! the element at fault.
 
 use carepath_app::AppError;
+use std::time::Duration;
+
 use carepath_core::Invalid;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -15,6 +17,8 @@ pub struct Failure {
     pub status: StatusCode,
     /// The OperationOutcome.
     pub outcome: Value,
+    /// When to come back, for a refusal that passes (a rate limit).
+    pub retry_after: Option<Duration>,
 }
 
 /// An OperationOutcome with one issue per `(code, diagnostics, expression)`.
@@ -40,6 +44,19 @@ impl Failure {
         Failure {
             status,
             outcome: operation_outcome([(code, diagnostics.into(), None)]),
+            retry_after: None,
+        }
+    }
+
+    /// 429: over a rate limit; come back after `wait`.
+    pub fn throttled(wait: Duration, why: &str) -> Self {
+        Failure {
+            retry_after: Some(wait),
+            ..Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                format!("{why}; retry in {} ms", wait.as_millis().max(1)),
+            )
         }
     }
 
@@ -54,6 +71,7 @@ impl Failure {
                     Some(v.field.clone()),
                 )
             })),
+            retry_after: None,
         }
     }
 
@@ -71,6 +89,7 @@ impl Failure {
                         Some(expression),
                     )
                 })),
+                retry_after: None,
             },
             AppError::NotFound { kind, id } => Failure::new(
                 StatusCode::NOT_FOUND,

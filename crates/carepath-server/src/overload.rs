@@ -14,7 +14,6 @@
 
 use std::{
     fmt,
-    num::NonZeroU32,
     pin::Pin,
     sync::{
         Arc,
@@ -24,8 +23,8 @@ use std::{
     time::Duration,
 };
 
+use carepath_app::limits::KeyedLimiter;
 use carepath_core::Actor;
-use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
@@ -158,58 +157,31 @@ where
     }
 }
 
-/// The steady rate and the burst each authenticated caller is allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallerRate {
-    /// Calls per second on average.
-    pub per_second: NonZeroU32,
-    /// Calls that may arrive back to back before the steady rate applies.
-    pub burst: NonZeroU32,
-}
+pub use carepath_app::limits::CallerRate;
 
-/// One token bucket per caller, keyed by the token's role and subject. Only callers
-/// with a valid token get a bucket, and idle buckets are dropped by [`maintain`], so the
-/// table holds the callers active in the last few minutes at most.
-pub struct CallerLimiter {
-    buckets: DefaultKeyedRateLimiter<Actor>,
-    rate: CallerRate,
-    refused: AtomicU64,
-}
-
-impl fmt::Debug for CallerLimiter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallerLimiter")
-            .field("rate", &self.rate)
-            .field("callers", &self.buckets.len())
-            .finish()
-    }
-}
+/// One token bucket per caller, keyed by the token's role and subject (the
+/// application's [`KeyedLimiter`]); a refusal is RESOURCE_EXHAUSTED with a
+/// `google.rpc.RetryInfo`. Only callers with a valid token get a bucket.
+#[derive(Debug)]
+pub struct CallerLimiter(KeyedLimiter<Actor>);
 
 impl CallerLimiter {
     pub fn new(rate: CallerRate) -> Self {
-        let quota = Quota::per_second(rate.per_second).allow_burst(rate.burst);
-        CallerLimiter {
-            buckets: DefaultKeyedRateLimiter::keyed(quota),
-            rate,
-            refused: AtomicU64::new(0),
-        }
+        CallerLimiter(KeyedLimiter::new(rate))
     }
 
     /// Takes one call from `actor`'s bucket, or says when the next one will be let in.
     pub fn check(&self, actor: &Actor) -> Result<(), Status> {
-        let Err(not_until) = self.buckets.check_key(actor) else {
+        let Err(wait) = self.0.check(actor) else {
             return Ok(());
         };
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        let wait = not_until
-            .wait_time_from(self.buckets.clock().now())
-            .max(Duration::from_millis(1));
+        let rate = self.0.rate();
         let mut details = ErrorDetails::with_retry_info(Some(wait));
         details.add_quota_failure_violation(
             format!("caller:{}:{}", actor.role.as_str(), actor.subject),
             format!(
                 "at most {} calls per second per caller (bursts of {})",
-                self.rate.per_second, self.rate.burst
+                rate.per_second, rate.burst
             ),
         );
         Err(Status::with_error_details(
@@ -217,8 +189,8 @@ impl CallerLimiter {
             format!(
                 "rate limit exceeded: this caller may make at most {} calls per second \
                  (bursts of {}); retry in {} ms",
-                self.rate.per_second,
-                self.rate.burst,
+                rate.per_second,
+                rate.burst,
                 wait.as_millis().max(1)
             ),
             details,
@@ -227,13 +199,11 @@ impl CallerLimiter {
 
     /// Calls refused since the previous look.
     pub fn take_refused(&self) -> u64 {
-        self.refused.swap(0, Ordering::Relaxed)
+        self.0.take_refused()
     }
 
-    /// Drops the buckets of callers whose state is the same as a fresh one.
     fn forget_idle(&self) {
-        self.buckets.retain_recent();
-        self.buckets.shrink_to_fit();
+        self.0.forget_idle();
     }
 }
 
@@ -280,6 +250,8 @@ pub async fn maintain(
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
     use carepath_core::Role;
 

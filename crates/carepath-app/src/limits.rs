@@ -1,0 +1,102 @@
+//! Per-caller rate limits, shared by every door: one token bucket per key (an
+//! authenticated caller, or for unauthenticated endpoints the peer's address), so one
+//! caller can never take what others need.
+//!
+//! Only keys that reached the limiter get a bucket, and [`KeyedLimiter::forget_idle`]
+//! (called every minute by the door that owns the limiter) drops the buckets that are
+//! back to full, so the table holds the recently active keys at most.
+
+use std::{
+    fmt,
+    hash::Hash,
+    num::NonZeroU32,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
+
+/// The steady rate and the burst each key is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerRate {
+    /// Calls per second on average.
+    pub per_second: NonZeroU32,
+    /// Calls that may arrive back to back before the steady rate applies.
+    pub burst: NonZeroU32,
+}
+
+/// One token bucket per key.
+pub struct KeyedLimiter<K: Hash + Eq + Clone> {
+    buckets: DefaultKeyedRateLimiter<K>,
+    rate: CallerRate,
+    refused: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone> fmt::Debug for KeyedLimiter<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLimiter")
+            .field("rate", &self.rate)
+            .field("keys", &self.buckets.len())
+            .finish()
+    }
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
+    /// A limiter giving every key `rate`.
+    pub fn new(rate: CallerRate) -> Self {
+        let quota = Quota::per_second(rate.per_second).allow_burst(rate.burst);
+        KeyedLimiter {
+            buckets: DefaultKeyedRateLimiter::keyed(quota),
+            rate,
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// The rate every key gets.
+    pub fn rate(&self) -> CallerRate {
+        self.rate
+    }
+
+    /// Takes one call from `key`'s bucket, or says how long until the next one is
+    /// let in (at least a millisecond).
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        let Err(not_until) = self.buckets.check_key(key) else {
+            return Ok(());
+        };
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        Err(not_until
+            .wait_time_from(self.buckets.clock().now())
+            .max(Duration::from_millis(1)))
+    }
+
+    /// Calls refused since the previous look.
+    pub fn take_refused(&self) -> u64 {
+        self.refused.swap(0, Ordering::Relaxed)
+    }
+
+    /// Drops the buckets of keys whose state is the same as a fresh one.
+    pub fn forget_idle(&self) {
+        self.buckets.retain_recent();
+        self.buckets.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_over_its_burst_waits_and_others_do_not() {
+        let limiter = KeyedLimiter::new(CallerRate {
+            per_second: NonZeroU32::MIN,
+            burst: NonZeroU32::new(2).unwrap(),
+        });
+        assert!(limiter.check(&"busy").is_ok());
+        assert!(limiter.check(&"busy").is_ok());
+        let wait = limiter.check(&"busy").unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+        assert!(limiter.check(&"other").is_ok());
+        assert_eq!(limiter.take_refused(), 1);
+        assert_eq!(limiter.take_refused(), 0);
+    }
+}
