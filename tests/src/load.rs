@@ -195,9 +195,13 @@ fn pas_mri_bundle() -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         .as_array_mut()
         .ok_or("the example Bundle has no entries")?;
     for entry in entries {
+        let kind = entry["resource"]["resourceType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let resource = &mut entry["resource"];
-        match resource["resourceType"].as_str() {
-            Some("Claim") => {
+        match kind.as_str() {
+            "Claim" => {
                 resource["identifier"][0]["value"] = REQUEST_ID_MARK.into();
                 resource["item"][0]["servicedDate"] =
                     date_of_service.format("%Y-%m-%d").to_string().into();
@@ -213,7 +217,7 @@ fn pas_mri_bundle() -> Result<serde_json::Value, Box<dyn std::error::Error>> {
                     }
                 }
             }
-            Some("DocumentReference") => {
+            "DocumentReference" => {
                 resource["id"] = "note-1".into();
                 entry["fullUrl"] = "http://provider.example/fhir/DocumentReference/note-1".into();
             }
