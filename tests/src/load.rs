@@ -128,16 +128,13 @@ impl Fhir {
             )
             .into());
         }
-        let text = pas_mri_bundle()?.to_string();
-        let (head, tail) = text
-            .split_once(REQUEST_ID_MARK)
-            .ok_or("the request Bundle lost its identifier mark")?;
+        let (head, tail) = pas_mri_halves()?;
         Ok(Fhir {
             client,
             submit_url: format!("{base}/fhir/Claim/$submit"),
             token,
-            head: head.to_owned(),
-            tail: tail.to_owned(),
+            head,
+            tail,
         })
     }
 
@@ -181,6 +178,15 @@ impl Fhir {
             Err(tonic::Status::unknown("200 without reviewAction A1"))
         }
     }
+}
+
+/// The JSON of [`pas_mri_bundle`] before and after its Claim identifier's value.
+fn pas_mri_halves() -> Result<(String, String), Box<dyn std::error::Error>> {
+    let text = pas_mri_bundle()?.to_string();
+    let (head, tail) = text
+        .split_once(REQUEST_ID_MARK)
+        .ok_or("the request Bundle lost its identifier mark")?;
+    Ok((head.to_owned(), tail.to_owned()))
 }
 
 /// The PAS request Bundle shipped as the FHIR door's example, made the same request as
@@ -352,6 +358,26 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both doors' scenarios ask for the same thing: the FHIR Bundle maps to the very
+    /// command the gRPC request converts to.
+    #[test]
+    fn fhir_submit_sends_the_submit_scenarios_request() {
+        let (head, tail) = pas_mri_halves().expect("the example Bundle");
+        let id = format!("load-{}-15-123456", uuid::Uuid::now_v7().simple());
+        let bundle: serde_json::Value =
+            serde_json::from_str(&format!("{head}{id}{tail}")).expect("JSON");
+        let fhir = carepath_fhir::pas::request::submission(&bundle)
+            .expect("a valid PAS request")
+            .request;
+        let grpc = carepath_server::precert::convert::submit(mri(id)).expect("a valid request");
+        assert_eq!(fhir, grpc);
     }
 }
 
