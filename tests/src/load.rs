@@ -361,26 +361,6 @@ impl Scenario {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Both doors' scenarios ask for the same thing: the FHIR Bundle maps to the very
-    /// command the gRPC request converts to.
-    #[test]
-    fn fhir_submit_sends_the_submit_scenarios_request() {
-        let (head, tail) = pas_mri_halves().expect("the example Bundle");
-        let id = format!("load-{}-15-123456", uuid::Uuid::now_v7().simple());
-        let bundle: serde_json::Value =
-            serde_json::from_str(&format!("{head}{id}{tail}")).expect("JSON");
-        let fhir = carepath_fhir::pas::request::submission(&bundle)
-            .expect("a valid PAS request")
-            .request;
-        let grpc = carepath_server::precert::convert::submit(mri(id)).expect("a valid request");
-        assert_eq!(fhir, grpc);
-    }
-}
-
 /// The demo imaging centre (its notices go to the portal).
 pub const IMAGING: &str = "1184649790";
 const ONCOLOGIST: &str = "1381083801";
@@ -445,4 +425,24 @@ fn tchp_plan() -> carepath_proto::oncology::v1::TreatmentPlan {
     let plan =
         adopt_alternative(&Catalogue::shipped(), &base, "tchp").expect("tchp is in the catalogue");
     carepath_server::oncology::plan_to_proto(&plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both doors' scenarios ask for the same thing: the FHIR Bundle maps to the very
+    /// command the gRPC request converts to.
+    #[test]
+    fn fhir_submit_sends_the_submit_scenarios_request() {
+        let (head, tail) = pas_mri_halves().expect("the example Bundle");
+        let id = format!("load-{}-15-123456", uuid::Uuid::now_v7().simple());
+        let bundle: serde_json::Value =
+            serde_json::from_str(&format!("{head}{id}{tail}")).expect("JSON");
+        let fhir = carepath_fhir::pas::request::submission(&bundle)
+            .expect("a valid PAS request")
+            .request;
+        let grpc = carepath_server::precert::convert::submit(mri(id)).expect("a valid request");
+        assert_eq!(fhir, grpc);
+    }
 }
