@@ -1,5 +1,8 @@
-//! Load scenarios for `carepath-loadgen`: each is one kind of call, made with a token
-//! minted from the server's own signing key.
+//! Load scenarios for `carepath-loadgen`: each is one kind of call. The gRPC ones use
+//! tokens minted from the server's own signing key; the FHIR one uses an access token
+//! the FHIR API grants a registered client.
+
+use std::path::PathBuf;
 
 use carepath_cli::{DbArgs, KeyArgs, authenticator};
 use carepath_core::{Actor, Role};
@@ -27,6 +30,207 @@ pub enum ScenarioKind {
     /// `PrecertService/CheckRequirement`: the MRI line of [`mri`] checked for the
     /// member (the rule found in memory, the parties read, the check audited).
     Check,
+    /// FHIR `POST /fhir/Claim/$submit` over HTTP/1.1: the MRI of [`mri`] as a PAS
+    /// request Bundle, approved at once (reviewAction A1).
+    FhirSubmit,
+}
+
+/// Where and as which registered client the `fhir-submit` scenario calls the FHIR API.
+#[derive(Debug, Clone)]
+pub struct FhirTarget {
+    /// The FHIR API's address (`127.0.0.1:8080`), reached over plain HTTP.
+    pub addr: String,
+    /// The registered client's id (its assertions' iss and sub, and the key id).
+    pub client_id: String,
+    /// The client's private key (PKCS#8 PEM), to sign the assertion.
+    pub key: PathBuf,
+    /// Connections kept open for reuse: the calls in flight at once.
+    pub pool: usize,
+}
+
+/// The scope asked for: `$submit` needs Claim create.
+const FHIR_SCOPE: &str = "system/Claim.cr";
+
+/// The FHIR side of a scenario: one keep-alive client shared by every worker, and the
+/// request Bundle cut around its Claim identifier so each call only joins strings.
+#[derive(Debug)]
+struct Fhir {
+    client: reqwest::Client,
+    submit_url: String,
+    token: String,
+    /// The Bundle's JSON up to the Claim identifier's value.
+    head: String,
+    /// The Bundle's JSON after the Claim identifier's value.
+    tail: String,
+}
+
+/// Stands in for the Claim identifier's value while the Bundle is cut in two.
+const REQUEST_ID_MARK: &str = "@request-id@";
+
+impl Fhir {
+    async fn connect(
+        target: &FhirTarget,
+        seconds: u64,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(target.pool.max(1))
+            .build()?;
+        let base = format!("http://{}", target.addr);
+        let configuration: serde_json::Value = client
+            .get(format!("{base}/fhir/.well-known/smart-configuration"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let token_endpoint = configuration["token_endpoint"]
+            .as_str()
+            .ok_or("smart-configuration has no token_endpoint")?;
+        let key = std::fs::read(&target.key)
+            .map_err(|e| format!("reading {}: {e}", target.key.display()))?;
+        let assertion = carepath_app::smart::client::sign_assertion(
+            &key,
+            &target.client_id,
+            &target.client_id,
+            token_endpoint,
+            chrono::Utc::now(),
+            chrono::Duration::minutes(1),
+        )?;
+        let response = client
+            .post(token_endpoint)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", assertion.as_str()),
+                ("scope", FHIR_SCOPE),
+            ])
+            .send()
+            .await?;
+        let status = response.status();
+        let grant: serde_json::Value = response.json().await?;
+        if !status.is_success() {
+            return Err(format!("token endpoint answered {status}: {grant}").into());
+        }
+        let token = grant["access_token"]
+            .as_str()
+            .ok_or("the token answer has no access_token")?
+            .to_owned();
+        // One token serves the whole run: it must outlive it, with a margin.
+        let lifetime = grant["expires_in"].as_u64().unwrap_or(0);
+        if lifetime < seconds + 10 {
+            return Err(format!(
+                "the access token lives {lifetime} s, too short for a {seconds} s run"
+            )
+            .into());
+        }
+        let (head, tail) = pas_mri_halves()?;
+        Ok(Fhir {
+            client,
+            submit_url: format!("{base}/fhir/Claim/$submit"),
+            token,
+            head,
+            tail,
+        })
+    }
+
+    /// Submits the Bundle as request `request_id`; anything but 200 with an approved
+    /// item is an error, overload answers (503, 429) mapped as the gRPC door maps them.
+    async fn submit(&self, request_id: &str) -> Result<(), tonic::Status> {
+        let body = format!("{}{request_id}{}", self.head, self.tail);
+        let response = self
+            .client
+            .post(&self.submit_url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/fhir+json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+        match status {
+            reqwest::StatusCode::OK => {}
+            reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                return Err(tonic::Status::unavailable("HTTP 503"));
+            }
+            reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                return Err(tonic::Status::resource_exhausted("HTTP 429"));
+            }
+            other => {
+                return Err(tonic::Status::unknown(format!(
+                    "HTTP {other}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+                )));
+            }
+        }
+        const APPROVED: &[u8] = br#""code":"A1""#;
+        if bytes.windows(APPROVED.len()).any(|w| w == APPROVED) {
+            Ok(())
+        } else {
+            Err(tonic::Status::unknown("200 without reviewAction A1"))
+        }
+    }
+}
+
+/// The JSON of [`pas_mri_bundle`] before and after its Claim identifier's value.
+fn pas_mri_halves() -> Result<(String, String), Box<dyn std::error::Error>> {
+    let text = pas_mri_bundle()?.to_string();
+    let (head, tail) = text
+        .split_once(REQUEST_ID_MARK)
+        .ok_or("the request Bundle lost its identifier mark")?;
+    Ok((head.to_owned(), tail.to_owned()))
+}
+
+/// The PAS request Bundle shipped as the FHIR door's example, made the same request as
+/// [`mri`]: its date of service two weeks from today, its record `note-1`, and its Claim
+/// identifier [`REQUEST_ID_MARK`].
+fn pas_mri_bundle() -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let mut bundle: serde_json::Value = serde_json::from_str(include_str!(
+        "../../crates/carepath-fhir/examples/pas-mri-approved.json"
+    ))?;
+    let date_of_service = chrono::Utc::now().date_naive() + chrono::Duration::days(14);
+    let entries = bundle["entry"]
+        .as_array_mut()
+        .ok_or("the example Bundle has no entries")?;
+    for entry in entries {
+        let kind = entry["resource"]["resourceType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let resource = &mut entry["resource"];
+        match kind.as_str() {
+            "Claim" => {
+                resource["identifier"][0]["value"] = REQUEST_ID_MARK.into();
+                resource["item"][0]["servicedDate"] =
+                    date_of_service.format("%Y-%m-%d").to_string().into();
+                for info in resource["supportingInfo"]
+                    .as_array_mut()
+                    .ok_or("the example Claim has no supportingInfo")?
+                {
+                    if info["valueReference"]["reference"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("DocumentReference/"))
+                    {
+                        info["valueReference"]["reference"] = "DocumentReference/note-1".into();
+                    }
+                }
+            }
+            "DocumentReference" => {
+                resource["id"] = "note-1".into();
+                entry["fullUrl"] = "http://provider.example/fhir/DocumentReference/note-1".into();
+            }
+            _ => {}
+        }
+    }
+    Ok(bundle)
 }
 
 /// A connected scenario, cheap to share between tasks.
@@ -40,6 +244,8 @@ pub struct Scenario {
     /// Distinguishes request ids between runs against the same database.
     run: String,
     tchp: carepath_proto::oncology::v1::TreatmentPlan,
+    /// Set for [`ScenarioKind::FhirSubmit`] only.
+    fhir: Option<Fhir>,
 }
 
 fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
@@ -52,11 +258,23 @@ fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
 }
 
 impl Scenario {
+    /// Connects to the gRPC server at `addr` (whose database `database_url` holds the
+    /// signing key) and, for [`ScenarioKind::FhirSubmit`], gets an access token from the
+    /// FHIR API of `fhir` that lasts a run of `seconds`.
     pub async fn connect(
         kind: ScenarioKind,
         addr: &str,
         database_url: &str,
+        fhir: Option<&FhirTarget>,
+        seconds: u64,
     ) -> Result<Self, Box<dyn std::error::Error>> {
+        let fhir = match (kind, fhir) {
+            (ScenarioKind::FhirSubmit, Some(target)) => Some(Fhir::connect(target, seconds).await?),
+            (ScenarioKind::FhirSubmit, None) => {
+                return Err("fhir-submit needs the FHIR client id and key".into());
+            }
+            _ => None,
+        };
         let channel = Channel::from_shared(format!("http://{addr}"))?
             .connect()
             .await?;
@@ -81,6 +299,7 @@ impl Scenario {
             oncologist,
             run: uuid::Uuid::now_v7().simple().to_string(),
             tchp: tchp_plan(),
+            fhir,
         })
     }
 
@@ -132,6 +351,10 @@ impl Scenario {
                 client
                     .submit_plan(bearer(&self.oncologist, request))
                     .await?;
+            }
+            ScenarioKind::FhirSubmit => {
+                let fhir = self.fhir.as_ref().expect("connected with a FHIR target");
+                fhir.submit(&request_id).await?;
             }
         }
         Ok(())
@@ -202,4 +425,24 @@ fn tchp_plan() -> carepath_proto::oncology::v1::TreatmentPlan {
     let plan =
         adopt_alternative(&Catalogue::shipped(), &base, "tchp").expect("tchp is in the catalogue");
     carepath_server::oncology::plan_to_proto(&plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both doors' scenarios ask for the same thing: the FHIR Bundle maps to the very
+    /// command the gRPC request converts to.
+    #[test]
+    fn fhir_submit_sends_the_submit_scenarios_request() {
+        let (head, tail) = pas_mri_halves().expect("the example Bundle");
+        let id = format!("load-{}-15-123456", uuid::Uuid::now_v7().simple());
+        let bundle: serde_json::Value =
+            serde_json::from_str(&format!("{head}{id}{tail}")).expect("JSON");
+        let fhir = carepath_fhir::pas::request::submission(&bundle)
+            .expect("a valid PAS request")
+            .request;
+        let grpc = carepath_server::precert::convert::submit(mri(id)).expect("a valid request");
+        assert_eq!(fhir, grpc);
+    }
 }

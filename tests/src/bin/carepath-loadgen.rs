@@ -1,7 +1,8 @@
-//! `carepath-loadgen`: drives a running carepath server over gRPC and reports requests
-//! per second and latency percentiles, closed-loop (fixed concurrency) or open-loop
-//! (fixed offered rate). Calls the server refuses for overload (UNAVAILABLE) or for the
-//! caller's rate limit (RESOURCE_EXHAUSTED) are counted apart from errors, and a health
+//! `carepath-loadgen`: drives a running carepath server over gRPC (or its FHIR API over
+//! HTTP, for `fhir-submit`) and reports requests per second and latency percentiles, closed-loop (fixed concurrency) or open-loop
+//! (fixed offered rate). Calls the server refuses for overload (UNAVAILABLE, HTTP 503) or
+//! for the caller's rate limit (RESOURCE_EXHAUSTED, HTTP 429) are counted apart from
+//! errors, and a health
 //! check runs on its own connection throughout, so its latency under load is measured
 //! too. Bounded in count and time; targets loopback only.
 
@@ -13,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use carepath_tests::load::{Scenario, ScenarioKind};
+use carepath_tests::load::{FhirTarget, Scenario, ScenarioKind};
 use clap::Parser;
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{
@@ -55,6 +56,16 @@ struct Args {
         default_value = "sqlite://carepath.db"
     )]
     database_url: String,
+    /// FHIR API address, for `fhir-submit`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    fhir_addr: String,
+    /// Registered FHIR client id (also its key id), for `fhir-submit`: the loadgen
+    /// exchanges a signed assertion for an access token that lasts the run.
+    #[arg(long)]
+    fhir_client_id: Option<String>,
+    /// The FHIR client's private key (PKCS#8 PEM), for `fhir-submit`.
+    #[arg(long)]
+    fhir_key: Option<std::path::PathBuf>,
 }
 
 /// Outcomes of the calls made, by kind.
@@ -69,6 +80,8 @@ struct Tally {
     shed: AtomicU64,
     /// Refused at once: the caller was over its rate limit (RESOURCE_EXHAUSTED).
     throttled: AtomicU64,
+    /// The first error's message, to say why errors were counted.
+    first_error: Mutex<Option<String>>,
 }
 
 impl Tally {
@@ -84,7 +97,11 @@ impl Tally {
                 return;
             }
             Err(_) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
+                if self.errors.fetch_add(1, Ordering::Relaxed) == 0
+                    && let Err(status) = &result
+                {
+                    *self.first_error.lock().expect("tally lock") = Some(status.to_string());
+                }
             }
             Ok(()) => {}
         }
@@ -144,8 +161,25 @@ async fn probe_health(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let seconds = args.seconds.min(120);
-    let scenario =
-        Arc::new(Scenario::connect(args.scenario, &args.addr, &args.database_url).await?);
+    let fhir = match (&args.fhir_client_id, &args.fhir_key) {
+        (Some(client_id), Some(key)) => Some(FhirTarget {
+            addr: args.fhir_addr.clone(),
+            client_id: client_id.clone(),
+            key: key.clone(),
+            pool: args.concurrency,
+        }),
+        _ => None,
+    };
+    let scenario = Arc::new(
+        Scenario::connect(
+            args.scenario,
+            &args.addr,
+            &args.database_url,
+            fhir.as_ref(),
+            seconds,
+        )
+        .await?,
+    );
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let tally = Arc::new(Tally::default());
     let health = (args.health_interval_ms > 0).then(|| {
@@ -238,6 +272,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ""
             },
         );
+    }
+    if let Some(first) = tally.first_error.lock().expect("tally lock").take() {
+        eprintln!("first error: {first}");
     }
     if let Some(window_ms) = args.timeline_ms {
         print_timeline(&calls, window_ms.max(1));
