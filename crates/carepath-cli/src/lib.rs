@@ -503,11 +503,10 @@ where
     A: clap::Args + clap::FromArgMatches,
     F: Future<Output = Result<(), CliError>>,
 {
-    let command = A::augment_args(
-        clap::Command::new(name)
-            .about(about)
-            .version(env!("CARGO_PKG_VERSION")),
-    );
+    // The binary's own words, not the doc comment of its settings struct.
+    let command = A::augment_args(clap::Command::new(name))
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"));
     let args = A::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
