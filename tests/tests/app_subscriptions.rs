@@ -40,6 +40,7 @@ contract_tests!(
     decisions_after_submission_become_numbered_notifications_once,
     a_notification_is_posted_with_its_header_and_rendered_body,
     a_failing_endpoint_is_retried_then_dead,
+    with_allowed_hosts_only_their_endpoints_may_be_subscribed,
 );
 
 struct Fixture {
@@ -646,4 +647,35 @@ async fn a_failing_endpoint_is_retried_then_dead(db: &TestDb) {
     let last = f.notifications(&sub.id).await;
     assert_eq!(last[1].case_id, reviewer_case);
     assert_eq!(last[1].state, NotificationState::Delivered);
+}
+
+async fn with_allowed_hosts_only_their_endpoints_may_be_subscribed(db: &TestDb) {
+    let f = fixture(db).await;
+    let subscriptions = f
+        .subscriptions
+        .clone()
+        .with_allowed_hosts(vec!["ehr.example".into()]);
+    let provider = caller(Role::Provider, IMAGING_IN, "test:subscribe");
+    for refused in [
+        "http://127.0.0.1:9999/notify",
+        "https://evil-ehr.example/notify",
+        "https://ehr.example.attacker.test/notify",
+    ] {
+        assert_eq!(
+            fields(subscriptions.create(&provider, subscribe(refused)).await),
+            ["channel.endpoint"],
+            "{refused}"
+        );
+    }
+    let created = subscriptions
+        .create(&provider, subscribe("https://hooks.ehr.example/pas"))
+        .await
+        .expect("a subdomain of an allowed host");
+    assert_eq!(created.endpoint, "https://hooks.ehr.example/pas");
+    // Nothing was stored for the refusals.
+    let mine = subscriptions
+        .list(&provider, PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(mine.items.len(), 1);
 }

@@ -23,6 +23,11 @@ pub struct FhirArgs {
     /// `http://<the address it listens on>`.
     #[arg(long, env = "CAREPATH_FHIR_PUBLIC_URL")]
     pub fhir_public_url: Option<String>,
+    /// Hosts subscription notifications may be sent to, comma-separated (each also
+    /// covers its subdomains). Unset: any host, as for trying it out; set it in
+    /// production, so member data goes only where the plan agreed.
+    #[arg(long, env = "CAREPATH_FHIR_SUBSCRIPTION_HOSTS", value_delimiter = ',')]
+    pub fhir_subscription_hosts: Vec<String>,
 }
 
 /// Binds the FHIR door and serves it in the background until `stop`; the returned
@@ -58,7 +63,8 @@ pub async fn start(
         Precert::new(app.clone(), engine),
         &public_url,
         &limits,
-    );
+    )
+    .with_subscription_hosts(args.fhir_subscription_hosts.clone());
     Ok(tokio::spawn(async move {
         if let Err(e) = carepath_fhir::serve(door, listener, limits, stop.cancelled_owned()).await {
             tracing::error!(error = %e, "the FHIR API stopped with an error");

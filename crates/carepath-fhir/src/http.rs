@@ -96,6 +96,13 @@ pub struct FhirDoor {
 }
 
 impl FhirDoor {
+    /// Only endpoints on `hosts` (or their subdomains) may be subscribed; an empty
+    /// list allows any host.
+    pub fn with_subscription_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.subscriptions = self.subscriptions.with_allowed_hosts(hosts);
+        self
+    }
+
     /// The door over `precert` (sharing its rule engine with any other door) whose
     /// public origin is `public_url` (`http://127.0.0.1:8080`): token audiences
     /// and full URLs are written under it.

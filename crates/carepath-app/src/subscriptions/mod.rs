@@ -17,6 +17,8 @@
 pub mod delivery;
 pub mod feed;
 
+use std::sync::Arc;
+
 use carepath_core::{Invalid, Npi, Role};
 use carepath_store::{AuditOutcome, NewSubscriptionRecord, NotificationRecord, SubscriptionRecord};
 use chrono::{DateTime, Utc};
@@ -267,6 +269,22 @@ impl Notification {
 #[derive(Debug, Clone)]
 pub struct Subscriptions {
     app: App,
+    /// The hosts notifications may be sent to (each also covers its subdomains);
+    /// `None`: any host.
+    allowed_hosts: Option<Arc<[String]>>,
+}
+
+/// Whether `host` is one of `allowed` or a subdomain of one.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    allowed.iter().any(|a| {
+        let a = a.trim().trim_end_matches('.').to_ascii_lowercase();
+        !a.is_empty()
+            && (host == a
+                || host
+                    .strip_suffix(a.as_str())
+                    .is_some_and(|rest| rest.ends_with('.')))
+    })
 }
 
 /// Whether `caller` may see a subscription owned by `owner`: its provider, plan staff
@@ -290,7 +308,11 @@ fn may_end(caller: &Caller, owner: &str) -> bool {
 
 /// Checks a request to subscribe for `me`, naming each bad FHIR element; returns the
 /// endpoint and header to store.
-fn checked(new: &NewSubscription, me: &Npi) -> AppResult<(String, Option<String>)> {
+fn checked(
+    new: &NewSubscription,
+    me: &Npi,
+    allowed_hosts: Option<&[String]>,
+) -> AppResult<(String, Option<String>)> {
     let mut invalid = Invalid::new();
     if new.topic.trim() != PAS_TOPIC {
         invalid.push("criteria", format!("must be {PAS_TOPIC}"));
@@ -304,6 +326,20 @@ fn checked(new: &NewSubscription, me: &Npi) -> AppResult<(String, Option<String>
     let endpoint = new.endpoint.trim().to_owned();
     if let Err(problem) = check_endpoint(&endpoint) {
         invalid.push("channel.endpoint", problem);
+    } else if let Some(allowed) = allowed_hosts {
+        let host = reqwest::Url::parse(&endpoint)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !host_allowed(&host, allowed) {
+            invalid.push(
+                "channel.endpoint",
+                format!(
+                    "notifications are sent only to {} (and their subdomains), not to {host}",
+                    allowed.join(", ")
+                ),
+            );
+        }
     }
     let header = new
         .header
@@ -359,9 +395,20 @@ fn check_header(header: &str) -> Result<(), String> {
 }
 
 impl Subscriptions {
-    /// The use cases over `app`.
+    /// The use cases over `app`, delivering to any host.
     pub fn new(app: App) -> Self {
-        Subscriptions { app }
+        Subscriptions {
+            app,
+            allowed_hosts: None,
+        }
+    }
+
+    /// Only endpoints on `hosts` (or their subdomains) may be subscribed: the plan
+    /// decides where member data may be sent, and no subscriber can point the
+    /// server at its own network. An empty list allows any host.
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = (!hosts.is_empty()).then(|| hosts.into());
+        self
     }
 
     /// A provider subscribes to updates of its own requests. At most
@@ -372,7 +419,7 @@ impl Subscriptions {
             .actor
             .provider_npi()
             .ok_or_else(|| AppError::denied("the caller has no NPI"))?;
-        let (endpoint, header) = checked(&new, &me)?;
+        let (endpoint, header) = checked(&new, &me, self.allowed_hosts.as_deref())?;
         let record = NewSubscriptionRecord {
             id: uuid::Uuid::now_v7().to_string(),
             owner_npi: me.to_string(),
@@ -567,21 +614,32 @@ mod tests {
     }
 
     #[test]
+    fn allowed_hosts_cover_their_subdomains_only() {
+        let allowed = vec!["ehr.example".to_owned()];
+        assert!(host_allowed("ehr.example", &allowed));
+        assert!(host_allowed("hooks.EHR.example.", &allowed));
+        assert!(!host_allowed("evil-ehr.example", &allowed));
+        assert!(!host_allowed("ehr.example.evil", &allowed));
+        assert!(!host_allowed("127.0.0.1", &allowed));
+        assert!(!host_allowed("anything", &["".to_owned()]));
+    }
+
+    #[test]
     fn endpoints_must_be_absolute_http_urls() {
-        assert!(checked(&new("https://ehr.example.org/hook", None), &me()).is_ok());
-        assert!(checked(&new(" http://127.0.0.1:9000/x ", None), &me()).is_ok());
+        assert!(checked(&new("https://ehr.example.org/hook", None), &me(), None).is_ok());
+        assert!(checked(&new(" http://127.0.0.1:9000/x ", None), &me(), None).is_ok());
         for bad in [
             "",
             "ehr.example.org/hook",
             "ftp://ehr.example.org",
             "mailto:a@b.c",
         ] {
-            let err = checked(&new(bad, None), &me()).unwrap_err();
+            let err = checked(&new(bad, None), &me(), None).unwrap_err();
             assert_eq!(fields(err), ["channel.endpoint"], "{bad}");
         }
         let long = format!("https://e.org/{}", "a".repeat(MAX_ENDPOINT_CHARS));
         assert_eq!(
-            fields(checked(&new(&long, None), &me()).unwrap_err()),
+            fields(checked(&new(&long, None), &me(), None).unwrap_err()),
             ["channel.endpoint"]
         );
     }
@@ -591,6 +649,7 @@ mod tests {
         let ok = checked(
             &new("https://e.org", Some("Authorization: Bearer x")),
             &me(),
+            None,
         )
         .unwrap();
         assert_eq!(ok.1.as_deref(), Some("Authorization: Bearer x"));
@@ -600,7 +659,7 @@ mod tests {
             "Content-Type: text/plain",
             "Bad Name: v",
         ] {
-            let err = checked(&new("https://e.org", Some(bad)), &me()).unwrap_err();
+            let err = checked(&new("https://e.org", Some(bad)), &me(), None).unwrap_err();
             assert_eq!(fields(err), ["channel.header"], "{bad}");
         }
     }
@@ -611,7 +670,7 @@ mod tests {
         other.topic = "http://example.org/topic".into();
         other.filter_npi = Some(Npi::parse("1234358301").unwrap());
         assert_eq!(
-            fields(checked(&other, &me()).unwrap_err()),
+            fields(checked(&other, &me(), None).unwrap_err()),
             ["criteria", "criteria"]
         );
     }
