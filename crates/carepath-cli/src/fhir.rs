@@ -56,6 +56,8 @@ pub async fn start(
         max_body_bytes: grpc.max_message_bytes,
         max_concurrent_requests: grpc.max_concurrent_calls,
         per_caller: grpc.per_caller,
+        event_lease: grpc.event_lease,
+        background_share: grpc.background_share,
         ..HttpLimits::default()
     };
     let door = FhirDoor::new(

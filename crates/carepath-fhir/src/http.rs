@@ -23,7 +23,7 @@ use carepath_app::{
     App, Caller,
     limits::{CallerRate, KeyedLimiter},
     outbox::ConsumerOptions,
-    pacing::Pacing,
+    pacing::{CallsInProgress, Pacing},
     precert::{ListCases, Precert},
     smart::{Access, Smart, TokenError, TokenRequest},
     subscriptions::{
@@ -62,6 +62,11 @@ pub struct HttpLimits {
     /// Token requests one network address may make: the token endpoint answers
     /// callers it does not know yet, and audits each refusal.
     pub token_requests_per_peer: CallerRate,
+    /// How long the subscription feed holds a claimed outbox event.
+    pub event_lease: Duration,
+    /// The share of the time the subscription feed takes while requests are in
+    /// progress (it runs flat out when none is).
+    pub background_share: f64,
 }
 
 impl Default for HttpLimits {
@@ -78,6 +83,8 @@ impl Default for HttpLimits {
                 per_second: NonZeroU32::new(10).expect("non-zero"),
                 burst: NonZeroU32::new(50).expect("non-zero"),
             },
+            event_lease: ConsumerOptions::default().lease,
+            background_share: 0.25,
         }
     }
 }
@@ -623,14 +630,38 @@ async fn not_found() -> Response {
     .into_response()
 }
 
+/// The door's requests in progress: a slot each, taken without waiting.
+#[derive(Debug, Clone)]
+struct Slots {
+    free: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Slots {
+    fn new(limit: usize) -> Self {
+        let limit = limit.max(1);
+        Slots {
+            free: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+}
+
+/// Background work gives way to the requests in progress.
+impl CallsInProgress for Slots {
+    fn in_progress(&self) -> usize {
+        self.limit.saturating_sub(self.free.available_permits())
+    }
+}
+
 /// Admits a request if one of the door's slots is free, else refuses it at once:
 /// an overloaded door stays responsive and the client backs off or goes elsewhere.
 async fn admit(
-    State(slots): State<Arc<Semaphore>>,
+    State(slots): State<Slots>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match slots.try_acquire_owned() {
+    match slots.free.try_acquire_owned() {
         Ok(_slot) => next.run(request).await,
         Err(_) => Failure {
             retry_after: Some(Duration::from_secs(1)),
@@ -646,6 +677,10 @@ async fn admit(
 
 /// The FHIR door's routes under `/fhir` and the token endpoint at `/auth/token`.
 pub fn router(door: FhirDoor, limits: HttpLimits) -> Router {
+    routes(door, limits, Slots::new(limits.max_concurrent_requests))
+}
+
+fn routes(door: FhirDoor, limits: HttpLimits, slots: Slots) -> Router {
     Router::new()
         .route("/fhir/metadata", get(metadata))
         .route(
@@ -666,10 +701,7 @@ pub fn router(door: FhirDoor, limits: HttpLimits) -> Router {
         .fallback(not_found)
         .with_state(door)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
-            admit,
-        ))
+        .layer(axum::middleware::from_fn_with_state(slots, admit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout,
@@ -711,12 +743,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let background = CancellationToken::new();
+    let slots = Slots::new(limits.max_concurrent_requests);
     let feed = tokio::spawn(carepath_app::outbox::run_consumer(
         door.app.store.clone(),
         door.app.clock.clone(),
         Arc::new(SubscriptionFeed::new(&door.app)),
-        ConsumerOptions::default(),
-        Pacing::flat_out(),
+        ConsumerOptions {
+            lease: limits.event_lease,
+            ..ConsumerOptions::default()
+        },
+        Pacing::behind(Arc::new(slots.clone()), limits.background_share),
         background.clone(),
     ));
     let deliveries = tokio::spawn(run_deliveries(
@@ -726,7 +762,7 @@ pub async fn serve(
         background.clone(),
     ));
     let limiters = tokio::spawn(forget_idle_callers(door.clone(), background.clone()));
-    let app = router(door, limits).into_make_service_with_connect_info::<SocketAddr>();
+    let app = routes(door, limits, slots).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
