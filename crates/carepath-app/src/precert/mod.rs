@@ -177,14 +177,24 @@ impl Precert {
     }
 
     /// The case a requester filed under its own request id: `requesting` is the
-    /// requester's NPI, `request_id` the id it gave the request. A caller who may not
-    /// see it, or a request never filed, gets the same audited NOT_FOUND.
+    /// requester's NPI (`None`: the calling provider's own), `request_id` the id it
+    /// gave the request. A caller who may not see it, or a request never filed, gets
+    /// the same audited NOT_FOUND.
     pub async fn find_request(
         &self,
         caller: &Caller,
-        requesting: &Npi,
+        requesting: Option<&Npi>,
         request_id: &str,
     ) -> AppResult<CaseView> {
+        let requesting = match requesting {
+            Some(npi) => npi.clone(),
+            None => caller.actor.provider_npi().ok_or_else(|| {
+                AppError::field(
+                    "requesting_provider_npi",
+                    "name the provider who made the request (its NPI)",
+                )
+            })?,
+        };
         let key = format!("{requesting}:{request_id}");
         match self.app.store.case_by_request_key(&key).await? {
             Some(record) => self.get_case(caller, &record.id).await,
