@@ -391,6 +391,7 @@ pub fn mri(request_id: String) -> SubmitRequest {
             id: "note-1".into(),
             document: "clinical_notes".into(),
         }],
+        coverage_assertions: Vec::new(),
     }
 }
 

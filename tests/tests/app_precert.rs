@@ -68,6 +68,7 @@ fn mri(request_id: &str, answers: Vec<(&str, Answer)>) -> SubmitRequest {
             id: "rec-1".into(),
             document: "clinical_notes".into(),
         }],
+        coverage_assertions: Vec::new(),
     }
 }
 

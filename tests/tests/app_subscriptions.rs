@@ -117,6 +117,7 @@ fn pended_mri(request_id: &str) -> SubmitRequest {
             id: "rec-1".into(),
             document: "clinical_notes".into(),
         }],
+        coverage_assertions: Vec::new(),
     }
 }
 

@@ -84,6 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     id: "note-1".into(),
                     document: "clinical_notes".into(),
                 }],
+                coverage_assertions: Vec::new(),
             },
         )
         .await?;

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use crate::codes;
 
 /// The scopes a client may be granted.
-pub const SCOPES: [&str; 8] = [
+pub const SCOPES: [&str; 9] = [
     "system/Claim.c",
     "system/Claim.r",
     "system/Claim.cr",
@@ -14,6 +14,7 @@ pub const SCOPES: [&str; 8] = [
     "system/Subscription.c",
     "system/Subscription.r",
     "system/Subscription.crd",
+    "system/Questionnaire.r",
 ];
 
 /// The token endpoint under the server's public origin.
@@ -52,6 +53,8 @@ pub fn capability_statement(public_url: &str, software_version: &str) -> Value {
         "implementationGuide": [
             format!("{}/ImplementationGuide/hl7.fhir.us.davinci-pas", codes::PAS),
             "http://hl7.org/fhir/uv/subscriptions-backport/ImplementationGuide/hl7.fhir.uv.subscriptions-backport",
+            "http://hl7.org/fhir/us/davinci-dtr/ImplementationGuide/hl7.fhir.us.davinci-dtr",
+            "http://hl7.org/fhir/us/davinci-crd/ImplementationGuide/hl7.fhir.us.davinci-crd",
         ],
         "rest": [{
             "mode": "server",
@@ -87,6 +90,16 @@ pub fn capability_statement(public_url: &str, software_version: &str) -> Value {
                         "name": "identifier",
                         "type": "token",
                         "documentation": "The Claim's identifier of the request ([system|]value); a provider finds its own requests only.",
+                    }],
+                },
+                {
+                    "type": "Questionnaire",
+                    "supportedProfile": [codes::PROFILE_DTR_QUESTIONNAIRE],
+                    "interaction": [{"code": "read"}],
+                    "operation": [{
+                        "name": "questionnaire-package",
+                        "definition": "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package",
+                        "documentation": "The Questionnaires the orders' coverage information (from the CDS Hooks services at /cds-services) or the canonicals asked for call for.",
                     }],
                 },
                 {

@@ -48,6 +48,10 @@ pub const PROFILE_INQUIRY_RESPONSE: &str =
 /// The review-action extension of an adjudication.
 pub const EXT_REVIEW_ACTION: &str =
     "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewAction";
+/// The order (ServiceRequest, DeviceRequest, MedicationRequest) a Claim item asks
+/// for.
+pub const EXT_REQUESTED_SERVICE: &str =
+    "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-requestedService";
 /// An item's authorization period.
 pub const EXT_ITEM_PREAUTH_PERIOD: &str =
     "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-itemPreAuthPeriod";
@@ -76,3 +80,23 @@ pub const BACKPORT_SUBSCRIPTION: &str =
 pub const BACKPORT_STATUS: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4";
 /// Backport: profile of a notification Bundle.
 pub const BACKPORT_NOTIFICATION: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-notification-r4";
+
+/// Da Vinci CRD: the coverage-information extension on an order.
+pub const EXT_COVERAGE_INFORMATION: &str =
+    "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information";
+/// Da Vinci CRD: reasons for a coverage assertion (gold-card, auth-out-network) and
+/// card types (a card's `source.topic`, coverage-info).
+pub const CRD_TEMP: &str = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp";
+/// Da Vinci DTR: profile of a Questionnaire.
+pub const PROFILE_DTR_QUESTIONNAIRE: &str =
+    "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire";
+/// Da Vinci DTR: profile of a QuestionnaireResponse.
+pub const PROFILE_DTR_RESPONSE: &str =
+    "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaireresponse";
+/// Da Vinci DTR: a QuestionnaireResponse's context (the order and coverage it is for).
+pub const EXT_DTR_CONTEXT: &str =
+    "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/qr-context";
+/// carepath's precertification rules (a Questionnaire's code).
+pub const CAREPATH_RULE: &str = "urn:carepath:precert-rule";
+/// carepath's choices of a code question (a question's `options`).
+pub const CAREPATH_ANSWER: &str = "urn:carepath:precert-answer";

@@ -24,7 +24,7 @@ use carepath_app::{
     limits::{CallerRate, KeyedLimiter},
     outbox::ConsumerOptions,
     pacing::{CallsInProgress, Pacing},
-    precert::{ListCases, Precert},
+    precert::{FormRequest, ListCases, Precert},
     smart::{Access, Smart, TokenError, TokenRequest},
     subscriptions::{
         DeliveryOptions, SubscriptionFeed, SubscriptionState, Subscriptions, run_deliveries,
@@ -38,6 +38,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     capability, codes,
+    crd::{self, CallError},
+    dtr,
     outcome::Failure,
     pas::{self, FieldMap},
     subscription::{self, FhirNotifications},
@@ -132,6 +134,19 @@ impl FhirDoor {
         format!("{}/fhir", self.public_url)
     }
 
+    /// Refuses a caller over its rate limit.
+    fn within_rate(&self, actor: &Actor) -> Result<(), Failure> {
+        if let Some(callers) = &self.callers
+            && let Err(wait) = callers.check(actor)
+        {
+            return Err(Failure::throttled(
+                wait,
+                "this caller is over its rate limit",
+            ));
+        }
+        Ok(())
+    }
+
     /// The caller a request's bearer token names, if the token is good and grants
     /// `access` to `resource`.
     fn caller(
@@ -149,14 +164,7 @@ impl FhirDoor {
             .auth
             .authenticate_scoped(header, self.app.now())
             .map_err(|e| Failure::new(StatusCode::UNAUTHORIZED, "login", e.to_string()))?;
-        if let Some(callers) = &self.callers
-            && let Err(wait) = callers.check(&actor)
-        {
-            return Err(Failure::throttled(
-                wait,
-                "this caller is over its rate limit",
-            ));
-        }
+        self.within_rate(&actor)?;
         if !scopes.allows(resource, access) {
             return Err(Failure::new(
                 StatusCode::FORBIDDEN,
@@ -610,6 +618,161 @@ async fn subscription_status(
     Ok(fhir(StatusCode::OK, &bundle))
 }
 
+/// A JSON answer (CDS Hooks speaks plain JSON).
+fn plain_json(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn cds_discovery() -> Response {
+    plain_json(StatusCode::OK, &crd::discovery())
+}
+
+/// A CDS Hooks call to one coverage requirements service: authenticated by the
+/// client's signed JWT, read, asserted by the application, answered with cards and
+/// the orders updated with their coverage information.
+async fn cds_service(
+    State(door): State<FhirDoor>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, Failure> {
+    let Some(hook) = crd::hook_of(&service) else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no CDS service {service:?}: see /cds-services"),
+        ));
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let service_url = format!("{}/cds-services/{service}", door.public_url);
+    let client = door
+        .smart
+        .authenticate_hook(authorization, &service_url)
+        .await
+        .map_err(|e| match e {
+            TokenError::Internal(_) => Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                e.description(),
+            ),
+            _ => Failure::new(StatusCode::UNAUTHORIZED, "login", e.description()),
+        })?;
+    door.within_rate(&client.actor)?;
+    let caller = Caller::new(client.actor, format!("cds-hooks/{hook}"));
+    let call: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "structure",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let caller_npi = caller.actor.provider_npi().ok_or_else(|| {
+        Failure::new(StatusCode::FORBIDDEN, "forbidden", "CDS clients act for a provider")
+    })?;
+    let read = match crd::read_call(hook, &call, &caller_npi, door.app.now().date_naive()) {
+        Ok(read) => read,
+        Err(CallError::Invalid(invalid)) => {
+            return Err(Failure::invalid(StatusCode::BAD_REQUEST, &invalid));
+        }
+        Err(CallError::Prefetch(what)) => {
+            return Err(Failure::new(StatusCode::PRECONDITION_FAILED, "required", what));
+        }
+        Err(CallError::UnknownMember(why)) => {
+            return Ok(plain_json(StatusCode::OK, &crd::unknown_member(&why)));
+        }
+    };
+    let Some(request) = read.request.clone() else {
+        return Ok(plain_json(StatusCode::OK, &crd::response(&read, &[], &door.base())));
+    };
+    match door.precert.assert_coverage(&caller, request).await {
+        Ok(assertions) => Ok(plain_json(
+            StatusCode::OK,
+            &crd::response(&read, &assertions, &door.base()),
+        )),
+        Err(carepath_app::AppError::Invalid(invalid)) => Ok(plain_json(
+            StatusCode::OK,
+            &crd::problems(&invalid, &read.fields),
+        )),
+        Err(carepath_app::AppError::FailedPrecondition(why)) => Ok(plain_json(
+            StatusCode::OK,
+            &crd::notice("warning", "carepath cannot tell what these orders need", &why),
+        )),
+        Err(e) => Err(Failure::of_app(&e, &read.fields)),
+    }
+}
+
+/// `$questionnaire-package`: the Questionnaires the orders' coverage information (or
+/// the canonicals asked for) call for, each in a Bundle with a draft response.
+async fn questionnaire_package(
+    State(door): State<FhirDoor>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, Failure> {
+    let caller = door.caller(
+        &headers,
+        "Questionnaire",
+        Access::Read,
+        "fhir.Questionnaire.questionnaire-package",
+    )?;
+    let parameters = body(&headers, &bytes)?;
+    let (request, fields) =
+        dtr::form_request(&parameters).map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
+    let forms = door
+        .precert
+        .forms(&caller, request)
+        .await
+        .map_err(|e| Failure::of_app(&e, &fields))?;
+    Ok(fhir(StatusCode::OK, &dtr::package(&forms, &door.base())))
+}
+
+/// Reads one Questionnaire (`{rule}-{list version}`).
+async fn read_questionnaire(
+    State(door): State<FhirDoor>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let caller = door.caller(
+        &headers,
+        "Questionnaire",
+        Access::Read,
+        "fhir.Questionnaire.read",
+    )?;
+    let not_found = || {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no Questionnaire {id}"),
+        )
+    };
+    let (rule, version) = dtr::parse_questionnaire_id(&id).ok_or_else(not_found)?;
+    let forms = door
+        .precert
+        .forms(
+            &caller,
+            FormRequest {
+                assertions: Vec::new(),
+                rules: vec![(rule, Some(version))],
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            carepath_app::AppError::Invalid(_) => not_found(),
+            e => Failure::of_app(&e, &FieldMap::new("Questionnaire")),
+        })?;
+    let form = forms.first().ok_or_else(not_found)?;
+    Ok(fhir(
+        StatusCode::OK,
+        &dtr::questionnaire(&form.form, &door.base()),
+    ))
+}
+
 async fn not_found() -> Response {
     Failure::new(
         StatusCode::NOT_FOUND,
@@ -687,6 +850,13 @@ fn routes(door: FhirDoor, limits: HttpLimits, slots: Slots) -> Router {
             get(read_subscription).delete(delete_subscription),
         )
         .route("/fhir/Subscription/{id}/$status", get(subscription_status))
+        .route(
+            "/fhir/Questionnaire/$questionnaire-package",
+            post(questionnaire_package),
+        )
+        .route("/fhir/Questionnaire/{id}", get(read_questionnaire))
+        .route("/cds-services", get(cds_discovery))
+        .route("/cds-services/{service}", post(cds_service))
         .fallback(not_found)
         .with_state(door)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))

@@ -148,6 +148,25 @@ impl<'a> Entries<'a> {
     }
 
     /// The resources of `resource_type`, in bundle order.
+    /// The resources of several values, each a resource or a Bundle of them (the
+    /// prefetched data of a CDS Hooks call).
+    pub fn of_all(values: impl IntoIterator<Item = &'a Value>) -> Self {
+        let mut entries = Vec::new();
+        for value in values {
+            match value.get("resourceType").and_then(Value::as_str) {
+                Some("Bundle") => entries.extend(Entries::of(value).entries),
+                Some(_) => entries.push((None, value)),
+                None => {}
+            }
+        }
+        Entries { entries }
+    }
+
+    /// Every resource, in order.
+    pub fn resources(&self) -> impl Iterator<Item = &'a Value> + '_ {
+        self.entries.iter().map(|(_, r)| *r)
+    }
+
     pub fn of_type(&self, resource_type: &str) -> Vec<&'a Value> {
         self.entries
             .iter()

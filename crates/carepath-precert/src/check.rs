@@ -5,10 +5,11 @@
 //! goes through the list's index, so a check costs a binary search and a look at the
 //! few rules covering the code.
 
-use carepath_core::{Icd10Code, NetworkStatus, Plan, ProviderKind, ServiceCode, Setting};
+use carepath_core::{Icd10Code, NetworkStatus, Npi, Plan, ProviderKind, ServiceCode, Setting};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::goldcard::{Exemption, GoldCards};
 use crate::index::Candidate;
 use crate::load::{RuleBook, union_documents};
 use crate::rules::{
@@ -126,6 +127,26 @@ impl<'a> Check<'a> {
                 &rule.questions
             }
             _ => &[],
+        }
+    }
+
+    /// The gold-card exemption of `npi` that lets a request for this service be
+    /// approved without review: when precertification is required here, the deciding
+    /// rule admits gold cards, and `npi` holds one for the rule's category.
+    pub fn gold_card_exemption<'g>(
+        &self,
+        gold_cards: &'g GoldCards,
+        npi: &Npi,
+    ) -> Option<&'g Exemption> {
+        match self.rule {
+            Some(rule)
+                if self.requirement == Requirement::Required
+                    && rule.program.is_none()
+                    && rule.gold_card =>
+            {
+                gold_cards.exemption_for(npi, rule.category)
+            }
+            _ => None,
         }
     }
 

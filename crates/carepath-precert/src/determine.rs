@@ -59,6 +59,10 @@ pub struct Submission {
     pub answers: BTreeMap<String, Answer>,
     #[serde(default)]
     pub records: Vec<RecordRef>,
+    /// The coverage assertions (given when the services were ordered) this request
+    /// follows, as the requester cites them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverage_assertions: Vec<String>,
 }
 
 /// Why a request could not be determined at all.
@@ -448,9 +452,8 @@ fn line_outcome(
             reviewer_specialty: rule.reviewer_specialty.clone(),
         });
     }
-    if rule.gold_card
-        && let Some(exemption) =
-            gold_cards.exemption_for(&submission.requesting_provider.npi, rule.category)
+    if let Some(exemption) =
+        check.gold_card_exemption(gold_cards, &submission.requesting_provider.npi)
     {
         return LineOutcome::Approved {
             basis: ApprovalBasis::GoldCard {
@@ -464,7 +467,7 @@ fn line_outcome(
         questions: rule
             .questions
             .iter()
-            .filter(|q| !submission.answers.contains_key(&q.id))
+            .filter(|q| !submission.answers.contains_key(&q.id) && q.asked(&submission.answers))
             .map(|q| MissingQuestion {
                 id: q.id.clone(),
                 text: q.text.clone(),

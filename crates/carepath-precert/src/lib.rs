@@ -12,6 +12,7 @@
 //! - Determination: [`determine`] → [`Determination`]; automation never denies.
 //! - Workflow: [`PrecertCase`] commands → [`EventDraft`]s.
 //! - Clocks: [`decision_due`], [`information_due`], [`withdraw_after`], [`is_late`].
+//! - Forms: [`Form`], what a requester fills in for one rule (questions, documents).
 //! - Gold cards: [`goldcard::evaluate`] → [`GoldCards`].
 //! - Metrics: [`metrics::metrics`] over [`CaseSummary`].
 
@@ -19,6 +20,7 @@ mod case;
 mod check;
 mod clock;
 mod determine;
+mod form;
 pub mod goldcard;
 mod index;
 mod load;
@@ -52,12 +54,13 @@ pub use determine::{
     MAX_LINES, MAX_UNITS, Missing, MissingQuestion, PendReason, PendedFor, ProviderParty,
     RecordRef, ReviewReason, Submission, case_outcome, determine,
 };
+pub use form::Form;
 pub use goldcard::{DecisionRecord, Exemption, GoldCards};
 pub use load::{LoadError, LoadErrors, Problem, RuleBook, shipped};
 pub use metrics::CaseSummary;
 pub use rules::{
     Admission, Answer, AnswerKind, Category, CodeRange, Comparison, Criterion, Delivery,
-    DiagnosisRange, Effect, ListRef, Literal, Matcher, Op, PlanFilter, Program, Question, Rule,
+    DiagnosisRange, Effect, EnableValue, EnableWhen, ListRef, Literal, Matcher, Op, PlanFilter, Program, Question, Rule,
     RuleList, StayThreshold,
 };
 pub use synthetic::{synthetic_codes, synthetic_list};

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use crate::index::{CodeIndex, code_key, key_shape};
 use crate::rules::{
     Admission, AnswerKind, Category, CodeRange, Comparison, Criterion, Delivery, DiagnosisRange,
-    Effect, Literal, Matcher, Op, PlanFilter, Program, Question, Rule, RuleList, StayThreshold,
+    EnableValue, EnableWhen, Effect, Literal, Matcher, Op, PlanFilter, Program, Question, Rule,
+    RuleList, StayThreshold,
 };
 
 /// The shipped lists, embedded so a server needs no path to start.
@@ -197,6 +198,9 @@ struct RawQuestion {
     id: String,
     text: String,
     answer: String,
+    #[serde(default)]
+    options: Vec<String>,
+    enable_when: Option<String>,
 }
 
 /// A comparison as text, or a group.
@@ -607,14 +611,32 @@ fn build_rule(
             report.rule(name, Problem::DuplicateQuestion(q.id.clone()));
             continue;
         }
-        match AnswerKind::parse(&q.answer) {
-            Ok(answer) => questions.push(Question {
-                id: q.id,
-                text: q.text,
-                answer,
-            }),
-            Err(e) => report.rule(name, bad(format!("questions.{}.answer", q.id), e)),
-        }
+        let answer = match AnswerKind::parse(&q.answer) {
+            Ok(answer) => answer,
+            Err(e) => {
+                report.rule(name, bad(format!("questions.{}.answer", q.id), e));
+                continue;
+            }
+        };
+        let options = question_options(&q, answer, name, report);
+        // Only questions declared before this one can be named: no cycles.
+        let enable_when = q
+            .enable_when
+            .as_deref()
+            .and_then(|text| match enable_when(text, &questions) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    report.rule(name, bad(format!("questions.{}.enable_when", q.id), e));
+                    None
+                }
+            });
+        questions.push(Question {
+            id: q.id,
+            text: q.text,
+            answer,
+            options,
+            enable_when,
+        });
     }
     let auto_approve = raw
         .auto_approve
@@ -735,6 +757,74 @@ fn criterion(
             })
         }
     }
+}
+
+/// Most options a code question lists.
+pub const MAX_QUESTION_OPTIONS: usize = 50;
+
+/// The options of a code question: distinct, non-blank, only on code questions.
+fn question_options(
+    q: &RawQuestion,
+    answer: AnswerKind,
+    rule: &str,
+    report: &mut Report<'_>,
+) -> Vec<String> {
+    let field = format!("questions.{}.options", q.id);
+    if q.options.is_empty() {
+        return Vec::new();
+    }
+    if answer != AnswerKind::Code {
+        report.rule(rule, bad(field, "only code questions list options"));
+        return Vec::new();
+    }
+    if q.options.len() > MAX_QUESTION_OPTIONS {
+        report.rule(
+            rule,
+            bad(field, format!("at most {MAX_QUESTION_OPTIONS} options")),
+        );
+        return Vec::new();
+    }
+    let mut seen = BTreeSet::new();
+    for option in &q.options {
+        if option.trim().is_empty() || !seen.insert(option.trim().to_lowercase()) {
+            report.rule(
+                rule,
+                bad(field, format!("{option:?} is blank or listed twice")),
+            );
+            return Vec::new();
+        }
+    }
+    q.options.clone()
+}
+
+/// Parses an `enable_when` condition: `question == value` or `question != value` over
+/// one of `earlier`, a yes/no, text or code question.
+fn enable_when(text: &str, earlier: &[Question]) -> Result<EnableWhen, String> {
+    let comparison = parse_comparison(text, earlier).map_err(|p| match p {
+        Problem::UnknownQuestion(q) => {
+            format!("{q:?} is not a question declared earlier on this rule")
+        }
+        other => other.to_string(),
+    })?;
+    let equals = match comparison.op {
+        Op::Eq => true,
+        Op::Ne => false,
+        _ => return Err(format!("{text:?}: only == and != are allowed here")),
+    };
+    let value = match comparison.value {
+        Literal::Bool(b) => EnableValue::Bool(b),
+        Literal::Text(t) => EnableValue::Text(t),
+        _ => {
+            return Err(format!(
+                "{text:?}: compare with true, false or \"text\""
+            ));
+        }
+    };
+    Ok(EnableWhen {
+        question: comparison.question,
+        equals,
+        value,
+    })
 }
 
 /// Parses `question op value` and checks it against the question's answer type.
@@ -1027,6 +1117,7 @@ pub(crate) fn union_documents<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Answer;
 
     const HEADER: &str = r#"
 id = "t"
@@ -1112,6 +1203,30 @@ notes = "Clinical notes"
                 "t.toml: rule R-1: criterion \"flag ~ true\": operator must be one of",
             ),
             (
+                rule(
+                    "codes = [\"70553\"]\nquestions = [{ id = \"weeks\", text = \"Weeks\", answer = \"number\", enable_when = \"flag == true\" }, { id = \"flag\", text = \"Flag?\", answer = \"bool\" }]",
+                ),
+                "t.toml: rule R-1: questions.weeks.enable_when: \"flag\" is not a question declared earlier",
+            ),
+            (
+                rule(
+                    "codes = [\"70553\"]\nquestions = [{ id = \"weeks\", text = \"Weeks\", answer = \"number\" }, { id = \"more\", text = \"More?\", answer = \"bool\", enable_when = \"weeks >= 6\" }]",
+                ),
+                "t.toml: rule R-1: questions.more.enable_when: \"weeks >= 6\": only == and !=",
+            ),
+            (
+                rule(
+                    "codes = [\"70553\"]\nquestions = [{ id = \"flag\", text = \"Flag?\", answer = \"bool\", options = [\"yes\"] }]",
+                ),
+                "t.toml: rule R-1: questions.flag.options: only code questions list options",
+            ),
+            (
+                rule(
+                    "codes = [\"70553\"]\nquestions = [{ id = \"site\", text = \"Site?\", answer = \"code\", options = [\"home\", \"HOME\"] }]",
+                ),
+                "t.toml: rule R-1: questions.site.options: \"HOME\" is blank or listed twice",
+            ),
+            (
                 rule("codes = [\"70553\"]\ndocuments = [\"xray\"]"),
                 "t.toml: rule R-1: unknown document \"xray\"",
             ),
@@ -1155,6 +1270,33 @@ notes = "Clinical notes"
                 "expected {expected:?}, got {errs:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_question_may_depend_on_an_earlier_answer() {
+        let text = rule(
+            r#"codes = ["70553"]
+questions = [
+  { id = "flag", text = "Flag?", answer = "bool" },
+  { id = "weeks", text = "Weeks", answer = "number", enable_when = "flag == false" },
+  { id = "site", text = "Site?", answer = "code", options = ["home", "office"] },
+  { id = "why", text = "Why?", answer = "text", enable_when = 'site != "home"' },
+]"#,
+        );
+        let list = RuleList::from_toml("t.toml", &text).unwrap();
+        let q = &list.rules[0].questions;
+        assert_eq!(q[2].options, ["home", "office"]);
+        assert_eq!(q[1].enable_when.as_ref().unwrap().to_string(), "flag == false");
+        let answers = |pairs: &[(&str, Answer)]| -> BTreeMap<String, Answer> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        };
+        // Unanswered: a dependent question is not asked yet.
+        assert!(q[0].asked(&answers(&[])));
+        assert!(!q[1].asked(&answers(&[])));
+        assert!(!q[1].asked(&answers(&[("flag", Answer::Bool(true))])));
+        assert!(q[1].asked(&answers(&[("flag", Answer::Bool(false))])));
+        assert!(!q[3].asked(&answers(&[("site", Answer::Code("HOME".into()))])));
+        assert!(q[3].asked(&answers(&[("site", Answer::Code("office".into()))])));
     }
 
     #[test]

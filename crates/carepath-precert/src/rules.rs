@@ -321,6 +321,66 @@ pub struct Question {
     /// The question as shown to the requester.
     pub text: String,
     pub answer: AnswerKind,
+    /// The values a code question takes, when the list names them (offered as
+    /// choices; criteria compare against them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// Asked only when an earlier question of the rule has this answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_when: Option<EnableWhen>,
+}
+
+impl Question {
+    /// Whether the question is asked, given the answers so far: always, unless it
+    /// depends on an earlier answer that does not hold (or is not given yet).
+    pub fn asked(&self, answers: &BTreeMap<String, Answer>) -> bool {
+        self.enable_when.as_ref().is_none_or(|w| w.holds(answers))
+    }
+}
+
+/// `question == value` or `question != value`, over an earlier yes/no, text or code
+/// question of the same rule: the condition under which a question is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnableWhen {
+    /// The earlier question.
+    pub question: String,
+    /// True for `==`, false for `!=`.
+    pub equals: bool,
+    pub value: EnableValue,
+}
+
+/// The answer an [`EnableWhen`] compares with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnableValue {
+    Bool(bool),
+    /// Text or a code, compared case-insensitively.
+    Text(String),
+}
+
+impl EnableWhen {
+    /// Whether the condition holds; an unanswered question satisfies no condition.
+    pub fn holds(&self, answers: &BTreeMap<String, Answer>) -> bool {
+        let same = match (answers.get(&self.question), &self.value) {
+            (None, _) => return false,
+            (Some(Answer::Bool(a)), EnableValue::Bool(b)) => a == b,
+            (Some(Answer::Text(a) | Answer::Code(a)), EnableValue::Text(b)) => {
+                a.trim().eq_ignore_ascii_case(b.trim())
+            }
+            _ => false,
+        };
+        same == self.equals
+    }
+}
+
+impl fmt::Display for EnableWhen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = if self.equals { "==" } else { "!=" };
+        match &self.value {
+            EnableValue::Bool(b) => write!(f, "{} {op} {b}", self.question),
+            EnableValue::Text(t) => write!(f, "{} {op} \"{t}\"", self.question),
+        }
+    }
 }
 
 /// A typed answer to a clinical question.

@@ -15,6 +15,7 @@
 mod appender;
 mod audit;
 mod cases;
+mod coverage;
 mod directory;
 mod notify;
 mod oncology;
@@ -39,6 +40,7 @@ pub use audit::{
     AUDIT_CHAINS, AuditEntry, AuditOutcome, AuditQuery, AuditRecord, AuditVerification,
 };
 pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
+pub use coverage::CoverageAssertionRecord;
 pub use directory::{ImportSummary, MemberFilter, ProviderFilter, StaffFilter};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;

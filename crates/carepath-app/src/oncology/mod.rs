@@ -621,6 +621,7 @@ impl Oncology {
             urgency: f.urgency,
             answers: Default::default(),
             records: Vec::new(),
+            coverage_assertions: Vec::new(),
         };
         let specialty = treating_provider
             .specialty

@@ -9,6 +9,7 @@
 //! member, and plan staff (nurses, physician reviewers, admins) and internal
 //! services. Anyone else is told it does not exist.
 
+pub mod coverage;
 pub mod engine;
 pub mod filing;
 pub mod goldcards;
@@ -24,6 +25,9 @@ use carepath_precert::{self as precert, CaseState, Ctx, PrecertCase, WorkflowErr
 use carepath_store::{AuditOutcome, CaseFilter, CaseRecord, StoreError};
 use chrono::{DateTime, Utc};
 
+pub use coverage::{
+    CoverageAssertion, CoverageRequest, FormFor, FormRequest, OrderCheck, PriorAuth,
+};
 pub use engine::{ListOrigin, PrecertEngine};
 pub use goldcards::{GoldCard, MetricsReport, Period};
 pub use record::{RECORD_KIND, case_of, queue_of, record_of, request_id_of};

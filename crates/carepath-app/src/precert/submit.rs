@@ -54,6 +54,10 @@ pub struct SubmitRequest {
     pub answers: Vec<(String, Answer)>,
     /// Records attached, in the order sent.
     pub records: Vec<RecordRef>,
+    /// The coverage assertions given when the services were ordered, if the
+    /// requester cites them: each must be the member's, and the case is linked to
+    /// them.
+    pub coverage_assertions: Vec<String>,
 }
 
 /// The case a submission filed, or the one filed before under the same request id
@@ -244,8 +248,29 @@ impl Precert {
             urgency,
             answers,
             records,
+            coverage_assertions,
         } = req;
         may_request(&caller.actor, &member_id, Some((&requesting, &servicing)))?;
+        if coverage_assertions.len() > carepath_precert::MAX_LINES {
+            return Err(AppError::field(
+                "coverage_assertions",
+                format!("at most {} coverage assertions", carepath_precert::MAX_LINES),
+            ));
+        }
+        let mut assertions: Vec<String> = Vec::with_capacity(coverage_assertions.len());
+        for (i, id) in coverage_assertions.iter().enumerate() {
+            let field = format!("coverage_assertions[{i}]");
+            let a = self.find_assertion(caller, id, &field).await?;
+            if a.member_id != member_id {
+                return Err(AppError::field(
+                    &field,
+                    "the coverage assertion is for another member",
+                ));
+            }
+            if !assertions.contains(&a.id) {
+                assertions.push(a.id);
+            }
+        }
 
         let key = format!("{requesting}:{request_id}");
         let now = self.app.stored_now();
@@ -285,6 +310,7 @@ impl Precert {
             urgency,
             answers: answers.into_iter().collect::<BTreeMap<_, _>>(),
             records,
+            coverage_assertions: assertions.clone(),
         };
         let who = self.workflow_caller(caller).await?;
         let gold = self.engine.gold_cards();
@@ -318,6 +344,18 @@ impl Precert {
                 .await?
                 .ok_or_else(|| AppError::Internal("case vanished after conflict".into()))?;
             return self.resubmitted(caller, existing, now).await;
+        }
+        for assertion in &assertions {
+            // The request follows the assertion: the audit log links the two.
+            self.app
+                .audit(
+                    caller,
+                    super::coverage::ASSERTION_RECORD_KIND,
+                    assertion,
+                    Some(&member.id),
+                    AuditOutcome::Allowed,
+                )
+                .await?;
         }
         Ok(Submitted {
             case: CaseView {

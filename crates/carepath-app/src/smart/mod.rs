@@ -37,9 +37,9 @@ pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// The client assertion type of backend services.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Scopes the command line registers a client with when none are given: submit and
-/// inquire on claims, and manage subscriptions.
+/// inquire on claims, manage subscriptions, and read questionnaires.
 pub const DEFAULT_CLIENT_SCOPES: &str =
-    "system/Claim.crs system/ClaimResponse.rs system/Subscription.crds";
+    "system/Claim.crs system/ClaimResponse.rs system/Subscription.crds system/Questionnaire.rs";
 
 /// Longest client id.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
@@ -63,6 +63,8 @@ pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 300;
 pub const ASSERTION_LEEWAY_SECS: i64 = 30;
 /// How long an access token lives.
 pub const ACCESS_TOKEN_SECS: i64 = 300;
+/// The operation the audit log names for a refused CDS Hooks call.
+pub const HOOK_AUTH_OPERATION: &str = "cds-hooks/authenticate";
 
 /// Base64url without padding, as JSON Web Keys spell numbers.
 pub(crate) const BASE64URL: base64::engine::GeneralPurpose =
@@ -209,6 +211,35 @@ struct Verified {
     jti: Option<String>,
 }
 
+/// A CDS client authenticated for one hook call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookClient {
+    /// The provider the client acts for.
+    pub actor: Actor,
+    /// The client's id.
+    pub client_id: String,
+}
+
+/// Who may issue a client's JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IssuerRule {
+    /// A client assertion: `iss` and `sub` are both the client id.
+    SameAsSubject,
+    /// A CDS Hooks call: `sub` is the client id; `iss` names the issuer (often the
+    /// client's FHIR server).
+    AnyIssuer,
+}
+
+/// A verified JWT: the client that signed it and the `jti` to record.
+#[derive(Debug)]
+struct VerifiedJwt {
+    client: FhirClientRecord,
+    jti: String,
+    /// When the JWT stops being accepted (so its `jti` may be forgotten).
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+}
+
 /// Who an exchange is audited as: the client's provider once the client is known.
 #[derive(Debug, Default)]
 struct Attempt {
@@ -352,7 +383,7 @@ impl Smart {
         let mut attempt = Attempt::default();
         let result = self.try_exchange(&req, token_url, &mut attempt).await;
         if let Err(err) = &result {
-            let entry = attempt_entry(&attempt, AuditOutcome::Denied);
+            let entry = attempt_entry(&attempt, AuditOutcome::Denied, TOKEN_OPERATION);
             if let Err(audit_err) = self.app.store.audit(&entry, self.app.now()).await {
                 return Err(audit_err.into());
             }
@@ -361,6 +392,72 @@ impl Smart {
             }
         }
         result
+    }
+
+    /// Authenticates a CDS Hooks call: `authorization` is the request's
+    /// `Authorization` header, `Bearer` and a JWT the CDS client signed for
+    /// `service_url` (the hook's endpoint) with one of its registered keys, `sub`
+    /// being its client id. Each JWT is accepted once. The caller is the client's
+    /// provider; a refusal is audited.
+    pub async fn authenticate_hook(
+        &self,
+        authorization: Option<&str>,
+        service_url: &str,
+    ) -> Result<HookClient, TokenError> {
+        let mut attempt = Attempt::default();
+        let result = self
+            .try_authenticate_hook(authorization, service_url, &mut attempt)
+            .await;
+        if let Err(err) = &result {
+            let entry = attempt_entry(&attempt, AuditOutcome::Denied, HOOK_AUTH_OPERATION);
+            if let Err(audit_err) = self.app.store.audit(&entry, self.app.now()).await {
+                return Err(audit_err.into());
+            }
+            if let TokenError::Internal(cause) = err {
+                tracing::error!(%cause, "CDS Hooks authentication failed");
+            }
+        }
+        result
+    }
+
+    async fn try_authenticate_hook(
+        &self,
+        authorization: Option<&str>,
+        service_url: &str,
+        attempt: &mut Attempt,
+    ) -> Result<HookClient, TokenError> {
+        let jwt = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                invalid_client("send Authorization: Bearer and a JWT signed by the CDS client")
+            })?;
+        let VerifiedJwt {
+            client,
+            jti,
+            expires_at,
+            now,
+        } = self
+            .verify_jwt(jwt, service_url, IssuerRule::AnyIssuer, attempt)
+            .await?;
+        let actor = Actor::new(Role::Provider, client.npi.clone()).map_err(|e| {
+            TokenError::Internal(format!("stored npi of {}: {e}", client.client_id))
+        })?;
+        let mut tx = self.app.store.begin().await?;
+        if !tx
+            .record_client_assertion(&client.client_id, &jti, expires_at, now)
+            .await?
+        {
+            return Err(invalid_client(
+                "the JWT was used before: each jti is accepted once",
+            ));
+        }
+        tx.commit().await?;
+        Ok(HookClient {
+            actor,
+            client_id: client.client_id,
+        })
     }
 
     async fn try_exchange(
@@ -392,7 +489,87 @@ impl Smart {
                 "client_assertion is longer than {MAX_ASSERTION_BYTES} bytes"
             )));
         }
-        let assertion = req.client_assertion.as_str();
+        let VerifiedJwt {
+            client,
+            jti,
+            expires_at,
+            now,
+        } = self
+            .verify_jwt(
+                &req.client_assertion,
+                token_url,
+                IssuerRule::SameAsSubject,
+                attempt,
+            )
+            .await?;
+        let iss = client.client_id.as_str();
+        let registered = Scopes::parse(&client.scopes).map_err(|e| {
+            TokenError::Internal(format!("stored scopes of {iss} cannot be read: {e}"))
+        })?;
+        let requested =
+            Scopes::parse(&req.scope).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
+        if let Some(refused) = requested.iter().find(|s| !registered.grants(s)) {
+            return Err(TokenError::InvalidScope(format!(
+                "{} is not registered for this client",
+                refused.as_str()
+            )));
+        }
+        let granted = if requested.is_empty() {
+            registered
+        } else {
+            requested
+        }
+        .to_string();
+        let actor = Actor::new(Role::Provider, client.npi.clone())
+            .map_err(|e| TokenError::Internal(format!("stored npi of {iss}: {e}")))?;
+        let access_token = self
+            .app
+            .auth
+            .mint_scoped(
+                &actor,
+                now,
+                chrono::Duration::seconds(ACCESS_TOKEN_SECS),
+                &granted,
+                &client.client_id,
+            )
+            .map_err(|e| TokenError::Internal(e.to_string()))?;
+        let mut tx = self.app.store.begin().await?;
+        if !tx
+            .record_client_assertion(&client.client_id, &jti, expires_at, now)
+            .await?
+        {
+            return Err(invalid_client(
+                "the client assertion was used before: each jti is accepted once",
+            ));
+        }
+        tx.append_audit(&attempt_entry(attempt, AuditOutcome::Allowed, TOKEN_OPERATION), now)
+            .await?;
+        tx.commit().await?;
+        Ok(TokenGrant {
+            access_token,
+            expires_in: ACCESS_TOKEN_SECS,
+            scope: granted,
+        })
+    }
+    /// Verifies a JWT a registered client signed for `audience` (a client assertion
+    /// at the token endpoint, or a CDS Hooks call): the client named by `sub` is
+    /// known and active, the signature verifies with one of its keys (RS384 or
+    /// ES384, by `kid`), the audience matches, `exp` is at most five minutes ahead
+    /// and not past, `nbf` is not ahead, and there is a `jti`. The `jti` is not
+    /// recorded here: the caller records it with what the JWT is used for.
+    async fn verify_jwt(
+        &self,
+        jwt: &str,
+        audience: &str,
+        issuer: IssuerRule,
+        attempt: &mut Attempt,
+    ) -> Result<VerifiedJwt, TokenError> {
+        let assertion = jwt;
+        if assertion.len() > MAX_ASSERTION_BYTES {
+            return Err(TokenError::InvalidRequest(format!(
+                "the JWT is longer than {MAX_ASSERTION_BYTES} bytes"
+            )));
+        }
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|_| invalid_client("client_assertion is not a JWT"))?;
         if !matches!(header.alg, Algorithm::RS384 | Algorithm::ES384) {
@@ -411,16 +588,16 @@ impl Smart {
                 "the client assertion needs iss and sub (the client id)",
             ));
         };
-        if iss != sub {
+        if issuer == IssuerRule::SameAsSubject && iss != sub {
             return Err(invalid_client(
                 "the client assertion's iss and sub must both be the client id",
             ));
         }
-        if !valid_client_id(&iss) {
+        if !valid_client_id(&sub) {
             return Err(invalid_client("unknown client"));
         }
-        attempt.claimed = iss.clone();
-        let client = match self.app.store.get_fhir_client(&iss).await {
+        attempt.claimed = sub.clone();
+        let client = match self.app.store.get_fhir_client(&sub).await {
             Ok(c) => c,
             Err(StoreError::NotFound { .. }) => return Err(invalid_client("unknown client")),
             Err(e) => return Err(e.into()),
@@ -430,7 +607,7 @@ impl Smart {
             return Err(invalid_client("the client is disabled"));
         }
         let jwks: JwkSet = serde_json::from_str(&client.jwks).map_err(|e| {
-            TokenError::Internal(format!("stored key set of {iss} cannot be read: {e}"))
+            TokenError::Internal(format!("stored key set of {sub} cannot be read: {e}"))
         })?;
         let jwk = jwks
             .find(&kid)
@@ -449,12 +626,12 @@ impl Smart {
             )));
         }
         let key = DecodingKey::from_jwk(jwk).map_err(|e| {
-            TokenError::Internal(format!("stored key {kid:?} of {iss} is not usable: {e}"))
+            TokenError::Internal(format!("stored key {kid:?} of {sub} is not usable: {e}"))
         })?;
         let mut validation = Validation::new(header.alg);
-        validation.set_audience(&[token_url]);
+        validation.set_audience(&[audience]);
         validation.set_issuer(&[iss.as_str()]);
-        validation.sub = Some(iss.clone());
+        validation.sub = Some(sub.clone());
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         // Times are checked below against the application's clock.
         validation.validate_exp = false;
@@ -466,7 +643,7 @@ impl Smart {
                         "the client assertion's signature does not verify".to_owned()
                     }
                     ErrorKind::InvalidAudience => {
-                        format!("the client assertion's aud must be {token_url}")
+                        format!("the client assertion's aud must be {audience}")
                     }
                     ErrorKind::MissingRequiredClaim(claim) => {
                         format!("the client assertion has no {claim}")
@@ -499,61 +676,24 @@ impl Smart {
                     "the client assertion needs a jti of 1 to {MAX_JTI_LEN} characters"
                 ))
             })?;
-        let registered = Scopes::parse(&client.scopes).map_err(|e| {
-            TokenError::Internal(format!("stored scopes of {iss} cannot be read: {e}"))
-        })?;
-        let requested =
-            Scopes::parse(&req.scope).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
-        if let Some(refused) = requested.iter().find(|s| !registered.grants(s)) {
-            return Err(TokenError::InvalidScope(format!(
-                "{} is not registered for this client",
-                refused.as_str()
-            )));
-        }
-        let granted = if requested.is_empty() {
-            registered
-        } else {
-            requested
-        }
-        .to_string();
-        let actor = Actor::new(Role::Provider, client.npi.clone())
-            .map_err(|e| TokenError::Internal(format!("stored npi of {iss}: {e}")))?;
-        let access_token = self
-            .app
-            .auth
-            .mint_scoped(
-                &actor,
-                now,
-                chrono::Duration::seconds(ACCESS_TOKEN_SECS),
-                &granted,
-                &client.client_id,
-            )
-            .map_err(|e| TokenError::Internal(e.to_string()))?;
         let expires_at = DateTime::from_timestamp(verified.exp + ASSERTION_LEEWAY_SECS, 0)
             .ok_or_else(|| invalid_client("the client assertion's exp is out of range"))?;
-        let mut tx = self.app.store.begin().await?;
-        if !tx
-            .record_client_assertion(&client.client_id, &jti, expires_at, now)
-            .await?
-        {
-            return Err(invalid_client(
-                "the client assertion was used before: each jti is accepted once",
-            ));
-        }
-        tx.append_audit(&attempt_entry(attempt, AuditOutcome::Allowed), now)
-            .await?;
-        tx.commit().await?;
-        Ok(TokenGrant {
-            access_token,
-            expires_in: ACCESS_TOKEN_SECS,
-            scope: granted,
+        Ok(VerifiedJwt {
+            client,
+            jti,
+            expires_at,
+            now,
         })
     }
 }
 
 /// The audit entry of an exchange: the client's provider when the client is known,
 /// otherwise an anonymous caller naming the client id claimed.
-fn attempt_entry(attempt: &Attempt, outcome: AuditOutcome) -> carepath_store::AuditEntry {
+fn attempt_entry(
+    attempt: &Attempt,
+    outcome: AuditOutcome,
+    operation: &str,
+) -> carepath_store::AuditEntry {
     let (subject, role) = match &attempt.npi {
         Some(npi) => (npi.clone(), Role::Provider.as_str().to_owned()),
         None => ("anonymous".to_owned(), "anonymous".to_owned()),
@@ -561,7 +701,7 @@ fn attempt_entry(attempt: &Attempt, outcome: AuditOutcome) -> carepath_store::Au
     carepath_store::AuditEntry {
         subject,
         role,
-        rpc: TOKEN_OPERATION.to_owned(),
+        rpc: operation.to_owned(),
         record_kind: CLIENT_RECORD_KIND.to_owned(),
         record_id: attempt.claimed.clone(),
         member_id: None,

@@ -199,7 +199,23 @@ pub fn submission(bundle: &Value) -> Result<PasSubmission, Invalid> {
         _ => Urgency::Routine,
     };
 
-    let (answers, records) = supporting_info(&claim, &entries, &mut fields, &mut invalid);
+    let (answers, records, mut assertions) =
+        supporting_info(&claim, &entries, &mut fields, &mut invalid);
+    // The orders the items request may carry the coverage information given when
+    // they were ordered (Da Vinci CRD).
+    for item in &items {
+        for service in item.extensions(codes::EXT_REQUESTED_SERVICE) {
+            let Some(reference) = service.get("valueReference") else {
+                continue;
+            };
+            if let Some(order) = entries.resolve(&reference) {
+                coverage_assertions(&Node::resource(order), &mut assertions);
+            }
+        }
+    }
+    for (i, (_, path)) in assertions.iter().enumerate() {
+        fields.insert(format!("coverage_assertions[{i}]"), path);
+    }
 
     invalid.into_result()?;
     let (Some(member_id), Some(requesting), Some(servicing)) = (member_id, requesting, servicing)
@@ -217,6 +233,7 @@ pub fn submission(bundle: &Value) -> Result<PasSubmission, Invalid> {
             urgency,
             answers,
             records,
+            coverage_assertions: assertions.into_iter().map(|(id, _)| id).collect(),
         },
         claim_identifier,
         bundle_identifier: bundle.get("identifier").cloned(),
@@ -481,23 +498,9 @@ fn place_of_service(
         );
         return None;
     };
-    let place = match code {
-        "11" => (Setting::Office, None),
-        "12" => (Setting::Home, None),
-        "19" | "22" | "24" => (Setting::Outpatient, None),
-        "21" => (Setting::Inpatient, Some(ProviderKind::AcuteHospital)),
-        "31" | "32" => (Setting::Inpatient, Some(ProviderKind::SkilledNursing)),
-        "61" => (Setting::Inpatient, Some(ProviderKind::Rehabilitation)),
-        "34" => (Setting::Inpatient, Some(ProviderKind::Hospice)),
-        other => {
-            invalid.push(
-                path,
-                format!(
-                    "place of service {other:?} is not one carepath reviews (11, 12, 19, 21, 22, 24, 31, 32, 34, 61)"
-                ),
-            );
-            return None;
-        }
+    let Some(place) = setting_of_place(code) else {
+        invalid.push(path, unknown_place(code));
+        return None;
     };
     if place.0 == Setting::Inpatient && !institutional {
         tracing::debug!(
@@ -508,23 +511,62 @@ fn place_of_service(
     Some(place)
 }
 
+/// The setting (and facility kind, for a stay) of a CMS place-of-service code, if it
+/// is one carepath reviews.
+pub(crate) fn setting_of_place(code: &str) -> Option<(Setting, Option<ProviderKind>)> {
+    Some(match code {
+        "11" => (Setting::Office, None),
+        "12" => (Setting::Home, None),
+        "19" | "22" | "24" => (Setting::Outpatient, None),
+        "21" => (Setting::Inpatient, Some(ProviderKind::AcuteHospital)),
+        "31" | "32" => (Setting::Inpatient, Some(ProviderKind::SkilledNursing)),
+        "61" => (Setting::Inpatient, Some(ProviderKind::Rehabilitation)),
+        "34" => (Setting::Inpatient, Some(ProviderKind::Hospice)),
+        _ => return None,
+    })
+}
+
+/// Why a place-of-service code is refused.
+pub(crate) fn unknown_place(code: &str) -> String {
+    format!(
+        "place of service {code:?} is not one carepath reviews (11, 12, 19, 21, 22, 24, 31, 32, 34, 61)"
+    )
+}
+
 /// Answers (from QuestionnaireResponses) and records (from DocumentReferences) the
 /// Claim's supporting information points to.
+type Supporting = (Vec<(String, Answer)>, Vec<RecordRef>, Vec<(String, String)>);
+
+/// The coverage assertion ids (with where each was read) of a resource's
+/// coverage-information extensions, each once.
+fn coverage_assertions(resource: &Node<'_>, out: &mut Vec<(String, String)>) {
+    for info in resource.extensions(codes::EXT_COVERAGE_INFORMATION) {
+        for id in info.extensions("coverage-assertion-id") {
+            if let Some(value) = id.str("valueString")
+                && !out.iter().any(|(known, _)| known == value)
+            {
+                out.push((value.to_owned(), id.child_path("valueString")));
+            }
+        }
+    }
+}
+
 fn supporting_info(
     claim: &Node<'_>,
     entries: &Entries<'_>,
     fields: &mut FieldMap,
     invalid: &mut Invalid,
-) -> (Vec<(String, Answer)>, Vec<RecordRef>) {
+) -> Supporting {
     let mut answers: Vec<(String, Answer)> = Vec::new();
     let mut records = Vec::new();
+    let mut assertions = Vec::new();
     let infos = claim.list("supportingInfo");
     if infos.len() > MAX_SUPPORTING_INFO {
         invalid.push(
             claim.child_path("supportingInfo"),
             format!("at most {MAX_SUPPORTING_INFO} entries"),
         );
-        return (answers, records);
+        return (answers, records, assertions);
     }
     for info in infos {
         let Some(reference) = info.get("valueReference") else {
@@ -540,7 +582,8 @@ fn supporting_info(
         let resource = Node::resource(resource);
         match resource.path() {
             "QuestionnaireResponse" => {
-                questionnaire_answers(&resource, &mut answers, fields, invalid);
+                questionnaire_answers(&resource, &mut answers, &mut records, fields, invalid);
+                coverage_assertions(&resource, &mut assertions);
             }
             "DocumentReference" => {
                 let i = records.len();
@@ -575,13 +618,16 @@ fn supporting_info(
             _ => {}
         }
     }
-    (answers, records)
+    (answers, records, assertions)
 }
 
-/// The answers of a QuestionnaireResponse: each item's linkId is a question id.
+/// The answers of a QuestionnaireResponse: each item's linkId is a question id, or,
+/// for an attachment, the id of the document it is (its url, else its title, names
+/// the record).
 fn questionnaire_answers(
     response: &Node<'_>,
     answers: &mut Vec<(String, Answer)>,
+    records: &mut Vec<RecordRef>,
     fields: &mut FieldMap,
     invalid: &mut Invalid,
 ) {
@@ -602,6 +648,21 @@ fn questionnaire_answers(
         let Some(answer) = item.list("answer").into_iter().next() else {
             continue;
         };
+        if let Some(attachment) = answer.get("valueAttachment") {
+            let i = records.len();
+            fields.insert(format!("records[{i}]"), item.path());
+            fields.insert(format!("records[{i}].document"), item.child_path("linkId"));
+            let id_path = attachment.child_path("url");
+            fields.insert(format!("records[{i}].id"), &id_path);
+            match attachment.str("url").or_else(|| attachment.str("title")) {
+                Some(id) => records.push(RecordRef {
+                    id: id.to_owned(),
+                    document: link.to_owned(),
+                }),
+                None => invalid.push(id_path, "an attachment needs a url (or a title) naming the record"),
+            }
+            continue;
+        }
         let value = if let Some(b) = answer.value().get("valueBoolean").and_then(Value::as_bool) {
             Answer::Bool(b)
         } else if let Some(n) = answer
@@ -618,7 +679,7 @@ fn questionnaire_answers(
         } else {
             invalid.push(
                 answer.path(),
-                "needs valueBoolean, valueDecimal, valueInteger, valueString or valueCoding",
+                "needs valueBoolean, valueDecimal, valueInteger, valueString, valueCoding or valueAttachment",
             );
             continue;
         };

@@ -57,6 +57,7 @@ pub fn request(lines: Vec<ServiceLine>) -> Submission {
         urgency: Urgency::Routine,
         answers: BTreeMap::new(),
         records: Vec::new(),
+        coverage_assertions: Vec::new(),
     }
 }
 

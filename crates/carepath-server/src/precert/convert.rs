@@ -462,6 +462,7 @@ pub fn case_to_proto(case: &PrecertCase, request_id: &str, now: DateTime<Utc>) -
             .appeal
             .as_ref()
             .is_some_and(|a| a.priority == carepath_precert::AppealPriority::Expedited),
+        coverage_assertion_ids: case.request.coverage_assertions.clone(),
         history: case
             .history
             .iter()

@@ -162,6 +162,7 @@ pub fn submit(req: pb::SubmitRequest) -> ApiResult<SubmitRequest> {
         urgency: urgency.expect("checked"),
         answers,
         records,
+        coverage_assertions: Vec::new(),
     })
 }
 
