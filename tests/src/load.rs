@@ -391,7 +391,6 @@ pub fn mri(request_id: String) -> SubmitRequest {
             id: "note-1".into(),
             document: "clinical_notes".into(),
         }],
-        coverage_assertions: Vec::new(),
     }
 }
 

@@ -170,7 +170,7 @@ pub fn read_call(
     };
     let Some(bundle) = context.get(orders_key) else {
         return Err(CallError::Invalid(Invalid::field(
-            &context.child_path(orders_key),
+            context.child_path(orders_key),
             "is required: a Bundle of the orders",
         )));
     };
@@ -218,7 +218,7 @@ pub fn read_call(
     };
     if candidates.len() > MAX_ORDERS {
         return Err(CallError::Invalid(Invalid::field(
-            &context.child_path(orders_key),
+            context.child_path(orders_key),
             format!("at most {MAX_ORDERS} orders"),
         )));
     }
