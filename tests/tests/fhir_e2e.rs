@@ -15,7 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use carepath_proto::precert::v1 as pb;
+use carepath_proto::{
+    audit::v1::{self as apb, audit_service_client::AuditServiceClient},
+    precert::v1 as pb,
+};
 use carepath_tests::{
     TestDb, contract_tests,
     precert::{IMAGING_IN, INTERNIST, flag, mri, number},
@@ -25,10 +28,14 @@ use carepath_tests::{
 contract_tests!(
     pas_requests_notifications_and_refusals_through_the_fhir_door,
     the_same_request_over_grpc_and_over_fhir_is_decided_alike,
+    coverage_requirements_and_questionnaires_through_the_fhir_door,
 );
 
 /// The scopes both clients are registered with and ask for.
-const SCOPES: &str = "system/Claim.cr system/ClaimResponse.rs system/Subscription.crd";
+const SCOPES: &str =
+    "system/Claim.cr system/ClaimResponse.rs system/Subscription.crd system/Questionnaire.r";
+/// A radiologist of the demo directory who earns a gold card for advanced imaging.
+const RADIOLOGIST: &str = "1064567880";
 /// The Python packages the checks import (module names).
 const PYTHON_MODULES: &str = "fhir.resources, jwt, requests, cryptography";
 /// How long the server may take to say where its FHIR listener is, once it listens.
@@ -259,6 +266,228 @@ async fn fhir_token(
         .to_owned()
 }
 
+/// A gRPC token for `subject` in `role`, signed with the server's key.
+fn grpc_token(db: &TestDb, signing_key: &Path, role: &str, subject: &str) -> String {
+    let token = carepath(&[
+        "token",
+        "--role",
+        role,
+        "--subject",
+        subject,
+        "--database-url",
+        &db.url,
+        "--signing-key",
+        signing_key.to_str().expect("utf-8 path"),
+    ])
+    .stdout;
+    String::from_utf8(token).expect("utf-8").trim().to_owned()
+}
+
+/// `message` with `token` as its bearer.
+fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token.trim()).parse().expect("header"),
+    );
+    request
+}
+
+/// Runs one of the checks' scripts with `args`; fails with what it printed unless it
+/// passes. Returns what it printed.
+async fn run_checks(script: &str, args: Vec<std::ffi::OsString>) -> String {
+    let mut checks = Command::new("python3");
+    checks
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fhir")
+                .join(script),
+        )
+        .args(args);
+    let output = tokio::task::spawn_blocking(move || checks.output())
+        .await
+        .expect("the checks ran")
+        .expect("run python3");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\n{printed}",
+        output.status
+    );
+    printed
+}
+
+/// Coverage requirements at ordering time and their questionnaires, end to end: a
+/// practitioner earns a gold card over gRPC, then `tests/fhir/crd_e2e.py` (Python,
+/// fhir.resources) calls the CDS Hooks services as an EHR would, fetches the
+/// questionnaire package, fills it in and submits it with PAS. Back over gRPC: the
+/// case cites the assertion, the same answers over gRPC are decided alike, and the
+/// audit log holds every hook and questionnaire call with its caller.
+async fn coverage_requirements_and_questionnaires_through_the_fhir_door(db: &TestDb) {
+    if let Some(why) = python_missing() {
+        eprintln!("SKIPPED the CRD end-to-end checks: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, fhir, signing_key) = start_server(db, dir.path());
+    let keys = dir.path().join("clients");
+    std::fs::create_dir_all(&keys).expect("keys folder");
+    let ehr = register_client(db, &keys, "clearview-ehr", IMAGING_IN);
+    let mut precert = carepath_tests::precert::client(server.channel().await);
+    let soon = (chrono::Utc::now().date_naive() + chrono::Duration::days(14)).to_string();
+
+    // Five approved MRIs the radiologist asked for earn a gold card for imaging.
+    let radiologist = grpc_token(db, &signing_key, "provider", RADIOLOGIST);
+    for i in 0..5 {
+        let mut request = mri(&format!("gold-{i}"), vec![flag("red_flag_symptoms", true)]);
+        request.requesting_provider_npi = RADIOLOGIST.into();
+        request.lines[0].date_of_service = soon.clone();
+        let case = precert
+            .submit(bearer(&radiologist, request))
+            .await
+            .expect("Submit")
+            .into_inner()
+            .case
+            .expect("a case");
+        assert_eq!(case.status(), pb::CaseStatus::Approved);
+    }
+    let admin = grpc_token(db, &signing_key, "admin", "AD-001");
+    let cards = precert
+        .evaluate_gold_cards(bearer(&admin, pb::EvaluateGoldCardsRequest {}))
+        .await
+        .expect("EvaluateGoldCards")
+        .into_inner()
+        .gold_cards;
+    assert!(
+        cards
+            .iter()
+            .any(|g| g.provider_npi == RADIOLOGIST && g.category == "advanced_imaging" && g.exempt),
+        "the radiologist's gold card: {cards:?}"
+    );
+
+    let printed = run_checks(
+        "crd_e2e.py",
+        vec![
+            "--base".into(),
+            format!("http://{fhir}").into(),
+            "--client-id".into(),
+            "clearview-ehr".into(),
+            "--key".into(),
+            ehr.key.clone().into(),
+            "--kid".into(),
+            ehr.kid.clone().into(),
+            "--npi".into(),
+            IMAGING_IN.into(),
+            "--gold-npi".into(),
+            RADIOLOGIST.into(),
+        ],
+    )
+    .await;
+    let (assertion, case_id) = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("linked "))
+        .and_then(|l| l.split_once(' '))
+        .unwrap_or_else(|| panic!("the checks name the linked assertion and case:\n{printed}"));
+
+    // The case cites the assertion; the same answers over gRPC are decided alike.
+    let provider = grpc_token(db, &signing_key, "provider", IMAGING_IN);
+    let fhir_case = precert
+        .get_case(bearer(&provider, pb::GetCaseRequest { id: case_id.into() }))
+        .await
+        .expect("GetCase")
+        .into_inner()
+        .case
+        .expect("a case");
+    assert_eq!(fhir_case.coverage_assertion_ids, [assertion]);
+    let mut request = mri("crd-grpc", vec![flag("red_flag_symptoms", true)]);
+    request.lines[0].service_code = "70551".into();
+    request.lines[0].date_of_service = soon.clone();
+    let grpc_case = precert
+        .submit(bearer(&provider, request))
+        .await
+        .expect("Submit")
+        .into_inner()
+        .case
+        .expect("a case");
+    for case in [&grpc_case, &fhir_case] {
+        assert_eq!(case.status(), pb::CaseStatus::Approved, "{case:?}");
+    }
+    assert_eq!(
+        grpc_case.lines[0].approval_basis,
+        fhir_case.lines[0].approval_basis
+    );
+    assert_eq!(
+        grpc_case.lines[0].list_version,
+        fhir_case.lines[0].list_version
+    );
+
+    // Every hook and questionnaire call is in the audit log with its caller.
+    let mut audit = AuditServiceClient::new(server.channel().await);
+    let mut entries = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = audit
+            .search_audit(bearer(
+                &admin,
+                apb::SearchAuditRequest {
+                    subject: IMAGING_IN.into(),
+                    page: Some(carepath_proto::common::v1::PageRequest {
+                        page_size: 500,
+                        page_token: token.clone(),
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("SearchAudit")
+            .into_inner();
+        entries.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let seen = |rpc: &str, kind: &str, outcome: apb::AuditOutcome| {
+        entries
+            .iter()
+            .filter(|e| e.rpc == rpc && e.record_kind == kind && e.outcome() == outcome)
+            .count()
+    };
+    use apb::AuditOutcome::{Allowed, Denied};
+    // The in-network, psychotherapy, out-of-network and gold-card orders.
+    assert!(seen("cds-hooks/order-sign", "coverage_assertion", Allowed) >= 4);
+    // The unknown member.
+    assert!(
+        seen("cds-hooks/order-sign", "coverage_assertion", Denied) >= 1,
+        "{:#?}",
+        entries
+            .iter()
+            .map(|e| (&e.rpc, &e.record_kind, &e.member_id, e.outcome))
+            .collect::<Vec<_>>()
+    );
+    // The JWT signed by another key, for another service, and replayed.
+    assert!(seen("cds-hooks/authenticate", "fhir_client", Denied) >= 3);
+    assert!(
+        seen(
+            "fhir.Questionnaire.questionnaire-package",
+            "questionnaire",
+            Allowed
+        ) >= 1
+    );
+    assert!(
+        entries.iter().any(|e| e.rpc == "fhir.Claim.submit"
+            && e.record_kind == "coverage_assertion"
+            && e.record_id == assertion
+            && e.member_id == "M100001"),
+        "the submission cites the assertion in the audit log"
+    );
+    server.terminate();
+}
+
 /// The same MRI requests over gRPC `Submit` and over FHIR `$submit` are decided
 /// alike: the same state, rule and list version, read back over gRPC for both.
 async fn the_same_request_over_grpc_and_over_fhir_is_decided_alike(db: &TestDb) {
@@ -269,30 +498,8 @@ async fn the_same_request_over_grpc_and_over_fhir_is_decided_alike(db: &TestDb) 
     let client = register_client(db, &keys, "clearview-imaging", IMAGING_IN);
     let http = reqwest::Client::new();
     let fhir_token = fhir_token(&http, fhir, "clearview-imaging", &client.key).await;
-    let grpc_token = String::from_utf8(
-        carepath(&[
-            "token",
-            "--role",
-            "provider",
-            "--subject",
-            IMAGING_IN,
-            "--database-url",
-            &db.url,
-            "--signing-key",
-            signing_key.to_str().expect("utf-8 path"),
-        ])
-        .stdout,
-    )
-    .expect("utf-8");
+    let grpc_token = grpc_token(db, &signing_key, "provider", IMAGING_IN);
     let mut precert = carepath_tests::precert::client(server.channel().await);
-    fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", token.trim()).parse().expect("header"),
-        );
-        request
-    }
 
     for (example, answers, state) in [
         (

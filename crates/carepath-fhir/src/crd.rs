@@ -224,11 +224,7 @@ pub fn read_call(
     }
     for resource in candidates {
         let node = Node::resource(resource);
-        let label = format!(
-            "{}/{}",
-            node.path(),
-            node.str("id").unwrap_or("(no id)")
-        );
+        let label = format!("{}/{}", node.path(), node.str("id").unwrap_or("(no id)"));
         let read = if hook == "appointment-book" {
             appointment(&node, &everything, today)
         } else {
@@ -264,9 +260,7 @@ pub fn read_call(
     }
     let request = (!checks.is_empty()).then(|| CoverageRequest {
         member_id: member,
-        ordering_npi: ordering
-            .or(user_npi)
-            .unwrap_or_else(|| caller_npi.clone()),
+        ordering_npi: ordering.or(user_npi).unwrap_or_else(|| caller_npi.clone()),
         diagnoses,
         orders: checks,
     });
@@ -289,9 +283,10 @@ fn member(known: &Entries<'_>) -> Result<(MemberId, Value), CallError> {
         node.identifier_in(codes::CAREPATH_MEMBER)
             .or_else(|| node.str("subscriberId"))
     });
-    let from_patient = known.of_type("Patient").into_iter().find_map(|p| {
-        Node::resource(p).identifier_in(codes::CAREPATH_MEMBER)
-    });
+    let from_patient = known
+        .of_type("Patient")
+        .into_iter()
+        .find_map(|p| Node::resource(p).identifier_in(codes::CAREPATH_MEMBER));
     let Some(id) = from_coverage.or(from_patient) else {
         return Err(CallError::Prefetch(format!(
             "prefetch the member's Coverage (subscriberId, or an identifier in {}) or Patient (identifier in {})",
@@ -299,9 +294,8 @@ fn member(known: &Entries<'_>) -> Result<(MemberId, Value), CallError> {
             codes::CAREPATH_MEMBER
         )));
     };
-    let member = MemberId::parse(id).map_err(|_| {
-        CallError::UnknownMember(format!("{id:?} is not a carepath member id"))
-    })?;
+    let member = MemberId::parse(id)
+        .map_err(|_| CallError::UnknownMember(format!("{id:?} is not a carepath member id")))?;
     let reference = match coverage.and_then(|c| c.get("id")).and_then(Value::as_str) {
         Some(cid) => json!({"reference": format!("Coverage/{cid}")}),
         None => json!({
@@ -380,20 +374,14 @@ fn first_day(node: &Node<'_>) -> Option<NaiveDate> {
 fn order(node: &Node<'_>, known: &Entries<'_>, today: NaiveDate) -> Result<ReadOrder, String> {
     let kind = node.path().to_owned();
     if !ORDER_TYPES.contains(&kind.as_str()) {
-        return Err(format!(
-            "carepath checks {} orders",
-            ORDER_TYPES.join(", ")
-        ));
+        return Err(format!("carepath checks {} orders", ORDER_TYPES.join(", ")));
     }
     let concept = ["code", "codeCodeableConcept", "medicationCodeableConcept"]
         .iter()
         .find_map(|f| node.get(f));
-    let (code_system, code) = concept
-        .as_ref()
-        .and_then(billing_code)
-        .ok_or_else(|| {
-            "it carries no CPT or HCPCS code, which the plan's rules are written in".to_owned()
-        })?;
+    let (code_system, code) = concept.as_ref().and_then(billing_code).ok_or_else(|| {
+        "it carries no CPT or HCPCS code, which the plan's rules are written in".to_owned()
+    })?;
     let date = ["occurrenceDateTime", "occurrencePeriod", "occurrenceTiming"]
         .iter()
         .find_map(|f| node.get(f))
@@ -527,7 +515,10 @@ fn reason(a: &CoverageAssertion) -> Value {
             "Rule {} on list {} version {}: {}",
             rule.id, list.id, list.version, rule.text
         ),
-        None => format!("No rule on list {} version {} covers this service.", list.id, list.version),
+        None => format!(
+            "No rule on list {} version {} covers this service.",
+            list.id, list.version
+        ),
     };
     if let Some(exemption) = &a.gold_card {
         text.push_str(&format!(" Satisfied by gold-card exemption {exemption}."));
@@ -545,7 +536,12 @@ fn reason(a: &CoverageAssertion) -> Value {
 }
 
 /// The `coverage-information` extension of one assertion.
-pub fn coverage_information(a: &CoverageAssertion, coverage: &Value, base: &str, code_system: &str) -> Value {
+pub fn coverage_information(
+    a: &CoverageAssertion,
+    coverage: &Value,
+    base: &str,
+    code_system: &str,
+) -> Value {
     let (covered, pa_needed) = coverage_codes(a.prior_auth());
     let mut parts = vec![
         json!({"url": "coverage", "valueReference": coverage}),
@@ -612,13 +608,42 @@ fn assertion_card(a: &CoverageAssertion, form: Option<&Form>, base: &str, assume
         .map(|r| format!(" ({})", r.id))
         .unwrap_or_default();
     let (indicator, headline) = match a.prior_auth() {
-        PriorAuth::NotCovered => ("warning", format!("{code} is not covered: out of network on a plan without out-of-network benefits")),
-        PriorAuth::NotNeeded => ("info", format!("No prior authorization needed for {code}{rule}")),
-        PriorAuth::NotifyAfter => ("info", format!("No prior authorization in advance for {code}{rule}; notify the plan after admission")),
-        PriorAuth::Needed => ("warning", format!("Prior authorization needed for {code}{rule}")),
-        PriorAuth::NeededByMember => ("warning", format!("Prior authorization needed for {code}{rule}: out of network, the member must ask")),
-        PriorAuth::NeededByProgram => ("warning", format!("Prior authorization needed for {code}{rule}: send the treatment plan to the pathway review")),
-        PriorAuth::SatisfiedByGoldCard => ("info", format!("Prior authorization for {code}{rule} is satisfied by a gold card")),
+        PriorAuth::NotCovered => (
+            "warning",
+            format!(
+                "{code} is not covered: out of network on a plan without out-of-network benefits"
+            ),
+        ),
+        PriorAuth::NotNeeded => (
+            "info",
+            format!("No prior authorization needed for {code}{rule}"),
+        ),
+        PriorAuth::NotifyAfter => (
+            "info",
+            format!(
+                "No prior authorization in advance for {code}{rule}; notify the plan after admission"
+            ),
+        ),
+        PriorAuth::Needed => (
+            "warning",
+            format!("Prior authorization needed for {code}{rule}"),
+        ),
+        PriorAuth::NeededByMember => (
+            "warning",
+            format!(
+                "Prior authorization needed for {code}{rule}: out of network, the member must ask"
+            ),
+        ),
+        PriorAuth::NeededByProgram => (
+            "warning",
+            format!(
+                "Prior authorization needed for {code}{rule}: send the treatment plan to the pathway review"
+            ),
+        ),
+        PriorAuth::SatisfiedByGoldCard => (
+            "info",
+            format!("Prior authorization for {code}{rule} is satisfied by a gold card"),
+        ),
     };
     let mut detail = a.answer.explanation.clone();
     if let Some(exemption) = &a.gold_card {
@@ -679,7 +704,12 @@ pub fn response(call: &HookCall, assertions: &[CoverageAssertion], base: &str) -
             "description": format!("Record the plan's coverage information on the {kind}"),
             "resource": resource,
         }));
-        cards.push(assertion_card(a, a.form().as_ref(), base, order.setting_assumed));
+        cards.push(assertion_card(
+            a,
+            a.form().as_ref(),
+            base,
+            order.setting_assumed,
+        ));
     }
     for u in &call.unchecked {
         cards.push(card(
@@ -847,8 +877,14 @@ mod tests {
         let read = read_call("appointment-book", &body, &npi(), today).unwrap();
         let request = read.request.unwrap();
         assert_eq!(request.orders[0].line.code.as_str(), "90834");
-        assert_eq!(request.orders[0].line.date_of_service.to_string(), "2027-02-02");
-        assert_eq!(request.orders[0].rendering_npi.as_ref().unwrap().as_str(), "1234358301");
+        assert_eq!(
+            request.orders[0].line.date_of_service.to_string(),
+            "2027-02-02"
+        );
+        assert_eq!(
+            request.orders[0].rendering_npi.as_ref().unwrap().as_str(),
+            "1234358301"
+        );
     }
 
     #[test]

@@ -229,7 +229,10 @@ pub fn form_request(parameters: &Value) -> Result<(FormRequest, FieldMap), Inval
         match p.str("name") {
             Some("order") => {
                 let Some(resource) = p.get("resource") else {
-                    invalid.push(p.child_path("resource"), "an order parameter holds a resource");
+                    invalid.push(
+                        p.child_path("resource"),
+                        "an order parameter holds a resource",
+                    );
                     continue;
                 };
                 for info in resource.extensions(codes::EXT_COVERAGE_INFORMATION) {
@@ -270,7 +273,10 @@ pub fn form_request(parameters: &Value) -> Result<(FormRequest, FieldMap), Inval
                         fields.insert(format!("rules[{}]", request.rules.len()), &path);
                         request.rules.push((rule.to_owned(), version));
                     }
-                    _ => invalid.push(path, "is not a carepath Questionnaire (…/Questionnaire/<rule>)"),
+                    _ => invalid.push(
+                        path,
+                        "is not a carepath Questionnaire (…/Questionnaire/<rule>)",
+                    ),
                 }
             }
             _ => {}
@@ -360,10 +366,17 @@ mod tests {
         let bare = json!({"resourceType": "Parameters", "parameter": [
             {"name": "questionnaire", "valueCanonical": "http://elsewhere/Library/x"}]});
         let invalid = form_request(&bare).unwrap_err();
-        let fields: Vec<&str> = invalid.violations.iter().map(|v| v.field.as_str()).collect();
+        let fields: Vec<&str> = invalid
+            .violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
         assert_eq!(
             fields,
-            ["Parameters.parameter", "Parameters.parameter[0].valueCanonical"]
+            [
+                "Parameters.parameter",
+                "Parameters.parameter[0].valueCanonical"
+            ]
         );
     }
 }

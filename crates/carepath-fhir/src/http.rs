@@ -622,7 +622,10 @@ async fn subscription_status(
 fn plain_json(status: StatusCode, body: &Value) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body.to_string(),
     )
         .into_response()
@@ -674,7 +677,11 @@ async fn cds_service(
         )
     })?;
     let caller_npi = caller.actor.provider_npi().ok_or_else(|| {
-        Failure::new(StatusCode::FORBIDDEN, "forbidden", "CDS clients act for a provider")
+        Failure::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "CDS clients act for a provider",
+        )
     })?;
     let read = match crd::read_call(hook, &call, &caller_npi, door.app.now().date_naive()) {
         Ok(read) => read,
@@ -682,14 +689,21 @@ async fn cds_service(
             return Err(Failure::invalid(StatusCode::BAD_REQUEST, &invalid));
         }
         Err(CallError::Prefetch(what)) => {
-            return Err(Failure::new(StatusCode::PRECONDITION_FAILED, "required", what));
+            return Err(Failure::new(
+                StatusCode::PRECONDITION_FAILED,
+                "required",
+                what,
+            ));
         }
         Err(CallError::UnknownMember(why)) => {
             return Ok(plain_json(StatusCode::OK, &crd::unknown_member(&why)));
         }
     };
     let Some(request) = read.request.clone() else {
-        return Ok(plain_json(StatusCode::OK, &crd::response(&read, &[], &door.base())));
+        return Ok(plain_json(
+            StatusCode::OK,
+            &crd::response(&read, &[], &door.base()),
+        ));
     };
     match door.precert.assert_coverage(&caller, request).await {
         Ok(assertions) => Ok(plain_json(
@@ -702,7 +716,11 @@ async fn cds_service(
         )),
         Err(carepath_app::AppError::FailedPrecondition(why)) => Ok(plain_json(
             StatusCode::OK,
-            &crd::notice("warning", "carepath cannot tell what these orders need", &why),
+            &crd::notice(
+                "warning",
+                "carepath cannot tell what these orders need",
+                &why,
+            ),
         )),
         Err(e) => Err(Failure::of_app(&e, &read.fields)),
     }
@@ -722,8 +740,8 @@ async fn questionnaire_package(
         "fhir.Questionnaire.questionnaire-package",
     )?;
     let parameters = body(&headers, &bytes)?;
-    let (request, fields) =
-        dtr::form_request(&parameters).map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
+    let (request, fields) = dtr::form_request(&parameters)
+        .map_err(|i| Failure::invalid(StatusCode::BAD_REQUEST, &i))?;
     let forms = door
         .precert
         .forms(&caller, request)

@@ -99,7 +99,12 @@ mod tests {
         assert_eq!(form.documents[0].id, "clinical_notes");
         // Without a version: the newest list that has the rule.
         let newest = book.form("IMG-MRI", None).unwrap();
-        let latest = book.lists().iter().map(|l| l.version.as_str()).max().unwrap();
+        let latest = book
+            .lists()
+            .iter()
+            .map(|l| l.version.as_str())
+            .max()
+            .unwrap();
         assert_eq!(newest.list_version, latest);
         assert!(book.form("IMG-MRI", Some("1999.1")).is_none());
         assert!(book.form("NO-SUCH-RULE", None).is_none());

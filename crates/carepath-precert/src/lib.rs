@@ -60,8 +60,8 @@ pub use load::{LoadError, LoadErrors, Problem, RuleBook, shipped};
 pub use metrics::CaseSummary;
 pub use rules::{
     Admission, Answer, AnswerKind, Category, CodeRange, Comparison, Criterion, Delivery,
-    DiagnosisRange, Effect, EnableValue, EnableWhen, ListRef, Literal, Matcher, Op, PlanFilter, Program, Question, Rule,
-    RuleList, StayThreshold,
+    DiagnosisRange, Effect, EnableValue, EnableWhen, ListRef, Literal, Matcher, Op, PlanFilter,
+    Program, Question, Rule, RuleList, StayThreshold,
 };
 pub use synthetic::{synthetic_codes, synthetic_list};
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::index::{CodeIndex, code_key, key_shape};
 use crate::rules::{
     Admission, AnswerKind, Category, CodeRange, Comparison, Criterion, Delivery, DiagnosisRange,
-    EnableValue, EnableWhen, Effect, Literal, Matcher, Op, PlanFilter, Program, Question, Rule,
+    Effect, EnableValue, EnableWhen, Literal, Matcher, Op, PlanFilter, Program, Question, Rule,
     RuleList, StayThreshold,
 };
 
@@ -620,16 +620,16 @@ fn build_rule(
         };
         let options = question_options(&q, answer, name, report);
         // Only questions declared before this one can be named: no cycles.
-        let enable_when = q
-            .enable_when
-            .as_deref()
-            .and_then(|text| match enable_when(text, &questions) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    report.rule(name, bad(format!("questions.{}.enable_when", q.id), e));
-                    None
-                }
-            });
+        let enable_when =
+            q.enable_when
+                .as_deref()
+                .and_then(|text| match enable_when(text, &questions) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        report.rule(name, bad(format!("questions.{}.enable_when", q.id), e));
+                        None
+                    }
+                });
         questions.push(Question {
             id: q.id,
             text: q.text,
@@ -815,9 +815,7 @@ fn enable_when(text: &str, earlier: &[Question]) -> Result<EnableWhen, String> {
         Literal::Bool(b) => EnableValue::Bool(b),
         Literal::Text(t) => EnableValue::Text(t),
         _ => {
-            return Err(format!(
-                "{text:?}: compare with true, false or \"text\""
-            ));
+            return Err(format!("{text:?}: compare with true, false or \"text\""));
         }
     };
     Ok(EnableWhen {
@@ -1286,9 +1284,15 @@ questions = [
         let list = RuleList::from_toml("t.toml", &text).unwrap();
         let q = &list.rules[0].questions;
         assert_eq!(q[2].options, ["home", "office"]);
-        assert_eq!(q[1].enable_when.as_ref().unwrap().to_string(), "flag == false");
+        assert_eq!(
+            q[1].enable_when.as_ref().unwrap().to_string(),
+            "flag == false"
+        );
         let answers = |pairs: &[(&str, Answer)]| -> BTreeMap<String, Answer> {
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect()
         };
         // Unanswered: a dependent question is not asked yet.
         assert!(q[0].asked(&answers(&[])));

@@ -51,7 +51,10 @@ impl Tx {
 
 impl Store {
     /// The coverage assertion `id`.
-    pub async fn coverage_assertion(&self, id: &str) -> Result<CoverageAssertionRecord, StoreError> {
+    pub async fn coverage_assertion(
+        &self,
+        id: &str,
+    ) -> Result<CoverageAssertionRecord, StoreError> {
         let row: Option<Row> = on_db!(self, c => sqlx::query_as(
             "SELECT id, member_id, ordering_npi, subject, operation, created_at, doc
              FROM coverage_assertion WHERE id = $1")

@@ -154,8 +154,31 @@ fn may_read(actor: &Actor, record: &CoverageAssertionRecord) -> bool {
 
 impl Precert {
     /// Asserts what precertification each order needs, stores the assertions and
-    /// audits each as an access to the member's coverage, in one transaction.
+    /// audits each as an access to the member's coverage, in one transaction. A call
+    /// refused for its content (an unknown member or provider) is audited too, as a
+    /// refused access to the member named.
     pub async fn assert_coverage(
+        &self,
+        caller: &Caller,
+        req: CoverageRequest,
+    ) -> AppResult<Vec<CoverageAssertion>> {
+        let member = req.member_id.clone();
+        match self.try_assert_coverage(caller, req).await {
+            Err(err @ (AppError::Invalid(_) | AppError::PermissionDenied(_))) => Err(self
+                .app
+                .refuse(
+                    caller,
+                    ASSERTION_RECORD_KIND,
+                    member.as_str(),
+                    Some(&member),
+                    err,
+                )
+                .await),
+            result => result,
+        }
+    }
+
+    async fn try_assert_coverage(
         &self,
         caller: &Caller,
         req: CoverageRequest,
@@ -355,7 +378,9 @@ impl Precert {
                 AppError::field(
                     &format!("rules[{i}]"),
                     match version {
-                        Some(v) => format!("no rule {rule} with a questionnaire on list version {v}"),
+                        Some(v) => {
+                            format!("no rule {rule} with a questionnaire on list version {v}")
+                        }
                         None => format!("no rule {rule} with a questionnaire"),
                     },
                 )

@@ -254,7 +254,10 @@ impl Precert {
         if coverage_assertions.len() > carepath_precert::MAX_LINES {
             return Err(AppError::field(
                 "coverage_assertions",
-                format!("at most {} coverage assertions", carepath_precert::MAX_LINES),
+                format!(
+                    "at most {} coverage assertions",
+                    carepath_precert::MAX_LINES
+                ),
             ));
         }
         let mut assertions: Vec<String> = Vec::with_capacity(coverage_assertions.len());

@@ -542,8 +542,11 @@ impl Smart {
                 "the client assertion was used before: each jti is accepted once",
             ));
         }
-        tx.append_audit(&attempt_entry(attempt, AuditOutcome::Allowed, TOKEN_OPERATION), now)
-            .await?;
+        tx.append_audit(
+            &attempt_entry(attempt, AuditOutcome::Allowed, TOKEN_OPERATION),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(TokenGrant {
             access_token,

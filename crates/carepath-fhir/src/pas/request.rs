@@ -659,7 +659,10 @@ fn questionnaire_answers(
                     id: id.to_owned(),
                     document: link.to_owned(),
                 }),
-                None => invalid.push(id_path, "an attachment needs a url (or a title) naming the record"),
+                None => invalid.push(
+                    id_path,
+                    "an attachment needs a url (or a title) naming the record",
+                ),
             }
             continue;
         }
