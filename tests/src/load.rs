@@ -33,6 +33,10 @@ pub enum ScenarioKind {
     /// FHIR `POST /fhir/Claim/$submit` over HTTP/1.1: the MRI of [`mri`] as a PAS
     /// request Bundle, approved at once (reviewAction A1).
     FhirSubmit,
+    /// CDS Hooks `POST /cds-services/crd-order-sign` over HTTP/1.1: the MRI of the
+    /// FHIR door's example call, each call with its own signed JWT (signed before the
+    /// run starts), answered with its coverage information.
+    CrdOrderSign,
 }
 
 /// Where and as which registered client the `fhir-submit` scenario calls the FHIR API.
@@ -156,27 +160,130 @@ impl Fhir {
             .bytes()
             .await
             .map_err(|e| tonic::Status::unknown(e.to_string()))?;
-        match status {
-            reqwest::StatusCode::OK => {}
-            reqwest::StatusCode::SERVICE_UNAVAILABLE => {
-                return Err(tonic::Status::unavailable("HTTP 503"));
-            }
-            reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                return Err(tonic::Status::resource_exhausted("HTTP 429"));
-            }
-            other => {
-                return Err(tonic::Status::unknown(format!(
-                    "HTTP {other}: {}",
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-                )));
-            }
+        http_outcome(status, &bytes, br#""code":"A1""#)
+    }
+}
+
+/// Most JWTs signed ahead of a `crd-order-sign` run; calls beyond them sign their own.
+const MAX_PRESIGNED: u64 = 200_000;
+/// JWTs signed ahead per second of the run (above this machine's order-sign rate).
+const PRESIGNED_PER_SECOND: u64 = 6_000;
+
+/// The CDS Hooks side of a scenario: the example order-sign call, and JWTs signed
+/// before the run so signing is not measured.
+#[derive(Debug)]
+struct Crd {
+    client: reqwest::Client,
+    url: String,
+    body: String,
+    key: Vec<u8>,
+    client_id: String,
+    jwts: std::sync::Mutex<Vec<String>>,
+}
+
+impl Crd {
+    fn connect(target: &FhirTarget, seconds: u64) -> Result<Self, Box<dyn std::error::Error>> {
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(target.pool.max(1))
+            .build()?;
+        let url = format!("http://{}/cds-services/crd-order-sign", target.addr);
+        let key = std::fs::read(&target.key)
+            .map_err(|e| format!("reading {}: {e}", target.key.display()))?;
+        let mut call: serde_json::Value = serde_json::from_str(include_str!(
+            "../../crates/carepath-fhir/examples/crd-order-sign-mri.json"
+        ))?;
+        let date_of_service = chrono::Utc::now().date_naive() + chrono::Duration::days(14);
+        call["context"]["draftOrders"]["entry"][0]["resource"]["occurrenceDateTime"] =
+            date_of_service.format("%Y-%m-%d").to_string().into();
+        let count = (seconds * PRESIGNED_PER_SECOND).min(MAX_PRESIGNED);
+        let now = chrono::Utc::now();
+        let jwts = (0..count)
+            .map(|_| {
+                carepath_app::smart::client::sign_assertion(
+                    &key,
+                    &target.client_id,
+                    &target.client_id,
+                    &url,
+                    now,
+                    chrono::Duration::minutes(5),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Crd {
+            client,
+            url,
+            body: call.to_string(),
+            key,
+            client_id: target.client_id.clone(),
+            jwts: std::sync::Mutex::new(jwts),
+        })
+    }
+
+    /// One order-sign call; anything but 200 with the coverage information is an
+    /// error, overload answers mapped as the gRPC door maps them.
+    async fn order_sign(&self) -> Result<(), tonic::Status> {
+        let presigned = self.jwts.lock().expect("jwt pool").pop();
+        let jwt = match presigned {
+            Some(jwt) => jwt,
+            None => carepath_app::smart::client::sign_assertion(
+                &self.key,
+                &self.client_id,
+                &self.client_id,
+                &self.url,
+                chrono::Utc::now(),
+                chrono::Duration::minutes(5),
+            )
+            .map_err(|e| tonic::Status::internal(e.to_string()))?,
+        };
+        let response = self
+            .client
+            .post(&self.url)
+            .bearer_auth(jwt)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(self.body.clone())
+            .send()
+            .await
+            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+        http_outcome(status, &bytes, br#""coverage-assertion-id""#)
+    }
+}
+
+/// A FHIR door's answer as a load outcome: 200 holding `expected`, else an error;
+/// overload answers (503, 429) mapped as the gRPC door maps them.
+fn http_outcome(
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+    expected: &[u8],
+) -> Result<(), tonic::Status> {
+    match status {
+        reqwest::StatusCode::OK => {}
+        reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+            return Err(tonic::Status::unavailable("HTTP 503"));
         }
-        const APPROVED: &[u8] = br#""code":"A1""#;
-        if bytes.windows(APPROVED.len()).any(|w| w == APPROVED) {
-            Ok(())
-        } else {
-            Err(tonic::Status::unknown("200 without reviewAction A1"))
+        reqwest::StatusCode::TOO_MANY_REQUESTS => {
+            return Err(tonic::Status::resource_exhausted("HTTP 429"));
         }
+        other => {
+            return Err(tonic::Status::unknown(format!(
+                "HTTP {other}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            )));
+        }
+    }
+    if bytes.windows(expected.len()).any(|w| w == expected) {
+        Ok(())
+    } else {
+        Err(tonic::Status::unknown(format!(
+            "200 without {}",
+            String::from_utf8_lossy(expected)
+        )))
     }
 }
 
@@ -246,6 +353,8 @@ pub struct Scenario {
     tchp: carepath_proto::oncology::v1::TreatmentPlan,
     /// Set for [`ScenarioKind::FhirSubmit`] only.
     fhir: Option<Fhir>,
+    /// Set for [`ScenarioKind::CrdOrderSign`] only.
+    crd: Option<Crd>,
 }
 
 fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
@@ -268,12 +377,17 @@ impl Scenario {
         fhir: Option<&FhirTarget>,
         seconds: u64,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let fhir = match (kind, fhir) {
-            (ScenarioKind::FhirSubmit, Some(target)) => Some(Fhir::connect(target, seconds).await?),
-            (ScenarioKind::FhirSubmit, None) => {
-                return Err("fhir-submit needs the FHIR client id and key".into());
+        let (fhir, crd) = match (kind, fhir) {
+            (ScenarioKind::FhirSubmit, Some(target)) => {
+                (Some(Fhir::connect(target, seconds).await?), None)
             }
-            _ => None,
+            (ScenarioKind::CrdOrderSign, Some(target)) => {
+                (None, Some(Crd::connect(target, seconds)?))
+            }
+            (ScenarioKind::FhirSubmit | ScenarioKind::CrdOrderSign, None) => {
+                return Err("the FHIR scenarios need the FHIR client id and key".into());
+            }
+            _ => (None, None),
         };
         let channel = Channel::from_shared(format!("http://{addr}"))?
             .connect()
@@ -300,6 +414,7 @@ impl Scenario {
             run: uuid::Uuid::now_v7().simple().to_string(),
             tchp: tchp_plan(),
             fhir,
+            crd,
         })
     }
 
@@ -355,6 +470,10 @@ impl Scenario {
             ScenarioKind::FhirSubmit => {
                 let fhir = self.fhir.as_ref().expect("connected with a FHIR target");
                 fhir.submit(&request_id).await?;
+            }
+            ScenarioKind::CrdOrderSign => {
+                let crd = self.crd.as_ref().expect("connected with a FHIR target");
+                crd.order_sign().await?;
             }
         }
         Ok(())

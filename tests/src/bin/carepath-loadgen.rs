@@ -56,14 +56,15 @@ struct Args {
         default_value = "sqlite://carepath.db"
     )]
     database_url: String,
-    /// FHIR API address, for `fhir-submit`.
+    /// FHIR API address, for `fhir-submit` and `crd-order-sign`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     fhir_addr: String,
-    /// Registered FHIR client id (also its key id), for `fhir-submit`: the loadgen
-    /// exchanges a signed assertion for an access token that lasts the run.
+    /// Registered FHIR client id (also its key id), for `fhir-submit` (the loadgen
+    /// exchanges a signed assertion for an access token that lasts the run) and
+    /// `crd-order-sign` (it signs each hook call's JWT).
     #[arg(long)]
     fhir_client_id: Option<String>,
-    /// The FHIR client's private key (PKCS#8 PEM), for `fhir-submit`.
+    /// The FHIR client's private key (PKCS#8 PEM), for `fhir-submit` and `crd-order-sign`.
     #[arg(long)]
     fhir_key: Option<std::path::PathBuf>,
 }
