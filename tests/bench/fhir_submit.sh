@@ -8,8 +8,11 @@
 # closed loop the CPU time (user + system) per call of the server (from /proc/PID/stat)
 # and of the load generator, which shares the machine with it.
 #
-#   tests/bench/fhir_submit.sh sqlite|postgres [runs]
+#   tests/bench/fhir_submit.sh sqlite|postgres [runs [GRPC_SCENARIO FHIR_SCENARIO]]
 #       (after: cargo build --release -p carepath -p carepath-tests)
+#
+# The pair compared is gRPC `submit` and FHIR `fhir-submit` unless named: `check
+# crd-order-sign` compares gRPC CheckRequirement with the CDS Hooks order-sign call.
 #
 # CAREPATH_BENCH_SECONDS (default 8): length of each closed-loop measurement;
 # CAREPATH_BENCH_RATES (default "1000 500"): the offered rates, 10 s each (1,000 as in
@@ -17,8 +20,10 @@
 # PostgreSQL runs drop and create the database carepath_bench on 127.0.0.1:5432.
 set -euo pipefail
 
-backend=${1:?usage: fhir_submit.sh sqlite|postgres [runs]}
+backend=${1:?usage: fhir_submit.sh sqlite|postgres [runs [GRPC_SCENARIO FHIR_SCENARIO]]}
 runs=${2:-3}
+grpc_scenario=${3:-submit}
+fhir_scenario=${4:-fhir-submit}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${CARGO_TARGET_DIR:-$root/target}/release
 work=${CAREPATH_BENCH_DIR:-/tmp/carepath-fhir-bench}
@@ -78,8 +83,8 @@ one_run() {
         --name "load generator" --npi 1184649790 --jwks "$work/keys/$client.jwks.json" >/dev/null
     local loadgen=("$bin/carepath-loadgen" --addr "$addr" --database-url "$loadgen_url"
         --fhir-addr "$fhir_addr" --fhir-client-id "$client" --fhir-key "$work/keys/$client.key.pem")
-    local doors=(submit fhir-submit)
-    if ((n % 2 == 0)); then doors=(fhir-submit submit); fi
+    local doors=("$grpc_scenario" "$fhir_scenario")
+    if ((n % 2 == 0)); then doors=("$fhir_scenario" "$grpc_scenario"); fi
     echo "== $backend run $n $(date -u +%H:%M:%S) load $(cut -d' ' -f1 /proc/loadavg)"
     local tick line before calls client
     tick=$(getconf CLK_TCK)

@@ -467,7 +467,9 @@ fn line_outcome(
         questions: rule
             .questions
             .iter()
-            .filter(|q| !submission.answers.contains_key(&q.id) && q.asked(&submission.answers))
+            .filter(|q| {
+                !submission.answers.contains_key(&q.id) && !q.ruled_out(&submission.answers)
+            })
             .map(|q| MissingQuestion {
                 id: q.id.clone(),
                 text: q.text.clone(),

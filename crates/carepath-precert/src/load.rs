@@ -1299,6 +1299,10 @@ questions = [
         assert!(!q[1].asked(&answers(&[])));
         assert!(!q[1].asked(&answers(&[("flag", Answer::Bool(true))])));
         assert!(q[1].asked(&answers(&[("flag", Answer::Bool(false))])));
+        // Ruled out only by an answer given.
+        assert!(!q[1].ruled_out(&answers(&[])));
+        assert!(q[1].ruled_out(&answers(&[("flag", Answer::Bool(true))])));
+        assert!(!q[1].ruled_out(&answers(&[("flag", Answer::Bool(false))])));
         assert!(!q[3].asked(&answers(&[("site", Answer::Code("HOME".into()))])));
         assert!(q[3].asked(&answers(&[("site", Answer::Code("office".into()))])));
     }

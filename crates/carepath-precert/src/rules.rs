@@ -331,10 +331,20 @@ pub struct Question {
 }
 
 impl Question {
-    /// Whether the question is asked, given the answers so far: always, unless it
-    /// depends on an earlier answer that does not hold (or is not given yet).
+    /// Whether the question is asked once `answers` are given (a form's
+    /// `enableWhen`): always, unless it depends on an earlier answer that does not
+    /// hold or is not given yet.
     pub fn asked(&self, answers: &BTreeMap<String, Answer>) -> bool {
         self.enable_when.as_ref().is_none_or(|w| w.holds(answers))
+    }
+
+    /// Whether `answers` rule the question out: the earlier answer it depends on is
+    /// given and does not hold. A question whose condition is still unanswered is not
+    /// ruled out, so a request missing both is asked for both at once.
+    pub fn ruled_out(&self, answers: &BTreeMap<String, Answer>) -> bool {
+        self.enable_when
+            .as_ref()
+            .is_some_and(|w| answers.contains_key(&w.question) && !w.holds(answers))
     }
 }
 

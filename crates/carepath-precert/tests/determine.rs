@@ -68,6 +68,17 @@ fn missing_information_is_listed_exactly() {
     assert_eq!(ids, ["conservative_therapy_weeks"]);
     assert!(missing.documents.is_empty());
 
+    // Red flags approve the MRI whatever the therapy: the therapy question is then not
+    // asked (its enable_when), so only the document is missing.
+    let mut flagged = request(vec![line("70553", Setting::Outpatient)]);
+    flagged.answers = answers(&[("red_flag_symptoms", Answer::Bool(true))]);
+    let d = determine(&book, &flagged, &GoldCards::default()).unwrap();
+    let CaseOutcome::Pended { missing, .. } = &d.outcome else {
+        panic!("{:?}", d.outcome)
+    };
+    assert!(missing.questions.is_empty(), "{missing:?}");
+    assert_eq!(missing.documents[0].id, "clinical_notes");
+
     // Knee arthroplasty needs 12 weeks of therapy *and* joint-space loss: with 3 weeks
     // the criteria fail whatever the imaging shows, so that question is not asked;
     // only the missing imaging report is, for the reviewer.

@@ -914,6 +914,55 @@ mod tests {
     }
 
     #[test]
+    fn attached_documents_and_cited_coverage_assertions_are_read() {
+        let mut bundle = approved();
+        let info = |id: &str| {
+            json!({"url": codes::EXT_COVERAGE_INFORMATION, "extension": [
+                {"url": "covered", "valueCode": "covered"},
+                {"url": "coverage-assertion-id", "valueString": id}]})
+        };
+        // A questionnaire's attachment is a record of the document its linkId names,
+        // and the response may carry the coverage information it was filled in for.
+        let qr = &mut bundle["entry"][6]["resource"];
+        qr["extension"] = json!([info("CA-1")]);
+        qr["item"] = json!([
+            {"linkId": "questions", "item": [
+                {"linkId": "red_flag_symptoms", "answer": [{"valueBoolean": true}]}]},
+            {"linkId": "documents", "item": [
+                {"linkId": "imaging_reports", "answer": [
+                    {"valueAttachment": {"url": "urn:ehr:report-9", "title": "CT report"}}]}]},
+        ]);
+        // The ordered service the item asks for carries it too (and another).
+        let order = json!({"resourceType": "ServiceRequest", "id": "order-1",
+            "status": "active", "intent": "order", "subject": {"reference": "Patient/member-1"},
+            "extension": [info("CA-1"), info("CA-2")]});
+        bundle["entry"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"fullUrl": "http://provider.example/fhir/ServiceRequest/order-1", "resource": order}));
+        claim_mut(&mut bundle)["item"][0]["extension"] = json!([{
+            "url": codes::EXT_REQUESTED_SERVICE,
+            "valueReference": {"reference": "ServiceRequest/order-1"}}]);
+        let read = submission(&bundle).unwrap();
+        assert!(read.request.records.contains(&RecordRef {
+            id: "urn:ehr:report-9".into(),
+            document: "imaging_reports".into(),
+        }));
+        assert_eq!(read.request.coverage_assertions, ["CA-1", "CA-2"]);
+        assert_eq!(
+            read.fields.expression("coverage_assertions[1]"),
+            "ServiceRequest.extension[1].extension[1].valueString"
+        );
+        // An attachment that names no record is refused where it is.
+        bundle["entry"][6]["resource"]["item"][1]["item"][0]["answer"][0]["valueAttachment"] =
+            json!({"contentType": "text/plain"});
+        assert_eq!(
+            expressions(&submission(&bundle).unwrap_err()),
+            ["QuestionnaireResponse.item[1].item[0].answer[0].valueAttachment.url"]
+        );
+    }
+
+    #[test]
     fn not_a_pas_bundle() {
         assert_eq!(
             expressions(&submission(&json!({"resourceType": "Claim"})).unwrap_err()),
