@@ -52,6 +52,18 @@ pub struct FhirTarget {
     pub pool: usize,
 }
 
+impl FhirTarget {
+    /// One keep-alive HTTP/1.1 client for every worker, its pool sized to the calls in
+    /// flight.
+    fn http_client(&self) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .http1_only()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(self.pool.max(1))
+            .build()
+    }
+}
+
 /// The scope asked for: `$submit` needs Claim create.
 const FHIR_SCOPE: &str = "system/Claim.cr";
 
@@ -76,11 +88,7 @@ impl Fhir {
         target: &FhirTarget,
         seconds: u64,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let client = reqwest::Client::builder()
-            .http1_only()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(target.pool.max(1))
-            .build()?;
+        let client = target.http_client()?;
         let base = format!("http://{}", target.addr);
         let configuration: serde_json::Value = client
             .get(format!("{base}/fhir/.well-known/smart-configuration"))
@@ -183,11 +191,7 @@ struct Crd {
 
 impl Crd {
     fn connect(target: &FhirTarget, seconds: u64) -> Result<Self, Box<dyn std::error::Error>> {
-        let client = reqwest::Client::builder()
-            .http1_only()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(target.pool.max(1))
-            .build()?;
+        let client = target.http_client()?;
         let url = format!("http://{}/cds-services/crd-order-sign", target.addr);
         let key = std::fs::read(&target.key)
             .map_err(|e| format!("reading {}: {e}", target.key.display()))?;

@@ -157,9 +157,11 @@ fn register_client(db: &TestDb, dir: &Path, client_id: &str, npi: &str) -> Clien
     ClientKey { key, kid }
 }
 
-/// The checks' own script, beside this crate's manifest.
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fhir/pas_e2e.py")
+/// One of the checks' scripts (`tests/fhir/NAME`), beside this crate's manifest.
+fn fhir_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fhir")
+        .join(name)
 }
 
 /// What the checks can verify without a server: the Bundles and the Subscription they
@@ -172,7 +174,7 @@ fn the_checks_hold_without_a_server() {
         return;
     }
     let output = Command::new("python3")
-        .arg(script())
+        .arg(fhir_script("pas_e2e.py"))
         .arg("--self-test")
         .output()
         .expect("run python3");
@@ -297,13 +299,7 @@ fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
 /// passes. Returns what it printed.
 async fn run_checks(script: &str, args: Vec<std::ffi::OsString>) -> String {
     let mut checks = Command::new("python3");
-    checks
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fhir")
-                .join(script),
-        )
-        .args(args);
+    checks.arg(fhir_script(script)).args(args);
     let output = tokio::task::spawn_blocking(move || checks.output())
         .await
         .expect("the checks ran")
@@ -601,35 +597,37 @@ async fn pas_requests_notifications_and_refusals_through_the_fhir_door(db: &Test
         server.addr,
         quoted(signing_key.to_str().expect("utf-8 path")),
     );
-    let mut checks = Command::new("python3");
-    checks
-        .arg(script())
-        .args(["--base", &format!("http://{fhir}")])
-        .args(["--client-id", "clearview-imaging", "--npi", IMAGING_IN])
-        .arg("--key")
-        .arg(&imaging.key)
-        .args(["--kid", &imaging.kid])
-        .args(["--other-client-id", "southside-primary-care"])
-        .args(["--other-npi", INTERNIST])
-        .arg("--other-key")
-        .arg(&internist.key)
-        .args(["--other-kid", &internist.kid])
-        .args(["--scope", SCOPES])
-        .args(["--decide-cmd", &decide]);
-    let output = tokio::task::spawn_blocking(move || checks.output())
-        .await
-        .expect("the checks ran")
-        .expect("run python3");
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the FHIR checks failed ({}):\n{printed}",
-        output.status
-    );
+    let base = format!("http://{fhir}");
+    let args: Vec<std::ffi::OsString> = [
+        "--base",
+        &base,
+        "--client-id",
+        "clearview-imaging",
+        "--npi",
+        IMAGING_IN,
+        "--kid",
+        &imaging.kid,
+        "--other-client-id",
+        "southside-primary-care",
+        "--other-npi",
+        INTERNIST,
+        "--other-kid",
+        &internist.kid,
+        "--scope",
+        SCOPES,
+        "--decide-cmd",
+        &decide,
+    ]
+    .into_iter()
+    .map(Into::into)
+    .chain([
+        "--key".into(),
+        imaging.key.clone().into(),
+        "--other-key".into(),
+        internist.key.clone().into(),
+    ])
+    .collect();
+    let printed = run_checks("pas_e2e.py", args).await;
     eprintln!("{printed}");
     assert!(
         printed.contains("all FHIR end-to-end checks passed"),

@@ -382,13 +382,24 @@ impl Smart {
     ) -> Result<TokenGrant, TokenError> {
         let mut attempt = Attempt::default();
         let result = self.try_exchange(&req, token_url, &mut attempt).await;
+        self.audit_refusal(result, &attempt, TOKEN_OPERATION).await
+    }
+
+    /// Audits a refused exchange or hook call (as the client when it is known) and
+    /// logs a failure on our side; passes the result on.
+    async fn audit_refusal<T>(
+        &self,
+        result: Result<T, TokenError>,
+        attempt: &Attempt,
+        operation: &str,
+    ) -> Result<T, TokenError> {
         if let Err(err) = &result {
-            let entry = attempt_entry(&attempt, AuditOutcome::Denied, TOKEN_OPERATION);
+            let entry = attempt_entry(attempt, AuditOutcome::Denied, operation);
             if let Err(audit_err) = self.app.store.audit(&entry, self.app.now()).await {
                 return Err(audit_err.into());
             }
             if let TokenError::Internal(cause) = err {
-                tracing::error!(%cause, "token exchange failed");
+                tracing::error!(%cause, operation, "client authentication failed");
             }
         }
         result
@@ -408,16 +419,8 @@ impl Smart {
         let result = self
             .try_authenticate_hook(authorization, service_url, &mut attempt)
             .await;
-        if let Err(err) = &result {
-            let entry = attempt_entry(&attempt, AuditOutcome::Denied, HOOK_AUTH_OPERATION);
-            if let Err(audit_err) = self.app.store.audit(&entry, self.app.now()).await {
-                return Err(audit_err.into());
-            }
-            if let TokenError::Internal(cause) = err {
-                tracing::error!(%cause, "CDS Hooks authentication failed");
-            }
-        }
-        result
+        self.audit_refusal(result, &attempt, HOOK_AUTH_OPERATION)
+            .await
     }
 
     async fn try_authenticate_hook(
