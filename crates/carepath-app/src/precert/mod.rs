@@ -24,6 +24,7 @@ use carepath_precert::{self as precert, CaseState, Ctx, PrecertCase, WorkflowErr
 use carepath_store::{AuditOutcome, CaseFilter, CaseRecord, StoreError};
 use chrono::{DateTime, Utc};
 
+pub use carepath_precert::ServiceDates;
 pub use engine::{ListOrigin, PrecertEngine};
 pub use goldcards::{GoldCard, MetricsReport, Period};
 pub use record::{RECORD_KIND, case_of, queue_of, record_of, request_id_of};

@@ -8,8 +8,8 @@ use carepath_core::{
     Actor, Icd10Code, Invalid, Member, MemberId, NetworkStatus, Npi, Plan, Provider, Role, Urgency,
 };
 use carepath_precert::{
-    Answer, CheckAnswer, Ctx, PrecertCase, ProviderParty, RecordRef, RuleBook, ServiceLine,
-    Submission,
+    Answer, CheckAnswer, Ctx, PrecertCase, ProviderParty, Purpose, RecordRef, RuleBook,
+    ServiceLine, Submission,
 };
 use carepath_store::{AuditOutcome, CaseCreated, CaseRecord, NewCase, SubmissionParties};
 use chrono::{DateTime, Utc};
@@ -192,6 +192,25 @@ impl Parties {
 }
 
 impl Precert {
+    /// Refuses dates of service outside the engine's window ([`carepath_precert::
+    /// ServiceDates`]), reckoned from the plan's local date today, naming each line's
+    /// `lines[i].date_of_service`.
+    fn check_service_dates(&self, lines: &[ServiceLine], purpose: Purpose) -> AppResult<()> {
+        let received = self
+            .app
+            .now()
+            .with_timezone(&self.app.calendar.timezone())
+            .date_naive();
+        let window = self.engine.service_dates();
+        let mut invalid = Invalid::new();
+        for (i, line) in lines.iter().enumerate() {
+            if let Err(e) = window.check(line, received, purpose) {
+                invalid.push(format!("lines[{i}].date_of_service"), e.to_string());
+            }
+        }
+        Ok(invalid.into_result()?)
+    }
+
     /// Whether precertification applies to each line, under the rules in force. The
     /// check is audited as an access to the member's coverage.
     pub async fn check(&self, caller: &Caller, req: CheckRequest) -> AppResult<Vec<CheckAnswer>> {
@@ -202,6 +221,7 @@ impl Precert {
             lines,
         } = req;
         may_request(&caller.actor, &member_id, None)?;
+        self.check_service_dates(&lines, Purpose::Check)?;
         let found = (self.app.store)
             .submission_parties("", &member_id, &npi, &npi)
             .await?;
@@ -246,6 +266,7 @@ impl Precert {
             records,
         } = req;
         may_request(&caller.actor, &member_id, Some((&requesting, &servicing)))?;
+        self.check_service_dates(&lines, Purpose::Request)?;
 
         let key = format!("{requesting}:{request_id}");
         let now = self.app.stored_now();
