@@ -1,5 +1,6 @@
-//! Starting a server: errors name what failed, logs off a terminal are plain text, and
-//! the database file is the owner's only.
+//! Starting a server: errors name what failed, logs off a terminal are plain text, the
+//! database file is the owner's only, a plan's data directory is checked, and the audit
+//! heads a server anchors let `audit verify` catch a removed newest entry.
 //!
 //! Runs the real `carepath` binary (built beside this test's executable by
 //! `cargo build --workspace --bins`, which tests/run.sh does first).
@@ -181,5 +182,99 @@ fn a_bad_file_in_the_data_directory_stops_the_start_named() {
             data.path().join("secondopinion").display()
         )),
         "{stderr}"
+    );
+}
+
+/// `carepath audit verify` on `url`, with what it printed.
+fn audit_verify(url: &str) -> (bool, String) {
+    let output = Command::new(binary("carepath", None))
+        .args(["audit", "verify", "--database-url", url])
+        .env("CAREPATH_LOG", "warn")
+        .output()
+        .expect("run carepath audit verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn audit_verify_catches_a_removed_newest_entry_through_the_anchor_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("carepath.db");
+    let url = format!("sqlite://{}", file.display());
+    let anchors = dir.path().join("carepath.db.audit-anchors");
+
+    // Some accesses on record.
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let at = chrono::Utc::now();
+    for i in 0..20 {
+        let entry = carepath_store::AuditEntry {
+            subject: "RN-001".into(),
+            role: "nurse".into(),
+            rpc: "/carepath.directory.v1.DirectoryService/GetMember".into(),
+            record_kind: "member".into(),
+            record_id: format!("M1000{i:02}"),
+            member_id: Some(format!("M1000{i:02}")),
+            outcome: carepath_store::AuditOutcome::Allowed,
+        };
+        store
+            .audit(&entry, at + chrono::Duration::seconds(i))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+
+    // A server anchors the heads beside the database as it starts.
+    let mut serve = Command::new(binary("carepath", Some("--audit-anchor-file")));
+    serve.args(["serve", "--database-url", &url]);
+    let server = carepath_tests::process::ServerProcess::start("carepath", serve);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&anchors).is_ok_and(|t| t.ends_with('\n')) {
+        assert!(
+            Instant::now() < deadline,
+            "no anchor file at {}",
+            anchors.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.terminate();
+    let (ok, text) = audit_verify(&url);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("audit log intact: 20 entries, anchors in"),
+        "{text}"
+    );
+
+    // Remove the newest entry and set its chain's head back: the chain still links.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (seq, chain, prev): (i64, i32, String) =
+        sqlx::query_as("SELECT seq, chain, prev_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+        .bind(seq)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = $2")
+        .bind(&prev)
+        .bind(chain)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let (ok, text) = audit_verify(&url);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "audit log broken at entry {seq}: entry {seq} of chain {chain}, anchored outside the database, is missing"
+        )),
+        "{text}"
     );
 }
