@@ -5,17 +5,20 @@ use carepath_app::{
     AppError, Caller,
     precert::{Adverse, CheckRequest, Decision, Precert, PrecertEngine, SubmitRequest},
 };
-use carepath_core::{Actor, Icd10Code, MemberId, Npi, Role, ServiceCode, Setting, Urgency};
+use carepath_core::{
+    Actor, Icd10Code, MemberId, Npi, ProviderKind, Role, ServiceCode, Setting, Urgency,
+};
 use carepath_precert::{Admission, Answer, CaseState, RecordRef, Requirement, ServiceLine};
 use carepath_tests::{
     TestDb, contract_tests,
-    precert::{IMAGING_IN, INTERNIST, MEMBER},
+    precert::{HOSPITAL, IMAGING_IN, INTERNIST, MEMBER},
 };
 
 contract_tests!(
     a_check_and_a_submission_approved_at_once,
     a_nurse_may_not_deny,
     a_provider_outside_the_case_is_told_it_does_not_exist,
+    dates_of_service_that_make_no_sense_are_refused_naming_the_line,
 );
 
 struct Fixture {
@@ -202,4 +205,107 @@ async fn a_provider_outside_the_case_is_told_it_does_not_exist(db: &TestDb) {
     let nurse = caller(Role::Nurse, "RN-001", "test:claim");
     let taken = f.precert.claim(&nurse, &id).await.expect("claim");
     assert_eq!(taken.case.state, CaseState::InReview);
+}
+
+/// The field and message of a refusal that names one field.
+fn one_field(err: AppError) -> (String, String) {
+    let AppError::Invalid(invalid) = err else {
+        panic!("expected a field error, got {err:?}");
+    };
+    assert_eq!(invalid.violations.len(), 1, "{invalid}");
+    let v = &invalid.violations[0];
+    (v.field.clone(), v.description.clone())
+}
+
+async fn dates_of_service_that_make_no_sense_are_refused_naming_the_line(db: &TestDb) {
+    // The test clock reads 2026-11-23 (New York) throughout.
+    let f = fixture(db).await;
+    let provider = caller(Role::Provider, IMAGING_IN, "test:submit");
+    let cases = [
+        (
+            "2200-01-01",
+            "more than 730 days after the request was received (2026-11-23)",
+        ),
+        (
+            "9999-12-31",
+            "more than 730 days after the request was received (2026-11-23)",
+        ),
+        (
+            "1900-01-01",
+            "more than 90 days before the request was received (2026-11-23)",
+        ),
+        (
+            "2026-11-01",
+            "is before the request was received (2026-11-23): a service already given is a retrospective request",
+        ),
+    ];
+    for (date, message) in cases {
+        let mut request = mri(
+            &format!("dos-{date}"),
+            vec![("red_flag_symptoms", Answer::Bool(true))],
+        );
+        request.lines.push(mri_line());
+        request.lines[1].date_of_service = date.parse().unwrap();
+        let err = f.precert.submit(&provider, request).await.unwrap_err();
+        let (field, description) = one_field(err);
+        assert_eq!(field, "lines[1].date_of_service", "{date}");
+        assert!(description.contains(message), "{date}: {description}");
+    }
+    // Nothing was filed for any of them.
+    let retry = mri(
+        "dos-2200-01-01",
+        vec![("red_flag_symptoms", Answer::Bool(true))],
+    );
+    assert!(f.precert.submit(&provider, retry).await.unwrap().created);
+
+    // A requirement check names the field too, and may ask about a past date.
+    let check = |date: &str| CheckRequest {
+        member_id: MemberId::parse(MEMBER).unwrap(),
+        rendering_npi: Npi::parse(IMAGING_IN).unwrap(),
+        diagnoses: vec![Icd10Code::parse("G43.909").unwrap()],
+        lines: vec![ServiceLine {
+            date_of_service: date.parse().unwrap(),
+            ..mri_line()
+        }],
+    };
+    let err = f
+        .precert
+        .check(&provider, check("2200-01-01"))
+        .await
+        .unwrap_err();
+    assert_eq!(one_field(err).0, "lines[0].date_of_service");
+    f.precert
+        .check(&provider, check("2026-11-01"))
+        .await
+        .expect("a coverage question about a past date");
+
+    // An emergency admission two days ago, notified now, is still taken.
+    let hospital = caller(Role::Provider, HOSPITAL, "test:submit");
+    let emergency = SubmitRequest {
+        request_id: "er-notice".into(),
+        member_id: MemberId::parse(MEMBER).unwrap(),
+        requesting_npi: Npi::parse(HOSPITAL).unwrap(),
+        servicing_npi: Npi::parse(HOSPITAL).unwrap(),
+        lines: vec![ServiceLine {
+            code: ServiceCode::parse("99223").unwrap(),
+            units: 1,
+            date_of_service: "2026-11-21".parse().unwrap(),
+            setting: Setting::Inpatient,
+            facility_kind: Some(ProviderKind::AcuteHospital),
+            length_of_stay_hours: Some(72),
+            delivery: None,
+            admission: Admission::Emergency,
+        }],
+        diagnoses: vec![Icd10Code::parse("I21.9").unwrap()],
+        urgency: Urgency::Urgent,
+        answers: Vec::new(),
+        records: Vec::new(),
+        coverage_assertions: Vec::new(),
+    };
+    let filed = f
+        .precert
+        .submit(&hospital, emergency)
+        .await
+        .expect("an emergency admission notified after the fact");
+    assert!(filed.created);
 }

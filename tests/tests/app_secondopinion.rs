@@ -1,7 +1,8 @@
 //! Second-opinion use cases through `carepath_app` directly, without gRPC, on both
 //! backends: a member checks eligibility and submits a request, answers the
 //! questionnaire and a nurse logs the records; another member is told the request
-//! does not exist, and a nurse may not answer the member's questionnaire.
+//! does not exist, and a nurse may not answer the member's questionnaire; what a
+//! crash left in the records folder is swept, and records are the owner's only.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use carepath_app::{
     App, AppError, Caller,
     secondopinion::{
         CheckEligibility, LogRecord, RecordStorage, SecondOpinion, StatusChange, Submit,
+        UploadRecord,
     },
 };
 use carepath_core::{Actor, Icd10Code, MemberId, Npi, Role};
@@ -22,6 +24,7 @@ use futures::StreamExt;
 contract_tests!(
     a_member_checks_eligibility_and_submits_a_request,
     another_member_is_told_the_request_does_not_exist,
+    what_a_crash_left_in_the_records_folder_is_swept,
 );
 
 const UK_MEMBER: &str = "M100014";
@@ -33,7 +36,7 @@ struct Ctx {
     app: App,
     opinions: SecondOpinion,
     _keys: tempfile::TempDir,
-    _records: tempfile::TempDir,
+    records: tempfile::TempDir,
 }
 
 async fn start(db: &TestDb) -> Ctx {
@@ -49,7 +52,7 @@ async fn start(db: &TestDb) -> Ctx {
         app,
         opinions,
         _keys: keys,
-        _records: records,
+        records,
     }
 }
 
@@ -328,4 +331,124 @@ async fn another_member_is_told_the_request_does_not_exist(db: &TestDb) {
         outcome(NURSE, "app/AnswerQuestionnaire"),
         [AuditOutcome::Denied]
     );
+}
+
+/// Sets a file's modification time `age` into the past, as if written before a crash.
+fn age_file(path: &std::path::Path, age: std::time::Duration) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open to age");
+    file.set_modified(std::time::SystemTime::now() - age)
+        .expect("set modification time");
+}
+
+async fn what_a_crash_left_in_the_records_folder_is_swept(db: &TestDb) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let ctx = start(db).await;
+    let member = caller(Role::Member, UK_MEMBER, "app/Submit");
+    let id = ctx
+        .opinions
+        .submit(&member, kidney_request())
+        .await
+        .unwrap()
+        .request
+        .request
+        .id;
+    ctx.opinions
+        .answer_questionnaire(
+            &caller(Role::Member, UK_MEMBER, "app/AnswerQuestionnaire"),
+            &id,
+            kidney_answers(),
+        )
+        .await
+        .unwrap();
+    let bytes = b"%PDF-1.4 latest kidney function tests".to_vec();
+    let added = ctx
+        .opinions
+        .upload_record(
+            &caller(Role::Member, UK_MEMBER, "app/UploadRecord"),
+            UploadRecord {
+                request_id: id.clone(),
+                kind: RecordKind::LabResult,
+                file_name: "labs.pdf".into(),
+                content_type: "application/pdf".into(),
+                size_bytes: bytes.len() as u64,
+                sha256: carepath_app::secondopinion::records::sha256_hex(&bytes),
+                description: "Kidney function tests".into(),
+            },
+            futures::stream::iter([Ok(bytes::Bytes::from(bytes.clone()))]),
+        )
+        .await
+        .unwrap();
+    let record = added.record.expect("the uploaded record");
+    let folder = ctx.records.path();
+    let kept = folder.join(record.object_key.as_deref().expect("a file"));
+    // Health data is the owner's only, whatever the umask.
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(folder), 0o700);
+    assert_eq!(mode(&kept), 0o600);
+
+    // What a SIGKILL leaves: an upload cut off (its temporary object and the local
+    // folder's staging file of another), and files kept whose request never listed
+    // them, for this request and for one that was never stored.
+    let hour = std::time::Duration::from_secs(3600);
+    let left = [
+        folder.join("tmp/REC-cut-off"),
+        folder.join("tmp/REC-staging#1"),
+        folder.join(format!("requests/{id}/REC-never-listed")),
+        folder.join("requests/SO-never-stored/REC-lost"),
+    ];
+    for path in &left {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"member health data").unwrap();
+        age_file(path, hour);
+    }
+    age_file(&kept, hour);
+    // An upload still in progress (written just now) is left alone.
+    let in_progress = folder.join("tmp/REC-in-progress");
+    std::fs::write(&in_progress, b"arriving").unwrap();
+
+    let storage = RecordStorage::local(folder).unwrap();
+    let swept = storage.sweep(&ctx.app.store, None).await.unwrap();
+    assert_eq!((swept.temporary, swept.orphans), (2, 2));
+    for path in &left {
+        assert!(!path.exists(), "{} is still there", path.display());
+    }
+    assert!(kept.exists(), "the listed record was removed");
+    assert!(in_progress.exists(), "an upload in progress was removed");
+    // The record is still whole and downloads.
+    let download = ctx
+        .opinions
+        .download_record(
+            &caller(Role::Member, UK_MEMBER, "app/DownloadRecord"),
+            carepath_app::secondopinion::DownloadRecord {
+                request_id: id.clone(),
+                record_id: record.id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let got: Vec<u8> = download.bytes.map(|b| b.unwrap().to_vec()).concat().await;
+    assert_eq!(got, bytes);
+    // A second sweep finds nothing. A periodic sweep checks only files new since the
+    // last one's cutoff; the sweep at the next start checks everything.
+    let again = storage
+        .sweep(&ctx.app.store, Some(swept.cutoff))
+        .await
+        .unwrap();
+    assert_eq!((again.temporary, again.orphans), (0, 0));
+    let late = folder.join(format!("requests/{id}/REC-orphaned-earlier"));
+    std::fs::write(&late, b"member health data").unwrap();
+    age_file(&late, 2 * hour);
+    let periodic = storage
+        .sweep(&ctx.app.store, Some(swept.cutoff))
+        .await
+        .unwrap();
+    assert_eq!(periodic.orphans, 0);
+    assert!(late.exists());
+    let at_start = storage.sweep(&ctx.app.store, None).await.unwrap();
+    assert_eq!(at_start.orphans, 1);
+    assert!(!late.exists());
 }

@@ -221,8 +221,21 @@ fn example_bundle(name: &str, request_id: &str) -> serde_json::Value {
         .join(name);
     let text = std::fs::read_to_string(&path).expect("example bundle");
     let mut bundle: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    bundle["entry"][0]["resource"]["identifier"][0]["value"] = request_id.into();
+    let claim = &mut bundle["entry"][0]["resource"];
+    claim["identifier"][0]["value"] = request_id.into();
+    // A fixed date of service would become a service already given, which
+    // precertification refuses.
+    if claim["item"][0].get("servicedDate").is_some() {
+        claim["item"][0]["servicedDate"] = service_date().into();
+    }
     bundle
+}
+
+/// The date of service the examples are sent with: two weeks from today.
+fn service_date() -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// A token for a registered client from the token endpoint: the client assertion is
@@ -531,7 +544,7 @@ async fn the_same_request_over_grpc_and_over_fhir_is_decided_alike(db: &TestDb) 
 
         // Over gRPC, the same request (the examples' date of service).
         let mut request = mri(&format!("grpc-{example}"), answers);
-        request.lines[0].date_of_service = "2026-12-10".into();
+        request.lines[0].date_of_service = service_date();
         let grpc_case = precert
             .submit(bearer(&grpc_token, request))
             .await

@@ -103,8 +103,8 @@ async fn an_mri_meeting_the_criteria_is_certified_at_once_and_a_retry_changes_no
     let case_id = response["id"].as_str().unwrap().to_owned();
     assert!(case_id.starts_with("PA-"), "{case_id}");
     assert_eq!(response["preAuthRef"], case_id.as_str());
-    // Valid from the decision for 90 days past the last date of service (2026-12-10).
-    assert_eq!(response["preAuthPeriod"]["end"], "2027-03-10");
+    // Valid from the decision for 90 days past the last date of service (2027-03-10).
+    assert_eq!(response["preAuthPeriod"]["end"], "2027-06-08");
     assert_eq!(response["identifier"][0]["value"], "mri-fhir-0001");
     assert_eq!(
         response["extension"][0]["extension"][0]["valueBoolean"], false,
@@ -112,7 +112,7 @@ async fn an_mri_meeting_the_criteria_is_certified_at_once_and_a_retry_changes_no
     );
     let notes = response["processNote"].to_string();
     assert!(
-        notes.contains("Item 1: rule IMG-MRI") && notes.contains("version 2026.1"),
+        notes.contains("Item 1: rule IMG-MRI") && notes.contains("version 2027.1"),
         "the rule and list version are named: {notes}"
     );
 

@@ -713,6 +713,31 @@ async fn invalid_submissions_name_the_fields_and_store_nothing(db: &TestDb) {
     ] {
         assert!(fields.iter().any(|x| x == f), "{f} named in {fields:?}");
     }
+    // A date of service that makes no sense is named too, as the request names it.
+    let mut far = mri("req-bad-far", vec![]);
+    far.lines[0].date_of_service = "2200-01-01".into();
+    let err = c.submit(server.request(&provider, far)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let named = err.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(named[0].field, "lines[0].date_of_service");
+    let check = pb::CheckRequirementRequest {
+        member_id: MEMBER.into(),
+        rendering_provider_npi: IMAGING_IN.into(),
+        diagnoses: vec!["G43.909".into()],
+        line: Some(pb::ServiceLine {
+            date_of_service: "1900-01-01".into(),
+            ..line("70553", Setting::Outpatient)
+        }),
+    };
+    let err = c
+        .check_requirement(server.request(&provider, check))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let named = err.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(named[0].field, "line.date_of_service");
     // Well-formed ids that point at nothing in the directory.
     let mut unknown = mri("req-bad-2", vec![]);
     unknown.member_id = "M999999".into();

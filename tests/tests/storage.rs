@@ -26,6 +26,8 @@ contract_tests!(
     concurrent_claimers_never_share_an_event,
     the_audit_chain_detects_tampering,
     an_entry_removed_from_the_middle_of_a_chain_is_detected,
+    a_removed_chain_head_row_is_detected,
+    a_removed_newest_entry_is_caught_by_its_anchor,
     the_audit_log_is_searchable,
     gold_cards_come_in_pages,
     case_sweeps_read_in_pages,
@@ -528,6 +530,75 @@ async fn an_entry_removed_from_the_middle_of_a_chain_is_detected(db: &TestDb) {
         AuditVerification::Broken {
             seq: next_in_chain,
             reason: "does not link to the entry before it".into()
+        }
+    );
+}
+
+async fn a_removed_chain_head_row_is_detected(db: &TestDb) {
+    for i in 0..3 {
+        db.store
+            .audit(&entry("RN-001", "M100001"), now() + Duration::seconds(i))
+            .await
+            .unwrap();
+    }
+    on_db!(&db.store, c => sqlx::query("DELETE FROM audit_head WHERE id = 7").execute(c).await.map(|_| ())).unwrap();
+    assert_eq!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Broken {
+            seq: 3,
+            reason: "the head row of chain 7 was removed".into()
+        }
+    );
+}
+
+async fn a_removed_newest_entry_is_caught_by_its_anchor(db: &TestDb) {
+    let n = i64::from(carepath_store::AUDIT_CHAINS) * 2;
+    for i in 0..n {
+        db.store
+            .audit(&entry("RN-001", "M100001"), now() + Duration::seconds(i))
+            .await
+            .unwrap();
+    }
+    let anchors = db.store.audit_heads().await.unwrap();
+    assert_eq!(anchors.len(), carepath_store::AUDIT_CHAINS as usize);
+    assert_eq!(
+        db.store.verify_audit_anchored(&anchors).await.unwrap(),
+        AuditVerification::Intact { entries: n }
+    );
+
+    // Remove the newest entry of the log and set its chain's head back to the entry
+    // before it: the shorter chain still links.
+    let (seq, chain, prev): (i64, i32, String) = on_db!(&db.store, c => sqlx::query_as(
+        "SELECT seq, chain, prev_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_one(c).await)
+    .unwrap();
+    on_db!(&db.store, c => sqlx::query("DELETE FROM audit_log WHERE seq = $1").bind(seq).execute(c).await.map(|_| ())).unwrap();
+    on_db!(&db.store, c => sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = $2").bind(&prev).bind(chain).execute(c).await.map(|_| ())).unwrap();
+    // The database alone cannot tell.
+    assert_eq!(
+        db.store.verify_audit().await.unwrap(),
+        AuditVerification::Intact { entries: n - 1 }
+    );
+    // The anchor can.
+    assert_eq!(
+        db.store.verify_audit_anchored(&anchors).await.unwrap(),
+        AuditVerification::Broken {
+            seq,
+            reason: format!(
+                "entry {seq} of chain {chain}, anchored outside the database, is missing"
+            )
+        }
+    );
+
+    // An anchored entry rewritten with a consistent chain after it is caught too.
+    let first = anchors.iter().min_by_key(|a| a.seq).unwrap().clone();
+    let mut forged = anchors.clone();
+    forged.retain(|a| a.seq != seq);
+    forged.iter_mut().find(|a| a.seq == first.seq).unwrap().hash = "0".repeat(64);
+    assert_eq!(
+        db.store.verify_audit_anchored(&forged).await.unwrap(),
+        AuditVerification::Broken {
+            seq: first.seq,
+            reason: "differs from its copy anchored outside the database".into()
         }
     );
 }

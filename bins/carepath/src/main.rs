@@ -70,8 +70,15 @@ struct ServeCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditAction {
-    /// Check that the audit log's hash chain is intact; exits non-zero if it is not.
-    Verify(DbArgs),
+    /// Check that the audit log's hash chain is intact, every chain's head included,
+    /// and that every entry anchored outside the database is still there; exits
+    /// non-zero if not.
+    Verify {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        anchors: cli::AnchorArgs,
+    },
 }
 
 async fn run(command: Command) -> Result<(), CliError> {
@@ -106,13 +113,22 @@ async fn run(command: Command) -> Result<(), CliError> {
         }
         Command::FhirClient { action } => cli::smart::run(action).await,
         Command::Audit {
-            action: AuditAction::Verify(db),
-        } => match cli::open_store(&db).await?.verify_audit().await? {
-            AuditVerification::Intact { entries } => {
-                println!("audit log intact: {entries} entries");
+            action: AuditAction::Verify { db, anchors },
+        } => match cli::verify_audit(&db, &anchors).await? {
+            (AuditVerification::Intact { entries }, Some(file)) => {
+                println!(
+                    "audit log intact: {entries} entries, anchors in {} present",
+                    file.display()
+                );
                 Ok(())
             }
-            AuditVerification::Broken { seq, reason } => Err(CliError::Usage(format!(
+            (AuditVerification::Intact { entries }, None) => {
+                println!(
+                    "audit log intact: {entries} entries (no anchor file: removed newest entries cannot be ruled out)"
+                );
+                Ok(())
+            }
+            (AuditVerification::Broken { seq, reason }, _) => Err(CliError::Usage(format!(
                 "audit log broken at entry {seq}: {reason}"
             ))),
         },

@@ -23,6 +23,7 @@ pub use pipeline::{Aggregate, Changed, Working};
 
 pub mod audit;
 pub mod cases;
+pub mod data;
 pub mod directory;
 pub mod limits;
 pub mod notify;

@@ -16,7 +16,7 @@
 
 use std::{path::Path, sync::Arc};
 
-use carepath_core::{BusinessCalendar, Clock, DirectoryBundle, SystemClock};
+use carepath_core::{Clock, DirectoryBundle, SystemClock};
 use carepath_store::{ImportSummary, Store};
 
 use crate::{
@@ -31,17 +31,18 @@ use crate::{
 pub async fn open_store(url: &str) -> AppResult<Store> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
-    crate::oncology::upgrade_stored_plans(&store, &carepath_oncology::Catalogue::shipped()).await?;
+    crate::oncology::upgrade_stored_plans(&store, &crate::data::current().oncology).await?;
     Ok(store)
 }
 
-/// An application over `store` on the wall clock and the US federal business
-/// calendar, verifying tokens with `auth`.
+/// An application over `store` on the wall clock and the business calendar in force
+/// ([`crate::data::current`]: the shipped US federal one unless a data directory
+/// replaces it), verifying tokens with `auth`.
 pub fn app(store: Store, auth: Authenticator) -> App {
     App {
         store,
         clock: Arc::new(SystemClock),
-        calendar: Arc::new(BusinessCalendar::us_federal()),
+        calendar: crate::data::current().calendar,
         auth: Arc::new(auth),
     }
 }

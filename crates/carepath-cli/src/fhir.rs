@@ -88,18 +88,23 @@ pub struct FhirServeArgs {
     pub fhir: FhirArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub data: crate::DataArgs,
+    #[command(flatten)]
+    pub service_dates: crate::ServiceDateArgs,
 }
 
 /// Serves the FHIR API alone until Ctrl-C or SIGTERM, keeping its rule engine in
 /// step with the database (lists activated and gold cards evaluated elsewhere).
 pub async fn run_fhir_server(args: FhirServeArgs) -> Result<(), CliError> {
     crate::install_crypto_provider();
+    args.data.configure()?;
     let store = crate::open_store(&args.db).await?;
     if args.demo {
         crate::load_demo(&store).await?;
     }
-    let app = carepath_app::setup::app(store.clone(), crate::authenticator(&args.keys, &args.db)?);
-    let engine = PrecertEngine::load(&store)
+    let app = crate::serving_app(store.clone(), &args.keys, &args.db)?;
+    let engine = PrecertEngine::load_with(&store, args.service_dates.service_dates())
         .await
         .map_err(|e| CliError::Serve(e.into()))?;
     let stop = CancellationToken::new();

@@ -39,6 +39,106 @@ pub struct DbArgs {
     pub database_url: String,
 }
 
+/// Which dates of service precertification requests may carry.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceDateArgs {
+    /// Days after the day a request is received its date of service may be; a date
+    /// further ahead is refused (INVALID_ARGUMENT naming `lines[i].date_of_service`).
+    #[arg(
+        long,
+        env = "CAREPATH_SERVICE_DATE_MAX_DAYS_AHEAD",
+        default_value_t = 730
+    )]
+    pub service_date_max_days_ahead: u32,
+    /// Days before the day a request is received an emergency admission may be
+    /// notified. Other services already given are refused: they are retrospective
+    /// requests, reviewed with their claim.
+    #[arg(
+        long,
+        env = "CAREPATH_SERVICE_DATE_MAX_DAYS_PAST",
+        default_value_t = 90
+    )]
+    pub service_date_max_days_past: u32,
+}
+
+impl ServiceDateArgs {
+    /// The window these flags set.
+    pub fn service_dates(&self) -> carepath_app::precert::ServiceDates {
+        carepath_app::precert::ServiceDates {
+            max_days_ahead: self.service_date_max_days_ahead,
+            max_days_past: self.service_date_max_days_past,
+        }
+    }
+}
+
+/// Where a plan's own reference data is.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DataArgs {
+    /// Folder of the plan's own reference data, laid out as the repository's `data/`:
+    /// `calendars/` (one calendar), `notify/rules.toml`, `notify/templates/`,
+    /// `oncology/`, `secondopinion/`. Each part present replaces the shipped one and
+    /// is checked as the shipped one is; a part absent keeps the shipped data.
+    #[arg(long, env = "CAREPATH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// Loads the data directory, if one is set, as this process's reference data.
+    /// Call before building an application.
+    pub fn configure(&self) -> Result<(), CliError> {
+        if let Some(dir) = &self.data_dir {
+            let data = carepath_app::data::ReferenceData::load(dir)?;
+            tracing::info!(
+                dir = %dir.display(),
+                calendar = data.calendar.id(),
+                "reference data loaded"
+            );
+            carepath_app::data::configure(data);
+        }
+        Ok(())
+    }
+}
+
+/// Where copies of the audit log's chain heads are kept outside the database.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AnchorArgs {
+    /// Append-only file the server copies each audit chain's newest entry to every
+    /// minute, and `audit verify` checks: removing the newest entries of the log and
+    /// setting its heads back is then caught. Defaults to a file beside a SQLite
+    /// database (`carepath.db.audit-anchors`); set it for PostgreSQL, on storage the
+    /// database's administrators cannot rewrite.
+    #[arg(long, env = "CAREPATH_AUDIT_ANCHOR_FILE")]
+    pub audit_anchor_file: Option<PathBuf>,
+}
+
+impl AnchorArgs {
+    /// The file set, or the default beside a SQLite database.
+    pub fn path(&self, db: &DbArgs) -> Option<PathBuf> {
+        self.audit_anchor_file.clone().or_else(|| {
+            sqlite_file(&db.database_url).map(|p| PathBuf::from(format!("{p}.audit-anchors")))
+        })
+    }
+}
+
+/// Verifies the audit log of `db` against the anchors `anchors` names: an explicit
+/// file must exist; the default one is used when it does.
+pub async fn verify_audit(
+    db: &DbArgs,
+    anchors: &AnchorArgs,
+) -> Result<(carepath_store::AuditVerification, Option<PathBuf>), CliError> {
+    let store = open_store(db).await?;
+    let path = anchors
+        .path(db)
+        .filter(|p| anchors.audit_anchor_file.is_some() || p.exists());
+    let heads = match &path {
+        Some(p) => carepath_app::audit::anchor::read_anchors(p)?,
+        None => Vec::new(),
+    };
+    let verdict = store.verify_audit_anchored(&heads).await?;
+    store.close().await;
+    Ok((verdict, path))
+}
+
 /// How tokens are checked (and, on the embedded default, minted).
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyArgs {
@@ -243,6 +343,12 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub anchors: AnchorArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub service_dates: ServiceDateArgs,
 }
 
 /// Errors of start-up and of the one-shot commands, shown to the operator.
@@ -270,6 +376,10 @@ pub enum CliError {
     Invalid(#[from] carepath_core::Invalid),
     #[error("{0}")]
     App(#[from] carepath_app::AppError),
+    #[error("{0}")]
+    Calendar(#[from] carepath_core::CalendarError),
+    #[error("{0}")]
+    Data(#[from] carepath_app::data::DataError),
     #[error("{flag} {path}: {reason}")]
     TlsFile {
         flag: &'static str,
@@ -281,13 +391,15 @@ pub enum CliError {
 }
 
 /// Logs to stderr; `CAREPATH_LOG` (or `RUST_LOG`) filters, `CAREPATH_LOG_FORMAT=json`
-/// switches to JSON lines.
+/// switches to JSON lines. Colours only when stderr is a terminal, so a log file or a
+/// log collector gets plain text.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAREPATH_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = if std::env::var("CAREPATH_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()
@@ -308,11 +420,16 @@ pub async fn open_store(db: &DbArgs) -> Result<Store, CliError> {
 /// The key file beside a SQLite database: `sqlite://data/carepath.db` gives
 /// `data/carepath.db.key.pem`.
 fn default_signing_key(database_url: &str) -> Option<PathBuf> {
+    sqlite_file(database_url).map(|path| PathBuf::from(format!("{path}.key.pem")))
+}
+
+/// The file of a `sqlite://` URL, when it names one.
+fn sqlite_file(database_url: &str) -> Option<&str> {
     let path = database_url
         .strip_prefix("sqlite://")
         .or_else(|| database_url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next().unwrap_or(path);
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(format!("{path}.key.pem")))
+    (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
 /// Builds the authenticator the settings ask for.
@@ -374,6 +491,20 @@ pub fn mint_token(
     Ok(auth.mint(&actor, SystemClock.now(), ttl)?)
 }
 
+/// The application a serving binary runs over `store`. Refuses a business calendar
+/// that does not cover this year and the next, as every due date would then be
+/// reckoned without the holidays of a year it does not know.
+pub fn serving_app(
+    store: Store,
+    keys: &KeyArgs,
+    db: &DbArgs,
+) -> Result<carepath_app::App, CliError> {
+    let app = carepath_app::setup::app(store, authenticator(keys, db)?);
+    app.calendar
+        .require_cover_from(app.clock.now().date_naive())?;
+    Ok(app)
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -413,6 +544,7 @@ pub async fn run_server(
 ) -> Result<(), CliError> {
     install_crypto_provider();
     let tls = args.tls.server_tls()?;
+    args.data.configure()?;
     let store = open_store(&args.db).await?;
     if args.demo {
         let summary = load_demo(&store).await?;
@@ -424,8 +556,8 @@ pub async fn run_server(
             "demo directory loaded"
         );
     }
-    let app = carepath_app::setup::app(store.clone(), authenticator(&args.keys, &args.db)?);
-    let engine = PrecertEngine::load(&store)
+    let app = serving_app(store.clone(), &args.keys, &args.db)?;
+    let engine = PrecertEngine::load_with(&store, args.service_dates.service_dates())
         .await
         .map_err(|e| CliError::Serve(e.into()))?;
     let listener = TcpListener::bind(args.listen)
@@ -455,6 +587,22 @@ pub async fn run_server(
         }
         None => None,
     };
+    let anchoring = match args.anchors.path(&args.db) {
+        Some(path) => {
+            tracing::info!(file = %path.display(), "audit heads anchored here");
+            Some(tokio::spawn(carepath_app::audit::anchor::run_anchoring(
+                store.clone(),
+                carepath_app::audit::anchor::AnchorFile::new(path),
+                stop.clone(),
+            )))
+        }
+        None => {
+            tracing::warn!(
+                "no audit anchor file: set --audit-anchor-file so audit verify can catch removed newest entries"
+            );
+            None
+        }
+    };
     let signal = stop.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -474,6 +622,9 @@ pub async fn run_server(
     stop.cancel();
     if let Some(door) = fhir_door {
         let _ = door.await;
+    }
+    if let Some(task) = anchoring {
+        let _ = task.await;
     }
     served?;
     store.close().await;

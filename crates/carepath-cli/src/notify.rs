@@ -6,7 +6,9 @@
 use std::{path::PathBuf, time::Duration};
 
 pub use carepath_app::notify::settings::{DispatchOptions, NotifySettings, SettingsError};
-use carepath_notify::{EmailSettings, FaxSettings, MailSettings, SmtpCredentials, TlsMode};
+use carepath_notify::{
+    EmailSettings, FaxSettings, MailSettings, RetryPolicy, SmtpCredentials, TlsMode,
+};
 
 /// The notification settings of a serving binary (flattened into `ServeArgs`).
 #[derive(Clone, clap::Args)]
@@ -47,6 +49,16 @@ pub struct NotifyArgs {
     /// out; keep it above the slowest channel's timeout.
     #[arg(long, env = "CAREPATH_NOTICE_LEASE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub notice_lease_secs: u64,
+    /// Seconds before a notice whose sending failed is tried again; the wait doubles
+    /// after each failure up to --notice-retry-max-secs.
+    #[arg(long, env = "CAREPATH_NOTICE_RETRY_FIRST_SECS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub notice_retry_first_secs: u32,
+    /// The longest wait between two attempts at a notice, in seconds.
+    #[arg(long, env = "CAREPATH_NOTICE_RETRY_MAX_SECS", default_value_t = 6 * 3600, value_parser = clap::value_parser!(u32).range(1..))]
+    pub notice_retry_max_secs: u32,
+    /// Attempts at a notice before it is given up (listed as failed for an admin).
+    #[arg(long, env = "CAREPATH_NOTICE_RETRY_ATTEMPTS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
+    pub notice_retry_attempts: u32,
 }
 
 impl std::fmt::Debug for NotifyArgs {
@@ -62,6 +74,9 @@ impl std::fmt::Debug for NotifyArgs {
             .field("fax_from", &self.fax_from)
             .field("print_batch_dir", &self.print_batch_dir)
             .field("notice_lease_secs", &self.notice_lease_secs)
+            .field("notice_retry_first_secs", &self.notice_retry_first_secs)
+            .field("notice_retry_max_secs", &self.notice_retry_max_secs)
+            .field("notice_retry_attempts", &self.notice_retry_attempts)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +106,12 @@ impl NotifyArgs {
                 ));
             }
         };
+        if self.notice_retry_max_secs < self.notice_retry_first_secs {
+            return Err(SettingsError(format!(
+                "--notice-retry-max-secs {} is less than --notice-retry-first-secs {}",
+                self.notice_retry_max_secs, self.notice_retry_first_secs
+            )));
+        }
         let batch_dir = self
             .print_batch_dir
             .clone()
@@ -116,7 +137,11 @@ impl NotifyArgs {
                 lease: Duration::from_secs(self.notice_lease_secs),
                 ..defaults.dispatch
             },
-            ..defaults
+            retry: RetryPolicy {
+                first_delay: chrono::Duration::seconds(i64::from(self.notice_retry_first_secs)),
+                max_delay: chrono::Duration::seconds(i64::from(self.notice_retry_max_secs)),
+                max_attempts: self.notice_retry_attempts,
+            },
         })
     }
 }
@@ -177,11 +202,44 @@ mod tests {
     }
 
     #[test]
+    fn the_notice_retry_schedule_is_set_by_flags() {
+        let cli = Cli::parse_from(["x"]);
+        let s = cli.notify.settings("sqlite://a.db").unwrap();
+        assert_eq!(s.retry, RetryPolicy::default());
+        let cli = Cli::parse_from([
+            "x",
+            "--notice-retry-first-secs",
+            "5",
+            "--notice-retry-max-secs",
+            "40",
+            "--notice-retry-attempts",
+            "3",
+        ]);
+        let s = cli.notify.settings("sqlite://a.db").unwrap();
+        assert_eq!(s.retry.max_attempts, 3);
+        let waits: Vec<i64> = (1..=5).map(|a| s.retry.delay(a).num_seconds()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 40]);
+    }
+
+    #[test]
     fn bad_flags_are_refused() {
         let cli = Cli::parse_from(["x", "--smtp-tls", "maybe"]);
         assert!(cli.notify.settings("sqlite://a.db").is_err());
         let cli = Cli::parse_from(["x", "--smtp-username", "u"]);
         assert!(cli.notify.settings("sqlite://a.db").is_err());
+        let cli = Cli::parse_from([
+            "x",
+            "--notice-retry-first-secs",
+            "600",
+            "--notice-retry-max-secs",
+            "60",
+        ]);
+        let err = cli.notify.settings("sqlite://a.db").unwrap_err();
+        assert_eq!(
+            err.0,
+            "--notice-retry-max-secs 60 is less than --notice-retry-first-secs 600"
+        );
+        assert!(Cli::try_parse_from(["x", "--notice-retry-attempts", "0"]).is_err());
         let cli = Cli::parse_from(["x"]);
         let s = cli.notify.settings("postgres://h/db").unwrap();
         assert!(s.fax.is_none());

@@ -107,6 +107,20 @@ impl Invalid {
         self
     }
 
+    /// Moves fields under `from` to `to` (`lines[0].date_of_service` becomes
+    /// `line.date_of_service`), for a request that names a part differently from the
+    /// command it becomes.
+    pub fn rename_prefix(mut self, from: &str, to: &str) -> Self {
+        for v in &mut self.violations {
+            if let Some(rest) = v.field.strip_prefix(from)
+                && (rest.is_empty() || rest.starts_with(['.', '[']))
+            {
+                v.field = format!("{to}{rest}");
+            }
+        }
+        self
+    }
+
     /// Appends another collector's violations, e.g. from a nested validator.
     pub fn extend(&mut self, other: Invalid) {
         self.violations.extend(other.violations);

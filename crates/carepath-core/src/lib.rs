@@ -12,6 +12,7 @@ mod clock;
 mod codes;
 mod directory;
 mod event;
+mod federal;
 mod invalid;
 
 pub use actor::{Actor, Role, Setting, Urgency};

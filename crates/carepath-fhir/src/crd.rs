@@ -233,6 +233,7 @@ pub fn read_call(
         match read {
             Ok(read) => {
                 let i = checks.len();
+                fields.insert(format!("orders[{i}]"), node.path());
                 fields.insert(format!("orders[{i}].rendering_npi"), read.performer_path);
                 for d in read.diagnoses {
                     if !diagnoses.contains(&d) {

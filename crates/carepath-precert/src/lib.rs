@@ -19,6 +19,7 @@
 mod case;
 mod check;
 mod clock;
+mod dates;
 mod determine;
 mod form;
 pub mod goldcard;
@@ -49,6 +50,7 @@ pub use clock::{
     AUTHORIZATION_VALID_DAYS, EXTERNAL_REVIEW_DAYS, authorization_valid_through,
     external_review_deadline,
 };
+pub use dates::{Purpose, ServiceDateError, ServiceDates};
 pub use determine::{
     ApprovalBasis, CaseOutcome, Determination, DetermineError, LineDetermination, LineOutcome,
     MAX_LINES, MAX_UNITS, Missing, MissingQuestion, PendReason, PendedFor, ProviderParty,

@@ -6,8 +6,6 @@
 
 use std::{future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
-use carepath_oncology::Catalogue;
-
 use carepath_proto::{
     audit::v1::audit_service_server::AuditServiceServer,
     cases::v1::case_service_server::CaseServiceServer,
@@ -238,7 +236,7 @@ pub async fn serve_with(
                 add_authenticated!(PrecertServiceServer::new(precert.clone()));
             }
             Area::Oncology => {
-                let catalogue = Arc::new(Catalogue::shipped());
+                let catalogue = carepath_app::data::current().oncology;
                 add_authenticated!(OncologyServiceServer::new(Oncology::new(
                     app.clone(),
                     engine.clone(),
@@ -313,6 +311,14 @@ pub async fn serve_with(
             pacing.clone(),
             background.clone(),
         )));
+    }
+    if let Some(service) = &second_opinion {
+        tasks.push(tokio::spawn(
+            service
+                .use_cases()
+                .clone()
+                .sweep_records(background.clone()),
+        ));
     }
     if areas.contains(&Area::Precert) {
         tasks.push(tokio::spawn(precert_sweeps(

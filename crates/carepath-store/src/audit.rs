@@ -1,6 +1,12 @@
 //! The audit log: who read or changed which member's data, when, through which call,
 //! and whether it was allowed. Append-only, and hash-chained so that an altered or
 //! removed entry is detected by [`Store::verify_audit`].
+//!
+//! A chain checks itself only up to its newest entry: someone who deletes that entry
+//! and sets the chain's head back leaves a shorter chain that still links. Copies of
+//! the heads kept outside the database ([`Store::audit_heads`], written to an
+//! append-only file by the server) close that gap: [`Store::verify_audit_anchored`]
+//! requires every anchored entry to be there, unchanged.
 
 use std::{
     collections::HashMap,
@@ -57,6 +63,14 @@ pub struct AuditQuery {
     pub subject: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+}
+
+/// The newest entry of one chain, as copied outside the database (an anchor).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditHead {
+    pub chain: i32,
+    pub seq: i64,
+    pub hash: String,
 }
 
 /// The result of walking the chain.
@@ -217,9 +231,36 @@ impl Store {
         Ok(rows.into_iter().map(|r| record_from_row(r).0).collect())
     }
 
+    /// The newest entry of every chain that has entries, in chain order: what the
+    /// server anchors outside the database.
+    pub async fn audit_heads(&self) -> Result<Vec<AuditHead>, StoreError> {
+        let rows: Vec<(i32, i64, String)> = on_db!(self, c => sqlx::query_as(
+            "SELECT l.chain, l.seq, l.hash FROM audit_log l
+             JOIN (SELECT chain, MAX(seq) AS seq FROM audit_log GROUP BY chain) n
+               ON l.chain = n.chain AND l.seq = n.seq
+             ORDER BY l.chain").fetch_all(c).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(chain, seq, hash)| AuditHead { chain, seq, hash })
+            .collect())
+    }
+
     /// Walks every chain, recomputing every hash: any altered, inserted or removed
-    /// entry breaks its chain.
+    /// entry breaks its chain, and every chain must have its head row, matching its
+    /// newest entry. See [`Store::verify_audit_anchored`] for the newest entries.
     pub async fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
+        self.verify_audit_anchored(&[]).await
+    }
+
+    /// [`Store::verify_audit`], and every entry in `anchors` (heads copied outside
+    /// the database at some time) must still be there with the same chain and hash:
+    /// removing a chain's newest entries and setting its head back is then caught.
+    pub async fn verify_audit_anchored(
+        &self,
+        anchors: &[AuditHead],
+    ) -> Result<AuditVerification, StoreError> {
+        let mut anchored: std::collections::BTreeMap<i64, &AuditHead> =
+            anchors.iter().map(|a| (a.seq, a)).collect();
         let mut heads: HashMap<i32, String> = HashMap::new();
         let mut after = 0_i64;
         let mut count = 0_i64;
@@ -257,13 +298,37 @@ impl Store {
                         reason: "content does not match its hash".into(),
                     });
                 }
+                if let Some(anchor) = anchored.remove(&record.seq)
+                    && (anchor.chain != chain || anchor.hash != record.hash)
+                {
+                    return Ok(AuditVerification::Broken {
+                        seq: record.seq,
+                        reason: "differs from its copy anchored outside the database".into(),
+                    });
+                }
                 *prev = record.hash;
                 after = record.seq;
                 count += 1;
             }
         }
+        if let Some((seq, anchor)) = anchored.pop_first() {
+            return Ok(AuditVerification::Broken {
+                seq,
+                reason: format!(
+                    "entry {seq} of chain {}, anchored outside the database, is missing",
+                    anchor.chain
+                ),
+            });
+        }
         let stored: Vec<(i32, String)> = on_db!(self, c => sqlx::query_as(
             "SELECT id, hash FROM audit_head ORDER BY id").fetch_all(c).await)?;
+        let ids: Vec<i32> = stored.iter().map(|(id, _)| *id).collect();
+        if let Some(missing) = (1..=AUDIT_CHAINS).find(|id| !ids.contains(id)) {
+            return Ok(AuditVerification::Broken {
+                seq: after,
+                reason: format!("the head row of chain {missing} was removed"),
+            });
+        }
         for (chain, head) in stored {
             let walked = heads.get(&chain).map_or(GENESIS, String::as_str);
             if head != walked {

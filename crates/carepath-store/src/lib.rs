@@ -30,14 +30,14 @@ mod writer;
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
-    PgPool, Postgres, SqlitePool, Transaction,
-    postgres::PgPoolOptions,
+    Connection, PgConnection, PgPool, Postgres, SqlitePool, Transaction,
+    postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
 pub use appender::{CaseAppender, CaseCreated, NewCase};
 pub use audit::{
-    AUDIT_CHAINS, AuditEntry, AuditOutcome, AuditQuery, AuditRecord, AuditVerification,
+    AUDIT_CHAINS, AuditEntry, AuditHead, AuditOutcome, AuditQuery, AuditRecord, AuditVerification,
 };
 pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
 pub use coverage::CoverageAssertionRecord;
@@ -64,6 +64,34 @@ pub enum Backend {
     Postgres,
 }
 
+/// Creates the SQLite database file readable and writable by its owner only (0600),
+/// when it does not exist yet, so health data is not left readable by other accounts
+/// whatever the umask; SQLite gives its `-wal` and `-shm` files the same mode. A file
+/// that exists is left as it is. A missing folder is an error naming it.
+fn create_owner_only(path: &std::path::Path) -> std::io::Result<()> {
+    let name = path.as_os_str();
+    if name.is_empty() || name == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the folder {} does not exist", folder.display()),
+        ));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Errors of the storage layer. `NotFound` and `Conflict` are meaningful to callers;
 /// the rest are internal causes the gRPC edge logs and never sends.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +104,10 @@ pub enum StoreError {
     MissingReference { kind: &'static str, id: String },
     #[error("unsupported database url {0:?}: expected sqlite:// or postgres://")]
     UnsupportedUrl(String),
+    /// The database could not be opened at start: `target` names it (the SQLite
+    /// file's path, or the PostgreSQL host and port), `reason` says why.
+    #[error("cannot open {target}: {reason}")]
+    Open { target: String, reason: String },
     #[error("stored {kind} {id} cannot be read: {reason}")]
     Corrupt {
         kind: &'static str,
@@ -171,7 +203,14 @@ impl Store {
     /// use) or `postgres://...`. Does not migrate; call [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
+            let options = SqliteConnectOptions::from_str(url)?;
+            let target = format!("SQLite database {}", options.get_filename().display());
+            let open_error = |e: &dyn std::fmt::Display| StoreError::Open {
+                target: target.clone(),
+                reason: e.to_string(),
+            };
+            create_owner_only(options.get_filename()).map_err(|e| open_error(&e))?;
+            let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: a committed transaction survives power loss, not only a crash.
@@ -182,7 +221,9 @@ impl Store {
                 // statement journal then lives in memory instead of a temporary file
                 // opened and written per statement.
                 .pragma("temp_store", "memory");
-            let writer = SqliteWriter::open(options.clone()).await?;
+            let writer = SqliteWriter::open(options.clone())
+                .await
+                .map_err(|e| open_error(&e))?;
             // A connection to a local file does not go stale: no check before use
             // (sqlx's default pings every connection on every acquire, a round trip to
             // the connection's thread before each query).
@@ -202,11 +243,37 @@ impl Store {
             // sqlx checks each pooled connection before use (a round trip): after a
             // server restart or failover a dead connection is replaced instead of
             // failing a call. Skipping the check measured no faster (BENCHMARKS.md).
+            let options = PgConnectOptions::from_str(url)?;
+            let target = format!(
+                "PostgreSQL at {}:{}",
+                options.get_host(),
+                options.get_port()
+            );
+            // One connection first, so a refusal is reported as the server's or the
+            // network's own words rather than as the pool's timeout.
+            let first = tokio::time::timeout(
+                Duration::from_secs(10),
+                PgConnection::connect_with(&options),
+            )
+            .await
+            .map_err(|_| StoreError::Open {
+                target: target.clone(),
+                reason: "no answer within 10 s".into(),
+            })?
+            .map_err(|e| StoreError::Open {
+                target: target.clone(),
+                reason: e.to_string(),
+            })?;
+            let _ = first.close().await;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await?;
+                .connect_with(options)
+                .await
+                .map_err(|e| StoreError::Open {
+                    target,
+                    reason: e.to_string(),
+                })?;
             let appender = CaseAppender::start(appender::Target::Postgres(pool.clone()));
             return Ok(Store::Postgres { pool, appender });
         }

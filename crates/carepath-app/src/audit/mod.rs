@@ -2,6 +2,8 @@
 //! check its hash chain. A search reads who saw a member's data, so it is itself
 //! recorded.
 
+pub mod anchor;
+
 use carepath_core::{Actor, MemberId, Role};
 use carepath_store::{AuditOutcome, AuditQuery, AuditRecord, AuditVerification};
 use chrono::{DateTime, Utc};

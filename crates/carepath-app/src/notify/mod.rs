@@ -10,9 +10,7 @@ pub mod notices;
 pub mod precert_payload;
 pub mod settings;
 
-use std::sync::Arc;
-
-use carepath_notify::{Destination, NoticeRules, TemplateCatalog};
+use carepath_notify::Destination;
 
 pub use self::{
     dispatcher::{Dispatcher, run_dispatcher},
@@ -52,11 +50,12 @@ pub enum NotifyError {
 }
 
 impl NotifyArea {
-    /// Loads the rules and templates, checks the one against the other, and sets up
-    /// the channels; any problem stops the start.
+    /// Takes the rules and templates in force ([`crate::data::current`]), checks the
+    /// one against the other, and sets up the channels; any problem stops the start.
     pub fn new(app: App, settings: &NotifySettings) -> Result<Self, NotifyError> {
-        let rules = Arc::new(NoticeRules::shipped()?);
-        let catalog = Arc::new(TemplateCatalog::shipped()?);
+        let data = crate::data::current();
+        let rules = data.notice_rules;
+        let catalog = data.templates;
         catalog.check_rules(&rules)?;
         let channels = settings.channels()?;
         Ok(NotifyArea {

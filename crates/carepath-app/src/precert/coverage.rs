@@ -199,6 +199,11 @@ impl Precert {
             ));
         }
         may_request(&caller.actor, &member_id, None)?;
+        self.check_service_dates(
+            orders.iter().map(|o| &o.line),
+            carepath_precert::Purpose::Check,
+            "orders",
+        )?;
         let rules = self.engine.rules();
         let gold = self.engine.gold_cards();
         let now = self.app.stored_now();

@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use carepath_precert::{Exemption, GoldCards, LoadErrors, RuleBook, RuleList, shipped};
+use carepath_precert::{
+    Exemption, GoldCards, LoadErrors, RuleBook, RuleList, ServiceDates, shipped,
+};
 use carepath_store::{RuleListRecord, Store, StoreError};
 
 /// Where a loaded list came from.
@@ -21,6 +23,8 @@ type Origin = (String, String, ListOrigin);
 #[derive(Debug)]
 pub struct PrecertEngine {
     rules: RwLock<Arc<RuleBook>>,
+    /// Which dates of service requests may carry (`--service-date-max-days-ahead`).
+    service_dates: ServiceDates,
     origins: RwLock<Vec<Origin>>,
     gold_cards: RwLock<Arc<GoldCards>>,
     /// Held by whatever makes engine state from the database (an activation from
@@ -42,9 +46,18 @@ impl PrecertEngine {
     /// The shipped lists plus every list activated in `store`, and the exemptions the
     /// last gold-card evaluation granted.
     pub async fn load(store: &Store) -> Result<Arc<Self>, EngineError> {
+        Self::load_with(store, ServiceDates::default()).await
+    }
+
+    /// [`PrecertEngine::load`], with the dates of service requests may carry.
+    pub async fn load_with(
+        store: &Store,
+        service_dates: ServiceDates,
+    ) -> Result<Arc<Self>, EngineError> {
         let (rules, origins, gold_cards) = Self::read(store).await?;
         Ok(Arc::new(PrecertEngine {
             rules: RwLock::new(Arc::new(rules)),
+            service_dates,
             origins: RwLock::new(origins),
             gold_cards: RwLock::new(Arc::new(gold_cards)),
             updating: tokio::sync::Mutex::new(()),
@@ -92,6 +105,11 @@ impl PrecertEngine {
             .filter_map(|c| serde_json::from_str::<Exemption>(&c.exemption).ok())
             .collect::<Vec<_>>();
         Ok((rules, origins, GoldCards::new(exemptions)))
+    }
+
+    /// Which dates of service requests may carry.
+    pub fn service_dates(&self) -> ServiceDates {
+        self.service_dates
     }
 
     /// The rule book in force now; cheap (an `Arc` clone).

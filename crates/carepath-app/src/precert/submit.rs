@@ -8,8 +8,8 @@ use carepath_core::{
     Actor, Icd10Code, Invalid, Member, MemberId, NetworkStatus, Npi, Plan, Provider, Role, Urgency,
 };
 use carepath_precert::{
-    Answer, CheckAnswer, Ctx, PrecertCase, ProviderParty, RecordRef, RuleBook, ServiceLine,
-    Submission,
+    Answer, CheckAnswer, Ctx, PrecertCase, ProviderParty, Purpose, RecordRef, RuleBook,
+    ServiceLine, Submission,
 };
 use carepath_store::{AuditOutcome, CaseCreated, CaseRecord, NewCase, SubmissionParties};
 use chrono::{DateTime, Utc};
@@ -196,6 +196,30 @@ impl Parties {
 }
 
 impl Precert {
+    /// Refuses dates of service outside the engine's window ([`carepath_precert::
+    /// ServiceDates`]), reckoned from the plan's local date today, naming each line's
+    /// `{field}[i].date_of_service` (`lines[0].date_of_service`).
+    pub(super) fn check_service_dates<'a>(
+        &self,
+        lines: impl IntoIterator<Item = &'a ServiceLine>,
+        purpose: Purpose,
+        field: &str,
+    ) -> AppResult<()> {
+        let received = self
+            .app
+            .now()
+            .with_timezone(&self.app.calendar.timezone())
+            .date_naive();
+        let window = self.engine.service_dates();
+        let mut invalid = Invalid::new();
+        for (i, line) in lines.into_iter().enumerate() {
+            if let Err(e) = window.check(line, received, purpose) {
+                invalid.push(format!("{field}[{i}].date_of_service"), e.to_string());
+            }
+        }
+        Ok(invalid.into_result()?)
+    }
+
     /// Whether precertification applies to each line, under the rules in force. The
     /// check is audited as an access to the member's coverage.
     pub async fn check(&self, caller: &Caller, req: CheckRequest) -> AppResult<Vec<CheckAnswer>> {
@@ -206,6 +230,7 @@ impl Precert {
             lines,
         } = req;
         may_request(&caller.actor, &member_id, None)?;
+        self.check_service_dates(&lines, Purpose::Check, "lines")?;
         let found = (self.app.store)
             .submission_parties("", &member_id, &npi, &npi)
             .await?;
@@ -251,6 +276,7 @@ impl Precert {
             coverage_assertions,
         } = req;
         may_request(&caller.actor, &member_id, Some((&requesting, &servicing)))?;
+        self.check_service_dates(&lines, Purpose::Request, "lines")?;
         if coverage_assertions.len() > carepath_precert::MAX_LINES {
             return Err(AppError::field(
                 "coverage_assertions",

@@ -88,7 +88,8 @@ impl SecondOpinion {
         }
     }
 
-    /// The use cases over `app`, with the shipped reference data and the records in
+    /// The use cases over `app`, with the reference data in force
+    /// ([`crate::data::current`]) and the records in
     /// the folder set by [`records::configure_folder`] (`--records-dir`), or the
     /// default beside the database ([`RecordStorage::default_folder`]).
     pub fn for_app(app: App) -> std::io::Result<Self> {
@@ -98,9 +99,25 @@ impl SecondOpinion {
         tracing::info!(folder = %folder.display(), "second-opinion records kept here");
         Ok(Self::new(
             app,
-            Arc::new(carepath_secondopinion::shipped()),
+            crate::data::current().secondopinion,
             storage,
         ))
+    }
+
+    /// Removes what interrupted uploads left ([`RecordStorage::sweep`]) now, then every
+    /// [`records::SWEEP_EVERY`], until `stop`.
+    pub async fn sweep_records(self, stop: CancellationToken) {
+        let mut checked_before = None;
+        loop {
+            match self.records.sweep(&self.app.store, checked_before).await {
+                Ok(swept) => checked_before = Some(swept.cutoff),
+                Err(e) => tracing::warn!(error = %e, "record sweep failed"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(records::SWEEP_EVERY) => {}
+            }
+        }
     }
 
     /// Ends every open status watch; called when the application begins to stop.

@@ -5,6 +5,12 @@
 //! against the size and checksum the client declared, and only then renamed to its
 //! final key; on any failure the temporary object is deleted, so a rejected upload
 //! leaves nothing behind.
+//!
+//! A crash can still leave pieces: a temporary object (or the local folder's staging
+//! file of one) of an upload cut off, or a kept file whose request was never updated.
+//! [`RecordStorage::sweep`] removes both once untouched for [`ABANDONED_AFTER`]; the
+//! server runs it at start and every [`SWEEP_EVERY`]. A local folder is the owner's
+//! only (0700) and each kept file too (0600).
 
 use std::{
     path::{Path as FsPath, PathBuf},
@@ -26,6 +32,17 @@ use crate::error::{AppError, AppResult};
 pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 /// Parts written to the object store at once while an upload streams in.
 const PARTS_IN_FLIGHT: usize = 4;
+/// A temporary or unlisted object untouched this long belongs to no upload in
+/// progress (an upload writes a part at least every few seconds while it streams, and
+/// a kept file is listed by its request right after it is moved in place), so a sweep
+/// removes it.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// How often a server sweeps its records.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// Where uploads are written while they arrive.
+const TEMP_PREFIX: &str = "tmp";
+/// Where kept records live: `requests/<request id>/<record id>`.
+const KEPT_PREFIX: &str = "requests";
 
 /// The lowercase hex SHA-256 of `bytes`: the checksum an upload's header declares.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -69,9 +86,12 @@ fn internal(e: impl std::fmt::Display) -> AppError {
 }
 
 impl RecordStorage {
-    /// A store in a local folder, created when missing.
+    /// A store in a local folder, created when missing and made the owner's only
+    /// (0700), so no other account can read what it holds, kept or in progress.
     pub fn local(folder: &FsPath) -> std::io::Result<RecordStorage> {
         std::fs::create_dir_all(folder)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(folder, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let fs = LocalFileSystem::new_with_prefix(folder)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(RecordStorage {
@@ -152,9 +172,93 @@ impl RecordStorage {
         })
     }
 
-    /// Moves a verified upload to its final key.
+    /// Moves a verified upload to its final key; in a local folder the file is then
+    /// the owner's only (0600).
     pub async fn commit(&self, from: &Path, to: &Path) -> AppResult<()> {
-        self.objects.rename(from, to).await.map_err(internal)
+        self.objects.rename(from, to).await.map_err(internal)?;
+        #[cfg(unix)]
+        if let Some(folder) = &self.folder {
+            let file = folder.join(to.as_ref());
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    /// Removes what crashed uploads left, untouched for [`ABANDONED_AFTER`]:
+    /// temporary objects, the local folder's staging files, and kept files that no
+    /// stored request lists (the request missing, or not naming the file). Kept files
+    /// last modified before `checked_before` (the cutoff of an earlier sweep, which
+    /// checked them) are not checked again, so a periodic sweep reads only the
+    /// requests of files new since. Age is the file system's, so it is read on the
+    /// wall clock. Returns what was removed and this sweep's cutoff.
+    pub async fn sweep(
+        &self,
+        store: &Store,
+        checked_before: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> AppResult<Swept> {
+        let cutoff = carepath_core::Clock::now(&carepath_core::SystemClock)
+            - chrono::Duration::from_std(ABANDONED_AFTER).unwrap_or(chrono::TimeDelta::MAX);
+        let mut swept = Swept {
+            cutoff,
+            ..Swept::default()
+        };
+
+        let mut temporary = self.objects.list(Some(&Path::from(TEMP_PREFIX)));
+        while let Some(meta) = temporary.next().await {
+            let meta = meta.map_err(internal)?;
+            if meta.last_modified < cutoff {
+                self.delete(&meta.location).await;
+                swept.temporary += 1;
+            }
+        }
+        if let Some(folder) = self.folder.clone() {
+            let staged = tokio::task::spawn_blocking(move || remove_staging(&folder, cutoff))
+                .await
+                .map_err(internal)?;
+            swept.temporary += staged;
+        }
+
+        // Files per request, so each request is read once.
+        let mut kept: std::collections::BTreeMap<String, Vec<Path>> = Default::default();
+        let mut listed = self.objects.list(Some(&Path::from(KEPT_PREFIX)));
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(internal)?;
+            if meta.last_modified >= cutoff
+                || checked_before.is_some_and(|before| meta.last_modified < before)
+            {
+                continue;
+            }
+            let request = meta.location.parts().nth(1).map(|p| p.as_ref().to_owned());
+            kept.entry(request.unwrap_or_default())
+                .or_default()
+                .push(meta.location);
+        }
+        for (request, files) in kept {
+            let listed: Vec<String> = match store.get_opinion_request(&request).await {
+                Ok(record) => super::record::request_of(&record)?
+                    .records
+                    .into_iter()
+                    .filter_map(|r| r.object_key)
+                    .collect(),
+                Err(carepath_store::StoreError::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            for file in files {
+                if !listed.iter().any(|key| key.as_str() == file.as_ref()) {
+                    self.delete(&file).await;
+                    swept.orphans += 1;
+                }
+            }
+        }
+        if swept.temporary + swept.orphans > 0 {
+            tracing::info!(
+                temporary = swept.temporary,
+                orphans = swept.orphans,
+                "removed record files left by interrupted uploads"
+            );
+        }
+        Ok(swept)
     }
 
     /// Removes an object; a missing one is fine (the goal is that it is gone).
@@ -204,6 +308,48 @@ impl RecordStorage {
             },
         ))
     }
+}
+
+/// What one [`RecordStorage::sweep`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Temporary objects and staging files of uploads cut off.
+    pub temporary: usize,
+    /// Kept files no request lists.
+    pub orphans: usize,
+    /// Files modified before this were considered: the next sweep's `checked_before`.
+    pub cutoff: chrono::DateTime<chrono::Utc>,
+}
+
+/// Removes the local folder's staging files (`<name>#<n>`, which the object store
+/// does not list) modified before `cutoff`; returns how many.
+fn remove_staging(folder: &FsPath, cutoff: chrono::DateTime<chrono::Utc>) -> usize {
+    let mut removed = 0;
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let staging = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains('#'));
+            let old = meta
+                .modified()
+                .is_ok_and(|m| chrono::DateTime::<chrono::Utc>::from(m) < cutoff);
+            if staging && old && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

@@ -779,7 +779,7 @@ mod tests {
         assert_eq!(r.lines.len(), 1);
         assert_eq!(r.lines[0].code.to_string(), "70553");
         assert_eq!(r.lines[0].setting, Setting::Outpatient);
-        assert_eq!(r.lines[0].date_of_service.to_string(), "2026-12-10");
+        assert_eq!(r.lines[0].date_of_service.to_string(), "2027-03-10");
         assert_eq!(r.lines[0].units, 1);
         assert_eq!(r.diagnoses[0].to_string(), "G43.909");
         assert_eq!(r.urgency, Urgency::Routine);

@@ -42,7 +42,13 @@ grpc_service! {
     impl PrecertService for Precert {
         rpc check_requirement(request: pb::CheckRequirementRequest) -> pb::CheckRequirementResponse as |this, caller| {
             let cmd = convert::check_requirement(request.into_inner())?;
-            let out = this.inner.check(&caller, cmd).await?;
+            // The command's one line is the request's `line`.
+            let out = this.inner.check(&caller, cmd).await.map_err(|e| match e {
+                carepath_app::AppError::Invalid(v) => {
+                    carepath_app::AppError::Invalid(v.rename_prefix("lines[0]", "line"))
+                }
+                other => other,
+            })?;
             Ok(pb::CheckRequirementResponse {
                 answer: convert::answers_to_proto(out).pop(),
             })

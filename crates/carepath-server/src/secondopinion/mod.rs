@@ -39,6 +39,11 @@ impl SecondOpinion {
         Ok(Self::new(UseCases::for_app(app)?))
     }
 
+    /// The use cases this service calls.
+    pub fn use_cases(&self) -> &UseCases {
+        &self.inner
+    }
+
     /// Ends every open `WatchStatus` stream; called when the server begins to stop.
     pub fn stop_watchers(&self) {
         self.inner.stop_watchers();
