@@ -21,6 +21,7 @@ mod clock;
 mod determine;
 pub mod goldcard;
 mod index;
+pub mod limits;
 mod load;
 pub mod metrics;
 mod rules;
@@ -49,8 +50,8 @@ pub use clock::{
 };
 pub use determine::{
     ApprovalBasis, CaseOutcome, Determination, DetermineError, LineDetermination, LineOutcome,
-    MAX_LINES, MAX_UNITS, Missing, MissingQuestion, PendReason, PendedFor, ProviderParty,
-    RecordRef, ReviewReason, Submission, case_outcome, determine,
+    Missing, MissingQuestion, PendReason, PendedFor, ProviderParty, RecordRef, ReviewReason,
+    Submission, case_outcome, determine,
 };
 pub use goldcard::{DecisionRecord, Exemption, GoldCards};
 pub use load::{LoadError, LoadErrors, Problem, RuleBook, shipped};
@@ -62,5 +63,4 @@ pub use rules::{
 };
 pub use synthetic::{synthetic_codes, synthetic_list};
 
-/// The longest id a requester may give a request (the key a retry is recognised by).
-pub const MAX_REQUEST_ID: usize = 128;
+pub use limits::{MAX_LINES, MAX_REQUEST_ID, MAX_UNITS};
