@@ -3,11 +3,11 @@
 //! for another member's case is told it does not exist, and the refusal is audited.
 
 use carepath_app::{
-    AppError, Caller,
-    cases::{AddGoal, Cases, OpenCase, RECORD_KIND},
+    AppError, Caller, PageRequest,
+    cases::{AddGoal, Cases, LIST_KIND, ListCases, OpenCase, RECORD_KIND, RecordConsent},
 };
 use carepath_cases::{CaseKind, NewGoal, Phase, ReferralSource, View};
-use carepath_core::{Actor, MemberId, Role};
+use carepath_core::{Actor, MemberId, Npi, Role};
 use carepath_store::{AuditOutcome, AuditQuery};
 use carepath_tests::{TestDb, contract_tests, test_start};
 
@@ -15,6 +15,7 @@ contract_tests!(
     a_member_refers_herself_and_a_nurse_claims_the_case,
     another_member_is_told_the_case_does_not_exist_and_the_refusal_is_audited,
     a_member_may_not_change_her_care_plan_and_the_refusal_is_audited,
+    a_providers_list_and_its_page_token_show_only_cases_it_may_see,
 );
 
 const MEMBER: &str = "M100001";
@@ -201,4 +202,107 @@ async fn a_member_may_not_change_her_care_plan_and_the_refusal_is_audited(db: &T
         db.event_kinds(RECORD_KIND, &id).await,
         ["cases.case.opened"]
     );
+}
+
+/// The member's own referral of `kind`; returns the case id.
+async fn referral_of(cases: &Cases, kind: CaseKind) -> String {
+    let member = caller(Role::Member, MEMBER, "test/OpenCase");
+    let opened = cases
+        .open_case(
+            &member,
+            OpenCase {
+                member_id: MemberId::parse(MEMBER).unwrap(),
+                kind,
+                diagnosis: None,
+                reason: "Help with my care".into(),
+            },
+        )
+        .await
+        .expect("a member refers herself");
+    opened.case.expect("her own case").case.id
+}
+
+async fn a_providers_list_and_its_page_token_show_only_cases_it_may_see(db: &TestDb) {
+    let keys = tempfile::tempdir().unwrap();
+    let cases = cases(db, &keys).await;
+    let hidden = referral_of(&cases, CaseKind::Oncology).await;
+    let shared = referral_of(&cases, CaseKind::General).await;
+    const CONSENTED: &str = "1381083801";
+    const STRANGER: &str = "1500125129";
+    let member = caller(Role::Member, MEMBER, "test/RecordConsent");
+    cases
+        .record_consent(
+            &member,
+            RecordConsent {
+                case_id: shared.clone(),
+                provider: Npi::parse(CONSENTED).unwrap(),
+                granted: true,
+            },
+        )
+        .await
+        .expect("consent");
+    let list = |kind: Option<CaseKind>, token: &str| ListCases {
+        member_id: Some(MemberId::parse(MEMBER).unwrap()),
+        kind,
+        page: PageRequest {
+            token: token.into(),
+            size: 1,
+        },
+        ..ListCases::default()
+    };
+
+    // A provider the member let see none of her cases gets no case and no token,
+    // with or without a kind filter.
+    let stranger = caller(Role::Provider, STRANGER, "test/ListCases");
+    for kind in [None, Some(CaseKind::Oncology), Some(CaseKind::General)] {
+        let page = cases
+            .list_cases(&stranger, list(kind, ""))
+            .await
+            .expect("list");
+        assert!(page.items.is_empty(), "{kind:?}: {:?}", page.items);
+        assert_eq!(
+            page.next_page_token, "",
+            "{kind:?}: the token names a hidden case"
+        );
+    }
+
+    // The consented provider pages through exactly its case; no token names the other.
+    let consented = caller(Role::Provider, CONSENTED, "test/ListCases");
+    let (mut token, mut seen) = (String::new(), Vec::new());
+    loop {
+        let page = cases
+            .list_cases(&consented, list(None, &token))
+            .await
+            .expect("list");
+        assert!(
+            !page.next_page_token.contains(&hidden),
+            "{}",
+            page.next_page_token
+        );
+        seen.extend(page.items.into_iter().map(|c| c.case.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, [shared]);
+
+    // The list reads are audited under the member, even the ones that found nothing.
+    let entries = db
+        .store
+        .search_audit(
+            &AuditQuery {
+                subject: Some(STRANGER.into()),
+                member_id: Some(MEMBER.into()),
+                ..Default::default()
+            },
+            0,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(entries.iter().all(|r| r.entry.record_kind == LIST_KIND
+        && r.entry.record_id == MEMBER
+        && r.entry.rpc == "test/ListCases"));
 }

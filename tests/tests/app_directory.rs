@@ -18,6 +18,8 @@ contract_tests!(
     a_subscriber_lists_their_family_and_no_one_else,
     only_admins_and_services_write_the_directory,
     only_admins_read_the_audit_log,
+    refused_searches_and_listings_are_audited_under_the_member,
+    a_caller_not_entitled_to_a_member_cannot_tell_whether_it_exists,
 );
 
 const MEMBER: &str = "M100001";
@@ -311,4 +313,82 @@ async fn only_admins_read_the_audit_log(db: &TestDb) {
         log.verify(&admin).await.unwrap(),
         AuditVerification::Intact { .. }
     ));
+}
+
+async fn refused_searches_and_listings_are_audited_under_the_member(db: &TestDb) {
+    let (app, _keys) = app(db).await;
+    let err = AuditLog::new(app.clone())
+        .search(
+            &caller(Role::Nurse, NURSE, "nurse-search"),
+            SearchAudit {
+                member: Some(member_id(MEMBER)),
+                ..SearchAudit::default()
+            },
+        )
+        .await
+        .expect_err("nurses do not read the audit log");
+    assert!(matches!(err, AppError::PermissionDenied(_)), "{err:?}");
+    let err = Directory::new(app.clone())
+        .list_members(
+            &caller(Role::Member, STRANGER, "stranger-lists"),
+            ListMembers {
+                subscriber_id: Some(member_id(MEMBER)),
+                ..ListMembers::default()
+            },
+        )
+        .await
+        .expect_err("someone else's family");
+    assert!(matches!(err, AppError::PermissionDenied(_)), "{err:?}");
+    let trail = trail(&app, MEMBER).await;
+    assert_eq!(
+        entries_of(&trail, "nurse-search"),
+        [(
+            NURSE.to_owned(),
+            "audit_log".to_owned(),
+            MEMBER.to_owned(),
+            AuditOutcome::Denied
+        )]
+    );
+    assert_eq!(
+        entries_of(&trail, "stranger-lists"),
+        [(
+            STRANGER.to_owned(),
+            "member".to_owned(),
+            MEMBER.to_owned(),
+            AuditOutcome::Denied
+        )]
+    );
+}
+
+/// The kind of an answer and its message with the member id taken out.
+fn shape(result: Result<carepath_core::Member, AppError>, id: &str) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => {
+            let kind = match &e {
+                AppError::NotFound { .. } => "not found",
+                AppError::PermissionDenied(_) => "permission denied",
+                _ => "other",
+            };
+            format!("{kind}: {}", e.to_string().replace(id, "<id>"))
+        }
+    }
+}
+
+async fn a_caller_not_entitled_to_a_member_cannot_tell_whether_it_exists(db: &TestDb) {
+    let (app, _keys) = app(db).await;
+    let directory = Directory::new(app.clone());
+    const MISSING: &str = "M999999";
+    for (who, op) in [
+        (caller(Role::Provider, PROVIDER, "probe"), "a provider"),
+        (caller(Role::Member, STRANGER, "probe"), "another member"),
+    ] {
+        let real = shape(directory.get_member(&who, &member_id(MEMBER)).await, MEMBER);
+        let missing = shape(
+            directory.get_member(&who, &member_id(MISSING)).await,
+            MISSING,
+        );
+        assert_ne!(real, "ok", "{op} read the member");
+        assert_eq!(real, missing, "{op} can tell a member exists");
+    }
 }

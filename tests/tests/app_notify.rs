@@ -124,15 +124,31 @@ async fn an_admin_lists_every_notice_and_a_member_their_own(db: &TestDb) {
         .expect("admins list every notice");
     assert_eq!(ids(&all.items), [TO_MEMBER, TO_PROVIDER, UNREACHABLE]);
     assert!(all.next_page_token.is_empty());
+    // The listing is audited, and so is each notice it showed, under its member, so
+    // a search for the member finds the admin's read.
     let audited = trail(db, "all").await;
-    assert_eq!(audited.len(), 1);
-    assert_eq!(
-        (
-            audited[0].entry.record_kind.as_str(),
-            audited[0].entry.record_id.as_str()
-        ),
-        ("notice", "*")
-    );
+    let entries: Vec<(&str, &str, Option<&str>)> = audited
+        .iter()
+        .map(|a| {
+            (
+                a.entry.record_kind.as_str(),
+                a.entry.record_id.as_str(),
+                a.entry.member_id.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    assert_eq!(entries[0], ("notice", "*", None));
+    for (id, member) in [
+        (TO_MEMBER, MEMBER),
+        (TO_PROVIDER, MEMBER),
+        (UNREACHABLE, STRANGER),
+    ] {
+        assert!(
+            entries.contains(&("notice", id, Some(member))),
+            "{id} is not audited under the member: {entries:?}"
+        );
+    }
 
     let mine = notices
         .list(
@@ -347,6 +363,16 @@ async fn the_failed_list_and_the_report_are_for_admins_and_services(db: &TestDb)
         .await
         .unwrap();
     assert_eq!(ids(&dead.items), [TO_PROVIDER, UNREACHABLE]);
+    // Each failed notice listed is audited under its member.
+    let audited = trail(db, "failed").await;
+    for (id, member) in [(TO_PROVIDER, MEMBER), (UNREACHABLE, STRANGER)] {
+        assert!(
+            audited.iter().any(|a| a.entry.record_id == id
+                && a.entry.member_id.as_deref() == Some(member)
+                && a.entry.outcome == AuditOutcome::Allowed),
+            "{id} is not audited under the member: {audited:#?}"
+        );
+    }
     let err = notices
         .list_failed(
             &admin,

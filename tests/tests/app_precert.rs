@@ -2,12 +2,14 @@
 //! called directly over an embedded or PostgreSQL store with the demo directory.
 
 use carepath_app::{
-    AppError, Caller,
-    precert::{Adverse, CheckRequest, Decision, Precert, PrecertEngine, SubmitRequest},
+    AppError, Caller, PageRequest,
+    context::MAX_PAGE_BYTES,
+    precert::{Adverse, CheckRequest, Decision, ListCases, Precert, PrecertEngine, SubmitRequest},
 };
 use carepath_core::{
     Actor, Icd10Code, MemberId, Npi, ProviderKind, Role, ServiceCode, Setting, Urgency,
 };
+use carepath_precert::limits::{MAX_NOTE, MAX_RECORD_REF, MAX_RECORDS};
 use carepath_precert::{Admission, Answer, CaseState, RecordRef, Requirement, ServiceLine};
 use carepath_tests::{
     TestDb, contract_tests,
@@ -18,6 +20,10 @@ contract_tests!(
     a_check_and_a_submission_approved_at_once,
     a_nurse_may_not_deny,
     a_provider_outside_the_case_is_told_it_does_not_exist,
+    a_request_id_is_the_submitting_callers_own,
+    a_retry_that_changes_the_request_is_already_exists,
+    free_text_past_its_bound_is_refused_naming_the_field,
+    a_page_of_cases_stays_under_the_byte_bound_whatever_is_stored,
     dates_of_service_that_make_no_sense_are_refused_naming_the_line,
 );
 
@@ -205,6 +211,207 @@ async fn a_provider_outside_the_case_is_told_it_does_not_exist(db: &TestDb) {
     let nurse = caller(Role::Nurse, "RN-001", "test:claim");
     let taken = f.precert.claim(&nurse, &id).await.expect("claim");
     assert_eq!(taken.case.state, CaseState::InReview);
+}
+
+/// A family physician with no part in the member's imaging.
+const FAMILY_PHYSICIAN: &str = "1500125129";
+
+async fn a_request_id_is_the_submitting_callers_own(db: &TestDb) {
+    let f = fixture(db).await;
+    let imaging = caller(Role::Provider, IMAGING_IN, "test:submit");
+    let other = caller(Role::Provider, FAMILY_PHYSICIAN, "test:submit");
+    let red_flags = || vec![("red_flag_symptoms", Answer::Bool(true))];
+    // Another provider files "mri-0042" first, naming the imaging center as requester
+    // and itself as servicing provider, for another member.
+    let mut squat = mri("mri-0042", red_flags());
+    squat.member_id = MemberId::parse("M100004").unwrap();
+    squat.servicing_npi = Npi::parse(FAMILY_PHYSICIAN).unwrap();
+    let theirs = f
+        .precert
+        .submit(&other, squat.clone())
+        .await
+        .expect("the other provider's request");
+    assert!(theirs.created);
+    // The imaging center's own "mri-0042" is still its own request.
+    let mine = f
+        .precert
+        .submit(&imaging, mri("mri-0042", red_flags()))
+        .await
+        .expect("the imaging center's request");
+    assert!(mine.created, "the request id was taken by another caller");
+    assert_ne!(mine.case.case.id, theirs.case.case.id);
+    assert_eq!(mine.case.case.request.member_id.as_str(), MEMBER);
+    assert_eq!(mine.case.request_id, "mri-0042");
+    // Each caller's retry answers with its own case.
+    let again = f.precert.submit(&other, squat).await.expect("retry");
+    assert_eq!(
+        (again.created, again.case.case.id),
+        (false, theirs.case.case.id)
+    );
+    let again = f
+        .precert
+        .submit(&imaging, mri("mri-0042", red_flags()))
+        .await
+        .expect("retry");
+    assert_eq!(
+        (again.created, again.case.case.id.as_str()),
+        (false, mine.case.case.id.as_str())
+    );
+    // A provider finds its own request by its id.
+    let found = f
+        .precert
+        .find_request(&imaging, None, "mri-0042")
+        .await
+        .expect("found");
+    assert_eq!(found.case.id, mine.case.case.id);
+}
+
+async fn a_retry_that_changes_the_request_is_already_exists(db: &TestDb) {
+    let f = fixture(db).await;
+    let provider = caller(Role::Provider, IMAGING_IN, "test:submit");
+    let first = mri("app-retry", vec![("red_flag_symptoms", Answer::Bool(true))]);
+    let filed = f
+        .precert
+        .submit(&provider, first.clone())
+        .await
+        .expect("submit");
+    let mut changed = first.clone();
+    changed.member_id = MemberId::parse("M100004").unwrap();
+    changed.lines[0].units = 2;
+    let refused = f.precert.submit(&provider, changed).await;
+    match refused {
+        Err(AppError::AlreadyExists { kind, id }) => {
+            assert_eq!(kind, "request id");
+            assert!(id.starts_with("app-retry "), "{id}");
+            assert!(id.contains(&filed.case.case.id), "{id}");
+            assert!(id.contains("member_id, lines"), "{id}");
+        }
+        other => panic!("a changed retry got {other:?}"),
+    }
+    // Only one case was filed, and the true retry still answers with it.
+    let again = f.precert.submit(&provider, first).await.expect("retry");
+    assert_eq!(
+        (again.created, again.case.case.id),
+        (false, filed.case.case.id)
+    );
+}
+
+fn fields(result: Result<impl std::fmt::Debug, AppError>) -> Vec<String> {
+    match result {
+        Err(AppError::Invalid(invalid)) => {
+            invalid.violations.into_iter().map(|v| v.field).collect()
+        }
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+}
+
+async fn free_text_past_its_bound_is_refused_naming_the_field(db: &TestDb) {
+    let f = fixture(db).await;
+    let provider = caller(Role::Provider, IMAGING_IN, "test:submit");
+    let mut many = mri("app-many", vec![("red_flag_symptoms", Answer::Bool(true))]);
+    many.records = (0..=MAX_RECORDS)
+        .map(|i| RecordRef {
+            id: format!("rec-{i}"),
+            document: "clinical_notes".into(),
+        })
+        .collect();
+    assert_eq!(fields(f.precert.submit(&provider, many).await), ["records"]);
+    let mut long = mri("app-long", vec![("red_flag_symptoms", Answer::Bool(true))]);
+    long.records[0].id = "r".repeat(MAX_RECORD_REF + 1);
+    assert_eq!(
+        fields(f.precert.submit(&provider, long).await),
+        ["records[0].id"]
+    );
+
+    // A withdrawal reason past its bound leaves the case as it was.
+    let pended = f
+        .precert
+        .submit(
+            &provider,
+            mri(
+                "app-withdraw",
+                vec![
+                    ("red_flag_symptoms", Answer::Bool(false)),
+                    ("conservative_therapy_weeks", Answer::Number(1.0)),
+                ],
+            ),
+        )
+        .await
+        .expect("submit");
+    let id = pended.case.case.id;
+    let huge = "x".repeat(MAX_NOTE + 1);
+    assert_eq!(
+        fields(f.precert.withdraw(&provider, &id, &huge).await),
+        ["reason"]
+    );
+    let after = f.precert.get_case(&provider, &id).await.expect("get");
+    assert_eq!(after.case.state, CaseState::PendedReview);
+    let fine = "x".repeat(MAX_NOTE);
+    f.precert
+        .withdraw(&provider, &id, &fine)
+        .await
+        .expect("a reason at the bound is taken");
+}
+
+/// Cases stored before text was bounded can be large: three of 1.5 MiB each.
+async fn a_page_of_cases_stays_under_the_byte_bound_whatever_is_stored(db: &TestDb) {
+    let f = fixture(db).await;
+    let provider = caller(Role::Provider, IMAGING_IN, "test:submit");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let filed = f
+            .precert
+            .submit(
+                &provider,
+                mri(
+                    &format!("app-big-{n}"),
+                    vec![("red_flag_symptoms", Answer::Bool(true))],
+                ),
+            )
+            .await
+            .expect("submit");
+        let mut record = db.store.get_case(&filed.case.case.id).await.unwrap();
+        record.doc["history"][0]["note"] = "y".repeat(3 * MAX_PAGE_BYTES / 4).into();
+        let mut tx = db.store.begin().await.unwrap();
+        tx.update_case(&record, record.received_at).await.unwrap();
+        tx.commit().await.unwrap();
+        ids.push(filed.case.case.id);
+    }
+    let admin = caller(Role::Admin, "AD-001", "test:list");
+    let (mut token, mut seen, mut pages) = (String::new(), Vec::new(), 0);
+    loop {
+        let page = f
+            .precert
+            .list_cases(
+                &admin,
+                ListCases {
+                    page: PageRequest { token, size: 50 },
+                    ..ListCases::default()
+                },
+            )
+            .await
+            .expect("list");
+        let bytes: usize = page
+            .items
+            .iter()
+            .map(|v| serde_json::to_vec(&v.case).unwrap().len())
+            .sum();
+        assert!(
+            page.items.len() == 1 || bytes <= MAX_PAGE_BYTES,
+            "a page of {} cases carries {bytes} bytes",
+            page.items.len()
+        );
+        pages += 1;
+        seen.extend(page.items.into_iter().map(|v| v.case.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert!(pages >= 2, "every case came in one page");
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids);
 }
 
 /// The field and message of a refusal that names one field.

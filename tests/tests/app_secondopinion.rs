@@ -24,6 +24,7 @@ use futures::StreamExt;
 contract_tests!(
     a_member_checks_eligibility_and_submits_a_request,
     another_member_is_told_the_request_does_not_exist,
+    a_request_takes_a_bounded_number_of_records,
     what_a_crash_left_in_the_records_folder_is_swept,
 );
 
@@ -330,6 +331,46 @@ async fn another_member_is_told_the_request_does_not_exist(db: &TestDb) {
     assert_eq!(
         outcome(NURSE, "app/AnswerQuestionnaire"),
         [AuditOutcome::Denied]
+    );
+}
+
+async fn a_request_takes_a_bounded_number_of_records(db: &TestDb) {
+    let ctx = start(db).await;
+    let member = caller(Role::Member, UK_MEMBER, "app/Submit");
+    let id = ctx
+        .opinions
+        .submit(&member, kidney_request())
+        .await
+        .unwrap()
+        .request
+        .request
+        .id;
+    let nurse = caller(Role::Nurse, NURSE, "app/LogRecord");
+    let log = || LogRecord {
+        request_id: id.clone(),
+        kind: RecordKind::LabResult,
+        channel: RecordChannel::Fax,
+        description: "Kidney function tests, by fax".into(),
+    };
+    for _ in 0..carepath_secondopinion::MAX_RECORDS {
+        ctx.opinions
+            .log_record(&nurse, log())
+            .await
+            .expect("logged");
+    }
+    let refused = ctx.opinions.log_record(&nurse, log()).await;
+    assert!(
+        matches!(&refused, Err(AppError::FailedPrecondition(m)) if m.contains("at most")),
+        "{refused:?}"
+    );
+    let shown = ctx
+        .opinions
+        .get_request(&caller(Role::Member, UK_MEMBER, "app/GetRequest"), &id)
+        .await
+        .unwrap();
+    assert_eq!(
+        shown.request.records.len(),
+        carepath_secondopinion::MAX_RECORDS
     );
 }
 

@@ -9,10 +9,16 @@
 //!
 //! Answers are read as:
 //! - UNAUTHENTICATED: unauthenticated;
-//! - PERMISSION_DENIED or NOT_FOUND: denied (a record the caller may not see does not
-//!   exist for them), and so is a list that answers without the record;
+//! - PERMISSION_DENIED: denied (the caller may know the record exists, or the call is
+//!   not for its role);
+//! - NOT_FOUND: hidden (a record the caller may not see does not exist for them), and
+//!   so is a list that answers without the record;
 //! - anything else: allowed, including INVALID_ARGUMENT or FAILED_PRECONDITION from
 //!   checks made after the caller was let in.
+//!
+//! Every call aimed at the member a caller is refused is made again for a member who
+//! does not exist, and must be answered the same way (the same code and message, the
+//! id aside): a refusal says nothing of whether the member exists.
 //!
 //! A method of the contracts without a row fails the test, and so does a row naming no
 //! method; every difference between the table and the server is listed at once.
@@ -48,6 +54,8 @@ contract_tests!(
 
 /// The member whose records the callers reach for (subscriber of a family of three).
 const MEMBER: &str = "M100001";
+/// A member id no member has.
+const GHOST_MEMBER: &str = "M999999";
 /// A member of another household.
 const OTHER_MEMBER: &str = "M100020";
 /// Requests and services the member's precertification cases.
@@ -68,16 +76,18 @@ const ADMIN: &str = "AD-001";
 enum Answer {
     Unauthenticated,
     Denied,
+    Hidden,
     Allowed,
 }
 
-use Answer::{Allowed as A, Denied as D};
+use Answer::{Allowed as A, Denied as D, Hidden as H};
 
 impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Answer::Unauthenticated => "unauthenticated",
             Answer::Denied => "denied",
+            Answer::Hidden => "hidden",
             Answer::Allowed => "allowed",
         })
     }
@@ -157,10 +167,23 @@ const ADMIN_ONLY: [Answer; 7] = [D, D, D, D, D, D, A];
 const STAFF: [Answer; 7] = [D, D, D, D, A, A, A];
 /// Care-plan work: the case's nurse and supervisors.
 const CASE_WORK: [Answer; 7] = [D, D, D, D, A, D, A];
-/// A second-opinion request's parties: its lead physician, its member, nurses.
-const OPINION_PARTIES: [Answer; 7] = [A, D, A, D, A, D, D];
-const MEMBER_ONLY: [Answer; 7] = [D, D, A, D, D, D, D];
-const PROVIDER_ONLY: [Answer; 7] = [A, D, D, D, D, D, D];
+/// Care-plan work on a case: its nurse and supervisors; nobody else knows it exists.
+const CASE_TEAM: [Answer; 7] = [D, H, D, H, A, H, A];
+/// A second-opinion request's parties: its lead physician, its member, nurses;
+/// nobody else knows it exists.
+const OPINION_PARTIES: [Answer; 7] = [A, H, A, H, A, H, H];
+/// Coordination of a second-opinion request: nurses; the other parties are refused.
+const OPINION_NURSE: [Answer; 7] = [D, H, D, H, A, H, H];
+/// The lead physician's part in a second-opinion request.
+const OPINION_PHYSICIAN: [Answer; 7] = [A, H, D, H, D, H, H];
+/// The member's part in a second-opinion request.
+const OPINION_MEMBER: [Answer; 7] = [D, H, A, H, D, H, H];
+/// Only members ask for second opinions; another member's id is as if unknown.
+const MEMBER_ASKS: [Answer; 7] = [D, D, A, H, D, D, D];
+/// The requesting provider's part in a precertification case or oncology plan.
+const PROVIDER_ONLY: [Answer; 7] = [A, H, D, H, D, D, D];
+/// Physician reviewers' decisions on a precertification case.
+const PRECERT_REVIEWER: [Answer; 7] = [D, H, D, H, D, A, D];
 const NURSE_ONLY: [Answer; 7] = [D, D, D, D, A, D, D];
 const REVIEWER_ONLY: [Answer; 7] = [D, D, D, D, D, A, D];
 
@@ -185,7 +208,7 @@ const TABLE: &[Row] = &[
     row("carepath.directory.v1.DirectoryService/GetPlan", Base, ALL),
     row("carepath.directory.v1.DirectoryService/ListPlans", Base, ALL),
     row("carepath.directory.v1.DirectoryService/UpsertMember", Base, ADMIN_ONLY),
-    row("carepath.directory.v1.DirectoryService/GetMember", Base, [D, D, A, D, A, A, A]),
+    row("carepath.directory.v1.DirectoryService/GetMember", Base, [D, D, A, H, A, A, A]),
     row("carepath.directory.v1.DirectoryService/ListMembers", Base, [D, D, A, D, A, A, A]),
     row("carepath.directory.v1.DirectoryService/UpsertProvider", Base, ADMIN_ONLY),
     row("carepath.directory.v1.DirectoryService/GetProvider", Base, ALL),
@@ -200,21 +223,21 @@ const TABLE: &[Row] = &[
     row("carepath.precert.v1.PrecertService/CheckRequirement", Base, [A, A, A, D, A, D, A]),
     row("carepath.precert.v1.PrecertService/BatchCheckRequirements", Base, [A, A, A, D, A, D, A]),
     row("carepath.precert.v1.PrecertService/Submit", Base, [A, D, A, D, A, D, A]),
-    row("carepath.precert.v1.PrecertService/GetCase", Base, [A, D, A, D, A, A, A]),
-    row("carepath.precert.v1.PrecertService/ListCases", Base, [A, D, A, D, A, A, A]),
-    row("carepath.precert.v1.PrecertService/SupplyInformation", OwnEach, [A, D, A, D, A, D, A]),
-    row("carepath.precert.v1.PrecertService/WithdrawCase", OwnEach, [A, D, A, D, D, D, D]),
+    row("carepath.precert.v1.PrecertService/GetCase", Base, [A, H, A, H, A, A, A]),
+    row("carepath.precert.v1.PrecertService/ListCases", Base, [A, H, A, D, A, A, A]),
+    row("carepath.precert.v1.PrecertService/SupplyInformation", OwnEach, [A, H, A, H, A, D, A]),
+    row("carepath.precert.v1.PrecertService/WithdrawCase", OwnEach, [A, H, A, H, D, D, D]),
     row("carepath.precert.v1.PrecertService/ListReviewQueue", Own, STAFF),
-    row("carepath.precert.v1.PrecertService/ClaimCase", OwnEach, [D, D, D, D, A, A, D]),
-    row("carepath.precert.v1.PrecertService/ReleaseCase", OwnEach, [D, D, D, D, D, A, A]),
-    row("carepath.precert.v1.PrecertService/RequestInformation", OwnEach, [D, D, D, D, A, A, D]),
+    row("carepath.precert.v1.PrecertService/ClaimCase", OwnEach, [D, H, D, H, A, A, D]),
+    row("carepath.precert.v1.PrecertService/ReleaseCase", OwnEach, [D, H, D, H, D, A, A]),
+    row("carepath.precert.v1.PrecertService/RequestInformation", OwnEach, [D, H, D, H, A, A, D]),
     row("carepath.precert.v1.PrecertService/RecordDecision", Own, REVIEWER_ONLY),
     row("carepath.precert.v1.PrecertService/RequestPeerToPeer", Own, PROVIDER_ONLY),
-    row("carepath.precert.v1.PrecertService/SchedulePeerToPeer", Own, REVIEWER_ONLY),
-    row("carepath.precert.v1.PrecertService/CompletePeerToPeer", Own, REVIEWER_ONLY),
-    row("carepath.precert.v1.PrecertService/RequestReconsideration", OwnEach, [A, D, A, D, D, D, D]),
-    row("carepath.precert.v1.PrecertService/RequestAppeal", OwnEach, [A, D, A, D, D, D, D]),
-    row("carepath.precert.v1.PrecertService/DecideAppeal", Own, REVIEWER_ONLY),
+    row("carepath.precert.v1.PrecertService/SchedulePeerToPeer", Own, PRECERT_REVIEWER),
+    row("carepath.precert.v1.PrecertService/CompletePeerToPeer", Own, PRECERT_REVIEWER),
+    row("carepath.precert.v1.PrecertService/RequestReconsideration", OwnEach, [A, H, A, H, D, D, D]),
+    row("carepath.precert.v1.PrecertService/RequestAppeal", OwnEach, [A, H, A, H, D, D, D]),
+    row("carepath.precert.v1.PrecertService/DecideAppeal", Own, PRECERT_REVIEWER),
     row("carepath.precert.v1.PrecertService/EvaluateGoldCards", Base, ADMIN_ONLY),
     row("carepath.precert.v1.PrecertService/ListGoldCards", Base, [A, D, D, D, A, A, A]),
     row("carepath.precert.v1.PrecertService/GetMetrics", Base, STAFF),
@@ -226,64 +249,64 @@ const TABLE: &[Row] = &[
     // guidelines are open to every caller.
     row("carepath.oncology.v1.OncologyService/EvaluatePlan", Base, ALL),
     row("carepath.oncology.v1.OncologyService/SubmitPlan", Base, [A, D, D, D, A, D, A]),
-    row("carepath.oncology.v1.OncologyService/GetPlan", Base, [A, D, A, D, A, A, A]),
+    row("carepath.oncology.v1.OncologyService/GetPlan", Base, [A, H, A, H, A, A, A]),
     row("carepath.oncology.v1.OncologyService/AcceptAlternative", Own, PROVIDER_ONLY),
     row("carepath.oncology.v1.OncologyService/ListPathways", Base, ALL),
     row("carepath.oncology.v1.OncologyService/GetPathway", Base, ALL),
     // Case management: the case's nurse and supervisors work it; the member and the
     // provider she agreed to see it; nobody else knows it exists.
     row("carepath.cases.v1.CaseService/OpenCase", Base, [A, A, A, D, A, D, A]),
-    row("carepath.cases.v1.CaseService/GetCase", Base, [A, D, A, D, A, D, A]),
-    row("carepath.cases.v1.CaseService/ListCases", Base, [A, D, A, D, A, D, A]),
+    row("carepath.cases.v1.CaseService/GetCase", Base, [A, H, A, H, A, H, A]),
+    row("carepath.cases.v1.CaseService/ListCases", Base, [A, H, A, D, A, D, A]),
     row("carepath.cases.v1.CaseService/ClaimCase", Own, NURSE_ONLY),
     row("carepath.cases.v1.CaseService/AssignCase", Own, ADMIN_ONLY),
-    row("carepath.cases.v1.CaseService/MoveCase", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/CloseCase", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/DeclineCase", OwnEach, [D, D, A, D, A, D, A]),
-    row("carepath.cases.v1.CaseService/AddGoal", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/UpdateGoal", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/AddTask", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/UpdateTask", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/RecordInteraction", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/RecordTransition", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/ArrangeService", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/UpdateService", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/RequestDecisionSupport", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/FindSpecialists", Base, CASE_WORK),
-    row("carepath.cases.v1.CaseService/AssessCareAbroad", OwnEach, CASE_WORK),
-    row("carepath.cases.v1.CaseService/RecordConsent", OwnEach, [D, D, A, D, A, D, A]),
-    row("carepath.cases.v1.CaseService/RateCase", Own, MEMBER_ONLY),
+    row("carepath.cases.v1.CaseService/MoveCase", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/CloseCase", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/DeclineCase", OwnEach, [D, H, A, H, A, H, A]),
+    row("carepath.cases.v1.CaseService/AddGoal", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/UpdateGoal", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/AddTask", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/UpdateTask", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/RecordInteraction", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/RecordTransition", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/ArrangeService", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/UpdateService", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/RequestDecisionSupport", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/FindSpecialists", Base, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/AssessCareAbroad", OwnEach, CASE_TEAM),
+    row("carepath.cases.v1.CaseService/RecordConsent", OwnEach, [D, H, A, H, A, H, A]),
+    row("carepath.cases.v1.CaseService/RateCase", Own, [D, H, A, H, D, H, D]),
     row("carepath.cases.v1.CaseService/GetSatisfactionReport", Base, ADMIN_ONLY),
     row("carepath.cases.v1.CaseService/GetWorkList", Base, CASE_WORK),
     // Second opinion: the member asks, answers, uploads and reads; the lead physician
     // reviews and answers; nurses coordinate while the request is open; physician
     // reviewers and admins have no part in it.
-    row("carepath.secondopinion.v1.SecondOpinionService/CheckEligibility", Base, MEMBER_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/Submit", Base, MEMBER_ONLY),
+    row("carepath.secondopinion.v1.SecondOpinionService/CheckEligibility", Base, MEMBER_ASKS),
+    row("carepath.secondopinion.v1.SecondOpinionService/Submit", Base, MEMBER_ASKS),
     row("carepath.secondopinion.v1.SecondOpinionService/GetQuestionnaire", Base, OPINION_PARTIES),
-    row("carepath.secondopinion.v1.SecondOpinionService/AnswerQuestionnaire", Own, MEMBER_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/UploadRecord", Base, [D, D, A, D, A, D, D]),
-    row("carepath.secondopinion.v1.SecondOpinionService/LogRecord", Base, NURSE_ONLY),
+    row("carepath.secondopinion.v1.SecondOpinionService/AnswerQuestionnaire", Own, [H, H, A, H, D, H, H]),
+    row("carepath.secondopinion.v1.SecondOpinionService/UploadRecord", Base, [D, H, A, H, A, H, H]),
+    row("carepath.secondopinion.v1.SecondOpinionService/LogRecord", Base, OPINION_NURSE),
     row("carepath.secondopinion.v1.SecondOpinionService/DownloadRecord", Base, OPINION_PARTIES),
     row("carepath.secondopinion.v1.SecondOpinionService/GetPhysician", Base, OPINION_PARTIES),
-    row("carepath.secondopinion.v1.SecondOpinionService/Coordinate", Base, NURSE_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/PublishOpinion", Own, PROVIDER_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/AddAddendum", Own, PROVIDER_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/MarkReviewed", Own, MEMBER_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/ShareWithDoctor", Own, MEMBER_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/RecordFollowUp", Own, NURSE_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/AskQuestion", Own, MEMBER_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/AnswerQuestion", Own, PROVIDER_ONLY),
-    row("carepath.secondopinion.v1.SecondOpinionService/Close", Own, NURSE_ONLY),
+    row("carepath.secondopinion.v1.SecondOpinionService/Coordinate", Base, OPINION_NURSE),
+    row("carepath.secondopinion.v1.SecondOpinionService/PublishOpinion", Own, OPINION_PHYSICIAN),
+    row("carepath.secondopinion.v1.SecondOpinionService/AddAddendum", Own, OPINION_PHYSICIAN),
+    row("carepath.secondopinion.v1.SecondOpinionService/MarkReviewed", Own, OPINION_MEMBER),
+    row("carepath.secondopinion.v1.SecondOpinionService/ShareWithDoctor", Own, OPINION_MEMBER),
+    row("carepath.secondopinion.v1.SecondOpinionService/RecordFollowUp", Own, OPINION_NURSE),
+    row("carepath.secondopinion.v1.SecondOpinionService/AskQuestion", Own, OPINION_MEMBER),
+    row("carepath.secondopinion.v1.SecondOpinionService/AnswerQuestion", Own, OPINION_PHYSICIAN),
+    row("carepath.secondopinion.v1.SecondOpinionService/Close", Own, OPINION_NURSE),
     row("carepath.secondopinion.v1.SecondOpinionService/PostMessage", Base, OPINION_PARTIES),
     row("carepath.secondopinion.v1.SecondOpinionService/ListMessages", Base, OPINION_PARTIES),
     row("carepath.secondopinion.v1.SecondOpinionService/GetRequest", Base, OPINION_PARTIES),
-    row("carepath.secondopinion.v1.SecondOpinionService/ListRequests", Base, OPINION_PARTIES),
+    row("carepath.secondopinion.v1.SecondOpinionService/ListRequests", Base, [A, H, A, H, A, D, D]),
     row("carepath.secondopinion.v1.SecondOpinionService/WatchStatus", Base, OPINION_PARTIES),
     // Notices: each recipient reads their own; admins read every notice, work the
     // failed list and read the delivery report.
     row("carepath.notify.v1.NotificationService/ListNotices", Base, [D, D, A, D, D, D, A]),
-    row("carepath.notify.v1.NotificationService/GetNotice", Base, [D, D, A, D, D, D, A]),
+    row("carepath.notify.v1.NotificationService/GetNotice", Base, [H, H, A, H, H, H, A]),
     row("carepath.notify.v1.NotificationService/ResendNotice", Base, ADMIN_ONLY),
     row("carepath.notify.v1.NotificationService/ListFailedNotices", Base, ADMIN_ONLY),
     row("carepath.notify.v1.NotificationService/GetDeliveryReport", Base, ADMIN_ONLY),
@@ -2264,11 +2287,12 @@ fn future_rule_list() -> String {
 fn classify(result: &Result<bool, Status>) -> (Answer, String) {
     match result {
         Ok(true) => (Answer::Allowed, "OK".into()),
-        Ok(false) => (Answer::Denied, "OK, without the record".into()),
+        Ok(false) => (Answer::Hidden, "OK, without the record".into()),
         Err(s) => {
             let answer = match s.code() {
                 Code::Unauthenticated => Answer::Unauthenticated,
-                Code::PermissionDenied | Code::NotFound => Answer::Denied,
+                Code::PermissionDenied => Answer::Denied,
+                Code::NotFound => Answer::Hidden,
                 _ => Answer::Allowed,
             };
             (answer, format!("{:?}: {}", s.code(), s.message()))
@@ -2351,6 +2375,27 @@ async fn every_rpc_answers_each_kind_of_caller_as_the_table_says(db: &TestDb) {
                     "{} {who}: expected {expected} got {got} ({detail})",
                     row.method
                 ));
+            }
+            // A refused caller gets the same answer for a member who does not exist.
+            let refused = matches!(got, Answer::Denied | Answer::Hidden);
+            if refused && row.setup == Base && who != Caller::OwnMember {
+                let ghost = Target {
+                    member: GHOST_MEMBER.into(),
+                    ..target.clone()
+                };
+                let token = cx.caller_token(who, &ghost);
+                let again = cx
+                    .call(&records, row.method, token.as_deref(), &ghost)
+                    .await;
+                let (ghost_got, ghost_detail) = classify(&again);
+                let ghost_detail = ghost_detail.replace(GHOST_MEMBER, &target.member);
+                if (ghost_got, &ghost_detail) != (got, &detail) {
+                    mismatches.push(format!(
+                        "{} {who}: {got} ({detail}) for {}, but {ghost_got} ({ghost_detail}) \
+                         for a member who does not exist",
+                        row.method, target.member
+                    ));
+                }
             }
             if fresh {
                 cx.finish(row.method, &target).await;
@@ -2450,24 +2495,26 @@ async fn a_reused_request_id_or_a_linked_id_reveals_nothing(db: &TestDb) {
     assert!(!again.created);
     assert_eq!(again.plan.expect("plan").id, mine.id);
 
-    // The same holds for precertification requests.
+    // Precertification request ids are each caller's own: another provider reusing
+    // the imaging center's id files a request of its own and sees nothing of the
+    // imaging center's case.
     let imaging = cx.token(Role::Provider, IMAGING);
     let mut request = mri(vec![flag("red_flag_symptoms", true)]);
-    done(
+    let mine = done(
         cx.precert()
             .submit(cx.req(Some(&imaging), request.clone()))
             .await,
         "submit the request",
-    );
+    )
+    .case
+    .expect("case");
     request.servicing_provider_npi = OTHER_PROVIDER.into();
-    let theirs = cx.precert().submit(cx.req(Some(&other), request)).await;
-    match theirs {
-        Ok(r) => panic!(
-            "another provider got the case {:?} by reusing its request id",
-            r.into_inner().case.map(|c| c.id)
-        ),
-        Err(s) => assert_eq!(s.code(), Code::AlreadyExists, "{}", s.message()),
-    }
+    let theirs = done(
+        cx.precert().submit(cx.req(Some(&other), request)).await,
+        "the other provider's request under the same id",
+    );
+    assert!(theirs.created, "the other provider's request was not filed");
+    assert_ne!(theirs.case.expect("case").id, mine.id);
 
     // A caller who may not see a managed case learns nothing from it, not even
     // whether a precertification case it names exists.

@@ -179,6 +179,72 @@ pub fn page_size(requested: u32, field: &str) -> AppResult<u32> {
     }
 }
 
+/// The most bytes of stored records one page of a list carries: half the 4 MiB
+/// message cap, so a page and what its answer adds fit in one message whatever the
+/// records hold. A page that reaches it ends early, with the token of the next.
+pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// How one list is read for [`visible_page`]: the token of the page after a row, and
+/// about how many bytes a row takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<K, W> {
+    pub key: K,
+    pub weight: W,
+}
+
+/// One page of a list read from the database, built from the rows the caller may
+/// see and bounded in bytes: `read` reads the page of rows after a token (at most
+/// `size` rows), `visible` gives what the caller may see of a row (`None`:
+/// nothing), `rows` says how to key and weigh a row. Pages are read until one
+/// visible row more than `size` is found or the list ends, so the next page's token,
+/// and whether there is one, is made of rows the caller may see and says nothing of
+/// the rows hidden from it. A page also ends before the row that would take it past
+/// [`MAX_PAGE_BYTES`] (a page holds at least one row).
+pub async fn visible_page<R, T, F>(
+    token: &str,
+    size: u32,
+    mut read: impl FnMut(String) -> F,
+    mut visible: impl FnMut(&R) -> AppResult<Option<T>>,
+    rows: Rows<impl Fn(&R) -> String, impl Fn(&R) -> usize>,
+) -> AppResult<Page<T>>
+where
+    F: Future<Output = Result<carepath_store::Page<R>, carepath_store::StoreError>>,
+{
+    let mut items = Vec::new();
+    let mut bytes = 0;
+    let mut last_key = String::new();
+    let mut token = token.to_owned();
+    loop {
+        let page = read(token).await?;
+        for row in &page.items {
+            let Some(item) = visible(row)? else {
+                continue;
+            };
+            let weight = (rows.weight)(row);
+            let full = items.len() == size as usize
+                || (!items.is_empty() && bytes + weight > MAX_PAGE_BYTES);
+            if full {
+                return Ok(Page {
+                    items,
+                    next_page_token: last_key,
+                });
+            }
+            bytes += weight;
+            last_key = (rows.key)(row);
+            items.push(item);
+        }
+        match page.next_page_token {
+            Some(next) => token = next,
+            None => {
+                return Ok(Page {
+                    items,
+                    next_page_token: String::new(),
+                });
+            }
+        }
+    }
+}
+
 /// One page of a list held in memory, ordered by `key`: the items whose key sorts
 /// after `token` (all of them for an empty token), at most `size`, and the token of
 /// the next page (empty on the last page).
@@ -217,6 +283,55 @@ mod tests {
         assert_eq!((second, token.as_str()), (vec!["c", "d"], "d"));
         let (last, token) = page_in_memory(items, key, &token, 2);
         assert_eq!((last, token.as_str()), (vec!["e"], ""));
+    }
+
+    /// Rows `0..n` read two at a time, each a third of a page's bytes; odd rows are
+    /// hidden from the caller.
+    async fn odd_rows_hidden(n: u32, token: &str, size: u32) -> Page<u32> {
+        visible_page(
+            token,
+            size,
+            |token| async move {
+                let after: u32 = token.parse().map_or(0, |t: u32| t + 1);
+                let rows: Vec<u32> = (after..n).take(3).collect();
+                Ok(carepath_store::Page::of(rows, 2, u32::to_string))
+            },
+            |row| Ok((row % 2 == 0).then_some(*row)),
+            Rows {
+                key: u32::to_string,
+                weight: |_: &u32| MAX_PAGE_BYTES / 3,
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_page_of_visible_rows_names_only_visible_rows() {
+        // The page ends at the last visible row kept, not at the hidden row read
+        // after it.
+        let first = odd_rows_hidden(9, "", 2).await;
+        assert_eq!(
+            (first.items, first.next_page_token.as_str()),
+            (vec![0, 2], "2")
+        );
+        let second = odd_rows_hidden(9, "2", 2).await;
+        assert_eq!(
+            (second.items, second.next_page_token.as_str()),
+            (vec![4, 6], "6")
+        );
+        let last = odd_rows_hidden(9, "6", 2).await;
+        assert_eq!((last.items, last.next_page_token.as_str()), (vec![8], ""));
+        // Hidden rows after the last visible one give no next page.
+        let only_hidden_left = odd_rows_hidden(4, "", 2).await;
+        assert_eq!(only_hidden_left.items, vec![0, 2]);
+        assert_eq!(only_hidden_left.next_page_token, "");
+        // A page ends before the row that would take it past the byte bound.
+        let bounded = odd_rows_hidden(20, "", 10).await;
+        assert_eq!(
+            (bounded.items, bounded.next_page_token.as_str()),
+            (vec![0, 2, 4], "4")
+        );
     }
 
     #[test]

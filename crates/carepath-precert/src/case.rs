@@ -38,6 +38,7 @@ use crate::determine::{
     PendedFor, RecordRef, Submission, case_outcome, determine,
 };
 use crate::goldcard::GoldCards;
+use crate::limits;
 use crate::load::RuleBook;
 use crate::rules::{Answer, named};
 
@@ -305,9 +306,21 @@ impl AdverseDetermination {
         invalid.into_result().map(|()| adverse)
     }
 
-    /// Rationale and guideline are required and must say something.
+    /// Rationale and guideline are required, must say something and are bounded.
     pub fn validate(&self) -> Result<(), Invalid> {
         let mut invalid = Invalid::new();
+        limits::check_text(
+            &mut invalid,
+            "rationale",
+            &self.rationale,
+            limits::MAX_RATIONALE,
+        );
+        limits::check_text(
+            &mut invalid,
+            "guideline",
+            &self.guideline,
+            limits::MAX_GUIDELINE,
+        );
         if self.rationale.trim().chars().count() < 10 {
             invalid.push(
                 "rationale",
@@ -433,6 +446,18 @@ pub enum AppealDecision {
     Upheld { adverse: AdverseDetermination },
     /// The request is approved in full.
     Overturned { rationale: String },
+}
+
+impl AppealDecision {
+    /// The texts of the decision are bounded ([`limits`]).
+    fn check_limits(&self) -> Result<(), Invalid> {
+        match self {
+            AppealDecision::Upheld { adverse } => adverse.validate(),
+            AppealDecision::Overturned { rationale } => {
+                limits::text("rationale", rationale, limits::MAX_RATIONALE)
+            }
+        }
+    }
 }
 
 /// An appeal of an adverse decision.
@@ -687,6 +712,7 @@ impl PrecertCase {
         now: DateTime<Utc>,
     ) -> Result<Events, WorkflowError> {
         let action = Action::RequestInformation;
+        missing.check_limits()?;
         self.expect(action, &[CaseState::PendedReview, CaseState::InReview])?;
         require_role(caller, action, &[Role::Nurse, Role::PhysicianReviewer])?;
         if self.state == CaseState::InReview {
@@ -798,6 +824,7 @@ impl PrecertCase {
         now: DateTime<Utc>,
     ) -> Result<Events, WorkflowError> {
         let action = Action::Approve;
+        limits::text("note", note, limits::MAX_NOTE)?;
         self.expect(action, &[CaseState::InReview])?;
         require_role(caller, action, &[Role::Nurse, Role::PhysicianReviewer])?;
         let staff = self.require_claimant(caller, action)?;
@@ -1064,6 +1091,7 @@ impl PrecertCase {
         now: DateTime<Utc>,
     ) -> Result<Events, WorkflowError> {
         let action = Action::CompletePeerToPeer;
+        limits::text("note", note, limits::MAX_NOTE)?;
         self.expect(action, &[CaseState::PeerToPeerScheduled])?;
         let scheduled = self
             .peer_to_peer
@@ -1168,6 +1196,7 @@ impl PrecertCase {
         now: DateTime<Utc>,
     ) -> Result<Events, WorkflowError> {
         let action = Action::Appeal;
+        limits::text("reason", reason, limits::MAX_NOTE)?;
         self.expect(
             action,
             &[
@@ -1231,6 +1260,7 @@ impl PrecertCase {
         now: DateTime<Utc>,
     ) -> Result<Events, WorkflowError> {
         let action = Action::DecideAppeal;
+        decision.check_limits()?;
         self.expect(action, &[CaseState::AppealRequested])?;
         require_role(caller, action, &[Role::PhysicianReviewer])?;
         let staff = caller.staff().ok_or_else(|| {
@@ -1337,6 +1367,7 @@ impl PrecertCase {
         now: DateTime<Utc>,
     ) -> Result<Events, WorkflowError> {
         let action = Action::Withdraw;
+        limits::text("reason", note, limits::MAX_NOTE)?;
         match reason {
             WithdrawReason::ByRequester => {
                 self.expect(

@@ -18,11 +18,7 @@ use crate::goldcard::GoldCards;
 use crate::load::RuleBook;
 use crate::rules::{Answer, AnswerKind, Comparison, Criterion, ListRef, Literal, Op, Rule};
 
-/// Most lines one request may carry; a larger batch is a client bug.
-pub const MAX_LINES: usize = 50;
-
-/// Most units on one line, to catch a mistyped quantity before it reaches a reviewer.
-pub const MAX_UNITS: u32 = 10_000;
+use crate::limits::{self, MAX_DIAGNOSES, MAX_LINES, MAX_UNITS};
 
 /// A provider as named on a request, with its network status for the member's plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +89,38 @@ pub struct Missing {
 impl Missing {
     pub fn is_empty(&self) -> bool {
         self.questions.is_empty() && self.documents.is_empty()
+    }
+
+    /// A reviewer's request for information is bounded ([`limits`]): how many items,
+    /// and each item's id and text.
+    pub fn check_limits(&self) -> Result<(), Invalid> {
+        let mut invalid = Invalid::new();
+        if self.questions.len() + self.documents.len() > limits::MAX_REQUESTED_ITEMS {
+            invalid.push(
+                "missing",
+                format!("must list at most {} items", limits::MAX_REQUESTED_ITEMS),
+            );
+        }
+        let items = self
+            .questions
+            .iter()
+            .map(|q| (&q.id, &q.text))
+            .chain(self.documents.iter().map(|d| (&d.id, &d.text)));
+        for (i, (id, text)) in items.enumerate() {
+            limits::check_text(
+                &mut invalid,
+                &format!("missing[{i}].id"),
+                id,
+                limits::MAX_RECORD_REF,
+            );
+            limits::check_text(
+                &mut invalid,
+                &format!("missing[{i}].text"),
+                text,
+                limits::MAX_NOTE,
+            );
+        }
+        invalid.into_result()
     }
 
     /// Adds what `other` lists and this does not.
@@ -332,6 +360,13 @@ fn validate(submission: &Submission) -> Result<(), Invalid> {
             );
         }
     }
+    if submission.diagnoses.len() > MAX_DIAGNOSES {
+        invalid.push(
+            "diagnoses",
+            format!("must list at most {MAX_DIAGNOSES} diagnoses"),
+        );
+    }
+    limits::check_information(&mut invalid, &submission.answers, &submission.records);
     for (i, record) in submission.records.iter().enumerate() {
         if record.id.trim().is_empty() {
             invalid.push(format!("records[{i}].id"), "must not be empty");

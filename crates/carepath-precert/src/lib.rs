@@ -24,6 +24,7 @@ mod determine;
 mod form;
 pub mod goldcard;
 mod index;
+pub mod limits;
 mod load;
 pub mod metrics;
 mod rules;
@@ -53,8 +54,8 @@ pub use clock::{
 pub use dates::{Purpose, ServiceDateError, ServiceDates};
 pub use determine::{
     ApprovalBasis, CaseOutcome, Determination, DetermineError, LineDetermination, LineOutcome,
-    MAX_LINES, MAX_UNITS, Missing, MissingQuestion, PendReason, PendedFor, ProviderParty,
-    RecordRef, ReviewReason, Submission, case_outcome, determine,
+    Missing, MissingQuestion, PendReason, PendedFor, ProviderParty, RecordRef, ReviewReason,
+    Submission, case_outcome, determine,
 };
 pub use form::Form;
 pub use goldcard::{DecisionRecord, Exemption, GoldCards};
@@ -67,5 +68,4 @@ pub use rules::{
 };
 pub use synthetic::{synthetic_codes, synthetic_list};
 
-/// The longest id a requester may give a request (the key a retry is recognised by).
-pub const MAX_REQUEST_ID: usize = 128;
+pub use limits::{MAX_LINES, MAX_REQUEST_ID, MAX_UNITS};

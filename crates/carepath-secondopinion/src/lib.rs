@@ -32,8 +32,8 @@ pub use questionnaire::{
 pub use request::{
     AGGREGATE_KIND, Addendum, CONTENT_TYPES, DiagnosisVerdict, Doctor, DoctorCopy, EventDraft,
     Expert, FirstOpinion, FollowUp, FollowUpChannel, FollowUpQuestion, HistoryEntry,
-    MAX_DESCRIPTION, MAX_FILE_NAME, MAX_FOLLOW_UP_QUESTIONS, MAX_RECORD_BYTES, MAX_TEXT,
-    MedicalRecord, NewRecord, NewRequest, Opinion, OpinionDraft, Party, QuestionResponse,
+    MAX_DESCRIPTION, MAX_FILE_NAME, MAX_FOLLOW_UP_QUESTIONS, MAX_RECORD_BYTES, MAX_RECORDS,
+    MAX_TEXT, MedicalRecord, NewRecord, NewRequest, Opinion, OpinionDraft, Party, QuestionResponse,
     QuestionnaireRef, RecordChannel, SecondOpinionRequest, Status, TreatmentVerdict, WorkflowError,
     check_text, event_kinds, may_request_for,
 };

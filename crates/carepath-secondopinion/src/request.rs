@@ -50,6 +50,10 @@ pub const MAX_FILE_NAME: usize = 255;
 /// Longest description of an uploaded record, in characters.
 pub const MAX_DESCRIPTION: usize = 2_000;
 
+/// Most records one request takes, uploaded and logged together: the request
+/// document lists them all and is rewritten with each one, so its size stays bounded.
+pub const MAX_RECORDS: usize = 50;
+
 /// Event names, written once.
 pub mod event_kinds {
     pub const SUBMITTED: &str = "secondopinion.request.submitted";
@@ -822,6 +826,11 @@ impl SecondOpinionRequest {
         }
         if !self.accepts_records() {
             return Err(self.wrong_state("add records"));
+        }
+        if self.records.len() >= MAX_RECORDS {
+            return Err(WorkflowError::Rule(format!(
+                "a request takes at most {MAX_RECORDS} records; this one has them all"
+            )));
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use sqlx::types::Json;
 
 use crate::{
     Backend, Page, Store, StoreError, Tx, conflict_on_unique, on_db, on_tx,
-    page::{decode_token, encode_token},
+    page::{decode_token, encode_token, json_bytes},
 };
 
 /// A case as stored: the indexed columns and the aggregate document.
@@ -75,6 +75,18 @@ macro_rules! select_case {
             $where
         )
     };
+}
+
+impl ManagedCaseRecord {
+    /// The token of the page after this case in [`Store::list_managed_cases`].
+    pub fn page_token(&self) -> String {
+        encode_token(self.opened_at, &self.id)
+    }
+
+    /// About how many bytes the case takes (its document, written out).
+    pub fn stored_bytes(&self) -> usize {
+        json_bytes(&self.doc)
+    }
 }
 
 impl Tx {
@@ -223,9 +235,7 @@ impl Store {
             .bind(before_at).bind(before_id.clone()).bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
         let items: Vec<ManagedCaseRecord> = rows.into_iter().map(record).collect();
-        Ok(Page::of(items, page_size, |r| {
-            encode_token(r.opened_at, &r.id)
-        }))
+        Ok(Page::of(items, page_size, ManagedCaseRecord::page_token))
     }
 
     /// Open cases per nurse, for assignment by caseload.

@@ -45,7 +45,7 @@ pub use directory::{ImportSummary, MemberFilter, ProviderFilter, StaffFilter};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
-pub use page::{Page, micros};
+pub use page::{Page, json_bytes, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
 pub use smart::{ASSERTION_PURGE_BATCH, FhirClientRecord};

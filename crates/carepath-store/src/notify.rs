@@ -13,7 +13,7 @@ use sqlx::types::Json;
 
 use crate::{
     Backend, Page, Store, StoreError, Tx, on_db, on_tx,
-    page::{decode_token, encode_token, micros},
+    page::{decode_token, encode_token, json_bytes, micros},
 };
 
 /// A notice to store, as planned and rendered.
@@ -424,5 +424,33 @@ impl Tx {
 }
 
 fn page_of(rows: Vec<NoticeRecord>, page_size: u32) -> Page<NoticeRecord> {
-    Page::of(rows, page_size, |r| encode_token(r.created_at, &r.id))
+    Page::of(rows, page_size, NoticeRecord::page_token)
+}
+
+impl NoticeRecord {
+    /// The token of the page after this notice in [`Store::list_notices`] and
+    /// [`Store::list_failed_notices`].
+    pub fn page_token(&self) -> String {
+        encode_token(self.created_at, &self.id)
+    }
+
+    /// About how many bytes the notice takes: its documents and texts.
+    pub fn stored_bytes(&self) -> usize {
+        let docs = [&self.planned, &self.rendered]
+            .into_iter()
+            .flatten()
+            .map(|d| json_bytes(&d.0))
+            .sum::<usize>();
+        let texts = [
+            &self.recipient_name,
+            &self.destination,
+            &self.subject,
+            &self.receipt_detail,
+            &self.last_error,
+        ]
+        .into_iter()
+        .map(String::len)
+        .sum::<usize>();
+        docs + texts + 512
+    }
 }

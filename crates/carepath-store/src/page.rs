@@ -38,6 +38,12 @@ impl<T> Page<T> {
     }
 }
 
+/// How many bytes a stored JSON document takes written out: what a list weighs a
+/// record by to keep a page under the message cap.
+pub fn json_bytes(doc: &serde_json::Value) -> usize {
+    serde_json::to_vec(doc).map_or(0, |v| v.len())
+}
+
 /// Microsecond precision: what both backends store, so keys, pages and stored times
 /// compare exactly.
 pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {

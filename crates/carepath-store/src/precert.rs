@@ -11,7 +11,7 @@ use crate::{
     Backend, Page, Store, StoreError, Tx, conflict_on_unique,
     directory::decode,
     on_db, on_tx,
-    page::{decode_token, encode_token, far_future, far_past},
+    page::{decode_token, decode_token_or, encode_token, far_future, far_past, json_bytes},
 };
 
 /// What a request needs to know before it is decided, read at once by
@@ -31,7 +31,8 @@ pub struct SubmissionParties {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseRecord {
     pub id: String,
-    /// `<requesting npi>:<client request id>`, unique.
+    /// `<submitting caller>:<its request id>`, unique (see
+    /// `carepath_app::precert::submit::request_key`).
     pub request_key: String,
     pub member_id: String,
     pub requesting_npi: String,
@@ -145,6 +146,25 @@ macro_rules! select_case {
             $where
         )
     };
+}
+
+impl CaseRecord {
+    /// The token of the page after this case in [`Store::list_cases`].
+    pub fn page_token(&self) -> String {
+        encode_token(self.received_at, &self.id)
+    }
+
+    /// The token of the page after this case in [`Store::review_queue`]: urgent
+    /// before routine, then by due time and id.
+    pub fn queue_token(&self) -> String {
+        let rank = if self.urgency == "urgent" { 0 } else { 1 };
+        format!("{rank}/{}", encode_token(self.due_at, &self.id))
+    }
+
+    /// About how many bytes the case takes (its document, written out).
+    pub fn stored_bytes(&self) -> usize {
+        json_bytes(&self.doc)
+    }
 }
 
 impl Tx {
@@ -303,9 +323,7 @@ impl Store {
             .bind(before_id.clone())
             .bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
-        Ok(page_of(rows, page_size, |r| {
-            encode_token(r.received_at, &r.id)
-        }))
+        Ok(page_of(rows, page_size, CaseRecord::page_token))
     }
 
     /// The clinical review queue: urgent before routine, then by due time.
@@ -314,18 +332,24 @@ impl Store {
         page_token: &str,
         page_size: u32,
     ) -> Result<Page<CaseRecord>, StoreError> {
-        let offset: i64 = page_token.parse().unwrap_or(0);
+        // Keyed on (rank, due_at, id) like every other list (CaseRecord::queue_token),
+        // so a page may end anywhere and the next starts right after it.
+        let (rank, after) = page_token
+            .split_once('/')
+            .and_then(|(rank, rest)| Some((rank.parse::<i64>().ok()?, rest)))
+            .unwrap_or((-1, ""));
+        let (after_at, after_id) = decode_token_or(after, far_past());
         let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!(
             "WHERE queue = 'review'
+               AND (CASE urgency WHEN 'urgent' THEN 0 ELSE 1 END > $1
+                    OR (CASE urgency WHEN 'urgent' THEN 0 ELSE 1 END = $1
+                        AND (due_at > $2 OR (due_at = $2 AND id > $3))))
              ORDER BY CASE urgency WHEN 'urgent' THEN 0 ELSE 1 END, due_at, id
-             LIMIT $1 OFFSET $2"))
-            .bind(i64::from(page_size) + 1).bind(offset)
+             LIMIT $4"))
+            .bind(rank).bind(after_at).bind(after_id)
+            .bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
-        let mut page = page_of(rows, page_size, |_| String::new());
-        if page.next_page_token.is_some() {
-            page.next_page_token = Some((offset + i64::from(page_size)).to_string());
-        }
-        Ok(page)
+        Ok(page_of(rows, page_size, CaseRecord::queue_token))
     }
 
     /// Cases received in `[from, to)`, for metrics: one page of at most `limit`,

@@ -8,7 +8,7 @@ use sqlx::types::Json;
 
 use crate::{
     Backend, Page, Store, StoreError, Tx, on_db, on_tx,
-    page::{decode_token, decode_token_or, encode_token, far_future, far_past},
+    page::{decode_token, decode_token_or, encode_token, far_future, far_past, json_bytes},
 };
 
 /// A request as stored: the indexed columns and the aggregate document.
@@ -103,6 +103,30 @@ fn not_found(id: &str) -> StoreError {
     StoreError::NotFound {
         kind: "second-opinion request",
         id: id.to_owned(),
+    }
+}
+
+impl OpinionRequestRecord {
+    /// The token of the page after this request in [`Store::list_opinion_requests`].
+    pub fn page_token(&self) -> String {
+        encode_token(self.received_at, &self.id)
+    }
+
+    /// About how many bytes the request takes (its document, written out).
+    pub fn stored_bytes(&self) -> usize {
+        json_bytes(&self.doc)
+    }
+}
+
+impl OpinionMessageRecord {
+    /// The token of the page after this message in [`Store::list_opinion_messages`].
+    pub fn page_token(&self) -> String {
+        encode_token(self.sent_at, &self.id)
+    }
+
+    /// About how many bytes the message takes.
+    pub fn stored_bytes(&self) -> usize {
+        self.body.len() + self.id.len() + self.request_id.len() + self.author_id.len() + 64
     }
 }
 
@@ -211,9 +235,7 @@ impl Store {
             .bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
         let items: Vec<OpinionRequestRecord> = rows.into_iter().map(record).collect();
-        Ok(Page::of(items, page_size, |r| {
-            encode_token(r.received_at, &r.id)
-        }))
+        Ok(Page::of(items, page_size, OpinionRequestRecord::page_token))
     }
 
     /// A request's messages, oldest first, keyset-paged on (sent_at, id).
@@ -230,9 +252,7 @@ impl Store {
              ORDER BY sent_at, id LIMIT $4")
             .bind(request_id).bind(after_at).bind(after_id).bind(i64::from(page_size) + 1)
             .fetch_all(c).await)?;
-        Ok(Page::of(rows, page_size, |m| {
-            encode_token(m.sent_at, &m.id)
-        }))
+        Ok(Page::of(rows, page_size, OpinionMessageRecord::page_token))
     }
 }
 

@@ -68,9 +68,21 @@ impl AuditLog {
 
     /// One page of the entries matching the search, oldest first; the token of the
     /// next page is the position of the last entry. The search is audited under the
-    /// member searched for (`*` for any).
+    /// member searched for (`*` for any), and so is a refused search.
     pub async fn search(&self, caller: &Caller, cmd: SearchAudit) -> AppResult<Page<AuditRecord>> {
-        Self::require_reader(caller)?;
+        let searched = cmd.member.as_ref();
+        if let Err(refusal) = Self::require_reader(caller) {
+            return Err(self
+                .app
+                .refuse(
+                    caller,
+                    RECORD_KIND,
+                    searched.map_or("*", MemberId::as_str),
+                    searched,
+                    refusal,
+                )
+                .await);
+        }
         let size = page_size(cmd.size, "page.page_size")?;
         let query = AuditQuery {
             member_id: cmd.member.as_ref().map(|m| m.to_string()),
@@ -93,8 +105,8 @@ impl AuditLog {
             .audit(
                 caller,
                 RECORD_KIND,
-                cmd.member.as_ref().map_or("*", |m| m.as_str()),
-                cmd.member.as_ref(),
+                searched.map_or("*", MemberId::as_str),
+                searched,
                 AuditOutcome::Allowed,
             )
             .await?;

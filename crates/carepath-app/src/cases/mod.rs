@@ -24,13 +24,19 @@ use carepath_core::{
     Actor, CountryCode, EventDraft, Icd10Code, MemberId, Npi, PlanId, Provider, Role, Specialty,
     StaffId, StaffRole,
 };
-use carepath_store::{AuditOutcome, ManagedCaseFilter, ProviderFilter, StaffFilter, StoreError};
+use carepath_store::{
+    AuditOutcome, ManagedCaseFilter, ManagedCaseRecord, ProviderFilter, StaffFilter, StoreError,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub use self::record::RECORD_KIND;
+
+/// The audit log's record kind of a read of one member's list of cases (the record
+/// id is the member's).
+pub const LIST_KIND: &str = "managed_case_list";
 use self::referrals::{NewReferral, place};
 use crate::{
-    context::{App, Caller, MAX_PAGE_SIZE, Page, PageRequest, micros},
+    context::{App, Caller, MAX_PAGE_SIZE, Page, PageRequest, Rows, micros, visible_page},
     error::{AppError, AppResult},
     pipeline::{Aggregate, record_id},
 };
@@ -608,6 +614,7 @@ impl Cases {
     /// Lists the cases the caller may see (each one read is audited).
     pub async fn list_cases(&self, caller: &Caller, cmd: ListCases) -> AppResult<Page<SeenCase>> {
         let size = cmd.page.checked_size("page.page_size")?;
+        let mut listed_member = cmd.member_id.clone();
         let mut filter = ManagedCaseFilter {
             member_id: cmd.member_id.map(|m| m.to_string()),
             nurse_id: cmd.nurse_id.map(|n| n.to_string()),
@@ -626,6 +633,7 @@ impl Cases {
                     return Err(AppError::denied("members list their own cases"));
                 }
                 filter.member_id = me;
+                listed_member = caller.actor.member_id();
             }
             Role::Provider => {
                 if filter.member_id.is_none() {
@@ -641,19 +649,44 @@ impl Cases {
                 ));
             }
         }
-        let found = self
-            .app
-            .store
-            .list_managed_cases(&filter, &cmd.page.token, size)
-            .await?;
+        // A provider's cases are those the member let it see, which only the case
+        // knows: the page is made of those, so its token names none of the others.
+        let store = &self.app.store;
+        let found = visible_page(
+            &cmd.page.token,
+            size,
+            |token| {
+                let filter = &filter;
+                async move { store.list_managed_cases(filter, &token, size).await }
+            },
+            |record| {
+                let case = ManagedCase::from_record(record)?;
+                Ok(standing(&caller.actor, &case).map(|view| (case, view)))
+            },
+            Rows {
+                key: ManagedCaseRecord::page_token,
+                weight: ManagedCaseRecord::stored_bytes,
+            },
+        )
+        .await?;
         let now = self.app.now();
-        let mut items = Vec::with_capacity(found.items.len());
         let mut tx = self.app.store.begin().await?;
-        for record in &found.items {
-            let case = ManagedCase::from_record(record)?;
-            let Some(view) = standing(&caller.actor, &case) else {
-                continue;
-            };
+        // The read of one member's list is audited under the member, whatever it
+        // found; each case shown is audited too.
+        if let Some(member) = &listed_member {
+            tx.append_audit(
+                &caller.audit_entry(
+                    LIST_KIND,
+                    member.as_str(),
+                    Some(member),
+                    AuditOutcome::Allowed,
+                ),
+                now,
+            )
+            .await?;
+        }
+        let mut items = Vec::with_capacity(found.items.len());
+        for (case, view) in found.items {
             tx.append_audit(
                 &caller.audit_entry(
                     RECORD_KIND,
@@ -669,7 +702,7 @@ impl Cases {
         tx.commit().await?;
         Ok(Page {
             items,
-            next_page_token: found.next_page_token.unwrap_or_default(),
+            next_page_token: found.next_page_token,
         })
     }
 

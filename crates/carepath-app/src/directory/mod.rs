@@ -234,8 +234,24 @@ impl Directory {
     }
 
     /// A member's record, for those who may read it; the read is audited, and so is a
-    /// refusal. A member asking for someone else's record is told it does not exist.
+    /// refusal. A member asking for someone else's record is told it does not exist;
+    /// a provider, who reads no member's record, is refused before the record is
+    /// looked for. Either way the answer is the same whether or not the member exists.
     pub async fn get_member(&self, caller: &Caller, id: &MemberId) -> AppResult<Member> {
+        if caller.actor.role == Role::Provider {
+            return Err(self
+                .app
+                .refuse(
+                    caller,
+                    MEMBER_RECORD_KIND,
+                    id.as_str(),
+                    Some(id),
+                    AppError::denied(
+                        "providers see member data through their requests, not the directory",
+                    ),
+                )
+                .await);
+        }
         let member = match self.app.store.get_member(id).await {
             Ok(m) => m,
             Err(StoreError::NotFound { .. }) => {
@@ -253,16 +269,15 @@ impl Directory {
             Err(e) => return Err(e.into()),
         };
         if !may(&caller.actor, Action::ReadMember(&member)) {
-            let err = if caller.actor.role == Role::Member {
-                AppError::hidden("member", id.as_str())
-            } else {
-                AppError::denied(
-                    "providers see member data through their requests, not the directory",
-                )
-            };
             return Err(self
                 .app
-                .refuse(caller, MEMBER_RECORD_KIND, id.as_str(), Some(id), err)
+                .refuse(
+                    caller,
+                    MEMBER_RECORD_KIND,
+                    id.as_str(),
+                    Some(id),
+                    AppError::hidden("member", id.as_str()),
+                )
                 .await);
         }
         self.app
@@ -278,15 +293,22 @@ impl Directory {
     }
 
     /// One page of members, for staff and services, or a subscriber's own covered
-    /// family; each member listed is audited.
+    /// family; each member listed is audited, and so is a refusal (under the
+    /// subscriber asked for, if any).
     pub async fn list_members(&self, caller: &Caller, cmd: ListMembers) -> AppResult<Page<Member>> {
-        self.require(
-            caller,
-            Action::ListMembers {
-                subscriber: cmd.subscriber_id.as_ref(),
-            },
-            "members are listed for staff only",
-        )?;
+        let subscriber = cmd.subscriber_id.as_ref();
+        if !may(&caller.actor, Action::ListMembers { subscriber }) {
+            return Err(self
+                .app
+                .refuse(
+                    caller,
+                    MEMBER_RECORD_KIND,
+                    subscriber.map_or("*", MemberId::as_str),
+                    subscriber,
+                    AppError::denied("members are listed for staff only"),
+                )
+                .await);
+        }
         let filter = MemberFilter {
             plan_id: cmd.plan_id,
             subscriber_id: cmd.subscriber_id,

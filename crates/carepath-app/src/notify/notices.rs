@@ -13,7 +13,11 @@ use carepath_notify::{PlannedNotice, RenderedNotice, TemplateCatalog};
 use carepath_store::{AuditOutcome, NoticeAttempt, NoticeRecord, StoreError};
 use chrono::{DateTime, Utc};
 
-use crate::{App, AppError, AppResult, Caller, Page, PageRequest, pipeline::record_id};
+use crate::{
+    App, AppError, AppResult, Caller, Page, PageRequest,
+    context::{Rows, visible_page},
+    pipeline::record_id,
+};
 
 /// The audit log's record kind of a notice.
 pub const RECORD_KIND: &str = "notice";
@@ -304,15 +308,21 @@ fn member_of(notice: &NoticeRecord) -> Option<MemberId> {
         .and_then(|m| MemberId::parse(m).ok())
 }
 
-fn page_of(page: carepath_store::Page<NoticeRecord>) -> AppResult<Page<Notice>> {
-    Ok(Page {
-        items: page
-            .items
-            .iter()
-            .map(|n| Notice::of(n, None))
-            .collect::<AppResult<_>>()?,
-        next_page_token: page.next_page_token.unwrap_or_default(),
-    })
+/// A page of notices read by `read` after `token`, bounded in bytes
+/// ([`visible_page`]).
+async fn notice_page<F>(
+    token: &str,
+    size: u32,
+    read: impl FnMut(String) -> F,
+) -> AppResult<Page<NoticeRecord>>
+where
+    F: Future<Output = Result<carepath_store::Page<NoticeRecord>, StoreError>>,
+{
+    let rows = Rows {
+        key: NoticeRecord::page_token,
+        weight: NoticeRecord::stored_bytes,
+    };
+    visible_page(token, size, read, |n| Ok(Some(n.clone())), rows).await
 }
 
 impl Notices {
@@ -394,23 +404,57 @@ impl Notices {
                     .await);
             }
         };
-        let page = self
-            .app
-            .store
-            .list_notices(recipient.as_deref(), &cmd.page.token, size)
-            .await?;
+        let store = &self.app.store;
+        let read = |token: String| {
+            let recipient = recipient.as_deref();
+            async move { store.list_notices(recipient, &token, size).await }
+        };
+        let page = notice_page(&cmd.page.token, size, read).await?;
         let record_id = recipient.as_deref().unwrap_or("*");
         let member = recipient.as_deref().and_then(member_of_recipient);
-        self.app
-            .audit(
-                caller,
-                RECORD_KIND,
-                record_id,
-                member.as_ref(),
-                AuditOutcome::Allowed,
+        self.audited_page(caller, record_id, member.as_ref(), page)
+            .await
+    }
+
+    /// A page of notices, its read audited in one transaction: the list under
+    /// `record_id` (and `member`, when the list is a member's), and each notice
+    /// listed under its id and the member it is about, so a search for a member
+    /// finds every listing that showed one of their notices.
+    async fn audited_page(
+        &self,
+        caller: &Caller,
+        record_id: &str,
+        member: Option<&MemberId>,
+        page: Page<NoticeRecord>,
+    ) -> AppResult<Page<Notice>> {
+        let now = self.app.now();
+        let mut tx = self.app.store.begin().await?;
+        tx.append_audit(
+            &caller.audit_entry(RECORD_KIND, record_id, member, AuditOutcome::Allowed),
+            now,
+        )
+        .await?;
+        for notice in &page.items {
+            tx.append_audit(
+                &caller.audit_entry(
+                    RECORD_KIND,
+                    &notice.id,
+                    member_of(notice).as_ref(),
+                    AuditOutcome::Allowed,
+                ),
+                now,
             )
             .await?;
-        page_of(page)
+        }
+        tx.commit().await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(|n| Notice::of(n, None))
+                .collect::<AppResult<_>>()?,
+            next_page_token: page.next_page_token,
+        })
     }
 
     /// One notice with its text and delivery history; audited.
@@ -514,15 +558,11 @@ impl Notices {
             }
         };
         let size = cmd.page.checked_size("page.page_size")?;
-        let page = self
-            .app
-            .store
-            .list_failed_notices(state, &cmd.page.token, size)
-            .await?;
-        self.app
-            .audit(caller, RECORD_KIND, "failed", None, AuditOutcome::Allowed)
-            .await?;
-        page_of(page)
+        let store = &self.app.store;
+        let read =
+            |token: String| async move { store.list_failed_notices(state, &token, size).await };
+        let page = notice_page(&cmd.page.token, size, read).await?;
+        self.audited_page(caller, "failed", None, page).await
     }
 
     /// How the notices stored in a period fared, per channel (admins and services).

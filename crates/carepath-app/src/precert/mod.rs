@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use carepath_core::{Actor, EventDraft, MemberId, Npi, Role};
 use carepath_precert::{self as precert, CaseState, Ctx, PrecertCase, WorkflowError};
-use carepath_store::{AuditOutcome, CaseFilter, CaseRecord, StoreError};
+use carepath_store::{AuditOutcome, CaseFilter, CaseRecord, Page as StorePage, StoreError};
 use chrono::{DateTime, Utc};
 
 pub use carepath_precert::ServiceDates;
@@ -31,12 +31,23 @@ pub use coverage::{
 };
 pub use engine::{ListOrigin, PrecertEngine};
 pub use goldcards::{GoldCard, MetricsReport, Period};
-pub use record::{RECORD_KIND, case_of, queue_of, record_of, request_id_of};
+pub use record::{LIST_KIND, RECORD_KIND, case_of, queue_of, record_of, request_id_of};
 pub use review::{Adverse, Decision, LaterInformation, PartLine, RequestedItem};
 pub use rulelists::{RuleListVersion, Validation};
 pub use submit::{CheckRequest, SubmitRequest, Submitted};
 
-use crate::{App, AppError, AppResult, Caller, Page, PageRequest};
+use crate::{
+    App, AppError, AppResult, Caller, Page, PageRequest,
+    context::{Rows, visible_page},
+};
+
+/// The member a list of cases is held to, if any.
+fn query_member(filter: &CaseFilter) -> Option<MemberId> {
+    filter
+        .member_id
+        .as_deref()
+        .and_then(|m| MemberId::parse(m).ok())
+}
 
 /// The precertification use cases over the application's state and the live rule
 /// book. Cheap to clone.
@@ -65,8 +76,8 @@ pub fn may_view(actor: &Actor, case: &PrecertCase) -> bool {
 pub struct CaseView {
     /// The case.
     pub case: PrecertCase,
-    /// The id the requester gave the request (the part of the idempotency key after
-    /// the requester).
+    /// The id the submitting caller gave the request (the part of the idempotency key
+    /// after the caller).
     pub request_id: String,
     /// When the view was taken: the time of the change for a command, the clock's
     /// reading for a read.
@@ -181,9 +192,10 @@ impl Precert {
         })
     }
 
-    /// The case a requester filed under its own request id: `requesting` is the
-    /// requester's NPI (`None`: the calling provider's own), `request_id` the id it
-    /// gave the request. A caller who may not see it, or a request never filed, gets
+    /// The case a caller filed under its own request id ([`submit::request_key`]): a
+    /// provider finds its own requests (`requesting`, the requester a FHIR inquiry
+    /// names, changes nothing); staff and services name the provider who filed the
+    /// request (its NPI). A caller who may not see it, or a request never filed, gets
     /// the same audited NOT_FOUND.
     pub async fn find_request(
         &self,
@@ -191,16 +203,16 @@ impl Precert {
         requesting: Option<&Npi>,
         request_id: &str,
     ) -> AppResult<CaseView> {
-        let requesting = match requesting {
-            Some(npi) => npi.clone(),
-            None => caller.actor.provider_npi().ok_or_else(|| {
-                AppError::field(
+        let key = match (caller.actor.role, requesting) {
+            (Role::Provider, _) => submit::request_key(&caller.actor, request_id),
+            (_, Some(npi)) => format!("{npi}:{request_id}"),
+            (_, None) => {
+                return Err(AppError::field(
                     "requesting_provider_npi",
-                    "name the provider who made the request (its NPI)",
-                )
-            })?,
+                    "name the provider who filed the request (its NPI)",
+                ));
+            }
         };
-        let key = format!("{requesting}:{request_id}");
         match self.app.store.case_by_request_key(&key).await? {
             Some(record) => self.get_case(caller, &record.id).await,
             None => Err(self.app.hidden::<PrecertCase>(caller, &key, None).await),
@@ -235,13 +247,23 @@ impl Precert {
             }
             _ => {}
         }
-        let found = self
-            .app
-            .store
-            .list_cases(&filter, &query.page.token, size)
-            .await?;
-        self.audited_page(caller, found.items, found.next_page_token)
-            .await
+        // Providers and members are held to their own cases in the query itself, so
+        // the page and its token are made of cases the caller may see.
+        let store = &self.app.store;
+        let member = query_member(&filter);
+        let read = |token: String| {
+            let filter = &filter;
+            async move { store.list_cases(filter, &token, size).await }
+        };
+        self.audited_page(
+            caller,
+            member.as_ref(),
+            &query.page.token,
+            size,
+            read,
+            CaseRecord::page_token,
+        )
+        .await
     }
 
     /// A page of the cases waiting for a clinician, oldest due first; for nurses,
@@ -256,43 +278,73 @@ impl Precert {
             "the review queue",
         )?;
         let size = page.checked_size("page.page_size")?;
-        let found = self.app.store.review_queue(&page.token, size).await?;
-        self.audited_page(caller, found.items, found.next_page_token)
-            .await
+        let store = &self.app.store;
+        let read = |token: String| async move { store.review_queue(&token, size).await };
+        self.audited_page(
+            caller,
+            None,
+            &page.token,
+            size,
+            read,
+            CaseRecord::queue_token,
+        )
+        .await
     }
 
-    /// The cases of a page, each access audited in one transaction.
-    async fn audited_page(
+    /// A page of cases read by `read` after `token` (bounded in bytes,
+    /// [`visible_page`]), each access audited in one transaction; a list of one
+    /// `member`'s cases is audited under the member too, whatever it found.
+    async fn audited_page<F>(
         &self,
         caller: &Caller,
-        records: Vec<CaseRecord>,
-        next: Option<String>,
-    ) -> AppResult<Page<CaseView>> {
+        member: Option<&MemberId>,
+        token: &str,
+        size: u32,
+        read: impl FnMut(String) -> F,
+        key: fn(&CaseRecord) -> String,
+    ) -> AppResult<Page<CaseView>>
+    where
+        F: Future<Output = Result<StorePage<CaseRecord>, StoreError>>,
+    {
         let now = self.app.now();
-        let mut items = Vec::with_capacity(records.len());
+        let rows = Rows {
+            key,
+            weight: CaseRecord::stored_bytes,
+        };
+        let view = |record: &CaseRecord| {
+            Ok(Some(CaseView {
+                case: case_of(record)?,
+                request_id: request_id_of(record).to_owned(),
+                as_of: now,
+            }))
+        };
+        let page = visible_page(token, size, read, view, rows).await?;
         let mut tx = self.app.store.begin().await?;
-        for record in &records {
-            let case = case_of(record)?;
+        if let Some(member) = member {
             tx.append_audit(
                 &caller.audit_entry(
-                    RECORD_KIND,
-                    &case.id,
-                    Some(&case.request.member_id),
+                    LIST_KIND,
+                    member.as_str(),
+                    Some(member),
                     AuditOutcome::Allowed,
                 ),
                 now,
             )
             .await?;
-            items.push(CaseView {
-                case,
-                request_id: request_id_of(record).to_owned(),
-                as_of: now,
-            });
+        }
+        for view in &page.items {
+            tx.append_audit(
+                &caller.audit_entry(
+                    RECORD_KIND,
+                    &view.case.id,
+                    Some(&view.case.request.member_id),
+                    AuditOutcome::Allowed,
+                ),
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
-        Ok(Page {
-            items,
-            next_page_token: next.unwrap_or_default(),
-        })
+        Ok(page)
     }
 }

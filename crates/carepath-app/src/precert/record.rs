@@ -13,6 +13,10 @@ use crate::{
 /// The audit log's record kind of a precertification case.
 pub const RECORD_KIND: &str = "precert_case";
 
+/// The audit log's record kind of a read of one member's list of cases (the record
+/// id is the member's).
+pub const LIST_KIND: &str = "precert_case_list";
+
 /// The work queue a case in `state` waits in: `review` for a clinician, `information`
 /// for the provider, none once nothing is owed.
 pub fn queue_of(state: CaseState) -> &'static str {

@@ -34,8 +34,8 @@ pub struct CheckRequest {
 /// A request for precertification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubmitRequest {
-    /// The requester's own id of the request: a retry with the same id answers with
-    /// the case already filed.
+    /// The submitting caller's own id of the request: a retry with the same id by
+    /// the same caller answers with the case already filed ([`request_key`]).
     pub request_id: String,
     /// The member the services are for.
     pub member_id: MemberId,
@@ -58,6 +58,64 @@ pub struct SubmitRequest {
     /// requester cites them: each must be the member's, and the case is linked to
     /// them.
     pub coverage_assertions: Vec<String>,
+}
+
+/// The idempotency key a request is filed under: the authenticated caller's own
+/// request id, so no caller can take another's id by naming it as requester. A
+/// provider's key starts with its NPI (as requests filed before this rule did); any
+/// other caller's with its role and subject, which no NPI can be.
+///
+/// ```
+/// use carepath_app::precert::submit::request_key;
+/// use carepath_core::{Actor, Role};
+///
+/// let provider = Actor::new(Role::Provider, "1184649790").unwrap();
+/// assert_eq!(request_key(&provider, "mri-0042"), "1184649790:mri-0042");
+/// let nurse = Actor::new(Role::Nurse, "RN-001").unwrap();
+/// assert_eq!(request_key(&nurse, "mri-0042"), "nurse/RN-001:mri-0042");
+/// ```
+pub fn request_key(actor: &Actor, request_id: &str) -> String {
+    match actor.provider_npi() {
+        Some(npi) => format!("{npi}:{request_id}"),
+        None => format!("{}/{}:{request_id}", actor.role.as_str(), actor.subject),
+    }
+}
+
+/// The fields in which a retry differs from the request first filed under its id,
+/// named as the caller sends them (none for a true retry). Answers and records the
+/// case gained after filing do not count: a retry conflicts only when it sends
+/// something the first request did not.
+pub fn conflicting_fields(filed: &Submission, retry: &SubmitRequest) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    let mut differ = |differs: bool, field| {
+        if differs {
+            fields.push(field);
+        }
+    };
+    differ(filed.member_id != retry.member_id, "member_id");
+    differ(
+        filed.requesting_provider.npi != retry.requesting_npi,
+        "requesting_provider_npi",
+    );
+    differ(
+        filed.servicing_provider.npi != retry.servicing_npi,
+        "servicing_provider_npi",
+    );
+    differ(filed.lines != retry.lines, "lines");
+    differ(filed.diagnoses != retry.diagnoses, "diagnoses");
+    differ(filed.urgency != retry.urgency, "urgency");
+    differ(
+        retry
+            .answers
+            .iter()
+            .any(|(id, answer)| filed.answers.get(id) != Some(answer)),
+        "answers",
+    );
+    differ(
+        retry.records.iter().any(|r| !filed.records.contains(r)),
+        "records",
+    );
+    fields
 }
 
 /// The case a submission filed, or the one filed before under the same request id
@@ -258,11 +316,33 @@ impl Precert {
     }
 
     /// Files a request and decides it at once where automation can. A retry with the
-    /// same request id (of the same requester) answers with the case filed first,
-    /// whatever changed since, even when the two race.
+    /// same request id by the same caller answers with the case filed first, whatever
+    /// changed in the case since, even when the two race; a different request under
+    /// an id the caller used before is ALREADY_EXISTS naming what differs.
     pub async fn submit(&self, caller: &Caller, req: SubmitRequest) -> AppResult<Submitted> {
         let rules = self.engine.rules();
         known_answers_and_documents(&rules, &req.answers, &req.records)?;
+        may_request(
+            &caller.actor,
+            &req.member_id,
+            Some((&req.requesting_npi, &req.servicing_npi)),
+        )?;
+        let key = request_key(&caller.actor, &req.request_id);
+        let now = self.app.stored_now();
+        let found = (self.app.store)
+            .submission_parties(
+                &key,
+                &req.member_id,
+                &req.requesting_npi,
+                &req.servicing_npi,
+            )
+            .await?;
+        // A retry answers with its case, whatever changed since.
+        if let Some(existing) = &found.existing_case {
+            let record = self.app.store.get_case(existing).await?;
+            return self.resubmitted(caller, record, &req, now).await;
+        }
+        let retry = req.clone();
         let SubmitRequest {
             request_id,
             member_id,
@@ -275,7 +355,6 @@ impl Precert {
             records,
             coverage_assertions,
         } = req;
-        may_request(&caller.actor, &member_id, Some((&requesting, &servicing)))?;
         self.check_service_dates(&lines, Purpose::Request, "lines")?;
         if coverage_assertions.len() > carepath_precert::MAX_LINES {
             return Err(AppError::field(
@@ -299,17 +378,6 @@ impl Precert {
             if !assertions.contains(&a.id) {
                 assertions.push(a.id);
             }
-        }
-
-        let key = format!("{requesting}:{request_id}");
-        let now = self.app.stored_now();
-        let found = (self.app.store)
-            .submission_parties(&key, &member_id, &requesting, &servicing)
-            .await?;
-        // A retry answers with its case, whatever changed since.
-        if let Some(existing) = &found.existing_case {
-            let record = self.app.store.get_case(existing).await?;
-            return self.resubmitted(caller, record, now).await;
         }
         let Parties {
             member,
@@ -372,7 +440,7 @@ impl Precert {
                 .case_by_request_key(&key)
                 .await?
                 .ok_or_else(|| AppError::Internal("case vanished after conflict".into()))?;
-            return self.resubmitted(caller, existing, now).await;
+            return self.resubmitted(caller, existing, &retry, now).await;
         }
         for assertion in &assertions {
             // The request follows the assertion: the audit log links the two.
@@ -396,12 +464,14 @@ impl Precert {
         })
     }
 
-    /// The answer to a retry: the case filed first, to a caller who may see it;
-    /// anyone else learns only that the request id is taken.
+    /// The answer to a retry: the case filed first, to a caller who may see it and
+    /// sends the same request; anyone else learns only that the request id is taken,
+    /// and the caller who filed it what the retry changes.
     async fn resubmitted(
         &self,
         caller: &Caller,
         record: CaseRecord,
+        retry: &SubmitRequest,
         now: DateTime<Utc>,
     ) -> AppResult<Submitted> {
         let case = case_of(&record)?;
@@ -409,6 +479,18 @@ impl Precert {
             return Err(AppError::AlreadyExists {
                 kind: "request id",
                 id: request_id_of(&record).to_owned(),
+            });
+        }
+        let conflicts = conflicting_fields(&case.request, retry);
+        if !conflicts.is_empty() {
+            return Err(AppError::AlreadyExists {
+                kind: "request id",
+                id: format!(
+                    "{} (filed before as case {} with another {})",
+                    request_id_of(&record),
+                    case.id,
+                    conflicts.join(", ")
+                ),
             });
         }
         self.app

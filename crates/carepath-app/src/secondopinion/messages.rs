@@ -7,7 +7,7 @@ use carepath_store::{AuditOutcome, OpinionMessageRecord};
 
 use super::{MESSAGE_KIND, SecondOpinion};
 use crate::{
-    context::{Caller, Page, PageRequest},
+    context::{Caller, Page, PageRequest, Rows, visible_page},
     error::AppResult,
     pipeline::{append_events, record_id},
 };
@@ -72,11 +72,21 @@ impl SecondOpinion {
         let size = page.checked_size("page.page_size")?;
         let id = record_id(request_id, "request_id")?;
         let (request, _) = self.visible(caller, &id).await?;
-        let found = self
-            .app
-            .store
-            .list_opinion_messages(&id, &page.token, size)
-            .await?;
+        let store = &self.app.store;
+        let found = visible_page(
+            &page.token,
+            size,
+            |token| {
+                let id = &id;
+                async move { store.list_opinion_messages(id, &token, size).await }
+            },
+            |message| Ok(Some(message.clone())),
+            Rows {
+                key: OpinionMessageRecord::page_token,
+                weight: OpinionMessageRecord::stored_bytes,
+            },
+        )
+        .await?;
         self.app
             .audit(
                 caller,
@@ -86,9 +96,6 @@ impl SecondOpinion {
                 AuditOutcome::Allowed,
             )
             .await?;
-        Ok(Page {
-            items: found.items,
-            next_page_token: found.next_page_token.unwrap_or_default(),
-        })
+        Ok(found)
     }
 }

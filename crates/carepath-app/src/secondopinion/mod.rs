@@ -29,7 +29,7 @@ use carepath_secondopinion::{
     Party, Questionnaire, SecondOpinionRequest, Status, WorkflowError, check_eligibility,
     may_request_for,
 };
-use carepath_store::{AuditOutcome, StoreError};
+use carepath_store::{AuditOutcome, OpinionRequestRecord, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +45,7 @@ pub use self::{
     watch::StatusChange,
 };
 use crate::{
-    context::{App, Caller, Page},
+    context::{App, Caller, Page, Rows, visible_page},
     error::{AppError, AppResult},
     pipeline::{Working, append_events, record_id},
 };
@@ -631,35 +631,49 @@ impl SecondOpinion {
         };
         filter.status = cmd.status.map(|s| s.as_str().to_owned());
         filter.due_before = cmd.late_only.then_some(now);
-        let found = self
-            .app
-            .store
-            .list_opinion_requests(&filter, &cmd.page.token, size)
-            .await?;
-        let mut requests = Vec::with_capacity(found.items.len());
-        for record in &found.items {
-            let request = request_of(record)?;
-            if policy(&caller.actor, &request, now).is_none() {
-                continue;
-            }
-            self.app
-                .audit(
-                    caller,
+        let store = &self.app.store;
+        let found = visible_page(
+            &cmd.page.token,
+            size,
+            |token| {
+                let filter = &filter;
+                async move { store.list_opinion_requests(filter, &token, size).await }
+            },
+            |record| {
+                let request = request_of(record)?;
+                Ok(policy(&caller.actor, &request, now).map(|_| request))
+            },
+            Rows {
+                key: OpinionRequestRecord::page_token,
+                weight: OpinionRequestRecord::stored_bytes,
+            },
+        )
+        .await?;
+        let mut tx = self.app.store.begin().await?;
+        for request in &found.items {
+            tx.append_audit(
+                &caller.audit_entry(
                     RECORD_KIND,
                     &request.id,
                     Some(&request.member_id),
                     AuditOutcome::Allowed,
-                )
-                .await?;
-            requests.push(RequestView {
-                late: request.is_late(now),
-                request,
-                physician: None,
-            });
+                ),
+                now,
+            )
+            .await?;
         }
+        tx.commit().await?;
         Ok(Page {
-            items: requests,
-            next_page_token: found.next_page_token.unwrap_or_default(),
+            items: found
+                .items
+                .into_iter()
+                .map(|request| RequestView {
+                    late: request.is_late(now),
+                    request,
+                    physician: None,
+                })
+                .collect(),
+            next_page_token: found.next_page_token,
         })
     }
 }
