@@ -671,6 +671,69 @@ mod tests {
     }
 
     #[test]
+    fn per_caller_connection_and_stream_limits_have_defaults_and_flags() {
+        let defaults = Flags::parse_from(["x"]).limits.limits();
+        assert_eq!(defaults.calls_per_caller, 8);
+        assert!(defaults.calls_per_caller < defaults.max_concurrent_calls);
+        assert_eq!(defaults.request_body_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.connections.max_connections, 512);
+        assert_eq!(defaults.connections.long_lived_per_connection, 16);
+        let set = Flags::parse_from([
+            "x",
+            "--max-calls-per-caller=3",
+            "--request-body-timeout-secs=2",
+            "--max-connections=7",
+            "--first-call-timeout-secs=4",
+            "--idle-timeout-secs=60",
+            "--max-streams-per-connection=2",
+            "--max-streams=9",
+        ])
+        .limits
+        .limits();
+        assert_eq!(set.calls_per_caller, 3);
+        assert_eq!(set.request_body_timeout, Duration::from_secs(2));
+        assert_eq!(set.connections.max_connections, 7);
+        assert_eq!(set.connections.first_call_timeout, Duration::from_secs(4));
+        assert_eq!(set.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(set.connections.long_lived_per_connection, 2);
+        assert_eq!(set.connections.long_lived_total, 9);
+        for bad in [
+            "--max-calls-per-caller=0",
+            "--max-connections=0",
+            "--max-streams=0",
+        ] {
+            assert!(Flags::try_parse_from(["x", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_policy_flags() {
+        #[derive(Debug, Parser)]
+        struct Keys {
+            #[command(flatten)]
+            keys: KeyArgs,
+        }
+        let defaults = Keys::parse_from(["x"]).keys.policy();
+        assert_eq!(defaults, TokenPolicy::default());
+        let set = Keys::parse_from([
+            "x",
+            "--jwt-issuer=https://a.example,https://b.example",
+            "--jwt-audience=carepath-api",
+            "--jwt-max-lifetime-hours=2",
+        ])
+        .keys
+        .policy();
+        assert_eq!(set.issuers, ["https://a.example", "https://b.example"]);
+        assert_eq!(set.audience.as_deref(), Some("carepath-api"));
+        assert_eq!(set.max_lifetime, chrono::Duration::hours(2));
+        assert!(Keys::try_parse_from(["x", "--jwt-max-lifetime-hours=0"]).is_err());
+        assert!(
+            Keys::try_parse_from(["x", "--jwks-file=a.json", "--jwks-url=https://x"]).is_err(),
+            "one source of keys"
+        );
+    }
+
+    #[test]
     fn the_background_share_is_a_fraction() {
         let defaults = Flags::parse_from(["x"]).limits.limits();
         assert_eq!(defaults.background_share, 0.25);
