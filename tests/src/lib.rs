@@ -198,6 +198,17 @@ pub async fn demo_app(db: &TestDb, keys: &tempfile::TempDir) -> App {
     app
 }
 
+/// The test servers' token keys (in `keys`), accepting the five-year tokens
+/// [`TestServer::token`] mints, since tests move the clock by years.
+fn test_authenticator(keys: &tempfile::TempDir) -> Authenticator {
+    Authenticator::with_local_key(&keys.path().join("signing.pem"))
+        .expect("key")
+        .with_policy(carepath_app::auth::TokenPolicy {
+            max_lifetime: chrono::Duration::days(6 * 365),
+            ..carepath_app::auth::TokenPolicy::default()
+        })
+}
+
 /// A running server on a random local port, stopped when dropped.
 #[derive(Debug)]
 pub struct TestServer {
@@ -230,7 +241,7 @@ impl TestServer {
     /// directory loaded.
     pub async fn start(db: &TestDb) -> TestServer {
         let keys = tempfile::tempdir().expect("temp dir");
-        let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
+        let auth = test_authenticator(&keys);
         let clock = Arc::new(FixedClock::new(test_start()));
         let app = App {
             store: db.store.clone(),
@@ -276,7 +287,7 @@ impl TestServer {
             .await
             .expect("connect");
         let keys = tempfile::tempdir().expect("temp dir");
-        let auth = Authenticator::with_local_key(&keys.path().join("signing.pem")).expect("key");
+        let auth = test_authenticator(&keys);
         let clock = Arc::new(FixedClock::new(test_start()));
         let app = App {
             store,

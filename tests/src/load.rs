@@ -399,11 +399,16 @@ impl Scenario {
         let keys = KeyArgs {
             signing_key: None,
             jwt_public_keys: Vec::new(),
+            jwks_file: None,
+            jwks_url: None,
+            jwt_issuers: vec![carepath_app::auth::ISSUER.to_owned()],
+            jwt_audience: None,
+            jwt_max_lifetime_hours: carepath_app::auth::DEFAULT_MAX_TOKEN_HOURS,
         };
         let db = DbArgs {
             database_url: database_url.to_owned(),
         };
-        let auth = authenticator(&keys, &db)?;
+        let auth = authenticator(&keys, &db).await?;
         let now = chrono::Utc::now();
         let hour = chrono::Duration::hours(1);
         let admin = auth.mint(&Actor::new(Role::Admin, "AD-001")?, now, hour)?;

@@ -59,7 +59,7 @@ async fn search(
 async fn admins_search_the_log_by_member_subject_and_period(db: &TestDb) {
     let server = TestServer::start(db).await;
     make_trail(&server).await;
-    let admin = server.token(Role::Admin, "ADM-001");
+    let admin = server.token(Role::Admin, "AD-002");
 
     let by_member = search(
         &server,
@@ -140,7 +140,7 @@ async fn admins_search_the_log_by_member_subject_and_period(db: &TestDb) {
         &server,
         &admin,
         pb::SearchAuditRequest {
-            subject: "ADM-001".into(),
+            subject: "AD-002".into(),
             ..Default::default()
         },
     )
@@ -188,7 +188,7 @@ async fn only_admins_read_the_log(db: &TestDb) {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
-    let admin = server.token(Role::Admin, "ADM-001");
+    let admin = server.token(Role::Admin, "AD-002");
     let err = search(
         &server,
         &admin,
@@ -243,7 +243,7 @@ fn cli_verify(db: &TestDb) -> (bool, String) {
 async fn an_entry_altered_by_hand_breaks_the_chain(db: &TestDb) {
     let server = TestServer::start(db).await;
     make_trail(&server).await;
-    let admin = server.token(Role::Admin, "ADM-001");
+    let admin = server.token(Role::Admin, "AD-002");
     let mut audit = AuditServiceClient::new(server.channel().await);
     let verified = audit
         .verify_audit(server.request(&admin, pb::VerifyAuditRequest {}))

@@ -66,8 +66,10 @@ fn start(db: &TestDb, dir: &Path, smtp: &SmtpServer) -> ServerProcess {
         .args(["--smtp-port", &smtp.port.to_string()])
         .args(["--notice-lease-secs", LEASE_SECS])
         .args(["--event-lease-secs", LEASE_SECS])
-        // One caller makes every call here; its rate is not what is tested.
-        .args(["--rate-limit-per-caller", "0"]);
+        // One caller makes every call here; its rate and its share of the calls in
+        // progress are not what is tested.
+        .args(["--rate-limit-per-caller", "0"])
+        .args(["--max-calls-per-caller", "64"]);
     ServerProcess::start("carepath", command)
 }
 

@@ -43,6 +43,7 @@ contract_tests!(
     reflection_lists_every_service,
     health_reports_serving,
     calls_without_a_valid_token_are_unauthenticated,
+    staff_tokens_must_match_the_staff_directory,
     members_are_visible_only_to_those_entitled,
     bad_input_names_the_field_and_writes_nothing,
     provider_search_finds_a_local_specialist,
@@ -345,5 +346,51 @@ async fn provider_search_finds_a_local_specialist(db: &TestDb) {
     assert_eq!(found.providers.len(), 1);
     assert_eq!(found.providers[0].npi, "1495212221");
     assert!(!found.providers[0].biography.is_empty());
+    server.stop().await;
+}
+
+/// A staff role in a token is checked against the staff directory: an admin token for
+/// a staff id the plan does not have, or a physician reviewer's token for a nurse's id,
+/// is refused before it reaches any record; and a refusal does not echo the token.
+async fn staff_tokens_must_match_the_staff_directory(db: &TestDb) {
+    let server = TestServer::start(db).await;
+    let mut client = DirectoryServiceClient::new(server.channel().await);
+    let get = || pb::GetMemberRequest {
+        id: "M100001".into(),
+    };
+    for (role, subject) in [
+        (Role::Admin, "AD-999"),
+        (Role::PhysicianReviewer, "RN-001"),
+        (Role::Admin, "RN-001"),
+        (Role::Nurse, "MD-RAD-02"),
+    ] {
+        let token = server.token(role, subject);
+        let refused = client
+            .get_member(server.request(&token, get()))
+            .await
+            .expect_err("a role the directory does not give");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{role:?} {subject}");
+        assert!(
+            refused.message().contains("staff directory"),
+            "{}",
+            refused.message()
+        );
+    }
+    for (role, subject) in [
+        (Role::Admin, "AD-001"),
+        (Role::Nurse, "RN-001"),
+        (Role::PhysicianReviewer, "MD-RAD-02"),
+    ] {
+        let token = server.token(role, subject);
+        client
+            .get_member(server.request(&token, get()))
+            .await
+            .unwrap_or_else(|e| panic!("{role:?} {subject} is on the directory: {e:?}"));
+    }
+    let refused = client
+        .get_member(server.request(&format!("x{}", "A".repeat(4000)), get()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.message(), "token rejected: malformed token");
     server.stop().await;
 }

@@ -107,7 +107,8 @@ async fn run(command: Command) -> Result<(), CliError> {
         } => {
             println!(
                 "{}",
-                cli::mint_token(&keys, &db, &role, &subject, chrono::Duration::hours(hours))?
+                cli::mint_token(&keys, &db, &role, &subject, chrono::Duration::hours(hours))
+                    .await?
             );
             Ok(())
         }

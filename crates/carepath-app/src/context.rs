@@ -29,6 +29,33 @@ impl App {
         self.clock.now()
     }
 
+    /// Who the `authorization` value `header` names: the token checked by
+    /// [`Authenticator::authenticate`] and, for a staff role, the subject confirmed on
+    /// the staff directory in that role (an admin token for a staff id the plan does not
+    /// have, or a reviewer's token for a nurse's id, is refused). A confirmation is
+    /// remembered for [`crate::auth::STAFF_CONFIRMATION_SECS`], so a removed or
+    /// re-assigned staff member is refused within that time.
+    pub async fn authenticate(&self, header: Option<&str>) -> AppResult<Actor> {
+        let now = self.now();
+        let actor = self.auth.authenticate(header, now)?;
+        let Some(id) = actor.staff_id() else {
+            return Ok(actor);
+        };
+        if self.auth.staff_confirmed(&actor, now) {
+            return Ok(actor);
+        }
+        match self.store.get_staff(&id).await {
+            Ok(staff) if staff.role.as_str() == actor.role.as_str() => {
+                self.auth.confirm_staff(&actor, now);
+                Ok(actor)
+            }
+            Ok(_) | Err(carepath_store::StoreError::NotFound { .. }) => {
+                Err(crate::auth::AuthError::UnknownStaff.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The clock's reading at the precision both backends store (microseconds), so
     /// keys, pages and stored times compare exactly.
     pub fn stored_now(&self) -> DateTime<Utc> {

@@ -103,11 +103,13 @@ pub async fn run_fhir_server(args: FhirServeArgs) -> Result<(), CliError> {
     if args.demo {
         crate::load_demo(&store).await?;
     }
-    let app = crate::serving_app(store.clone(), &args.keys, &args.db)?;
+    let auth = crate::authenticator(&args.keys, &args.db).await?;
+    let app = crate::serving_app(store.clone(), auth.clone())?;
     let engine = PrecertEngine::load_with(&store, args.service_dates.service_dates())
         .await
         .map_err(|e| CliError::Serve(e.into()))?;
     let stop = CancellationToken::new();
+    crate::keep_keys_fresh(&args.keys, &auth, &stop);
     let fresh = tokio::spawn(carepath_app::precert::engine::keep_fresh(
         engine.clone(),
         store.clone(),

@@ -12,6 +12,7 @@ use std::{
     net::SocketAddr,
     num::NonZeroU32,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use carepath_core::{Actor, Clock, DirectoryBundle, Role, SystemClock};
@@ -20,8 +21,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
 use tonic::transport::ServerTlsConfig;
 
-use carepath_app::{auth::Authenticator, precert::PrecertEngine};
+use carepath_app::{
+    auth::{Authenticator, TokenPolicy},
+    precert::PrecertEngine,
+};
 use carepath_server::{
+    connections::{self, ConnectionLimits},
     overload::CallerRate,
     server::{self, Area, Limits},
 };
@@ -154,6 +159,41 @@ pub struct KeyArgs {
         value_delimiter = ','
     )]
     pub jwt_public_keys: Vec<PathBuf>,
+    /// A JSON Web Key Set file (the `jwks_uri` document of an OIDC provider) whose
+    /// signing keys verify tokens; instead of --jwt-public-key.
+    #[arg(long, env = "CAREPATH_JWKS_FILE", conflicts_with_all = ["jwt_public_keys", "jwks_url"])]
+    pub jwks_file: Option<PathBuf>,
+    /// The URL of an OIDC provider's key set (its `jwks_uri`), fetched at start and
+    /// every ten minutes, so rotated keys are taken up; instead of --jwt-public-key.
+    #[arg(long, env = "CAREPATH_JWKS_URL", conflicts_with = "jwt_public_keys")]
+    pub jwks_url: Option<String>,
+    /// Issuers (`iss`) whose tokens are accepted, comma-separated.
+    #[arg(
+        long = "jwt-issuer",
+        env = "CAREPATH_JWT_ISSUERS",
+        value_delimiter = ',',
+        default_value = carepath_app::auth::ISSUER
+    )]
+    pub jwt_issuers: Vec<String>,
+    /// The audience (`aud`) tokens must name, as the identity provider issues them for
+    /// this service; when unset, a token naming any audience is refused.
+    #[arg(long, env = "CAREPATH_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// The longest lifetime (`exp - iat`) of a token accepted, in hours; `carepath
+    /// token` mints none longer.
+    #[arg(long, env = "CAREPATH_JWT_MAX_LIFETIME_HOURS", default_value_t = carepath_app::auth::DEFAULT_MAX_TOKEN_HOURS, value_parser = clap::value_parser!(i64).range(1..=24 * 366))]
+    pub jwt_max_lifetime_hours: i64,
+}
+
+impl KeyArgs {
+    /// What tokens are checked against, beyond their signature.
+    pub fn policy(&self) -> TokenPolicy {
+        TokenPolicy {
+            issuers: self.jwt_issuers.clone(),
+            audience: self.jwt_audience.clone(),
+            max_lifetime: chrono::Duration::hours(self.jwt_max_lifetime_hours),
+        }
+    }
 }
 
 /// Overload protection: how many calls the server takes at once, and how fast one
@@ -164,6 +204,36 @@ pub struct LimitArgs {
     /// Health checks and reflection are never refused.
     #[arg(long, env = "CAREPATH_MAX_CONCURRENT_CALLS", default_value_t = server::DEFAULT_MAX_CONCURRENT_CALLS)]
     pub max_concurrent_calls: NonZeroU32,
+    /// Calls one caller (a token's role and subject) may have in progress at once;
+    /// more are refused at once with RESOURCE_EXHAUSTED. Keep it well under
+    /// --max-concurrent-calls, so no one caller can take every slot.
+    #[arg(long, env = "CAREPATH_MAX_CALLS_PER_CALLER", default_value_t = server::DEFAULT_CALLS_PER_CALLER)]
+    pub max_calls_per_caller: NonZeroU32,
+    /// Seconds a call's request may take to arrive after its headers (for an upload,
+    /// its first message); a call still waiting then ends with DEADLINE_EXCEEDED. A
+    /// call takes a server slot only once its request has arrived.
+    #[arg(long, env = "CAREPATH_REQUEST_BODY_TIMEOUT_SECS", default_value_t = server::DEFAULT_REQUEST_BODY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_body_timeout_secs: u64,
+    /// Connections open at once; more are closed as soon as they are accepted, so
+    /// their clients fail fast. Keep it under the process's file-descriptor limit.
+    #[arg(long, env = "CAREPATH_MAX_CONNECTIONS", default_value_t = connections::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a new connection may take to begin its first call (its TLS handshake
+    /// included) before it is closed.
+    #[arg(long, env = "CAREPATH_FIRST_CALL_TIMEOUT_SECS", default_value_t = connections::DEFAULT_FIRST_CALL_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub first_call_timeout_secs: u64,
+    /// Seconds a connection may stay open with no call in progress before it is
+    /// closed; clients reconnect on their next call.
+    #[arg(long, env = "CAREPATH_IDLE_TIMEOUT_SECS", default_value_t = connections::DEFAULT_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: u64,
+    /// Long-lived streams (health watches, reflection, status watches) one connection
+    /// may hold; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CAREPATH_MAX_STREAMS_PER_CONNECTION", default_value_t = connections::DEFAULT_LONG_LIVED_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
+    /// Long-lived streams the whole server may hold; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CAREPATH_MAX_STREAMS", default_value_t = connections::DEFAULT_LONG_LIVED_TOTAL, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
     /// Calls per second one caller (a token's role and subject) may make on average;
     /// beyond it, RESOURCE_EXHAUSTED with a retry delay. 0 turns the limit off.
     #[arg(long, env = "CAREPATH_RATE_LIMIT_PER_CALLER", default_value_t = server::DEFAULT_CALLER_RATE)]
@@ -195,11 +265,20 @@ impl LimitArgs {
     pub fn limits(&self) -> Limits {
         Limits {
             max_concurrent_calls: self.max_concurrent_calls.get() as usize,
+            calls_per_caller: self.max_calls_per_caller.get() as usize,
+            request_body_timeout: Duration::from_secs(self.request_body_timeout_secs),
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                first_call_timeout: Duration::from_secs(self.first_call_timeout_secs),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                long_lived_per_connection: self.max_streams_per_connection,
+                long_lived_total: self.max_streams,
+            },
             per_caller: NonZeroU32::new(self.rate_limit_per_caller).map(|per_second| CallerRate {
                 per_second,
                 burst: self.rate_limit_burst,
             }),
-            event_lease: std::time::Duration::from_secs(self.event_lease_secs),
+            event_lease: Duration::from_secs(self.event_lease_secs),
             background_share: self.background_share,
             ..Limits::default()
         }
@@ -432,8 +511,19 @@ fn sqlite_file(database_url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
-/// Builds the authenticator the settings ask for.
-pub fn authenticator(keys: &KeyArgs, db: &DbArgs) -> Result<Authenticator, CliError> {
+/// Builds the authenticator the settings ask for. A key set named by URL is fetched
+/// here once; [`keep_jwks_fresh`] fetches it again while serving.
+pub async fn authenticator(keys: &KeyArgs, db: &DbArgs) -> Result<Authenticator, CliError> {
+    Ok(keys_of(keys, db).await?.with_policy(keys.policy()))
+}
+
+async fn keys_of(keys: &KeyArgs, db: &DbArgs) -> Result<Authenticator, CliError> {
+    if let Some(url) = &keys.jwks_url {
+        return Ok(Authenticator::with_jwks_url(url).await?);
+    }
+    if let Some(path) = &keys.jwks_file {
+        return Ok(Authenticator::with_jwks_file(path)?);
+    }
     if !keys.jwt_public_keys.is_empty() {
         return Ok(Authenticator::with_public_keys(&keys.jwt_public_keys)?);
     }
@@ -448,6 +538,31 @@ pub fn authenticator(keys: &KeyArgs, db: &DbArgs) -> Result<Authenticator, CliEr
             )
         })?;
     Ok(Authenticator::with_local_key(&path)?)
+}
+
+/// With `--jwks-url`, fetches its key set into `auth` again every
+/// [`carepath_app::auth::JWKS_REFRESH`] until `stop`, in a task of its own.
+pub fn keep_keys_fresh(keys: &KeyArgs, auth: &Authenticator, stop: &CancellationToken) {
+    if let Some(url) = &keys.jwks_url {
+        tokio::spawn(keep_jwks_fresh(auth.clone(), url.clone(), stop.clone()));
+    }
+}
+
+/// Fetches the key set at `url` again every [`carepath_app::auth::JWKS_REFRESH`] until
+/// `stop`; a failed fetch is logged and the keys in use stay.
+async fn keep_jwks_fresh(auth: Authenticator, url: String, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(carepath_app::auth::JWKS_REFRESH) => {}
+        }
+        match auth.refresh_jwks(&url).await {
+            Ok(keys) => tracing::debug!(keys, "token key set fetched again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "token key set not refreshed; the keys in use stay")
+            }
+        }
+    }
 }
 
 /// Loads the shipped demo directory into `store` (idempotent upserts).
@@ -478,7 +593,7 @@ pub async fn import_file(
 }
 
 /// Mints a token with the instance's signing key.
-pub fn mint_token(
+pub async fn mint_token(
     keys: &KeyArgs,
     db: &DbArgs,
     role: &str,
@@ -487,19 +602,15 @@ pub fn mint_token(
 ) -> Result<String, CliError> {
     let role = Role::parse(role).map_err(|e| CliError::Usage(e.to_string()))?;
     let actor = Actor::new(role, subject)?;
-    let auth = authenticator(keys, db)?;
+    let auth = authenticator(keys, db).await?;
     Ok(auth.mint(&actor, SystemClock.now(), ttl)?)
 }
 
 /// The application a serving binary runs over `store`. Refuses a business calendar
 /// that does not cover this year and the next, as every due date would then be
 /// reckoned without the holidays of a year it does not know.
-pub fn serving_app(
-    store: Store,
-    keys: &KeyArgs,
-    db: &DbArgs,
-) -> Result<carepath_app::App, CliError> {
-    let app = carepath_app::setup::app(store, authenticator(keys, db)?);
+pub fn serving_app(store: Store, auth: Authenticator) -> Result<carepath_app::App, CliError> {
+    let app = carepath_app::setup::app(store, auth);
     app.calendar
         .require_cover_from(app.clock.now().date_naive())?;
     Ok(app)
@@ -556,7 +667,8 @@ pub async fn run_server(
             "demo directory loaded"
         );
     }
-    let app = serving_app(store.clone(), &args.keys, &args.db)?;
+    let auth = authenticator(&args.keys, &args.db).await?;
+    let app = serving_app(store.clone(), auth.clone())?;
     let engine = PrecertEngine::load_with(&store, args.service_dates.service_dates())
         .await
         .map_err(|e| CliError::Serve(e.into()))?;
@@ -581,6 +693,7 @@ pub async fn run_server(
         .settings(&args.db.database_url)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let stop = CancellationToken::new();
+    keep_keys_fresh(&args.keys, &auth, &stop);
     let fhir_door = match fhir {
         Some(fhir) => {
             Some(fhir::start(fhir, &app, engine.clone(), &args.limits, stop.clone()).await?)
@@ -702,6 +815,69 @@ mod tests {
             .limits();
         assert!(off.per_caller.is_none());
         assert!(Flags::try_parse_from(["x", "--max-concurrent-calls", "0"]).is_err());
+    }
+
+    #[test]
+    fn per_caller_connection_and_stream_limits_have_defaults_and_flags() {
+        let defaults = Flags::parse_from(["x"]).limits.limits();
+        assert_eq!(defaults.calls_per_caller, 8);
+        assert!(defaults.calls_per_caller < defaults.max_concurrent_calls);
+        assert_eq!(defaults.request_body_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.connections.max_connections, 512);
+        assert_eq!(defaults.connections.long_lived_per_connection, 16);
+        let set = Flags::parse_from([
+            "x",
+            "--max-calls-per-caller=3",
+            "--request-body-timeout-secs=2",
+            "--max-connections=7",
+            "--first-call-timeout-secs=4",
+            "--idle-timeout-secs=60",
+            "--max-streams-per-connection=2",
+            "--max-streams=9",
+        ])
+        .limits
+        .limits();
+        assert_eq!(set.calls_per_caller, 3);
+        assert_eq!(set.request_body_timeout, Duration::from_secs(2));
+        assert_eq!(set.connections.max_connections, 7);
+        assert_eq!(set.connections.first_call_timeout, Duration::from_secs(4));
+        assert_eq!(set.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(set.connections.long_lived_per_connection, 2);
+        assert_eq!(set.connections.long_lived_total, 9);
+        for bad in [
+            "--max-calls-per-caller=0",
+            "--max-connections=0",
+            "--max-streams=0",
+        ] {
+            assert!(Flags::try_parse_from(["x", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_policy_flags() {
+        #[derive(Debug, Parser)]
+        struct Keys {
+            #[command(flatten)]
+            keys: KeyArgs,
+        }
+        let defaults = Keys::parse_from(["x"]).keys.policy();
+        assert_eq!(defaults, TokenPolicy::default());
+        let set = Keys::parse_from([
+            "x",
+            "--jwt-issuer=https://a.example,https://b.example",
+            "--jwt-audience=carepath-api",
+            "--jwt-max-lifetime-hours=2",
+        ])
+        .keys
+        .policy();
+        assert_eq!(set.issuers, ["https://a.example", "https://b.example"]);
+        assert_eq!(set.audience.as_deref(), Some("carepath-api"));
+        assert_eq!(set.max_lifetime, chrono::Duration::hours(2));
+        assert!(Keys::try_parse_from(["x", "--jwt-max-lifetime-hours=0"]).is_err());
+        assert!(
+            Keys::try_parse_from(["x", "--jwks-file=a.json", "--jwks-url=https://x"]).is_err(),
+            "one source of keys"
+        );
     }
 
     #[test]

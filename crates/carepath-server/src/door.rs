@@ -1,7 +1,7 @@
 //! The one shape of a gRPC handler.
 //!
 //! Every RPC of every service takes the same three steps: read the caller the
-//! authentication interceptor recorded, convert the request into a command of domain
+//! admission layer (`overload::Admission`) authenticated, convert the request into a command of domain
 //! types, call the use case of `carepath-app`, and convert its answer back. Errors
 //! leave through [`crate::error::respond`], the one mapping to a status. A service
 //! states its RPCs with [`grpc_service!`], so the steps are written once.

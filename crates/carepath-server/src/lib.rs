@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod audit;
 pub mod cases;
+pub mod connections;
 pub mod context;
 pub mod convert;
 pub mod directory;

@@ -18,7 +18,7 @@ use carepath_proto::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{
-    service::{RoutesBuilder, interceptor::InterceptedService},
+    service::RoutesBuilder,
     transport::{Server, ServerTlsConfig},
 };
 use tonic_health::ServingStatus;
@@ -32,10 +32,11 @@ use carepath_app::pacing::Pacing;
 
 use crate::{
     audit::Audit,
-    context::{App, Authenticate, RpcMethod},
+    connections::{self, ConnectionLimits, Connections},
+    context::{App, RpcMethod},
     directory::Directory,
     oncology::Oncology,
-    overload::{Admission, CallerLimiter, CallerRate},
+    overload::{Admission, CallerRate},
     precert::{
         Precert,
         engine::{EngineError, PrecertEngine},
@@ -100,6 +101,14 @@ pub const DEFAULT_BACKGROUND_SHARE: f64 = 0.25;
 pub const DEFAULT_CALLER_RATE: u32 = 10_000;
 /// Calls one caller may make back to back by default.
 pub const DEFAULT_CALLER_BURST: NonZeroU32 = NonZeroU32::new(2_000).unwrap();
+/// Calls one caller may have in progress at once by default: a quarter of the
+/// server's slots, so no one caller (a stuck client, a script, a token that leaked) can
+/// take them all, while a client with a few calls in flight is never refused.
+pub const DEFAULT_CALLS_PER_CALLER: NonZeroU32 = NonZeroU32::new(8).unwrap();
+/// How long a call's request may take to arrive after its headers by default: ample
+/// for a request of the 4 MiB message cap on a slow link, short enough that calls
+/// whose body never comes are ended long before the call timeout.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limits applied to every call.
 #[derive(Debug, Clone, Copy)]
@@ -114,8 +123,18 @@ pub struct Limits {
     /// answered at once rather than left waiting.
     pub streams_per_connection: u32,
     /// Calls in progress across the server; more are refused at once with
-    /// UNAVAILABLE. Health checks and reflection are not counted.
+    /// UNAVAILABLE. Health checks and reflection are not counted. A call takes its slot
+    /// once its request has arrived.
     pub max_concurrent_calls: usize,
+    /// Calls one caller (a token's role and subject) may have in progress, from their
+    /// headers to the start of their answer; more are refused at once with
+    /// RESOURCE_EXHAUSTED.
+    pub calls_per_caller: usize,
+    /// How long a call's request (for an upload stream, its first message) may take to
+    /// arrive after its headers; a later one ends with DEADLINE_EXCEEDED.
+    pub request_body_timeout: Duration,
+    /// Bounds on connections: how many, how long idle, long-lived streams on each.
+    pub connections: ConnectionLimits,
     /// Token bucket per authenticated caller; `None` turns it off.
     pub per_caller: Option<CallerRate>,
     /// How long an outbox consumer keeps a claimed event before another worker (or
@@ -133,6 +152,9 @@ impl Default for Limits {
             max_message_bytes: 4 * 1024 * 1024,
             streams_per_connection: 1024,
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS.get() as usize,
+            calls_per_caller: DEFAULT_CALLS_PER_CALLER.get() as usize,
+            connections: ConnectionLimits::default(),
+            request_body_timeout: DEFAULT_REQUEST_BODY_TIMEOUT,
             per_caller: NonZeroU32::new(DEFAULT_CALLER_RATE).map(|per_second| CallerRate {
                 per_second,
                 burst: DEFAULT_CALLER_BURST,
@@ -203,23 +225,21 @@ pub async fn serve_with(
     let mut notify_area = None;
     let mut second_opinion: Option<crate::secondopinion::SecondOpinion> = None;
     let (health, health_service) = tonic_health::server::health_reporter();
-    let admission = Admission::new(limits.max_concurrent_calls);
-    let callers = limits
-        .per_caller
-        .map(|rate| Arc::new(CallerLimiter::new(rate)));
-    let authenticate = Authenticate::new(&app, callers.clone());
+    // Authenticates every call but health and reflection, and applies the limits.
+    let connections = Connections::new(limits.connections);
+    let admission = Admission::new(&app, &limits, connections.clone());
 
     let mut routes = RoutesBuilder::default();
-    // Adds a generated service behind authentication, with the message-size limits
-    // both ways (a macro: each generated server has the size methods as its own).
+    // Adds a generated service with the message-size limits both ways (a macro: each
+    // generated server has the size methods as its own). Its calls are authenticated
+    // by `admission`, which puts the caller in each request's extensions.
     macro_rules! add_authenticated {
         ($service:expr) => {
-            routes.add_service(InterceptedService::new(
+            routes.add_service(
                 $service
                     .max_decoding_message_size(limits.max_message_bytes)
                     .max_encoding_message_size(limits.max_message_bytes),
-                authenticate.clone(),
-            ))
+            )
         };
     }
     routes.add_service(health_service);
@@ -265,17 +285,23 @@ pub async fn serve_with(
     routes.add_service(reflection_builder(&names).build_v1()?);
     routes.add_service(reflection_builder(&names).build_v1alpha()?);
 
-    for name in std::iter::once(&"").chain(&names) {
+    // Readiness is set with the rest, so it answers from the first call on.
+    for name in [&"", &READINESS].into_iter().chain(&names) {
         health
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
     let background = CancellationToken::new();
     let mut tasks = vec![
-        tokio::spawn(probe_health(app.clone(), health, names, background.clone())),
+        tokio::spawn(probe_health(
+            app.clone(),
+            health,
+            names,
+            admission.clone(),
+            background.clone(),
+        )),
         tokio::spawn(crate::overload::maintain(
             admission.clone(),
-            callers,
             background.clone(),
         )),
     ];
@@ -382,10 +408,10 @@ pub async fn serve_with(
             service.stop_watchers();
         }
     };
-    // Replies go out as they are written: without TCP_NODELAY a reply split over
-    // several writes can wait for the client's delayed acknowledgement (~40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = Server::builder();
+    let incoming = connections::incoming(listener, connections);
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(connections::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(connections::KEEPALIVE_TIMEOUT));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls.timeout(TLS_HANDSHAKE_TIMEOUT))?;
     }
@@ -458,33 +484,62 @@ async fn precert_sweeps(precert: carepath_app::precert::Precert, stop: Cancellat
     }
 }
 
+/// The health service name that says whether the server takes calls now: NOT_SERVING
+/// while calls are being refused for want of a slot (and while the database does not
+/// answer), so a load balancer sends new calls elsewhere; the overall status (`""`) and
+/// each service's stay SERVING while only busy.
+pub const READINESS: &str = "readiness";
+
+/// How often readiness is looked at: saturation comes and goes within seconds.
+const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Reports each service SERVING while the database answers, NOT_SERVING while it
-/// does not.
+/// does not; and [`READINESS`] NOT_SERVING also while the server is saturated (every
+/// slot taken, or a call refused for want of one since the last look).
 async fn probe_health(
     app: App,
     health: tonic_health::server::HealthReporter,
     names: Vec<&'static str>,
+    admission: Admission,
     stop: CancellationToken,
 ) {
     let mut last = Some(ServingStatus::Serving);
+    let mut last_ready = Some(ServingStatus::Serving);
+    let mut refused = admission.refused();
+    let mut next_ping = tokio::time::Instant::now();
     loop {
-        let status = match app.store.ping().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(e) => {
-                tracing::warn!(error = %e, "database does not answer");
-                ServingStatus::NotServing
+        if tokio::time::Instant::now() >= next_ping {
+            next_ping += HEALTH_PROBE_INTERVAL;
+            let status = match app.store.ping().await {
+                Ok(()) => ServingStatus::Serving,
+                Err(e) => {
+                    tracing::warn!(error = %e, "database does not answer");
+                    ServingStatus::NotServing
+                }
+            };
+            if last != Some(status) {
+                health.set_service_status("", status).await;
+                for name in &names {
+                    health.set_service_status(*name, status).await;
+                }
+                last = Some(status);
             }
+        }
+        let refused_now = admission.refused();
+        let saturated = admission.is_full() || refused_now != refused;
+        refused = refused_now;
+        let ready = if saturated || last != Some(ServingStatus::Serving) {
+            ServingStatus::NotServing
+        } else {
+            ServingStatus::Serving
         };
-        if last != Some(status) {
-            health.set_service_status("", status).await;
-            for name in &names {
-                health.set_service_status(*name, status).await;
-            }
-            last = Some(status);
+        if last_ready != Some(ready) {
+            health.set_service_status(READINESS, ready).await;
+            last_ready = Some(ready);
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(HEALTH_PROBE_INTERVAL) => {}
+            () = tokio::time::sleep(READINESS_INTERVAL) => {}
         }
     }
 }
