@@ -161,14 +161,8 @@ impl Fhir {
             .header(reqwest::header::CONTENT_TYPE, "application/fhir+json")
             .body(body)
             .send()
-            .await
-            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
-        http_outcome(status, &bytes, br#""code":"A1""#)
+            .await;
+        http_outcome(response, br#""code":"A1""#).await
     }
 }
 
@@ -249,24 +243,21 @@ impl Crd {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(self.body.clone())
             .send()
-            .await
-            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
-        http_outcome(status, &bytes, br#""coverage-assertion-id""#)
+            .await;
+        http_outcome(response, br#""coverage-assertion-id""#).await
     }
 }
 
 /// A FHIR door's answer as a load outcome: 200 holding `expected`, else an error;
 /// overload answers (503, 429) mapped as the gRPC door maps them.
-fn http_outcome(
-    status: reqwest::StatusCode,
-    bytes: &[u8],
+async fn http_outcome(
+    response: reqwest::Result<reqwest::Response>,
     expected: &[u8],
 ) -> Result<(), tonic::Status> {
+    let unknown = |e: reqwest::Error| tonic::Status::unknown(e.to_string());
+    let response = response.map_err(unknown)?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(unknown)?;
     match status {
         reqwest::StatusCode::OK => {}
         reqwest::StatusCode::SERVICE_UNAVAILABLE => {
