@@ -81,6 +81,35 @@ impl App {
         Ok(())
     }
 
+    /// Audits a list read in one transaction: the list of one member's records
+    /// (`list`: its kind and the member) under that member, whatever it found, and
+    /// each record shown, as `(record kind, id, member)`.
+    pub async fn audit_list<'a>(
+        &self,
+        caller: &Caller,
+        list: Option<(&str, &MemberId)>,
+        shown: impl IntoIterator<Item = (&'a str, &'a str, &'a MemberId)>,
+    ) -> AppResult<()> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        if let Some((kind, member)) = list {
+            tx.append_audit(
+                &caller.audit_entry(kind, member.as_str(), Some(member), AuditOutcome::Allowed),
+                now,
+            )
+            .await?;
+        }
+        for (kind, id, member) in shown {
+            tx.append_audit(
+                &caller.audit_entry(kind, id, Some(member), AuditOutcome::Allowed),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Audits a refused access and returns the error to send: callers not entitled to
     /// a record learn nothing about it.
     pub async fn refuse(

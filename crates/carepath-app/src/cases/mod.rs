@@ -669,37 +669,25 @@ impl Cases {
             },
         )
         .await?;
-        let now = self.app.now();
-        let mut tx = self.app.store.begin().await?;
         // The read of one member's list is audited under the member, whatever it
         // found; each case shown is audited too.
-        if let Some(member) = &listed_member {
-            tx.append_audit(
-                &caller.audit_entry(
-                    LIST_KIND,
-                    member.as_str(),
-                    Some(member),
-                    AuditOutcome::Allowed,
-                ),
-                now,
+        let shown: Vec<(&str, &str, &MemberId)> = found
+            .items
+            .iter()
+            .map(|(case, _)| (RECORD_KIND, case.id.as_str(), &case.member_id))
+            .collect();
+        self.app
+            .audit_list(
+                caller,
+                listed_member.as_ref().map(|m| (LIST_KIND, m)),
+                shown,
             )
             .await?;
-        }
-        let mut items = Vec::with_capacity(found.items.len());
-        for (case, view) in found.items {
-            tx.append_audit(
-                &caller.audit_entry(
-                    RECORD_KIND,
-                    &case.id,
-                    Some(&case.member_id),
-                    AuditOutcome::Allowed,
-                ),
-                now,
-            )
-            .await?;
-            items.push(self.seen(&case, view));
-        }
-        tx.commit().await?;
+        let items = found
+            .items
+            .into_iter()
+            .map(|(case, view)| self.seen(&case, view))
+            .collect();
         Ok(Page {
             items,
             next_page_token: found.next_page_token,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use carepath_core::{Actor, EventDraft, MemberId, Npi, Role};
 use carepath_precert::{self as precert, CaseState, Ctx, PrecertCase, WorkflowError};
-use carepath_store::{AuditOutcome, CaseFilter, CaseRecord, Page as StorePage, StoreError};
+use carepath_store::{CaseFilter, CaseRecord, Page as StorePage, StoreError};
 use chrono::{DateTime, Utc};
 
 pub use carepath_precert::ServiceDates;
@@ -319,32 +319,14 @@ impl Precert {
             }))
         };
         let page = visible_page(token, size, read, view, rows).await?;
-        let mut tx = self.app.store.begin().await?;
-        if let Some(member) = member {
-            tx.append_audit(
-                &caller.audit_entry(
-                    LIST_KIND,
-                    member.as_str(),
-                    Some(member),
-                    AuditOutcome::Allowed,
-                ),
-                now,
-            )
+        let shown: Vec<(&str, &str, &MemberId)> = page
+            .items
+            .iter()
+            .map(|v| (RECORD_KIND, v.case.id.as_str(), &v.case.request.member_id))
+            .collect();
+        self.app
+            .audit_list(caller, member.map(|m| (LIST_KIND, m)), shown)
             .await?;
-        }
-        for view in &page.items {
-            tx.append_audit(
-                &caller.audit_entry(
-                    RECORD_KIND,
-                    &view.case.id,
-                    Some(&view.case.request.member_id),
-                    AuditOutcome::Allowed,
-                ),
-                now,
-            )
-            .await?;
-        }
-        tx.commit().await?;
         Ok(page)
     }
 }
