@@ -248,6 +248,7 @@ impl TestServer {
             clock: clock.clone() as Arc<dyn Clock>,
             calendar: Arc::new(BusinessCalendar::us_federal()),
             auth: Arc::new(auth),
+            refusals: Arc::default(),
         };
         carepath_cli::load_demo(&db.store).await.expect("demo data");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -294,6 +295,7 @@ impl TestServer {
             clock: clock.clone() as Arc<dyn Clock>,
             calendar: Arc::new(BusinessCalendar::us_federal()),
             auth: Arc::new(auth),
+            refusals: Arc::default(),
         };
         carepath_cli::load_demo(&db.store).await.expect("demo data");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -10,7 +10,10 @@ use carepath_core::{
     Actor, Icd10Code, MemberId, Npi, ProviderKind, Role, ServiceCode, Setting, Urgency,
 };
 use carepath_precert::limits::{MAX_NOTE, MAX_RECORD_REF, MAX_RECORDS};
-use carepath_precert::{Admission, Answer, CaseState, RecordRef, Requirement, ServiceLine};
+use carepath_precert::{
+    Admission, Answer, CaseState, LineOutcome, PendReason, RecordRef, Requirement, ReviewReason,
+    ServiceLine,
+};
 use carepath_tests::{
     TestDb, contract_tests,
     precert::{HOSPITAL, IMAGING_IN, INTERNIST, MEMBER},
@@ -25,9 +28,14 @@ contract_tests!(
     free_text_past_its_bound_is_refused_naming_the_field,
     a_page_of_cases_stays_under_the_byte_bound_whatever_is_stored,
     dates_of_service_that_make_no_sense_are_refused_naming_the_line,
+    a_service_already_given_is_a_retrospective_review_for_a_reviewer,
+    a_plan_that_takes_no_retrospective_requests_refuses_them,
+    an_emergency_admission_is_a_notification_not_an_approval,
+    repeated_refusals_are_counted_not_written_one_by_one,
 );
 
 struct Fixture {
+    app: carepath_app::App,
     precert: Precert,
     _keys: tempfile::TempDir,
 }
@@ -37,7 +45,8 @@ async fn fixture(db: &TestDb) -> Fixture {
     let app = carepath_tests::demo_app(db, &keys).await;
     let engine = PrecertEngine::load(&db.store).await.expect("engine");
     Fixture {
-        precert: Precert::new(app, engine),
+        precert: Precert::new(app.clone(), engine),
+        app,
         _keys: keys,
     }
 }
@@ -441,10 +450,6 @@ async fn dates_of_service_that_make_no_sense_are_refused_naming_the_line(db: &Te
             "1900-01-01",
             "more than 90 days before the request was received (2026-11-23)",
         ),
-        (
-            "2026-11-01",
-            "is before the request was received (2026-11-23): a service already given is a retrospective request",
-        ),
     ];
     for (date, message) in cases {
         let mut request = mri(
@@ -515,4 +520,217 @@ async fn dates_of_service_that_make_no_sense_are_refused_naming_the_line(db: &Te
         .await
         .expect("an emergency admission notified after the fact");
     assert!(filed.created);
+    assert_eq!(filed.case.case.state, CaseState::NotificationReceived);
+}
+
+fn emergency_admission(request_id: &str) -> SubmitRequest {
+    SubmitRequest {
+        request_id: request_id.into(),
+        member_id: MemberId::parse(MEMBER).unwrap(),
+        requesting_npi: Npi::parse(HOSPITAL).unwrap(),
+        servicing_npi: Npi::parse(HOSPITAL).unwrap(),
+        lines: vec![ServiceLine {
+            code: ServiceCode::parse("99223").unwrap(),
+            units: 1,
+            date_of_service: "2026-11-22".parse().unwrap(),
+            setting: Setting::Inpatient,
+            facility_kind: Some(ProviderKind::AcuteHospital),
+            length_of_stay_hours: Some(72),
+            delivery: None,
+            admission: Admission::Emergency,
+        }],
+        diagnoses: vec![Icd10Code::parse("I21.9").unwrap()],
+        urgency: Urgency::Urgent,
+        answers: Vec::new(),
+        records: Vec::new(),
+        coverage_assertions: Vec::new(),
+    }
+}
+
+/// The kinds of the events stored for case `id`, in order.
+async fn event_kinds_of(db: &TestDb, id: &str) -> Vec<String> {
+    db.store
+        .events_for(carepath_precert::AGGREGATE_KIND, id)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+async fn a_service_already_given_is_a_retrospective_review_for_a_reviewer(db: &TestDb) {
+    // The test clock reads 2026-11-23 (New York). An MRI given on 2026-11-01 whose
+    // answers would meet the criteria in advance is not approved by the rules.
+    let f = fixture(db).await;
+    let provider = caller(Role::Provider, IMAGING_IN, "test:submit");
+    let mut request = mri("retro-1", vec![("red_flag_symptoms", Answer::Bool(true))]);
+    request.lines[0].date_of_service = "2026-11-01".parse().unwrap();
+    let filed = f.precert.submit(&provider, request).await.expect("submit");
+    let case = &filed.case.case;
+    assert_eq!(case.state, CaseState::RetrospectiveReview);
+    assert!(case.retrospective);
+    assert!(case.decisions.is_empty(), "{:?}", case.decisions);
+    // The post-service clock: 30 calendar days from receipt.
+    assert_eq!(case.due.basis, carepath_precert::DueBasis::PostService);
+    assert_eq!(case.due.at - case.received_at, chrono::Duration::days(30));
+    let line = &case.determination.as_ref().expect("determination").lines[0];
+    assert!(
+        matches!(
+            &line.outcome,
+            LineOutcome::Pended {
+                reason: PendReason::NeedsClinicalReview {
+                    reason: ReviewReason::RetrospectiveRequest,
+                    ..
+                }
+            }
+        ),
+        "{:?}",
+        line.outcome
+    );
+    assert_eq!(
+        event_kinds_of(db, &case.id).await,
+        ["precert.case.submitted", "precert.case.pended_for_review"]
+    );
+
+    // It waits in the review queue; a nurse claims it, releases it back to its own
+    // status, claims it again and approves it.
+    let nurse = caller(Role::Nurse, "RN-001", "test:review");
+    let id = case.id.clone();
+    let queue = f
+        .precert
+        .review_queue(&nurse, PageRequest::default())
+        .await
+        .expect("review queue");
+    assert!(
+        queue.items.iter().any(|c| c.case.id == id),
+        "in the review queue"
+    );
+    f.precert.claim(&nurse, &id).await.expect("claim");
+    let released = f.precert.release(&nurse, &id).await.expect("release");
+    assert_eq!(released.case.state, CaseState::RetrospectiveReview);
+    f.precert.claim(&nurse, &id).await.expect("claim again");
+    let approved = f
+        .precert
+        .decide(
+            &nurse,
+            &id,
+            Decision::Approve {
+                note: "records support the service given".into(),
+            },
+        )
+        .await
+        .expect("approve");
+    assert_eq!(approved.case.state, CaseState::Approved);
+    assert_eq!(approved.case.decisions.len(), 1);
+}
+
+async fn a_plan_that_takes_no_retrospective_requests_refuses_them(db: &TestDb) {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let app = carepath_tests::demo_app(db, &keys).await;
+    let window = carepath_app::precert::ServiceDates {
+        retrospective: carepath_app::precert::Retrospective::Refuse,
+        ..carepath_app::precert::ServiceDates::default()
+    };
+    let engine = PrecertEngine::load_with(&db.store, window)
+        .await
+        .expect("engine");
+    let precert = Precert::new(app, engine);
+    let provider = caller(Role::Provider, IMAGING_IN, "test:submit");
+    let mut request = mri("retro-2", vec![("red_flag_symptoms", Answer::Bool(true))]);
+    request.lines.push(mri_line());
+    request.lines[1].date_of_service = "2026-11-01".parse().unwrap();
+    let err = precert.submit(&provider, request).await.unwrap_err();
+    let (field, description) = one_field(err);
+    assert_eq!(field, "lines[1].date_of_service");
+    assert!(
+        description.contains("a service already given is a retrospective request"),
+        "{description}"
+    );
+    // Nothing was filed; an emergency admission notified after the fact still is.
+    let retry = mri("retro-2", vec![("red_flag_symptoms", Answer::Bool(true))]);
+    assert!(precert.submit(&provider, retry).await.unwrap().created);
+    let hospital = caller(Role::Provider, HOSPITAL, "test:submit");
+    let filed = precert
+        .submit(&hospital, emergency_admission("er-refuse-plan"))
+        .await
+        .expect("an emergency admission");
+    assert_eq!(filed.case.case.state, CaseState::NotificationReceived);
+}
+
+async fn an_emergency_admission_is_a_notification_not_an_approval(db: &TestDb) {
+    let f = fixture(db).await;
+    let hospital = caller(Role::Provider, HOSPITAL, "test:submit");
+    let filed = f
+        .precert
+        .submit(&hospital, emergency_admission("er-1"))
+        .await
+        .expect("submit");
+    let case = &filed.case.case;
+    assert_eq!(case.state, CaseState::NotificationReceived);
+    assert!(case.decisions.is_empty(), "no coverage decision");
+    assert_eq!(
+        case.determination.as_ref().unwrap().lines[0].requirement,
+        Requirement::NotifyOnly
+    );
+    assert_eq!(
+        event_kinds_of(db, &case.id).await,
+        [
+            "precert.case.submitted",
+            "precert.case.notification_received"
+        ]
+    );
+    // Nothing is owed: no post-decision path applies.
+    assert!(!case.state.awaits_plan());
+    assert!(case.state.is_closed());
+    let nurse = caller(Role::Nurse, "RN-001", "test:review");
+    let err = f.precert.claim(&nurse, &case.id).await.unwrap_err();
+    assert!(matches!(err, AppError::FailedPrecondition(_)), "{err:?}");
+}
+
+async fn repeated_refusals_are_counted_not_written_one_by_one(db: &TestDb) {
+    let f = fixture(db).await;
+    let provider = caller(Role::Provider, IMAGING_IN, "test:submit");
+    let filed = f
+        .precert
+        .submit(
+            &provider,
+            mri("refused-1", vec![("red_flag_symptoms", Answer::Bool(true))]),
+        )
+        .await
+        .expect("submit");
+    let id = filed.case.case.id.clone();
+    // Another member asks for the case 500 times in the same minute.
+    let stranger = caller(Role::Member, "M100002", "test:get-case");
+    for _ in 0..500 {
+        let err = f.precert.get_case(&stranger, &id).await.unwrap_err();
+        assert!(matches!(err, AppError::NotFound { .. }), "{err:?}");
+    }
+    let refusals = |entries: Vec<carepath_store::AuditRecord>| -> Vec<u32> {
+        entries
+            .into_iter()
+            .filter(|r| r.entry.subject == "M100002" && r.entry.record_id == id)
+            .inspect(|r| assert_eq!(r.entry.outcome, carepath_store::AuditOutcome::Denied))
+            .map(|r| r.entry.repeats)
+            .collect()
+    };
+    let query = carepath_store::AuditQuery {
+        subject: Some("M100002".into()),
+        ..Default::default()
+    };
+    let written = refusals(db.store.search_audit(&query, 0, 1_000).await.unwrap());
+    assert_eq!(written, [0], "only the first refusal is written at once");
+    // The count is written when the minute is over (here: at shutdown, `all`).
+    // (The test clock stands still, so the minute is never over by itself.)
+    assert_eq!(
+        f.app.flush_refusals(false).await.unwrap(),
+        0,
+        "the minute is not over"
+    );
+    assert_eq!(f.app.flush_refusals(true).await.unwrap(), 1);
+    let written = refusals(db.store.search_audit(&query, 0, 1_000).await.unwrap());
+    assert_eq!(written, [0, 499], "every refusal is accounted for");
+    assert!(matches!(
+        db.store.verify_audit().await.unwrap(),
+        carepath_store::AuditVerification::Intact { .. }
+    ));
 }

@@ -323,6 +323,41 @@ async fn bad_input_names_the_field_and_writes_nothing(db: &TestDb) {
         Code::NotFound,
         "nothing was stored from the invalid request"
     );
+
+    // Bytes that are not a GetPlanRequest (field 1 sent as a number, not text) are
+    // the caller's fault: INVALID_ARGUMENT, not INTERNAL.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct NotAGetPlanRequest {
+        #[prost(uint64, tag = "1")]
+        id: u64,
+    }
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.expect("ready");
+    let codec =
+        carepath_proto::codec::StrictCodec::<NotAGetPlanRequest, pb::GetPlanResponse>::default();
+    let err = grpc
+        .unary(
+            server.request(&admin, NotAGetPlanRequest { id: 7 }),
+            http::uri::PathAndQuery::from_static("/carepath.directory.v1.DirectoryService/GetPlan"),
+            codec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("not a valid protobuf"), "{err:?}");
+
+    // A request carrying megabytes where an id goes gets a short answer.
+    let err = client
+        .get_member(server.request(
+            &admin,
+            pb::GetMemberRequest {
+                id: "M".repeat(2_000_000),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().len() < 4_000, "{} bytes", err.message().len());
     server.stop().await;
 }
 

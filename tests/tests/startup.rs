@@ -220,6 +220,7 @@ async fn audit_verify_catches_a_removed_newest_entry_through_the_anchor_file() {
             record_id: format!("M1000{i:02}"),
             member_id: Some(format!("M1000{i:02}")),
             outcome: carepath_store::AuditOutcome::Allowed,
+            repeats: 0,
         };
         store
             .audit(&entry, at + chrono::Duration::seconds(i))

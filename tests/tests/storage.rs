@@ -470,6 +470,7 @@ fn entry(subject: &str, member: &str) -> AuditEntry {
         record_id: member.into(),
         member_id: Some(member.into()),
         outcome: AuditOutcome::Allowed,
+        repeats: 0,
     }
 }
 
@@ -836,6 +837,7 @@ fn new_case(id: &str, key: &str) -> NewCase {
             record_id: id.to_owned(),
             member_id: Some("M100001".into()),
             outcome: AuditOutcome::Allowed,
+            repeats: 0,
         },
         at: now(),
     }

@@ -8,6 +8,7 @@ use carepath_store::{AuditEntry, AuditOutcome, Store};
 use chrono::{DateTime, Utc};
 
 use crate::{
+    audit::refusals::RefusalTally,
     auth::Authenticator,
     error::{AppError, AppResult},
 };
@@ -21,6 +22,8 @@ pub struct App {
     pub calendar: Arc<BusinessCalendar>,
     /// Verifies callers' tokens (and, on the embedded default, mints them).
     pub auth: Arc<Authenticator>,
+    /// Repeated refusals being counted ([`crate::audit::refusals`]).
+    pub refusals: Arc<RefusalTally>,
 }
 
 impl App {
@@ -111,7 +114,9 @@ impl App {
     }
 
     /// Audits a refused access and returns the error to send: callers not entitled to
-    /// a record learn nothing about it.
+    /// a record learn nothing about it. The first refusal of a caller, call and record
+    /// in a minute is written at once; identical ones after it in that minute are
+    /// counted and written as one entry ([`crate::audit::refusals`]).
     pub async fn refuse(
         &self,
         caller: &Caller,
@@ -120,13 +125,31 @@ impl App {
         member: Option<&MemberId>,
         err: AppError,
     ) -> AppError {
-        if let Err(audit_err) = self
-            .audit(caller, record_kind, record_id, member, AuditOutcome::Denied)
-            .await
-        {
-            return audit_err;
+        let now = self.now();
+        let entry = caller.audit_entry(record_kind, record_id, member, AuditOutcome::Denied);
+        if !self.refusals.first_of_minute(&entry, now) {
+            return err;
+        }
+        if let Err(audit_err) = self.store.audit(&entry, now).await {
+            return audit_err.into();
         }
         err
+    }
+
+    /// Writes the counted repeats of refusals: those of minutes already over, or with
+    /// `all` every one (at shutdown). Returns how many entries it wrote.
+    pub async fn flush_refusals(&self, all: bool) -> AppResult<usize> {
+        let now = self.now();
+        let due = self.refusals.take_due(now, all);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.store.begin().await?;
+        for entry in &due {
+            tx.append_audit(entry, now).await?;
+        }
+        tx.commit().await?;
+        Ok(due.len())
     }
 }
 
@@ -174,6 +197,7 @@ impl Caller {
             record_id: record_id.to_owned(),
             member_id: member.map(|m| m.as_str().to_owned()),
             outcome,
+            repeats: 0,
         }
     }
 

@@ -44,6 +44,7 @@ pub fn app(store: Store, auth: Authenticator) -> App {
         clock: Arc::new(SystemClock),
         calendar: crate::data::current().calendar,
         auth: Arc::new(auth),
+        refusals: Arc::default(),
     }
 }
 

@@ -4,7 +4,8 @@
 //! - `oncology.plan.submitted`: every oncology plan gets an early referral to oncology
 //!   case management.
 //! - `precert.case.approved` with an `inpatient_admission` or `inpatient_transfer`
-//!   service: transition planning.
+//!   service, and `precert.case.notification_received` (an emergency admission
+//!   notified after the fact): transition planning.
 //! - `secondopinion.request.submitted`: decision support (major surgery when the
 //!   request says so).
 //!
@@ -21,10 +22,12 @@ use crate::model::{CaseKind, DecisionReason, ReferralSource};
 pub const REFERRAL_EVENT_KINDS: &[&str] = &[
     ONCOLOGY_PLAN_SUBMITTED,
     PRECERT_APPROVED,
+    PRECERT_NOTIFICATION_RECEIVED,
     SECOND_OPINION_SUBMITTED,
 ];
 pub const ONCOLOGY_PLAN_SUBMITTED: &str = "oncology.plan.submitted";
 pub const PRECERT_APPROVED: &str = "precert.case.approved";
+pub const PRECERT_NOTIFICATION_RECEIVED: &str = "precert.case.notification_received";
 pub const SECOND_OPINION_SUBMITTED: &str = "secondopinion.request.submitted";
 
 /// Precertification categories that call for transition planning.
@@ -106,7 +109,7 @@ pub fn referral_from_event(event: &DomainEvent) -> Result<Option<AutoReferral>, 
                 decision_support: None,
             }
         }
-        PRECERT_APPROVED => {
+        PRECERT_APPROVED | PRECERT_NOTIFICATION_RECEIVED => {
             let services = p
                 .get("services")
                 .and_then(Value::as_array)
@@ -121,9 +124,11 @@ pub fn referral_from_event(event: &DomainEvent) -> Result<Option<AutoReferral>, 
             };
             let case = str_field(p, "case_id").unwrap_or(&event.aggregate_id);
             let what = if *category == "inpatient_transfer" {
-                "transfer between inpatient facilities"
+                "transfer between inpatient facilities approved"
+            } else if event.kind == PRECERT_NOTIFICATION_RECEIVED {
+                "emergency admission notified"
             } else {
-                "inpatient admission"
+                "inpatient admission approved"
             };
             AutoReferral {
                 member_id,
@@ -138,7 +143,7 @@ pub fn referral_from_event(event: &DomainEvent) -> Result<Option<AutoReferral>, 
                     ..base(
                         ReferralSource::InpatientPrecertification,
                         Some(case),
-                        format!("transition planning: {what} approved (precertification {case})"),
+                        format!("transition planning: {what} (precertification {case})"),
                     )
                 },
                 decision_support: None,
@@ -241,6 +246,23 @@ mod tests {
             json!({"case_id": "PA-3"}),
         );
         assert!(referral_from_event(&broken).is_err());
+    }
+
+    #[test]
+    fn an_emergency_admission_notified_makes_a_transition_referral() {
+        let notified = event(
+            PRECERT_NOTIFICATION_RECEIVED,
+            Some("M100002"),
+            json!({"case_id": "PA-4", "services": [{"line": 0, "code": "99223", "category": "inpatient_admission"}]}),
+        );
+        let r = referral_from_event(&notified).unwrap().unwrap();
+        assert_eq!(r.kind, CaseKind::Transitions);
+        assert!(
+            r.referral.reason.contains("emergency admission notified"),
+            "{}",
+            r.referral.reason
+        );
+        assert!(REFERRAL_EVENT_KINDS.contains(&PRECERT_NOTIFICATION_RECEIVED));
     }
 
     #[test]

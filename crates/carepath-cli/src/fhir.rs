@@ -115,10 +115,14 @@ pub async fn run_fhir_server(args: FhirServeArgs) -> Result<(), CliError> {
         store.clone(),
         stop.clone(),
     ));
+    let refusals = tokio::spawn(carepath_app::audit::refusals::run_flush(
+        app.clone(),
+        stop.clone(),
+    ));
     let door = start(&args.fhir, &app, engine, &args.limits, stop.clone()).await?;
     crate::shutdown_signal().await;
     stop.cancel();
-    let _ = tokio::join!(door, fresh);
+    let _ = tokio::join!(door, fresh, refusals);
     store.close().await;
     Ok(())
 }

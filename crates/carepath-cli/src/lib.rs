@@ -55,15 +55,34 @@ pub struct ServiceDateArgs {
         default_value_t = 730
     )]
     pub service_date_max_days_ahead: u32,
-    /// Days before the day a request is received an emergency admission may be
-    /// notified. Other services already given are refused: they are retrospective
-    /// requests, reviewed with their claim.
+    /// Days before the day a request is received a date of service may be: an
+    /// emergency admission notified after the fact, or a retrospective request.
     #[arg(
         long,
         env = "CAREPATH_SERVICE_DATE_MAX_DAYS_PAST",
         default_value_t = 90
     )]
     pub service_date_max_days_past: u32,
+    /// What becomes of a request for services already given (a date of service before
+    /// the day of receipt, but for emergency admissions): `review` takes it as a
+    /// retrospective review, decided by a reviewer within 30 calendar days; `refuse`
+    /// answers INVALID_ARGUMENT naming the date.
+    #[arg(
+        long,
+        env = "CAREPATH_RETROSPECTIVE_REQUESTS",
+        value_enum,
+        default_value_t = RetrospectiveRequests::Review
+    )]
+    pub retrospective_requests: RetrospectiveRequests,
+}
+
+/// The plan's setting for requests about services already given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetrospectiveRequests {
+    /// Take them as retrospective reviews.
+    Review,
+    /// Refuse them.
+    Refuse,
 }
 
 impl ServiceDateArgs {
@@ -72,6 +91,10 @@ impl ServiceDateArgs {
         carepath_app::precert::ServiceDates {
             max_days_ahead: self.service_date_max_days_ahead,
             max_days_past: self.service_date_max_days_past,
+            retrospective: match self.retrospective_requests {
+                RetrospectiveRequests::Review => carepath_app::precert::Retrospective::Review,
+                RetrospectiveRequests::Refuse => carepath_app::precert::Retrospective::Refuse,
+            },
         }
     }
 }
@@ -721,6 +744,10 @@ pub async fn run_server(
         shutdown_signal().await;
         signal.cancel();
     });
+    let refusals = tokio::spawn(carepath_app::audit::refusals::run_flush(
+        app.clone(),
+        stop.clone(),
+    ));
     let served = server::serve_with(
         app,
         engine,
@@ -739,6 +766,7 @@ pub async fn run_server(
     if let Some(task) = anchoring {
         let _ = task.await;
     }
+    let _ = refusals.await;
     served?;
     store.close().await;
     Ok(())

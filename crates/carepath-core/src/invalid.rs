@@ -8,6 +8,22 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Most violations one answer lists; past it one more entry says there were more, so
+/// a request with a million bad fields gets a short answer.
+pub const MAX_VIOLATIONS: usize = 100;
+/// Longest field path kept, in characters (a path can carry a key the caller sent).
+pub const MAX_FIELD_PATH: usize = 200;
+/// Longest description kept, in characters (a description can echo the value sent).
+pub const MAX_DESCRIPTION: usize = 500;
+
+/// `text` cut to at most `max` characters, marked with an ellipsis when cut.
+pub fn clip(text: String, max: usize) -> String {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((end, _)) if text.chars().count() > max => format!("{}…", &text[..end]),
+        _ => text,
+    }
+}
+
 /// One problem with one input field.
 ///
 /// `field` is a path into the request (`lines[2].code`, `address.city`) so a client can
@@ -55,12 +71,24 @@ impl Invalid {
         invalid
     }
 
-    /// Records one more violation.
+    /// Records one more violation. Field and description are cut to
+    /// [`MAX_FIELD_PATH`] and [`MAX_DESCRIPTION`] characters (an echoed value can be
+    /// megabytes long); past [`MAX_VIOLATIONS`] one entry says there were more and the
+    /// rest are dropped.
     pub fn push(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.violations.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
-        });
+        match self.violations.len() {
+            n if n < MAX_VIOLATIONS => self.violations.push(FieldViolation {
+                field: clip(field.into(), MAX_FIELD_PATH),
+                description: clip(description.into(), MAX_DESCRIPTION),
+            }),
+            MAX_VIOLATIONS => self.violations.push(FieldViolation {
+                field: String::new(),
+                description: format!(
+                    "more than {MAX_VIOLATIONS} problems were found; fix these and send the request again"
+                ),
+            }),
+            _ => {}
+        }
     }
 
     /// True when nothing has been recorded.
@@ -96,13 +124,14 @@ impl Invalid {
             return self;
         }
         for v in &mut self.violations {
-            v.field = if v.field.is_empty() {
+            let field = if v.field.is_empty() {
                 prefix.to_owned()
             } else if v.field.starts_with('[') {
                 format!("{prefix}{}", v.field)
             } else {
                 format!("{prefix}.{}", v.field)
             };
+            v.field = clip(field, MAX_FIELD_PATH);
         }
         self
     }
@@ -121,9 +150,15 @@ impl Invalid {
         self
     }
 
-    /// Appends another collector's violations, e.g. from a nested validator.
+    /// Appends another collector's violations, e.g. from a nested validator, within
+    /// the same bound as [`Invalid::push`].
     pub fn extend(&mut self, other: Invalid) {
-        self.violations.extend(other.violations);
+        for v in other.violations {
+            if self.violations.len() > MAX_VIOLATIONS {
+                break;
+            }
+            self.push(v.field, v.description);
+        }
     }
 }
 
@@ -162,6 +197,35 @@ mod tests {
         assert_eq!(invalid.check("b", "x".parse::<u8>()), None);
         assert_eq!(invalid.violations.len(), 1);
         assert_eq!(invalid.violations[0].field, "b");
+    }
+
+    #[test]
+    fn echoed_input_is_cut_and_the_list_is_bounded() {
+        let huge = "x".repeat(5_000_000);
+        let mut invalid = Invalid::new();
+        invalid.push(format!("answers[{huge}]"), format!("{huge} is not a code"));
+        let v = &invalid.violations[0];
+        assert_eq!(v.field.chars().count(), MAX_FIELD_PATH);
+        assert!(v.field.ends_with('…') && v.field.starts_with("answers["));
+        assert_eq!(v.description.chars().count(), MAX_DESCRIPTION);
+        // Multi-byte text is cut on a character boundary.
+        let cut = clip("é".repeat(10), 4);
+        assert_eq!(cut, "ééé…");
+        assert_eq!(clip("short".into(), 10), "short");
+
+        let mut many = Invalid::new();
+        for i in 0..10_000 {
+            many.push(format!("lines[{i}].code"), "bad");
+        }
+        assert_eq!(many.violations.len(), MAX_VIOLATIONS + 1);
+        assert!(
+            many.violations[MAX_VIOLATIONS]
+                .description
+                .contains("more than 100")
+        );
+        let mut outer = Invalid::new();
+        outer.extend(many);
+        assert_eq!(outer.violations.len(), MAX_VIOLATIONS + 1);
     }
 
     #[test]

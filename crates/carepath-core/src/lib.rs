@@ -27,4 +27,4 @@ pub use directory::{
     NetworkStatus, Plan, Provider, ProviderKind, Staff, StaffRole,
 };
 pub use event::{DomainEvent, EventDraft, EventKind};
-pub use invalid::{FieldViolation, Invalid};
+pub use invalid::{FieldViolation, Invalid, MAX_DESCRIPTION, MAX_FIELD_PATH, MAX_VIOLATIONS, clip};

@@ -147,6 +147,10 @@ pub fn sample_events(dir: &DirectoryBundle) -> Vec<DomainEvent> {
                 json!({ "withdrawn_reason": "the service was cancelled" }),
             ),
         ),
+        (
+            "precert.case.notification_received",
+            with(precert_common(provider), json!({})),
+        ),
         ("secondopinion.request.submitted", so(json!({}))),
         (
             "secondopinion.request.records_missing",

@@ -1,7 +1,7 @@
 //! The shipped template folder (`data/notify/templates`), embedded in the binary so a
 //! server starts without a path. A test checks this list against the folder.
 
-pub(crate) const TEMPLATES: [(&str, &str); 24] = [
+pub(crate) const TEMPLATES: [(&str, &str); 25] = [
     (
         "cases-interaction-summary/v1/text.en.j2",
         include_str!("../../../data/notify/templates/cases-interaction-summary/v1/text.en.j2"),
@@ -69,6 +69,10 @@ pub(crate) const TEMPLATES: [(&str, &str); 24] = [
     (
         "precert-peer-to-peer-scheduled/v1/text.en.j2",
         include_str!("../../../data/notify/templates/precert-peer-to-peer-scheduled/v1/text.en.j2"),
+    ),
+    (
+        "precert-notification-received/v1/text.en.j2",
+        include_str!("../../../data/notify/templates/precert-notification-received/v1/text.en.j2"),
     ),
     (
         "precert-withdrawn/v1/text.en.j2",

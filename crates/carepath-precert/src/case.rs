@@ -29,13 +29,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::check::Requirement;
 use crate::clock::{
     APPEAL_FILING_DAYS, Due, EXPEDITED_APPEAL_HOURS, STANDARD_APPEAL_DAYS, appeal_due,
-    appeal_filing_deadline, decision_due, information_due, withdraw_after,
+    appeal_filing_deadline, decision_due, information_due, post_service_due, withdraw_after,
 };
+use crate::dates::after_the_fact;
 use crate::determine::{
     ApprovalBasis, CaseOutcome, Determination, DetermineError, LineOutcome, Missing, PendReason,
-    PendedFor, RecordRef, Submission, case_outcome, determine,
+    PendedFor, RecordRef, ReviewReason, Submission, case_outcome, determine,
 };
 use crate::goldcard::GoldCards;
 use crate::limits;
@@ -60,6 +62,9 @@ pub mod event_kinds {
     pub const APPEAL_REQUESTED: &str = "precert.case.appeal_requested";
     pub const APPEAL_DECIDED: &str = "precert.case.appeal_decided";
     pub const WITHDRAWN: &str = "precert.case.withdrawn";
+    /// A notification after the fact (an emergency admission) was received: not a
+    /// coverage decision.
+    pub const NOTIFICATION_RECEIVED: &str = "precert.case.notification_received";
 }
 
 /// The aggregate kind events are recorded under.
@@ -84,6 +89,8 @@ named!(
     AppealUpheld => "appeal_upheld",
     AppealOverturned => "appeal_overturned",
     Withdrawn => "withdrawn",
+    NotificationReceived => "notification_received",
+    RetrospectiveReview => "retrospective_review",
 });
 
 impl CaseState {
@@ -93,6 +100,7 @@ impl CaseState {
             self,
             CaseState::Received
                 | CaseState::PendedReview
+                | CaseState::RetrospectiveReview
                 | CaseState::InReview
                 | CaseState::AppealRequested
         )
@@ -107,6 +115,7 @@ impl CaseState {
                 | CaseState::AppealUpheld
                 | CaseState::AppealOverturned
                 | CaseState::Withdrawn
+                | CaseState::NotificationReceived
         )
     }
 }
@@ -539,11 +548,37 @@ pub struct PrecertCase {
     pub peer_to_peer: Option<PeerToPeer>,
     pub appeal: Option<Appeal>,
     pub withdrawn: Option<WithdrawReason>,
+    /// Whether the request is for services already given (a retrospective review,
+    /// on the post-service clock): automation never decides it.
+    #[serde(default)]
+    pub retrospective: bool,
     pub history: Vec<HistoryEntry>,
 }
 
 /// The outcome of a command: the events to publish with the change.
 pub type Events = Vec<EventDraft>;
+
+/// Sends every line of a retrospective request to a reviewer.
+fn for_retrospective_review(determination: &mut Determination) {
+    for line in &mut determination.lines {
+        line.outcome = LineOutcome::Pended {
+            reason: PendReason::NeedsClinicalReview {
+                reason: ReviewReason::RetrospectiveRequest,
+                reviewer_specialty: line.reviewer_specialty.clone(),
+            },
+        };
+    }
+    determination.outcome = case_outcome(&determination.lines);
+}
+
+/// Whether every line is a notification after the fact that automation let through.
+fn is_notification(determination: &Determination) -> bool {
+    !determination.lines.is_empty()
+        && determination.lines.iter().all(|l| {
+            l.requirement == Requirement::NotifyOnly
+                && matches!(l.outcome, LineOutcome::Approved { .. })
+        })
+}
 
 fn automation() -> HistoryActor {
     HistoryActor {
@@ -595,7 +630,13 @@ impl PrecertCase {
         if id.trim().is_empty() {
             return Err(Invalid::field("id", "must not be empty").into());
         }
-        let due = decision_due(calendar, now, request.urgency);
+        let received = now.with_timezone(&calendar.timezone()).date_naive();
+        let retrospective = request.lines.iter().any(|l| after_the_fact(l, received));
+        let due = if retrospective {
+            post_service_due(calendar, now)
+        } else {
+            decision_due(calendar, now, request.urgency)
+        };
         let mut case = PrecertCase {
             id,
             request,
@@ -612,6 +653,7 @@ impl PrecertCase {
             peer_to_peer: None,
             appeal: None,
             withdrawn: None,
+            retrospective,
             history: Vec::new(),
         };
         match caller.role() {
@@ -625,7 +667,14 @@ impl PrecertCase {
             action,
             from: CaseState::Received,
             to: CaseState::Received,
-            note: format!("received; decision due {}", due.at),
+            note: if retrospective {
+                format!(
+                    "received for services already given: a retrospective review; decision due {}",
+                    due.at
+                )
+            } else {
+                format!("received; decision due {}", due.at)
+            },
         });
         let event = case.event(event_kinds::SUBMITTED, now, json!({}));
         Ok((case, vec![event]))
@@ -713,7 +762,14 @@ impl PrecertCase {
     ) -> Result<Events, WorkflowError> {
         let action = Action::RequestInformation;
         missing.check_limits()?;
-        self.expect(action, &[CaseState::PendedReview, CaseState::InReview])?;
+        self.expect(
+            action,
+            &[
+                CaseState::PendedReview,
+                CaseState::RetrospectiveReview,
+                CaseState::InReview,
+            ],
+        )?;
         require_role(caller, action, &[Role::Nurse, Role::PhysicianReviewer])?;
         if self.state == CaseState::InReview {
             self.require_claimant(caller, action)?;
@@ -750,7 +806,11 @@ impl PrecertCase {
         if let Some(request) = &mut self.information_request {
             request.received_at = Some(now);
         }
-        self.due = decision_due(ctx.calendar, now, self.request.urgency);
+        self.due = if self.retrospective {
+            post_service_due(ctx.calendar, now)
+        } else {
+            decision_due(ctx.calendar, now, self.request.urgency)
+        };
         let from = self.state;
         self.state = CaseState::Received;
         self.history.push(HistoryEntry {
@@ -769,7 +829,10 @@ impl PrecertCase {
     /// A nurse or physician reviewer takes the case.
     pub fn claim(&mut self, caller: &Caller, now: DateTime<Utc>) -> Result<Events, WorkflowError> {
         let action = Action::Claim;
-        self.expect(action, &[CaseState::PendedReview])?;
+        self.expect(
+            action,
+            &[CaseState::PendedReview, CaseState::RetrospectiveReview],
+        )?;
         require_role(caller, action, &[Role::Nurse, Role::PhysicianReviewer])?;
         let staff = caller.staff().ok_or_else(|| {
             deny(
@@ -806,13 +869,8 @@ impl PrecertCase {
             self.require_claimant(caller, action)?;
         }
         self.claimed_by = None;
-        self.record(
-            caller,
-            action,
-            CaseState::PendedReview,
-            now,
-            "released to the queue".into(),
-        );
+        let queue = self.review_queue_state();
+        self.record(caller, action, queue, now, "released to the queue".into());
         Ok(Vec::new())
     }
 
@@ -1376,6 +1434,7 @@ impl PrecertCase {
                         CaseState::Received,
                         CaseState::PendedInformation,
                         CaseState::PendedReview,
+                        CaseState::RetrospectiveReview,
                         CaseState::InReview,
                     ],
                 )?;
@@ -1570,16 +1629,35 @@ impl PrecertCase {
     }
 
     /// Moves a `received` case on according to automation.
+    ///
+    /// A retrospective request is never decided by the rules: every line goes to a
+    /// reviewer. A request all of whose lines are notifications after the fact (an
+    /// emergency admission) is received as a notification, not approved: no coverage
+    /// decision is made.
     fn apply_determination(
         &mut self,
-        determination: Determination,
+        mut determination: Determination,
         stage: DecisionStage,
         ctx: &Ctx<'_>,
         now: DateTime<Utc>,
     ) -> Events {
+        if self.retrospective {
+            for_retrospective_review(&mut determination);
+        }
+        let notification = stage == DecisionStage::Initial && is_notification(&determination);
         let outcome = determination.outcome.clone();
         let note = summarize(&determination);
         self.determination = Some(determination);
+        if notification {
+            self.push_history(
+                automation(),
+                Action::Determine,
+                CaseState::NotificationReceived,
+                now,
+                format!("notification received; no coverage decision is made. {note}"),
+            );
+            return vec![self.event(event_kinds::NOTIFICATION_RECEIVED, now, json!({}))];
+        }
         match outcome {
             CaseOutcome::Approved => {
                 let decision = Decision {
@@ -1605,19 +1683,28 @@ impl PrecertCase {
                 vec![self.ask_for_information(missing, automation(), ctx.calendar, now)]
             }
             CaseOutcome::Pended { next, .. } => {
-                self.push_history(
-                    automation(),
-                    Action::Determine,
-                    CaseState::PendedReview,
-                    now,
-                    note,
-                );
+                let queue = self.review_queue_state();
+                self.push_history(automation(), Action::Determine, queue, now, note);
                 vec![self.event(
                     event_kinds::PENDED_FOR_REVIEW,
                     now,
-                    json!({ "pended_for": next, "determination": self.determination }),
+                    json!({
+                        "pended_for": next,
+                        "retrospective": self.retrospective,
+                        "determination": self.determination,
+                    }),
                 )]
             }
+        }
+    }
+
+    /// The state a case waiting for a reviewer is in: a retrospective review keeps
+    /// its own.
+    fn review_queue_state(&self) -> CaseState {
+        if self.retrospective {
+            CaseState::RetrospectiveReview
+        } else {
+            CaseState::PendedReview
         }
     }
 

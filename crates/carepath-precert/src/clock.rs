@@ -31,6 +31,10 @@ pub const STANDARD_APPEAL_DAYS: u32 = 30;
 /// (ERISA: at least 180 days).
 pub const APPEAL_FILING_DAYS: u32 = 180;
 
+/// Calendar days for a decision on a retrospective (post-service) request (ERISA
+/// post-service claims: 30 days).
+pub const POST_SERVICE_DAYS: u32 = 30;
+
 /// Calendar days an authorization stays valid after the last date of service
 /// requested.
 pub const AUTHORIZATION_VALID_DAYS: i64 = 90;
@@ -47,6 +51,8 @@ pub enum DueBasis {
     BusinessDays,
     /// The regulatory ceiling was earlier and binds.
     RegulatoryCeiling,
+    /// A retrospective request: the post-service clock in calendar days.
+    PostService,
 }
 
 /// A due time and what set it.
@@ -80,6 +86,16 @@ pub fn decision_due(cal: &BusinessCalendar, received: DateTime<Utc>, urgency: Ur
             at: business,
             basis: DueBasis::BusinessDays,
         }
+    }
+}
+
+/// When the decision on a retrospective request received at `received` is due: 30
+/// calendar days (ERISA post-service claims), whatever the urgency, since the service
+/// was already given.
+pub fn post_service_due(cal: &BusinessCalendar, received: DateTime<Utc>) -> Due {
+    Due {
+        at: cal.add_calendar_hours(received, POST_SERVICE_DAYS * 24),
+        basis: DueBasis::PostService,
     }
 }
 
@@ -231,7 +247,16 @@ mod tests {
                     let days = if urgent { 0 } else { ROUTINE_BUSINESS_DAYS };
                     prop_assert!(due.at < cal.business_deadline(at, days));
                 }
+                DueBasis::PostService => prop_assert!(false, "a request in advance is not post-service"),
             }
+        }
+
+        #[test]
+        fn a_post_service_decision_is_due_thirty_calendar_days_after_receipt(at in received()) {
+            let cal = BusinessCalendar::us_federal();
+            let due = post_service_due(&cal, at);
+            prop_assert_eq!(due.basis, DueBasis::PostService);
+            prop_assert_eq!(due.at, at + Duration::days(i64::from(POST_SERVICE_DAYS)));
         }
     }
 }

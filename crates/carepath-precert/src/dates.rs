@@ -16,17 +16,22 @@ pub struct ServiceDates {
     /// Days after receipt a date of service may be: further ahead is refused as a
     /// slip (no plan precertifies years ahead, and no list is in force then).
     pub max_days_ahead: u32,
-    /// Days before receipt an emergency admission may be notified.
+    /// Days before receipt a date of service may be (an emergency admission notified,
+    /// or a retrospective request).
     pub max_days_past: u32,
+    /// What becomes of a request for services already given.
+    pub retrospective: Retrospective,
 }
 
 impl Default for ServiceDates {
     /// Two years ahead (a list version for next year may be asked about well before
-    /// it starts); emergency admissions notified within 90 days.
+    /// it starts); 90 days back; services already given taken for retrospective
+    /// review.
     fn default() -> Self {
         ServiceDates {
             max_days_ahead: 730,
             max_days_past: 90,
+            retrospective: Retrospective::Review,
         }
     }
 }
@@ -51,12 +56,32 @@ pub enum ServiceDateError {
         days: u32,
     },
     #[error(
-        "{date} is before the request was received ({received}): a service already given is a retrospective request, reviewed after the service with its claim, not precertified; only emergency admissions are notified after the fact"
+        "{date} is before the request was received ({received}): a service already given is a retrospective request, which this plan reviews only with the claim; only emergency admissions are notified after the fact"
     )]
     Retrospective {
         date: NaiveDate,
         received: NaiveDate,
     },
+}
+
+/// Whether `line` asks about a service already given when the plan received the
+/// request on `received` (its local date): a date of service before receipt, but for an
+/// emergency admission, which is notified after the fact by design. A date the day
+/// before receipt still counts as ahead of it, since the requester's own date may be a
+/// day behind the plan's.
+pub fn after_the_fact(line: &ServiceLine, received: NaiveDate) -> bool {
+    line.date_of_service < received - Duration::days(1) && line.admission != Admission::Emergency
+}
+
+/// What the plan does with a request for services already given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retrospective {
+    /// Take it as a retrospective review: a reviewer decides it on the post-service
+    /// clock; automation never approves it.
+    #[default]
+    Review,
+    /// Refuse it: the plan reviews services already given only with their claim.
+    Refuse,
 }
 
 /// Whether a check asks about services already given: a question about coverage may,
@@ -65,7 +90,8 @@ pub enum ServiceDateError {
 pub enum Purpose {
     /// A requirement check: any date in the window.
     Check,
-    /// A request: no date before receipt, but for emergency admissions.
+    /// A request: a date before receipt is a retrospective request (refused when the
+    /// plan takes none), but for emergency admissions.
     Request,
 }
 
@@ -94,8 +120,10 @@ impl ServiceDates {
                 days: self.max_days_past,
             });
         }
-        let before_receipt = date < received - Duration::days(1);
-        if purpose == Purpose::Request && before_receipt && line.admission != Admission::Emergency {
+        if purpose == Purpose::Request
+            && self.retrospective == Retrospective::Refuse
+            && after_the_fact(line, received)
+        {
             return Err(ServiceDateError::Retrospective { date, received });
         }
         Ok(())
@@ -145,15 +173,40 @@ mod tests {
             check("1900-01-01", Emergency, Request),
             Err(ServiceDateError::TooFarPast { days: 90, .. })
         ));
+        // A service already given is taken for retrospective review by default.
+        assert_eq!(check("2026-11-01", Elective, Request), Ok(()));
+        assert!(after_the_fact(&line("2026-11-01", Elective), received));
+        assert!(!after_the_fact(&line("2026-11-22", Elective), received));
+        assert!(!after_the_fact(&line("2026-11-01", Emergency), received));
+        // A coverage question about a past date, and an emergency notified after.
+        assert_eq!(check("2026-11-01", Elective, Check), Ok(()));
+        assert_eq!(check("2026-11-01", Emergency, Request), Ok(()));
+    }
+
+    #[test]
+    fn a_plan_that_takes_no_retrospective_requests_refuses_them() {
+        let received: NaiveDate = "2026-11-23".parse().unwrap();
+        let window = ServiceDates {
+            retrospective: Retrospective::Refuse,
+            ..ServiceDates::default()
+        };
+        let check = |date: &str, admission, purpose| {
+            window.check(&line(date, admission), received, purpose)
+        };
         assert_eq!(
-            check("2026-11-01", Elective, Request),
+            check("2026-11-01", Admission::Elective, Purpose::Request),
             Err(ServiceDateError::Retrospective {
                 date: "2026-11-01".parse().unwrap(),
                 received
             })
         );
-        // A coverage question about a past date, and an emergency notified after.
-        assert_eq!(check("2026-11-01", Elective, Check), Ok(()));
-        assert_eq!(check("2026-11-01", Emergency, Request), Ok(()));
+        assert_eq!(
+            check("2026-11-01", Admission::Emergency, Purpose::Request),
+            Ok(())
+        );
+        assert_eq!(
+            check("2026-11-01", Admission::Elective, Purpose::Check),
+            Ok(())
+        );
     }
 }

@@ -18,7 +18,7 @@ use crate::goldcard::GoldCards;
 use crate::load::RuleBook;
 use crate::rules::{Answer, AnswerKind, Comparison, Criterion, ListRef, Literal, Op, Rule};
 
-use crate::limits::{self, MAX_DIAGNOSES, MAX_LINES, MAX_UNITS};
+use crate::limits::{self, MAX_DIAGNOSES, MAX_LINES};
 
 /// A provider as named on a request, with its network status for the member's plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +164,9 @@ pub enum ReviewReason {
     /// Out of network on a plan without out-of-network coverage: a benefit question
     /// for a reviewer, never an automatic denial.
     OutOfNetworkNotCovered,
+    /// The service was already given: a retrospective request goes to a reviewer,
+    /// never through the rules as if it were asked in advance.
+    RetrospectiveRequest,
 }
 
 /// Why a line is waiting.
@@ -353,12 +356,7 @@ fn validate(submission: &Submission) -> Result<(), Invalid> {
         invalid.push("lines", format!("must list at most {MAX_LINES} services"));
     }
     for (i, line) in submission.lines.iter().enumerate() {
-        if line.units == 0 || line.units > MAX_UNITS {
-            invalid.push(
-                format!("lines[{i}].units"),
-                format!("must be between 1 and {MAX_UNITS}"),
-            );
-        }
+        limits::check_line(&mut invalid, &format!("lines[{i}]"), line);
     }
     if submission.diagnoses.len() > MAX_DIAGNOSES {
         invalid.push(

@@ -45,13 +45,13 @@ pub use clock::{
     APPEAL_FILING_DAYS, Due, DueBasis, EXPEDITED_APPEAL_HOURS, INFORMATION_BUSINESS_DAYS,
     ROUTINE_BUSINESS_DAYS, ROUTINE_CEILING_HOURS, STANDARD_APPEAL_DAYS, URGENT_CEILING_HOURS,
     URGENT_INFORMATION_HOURS, appeal_due, appeal_filing_deadline, decision_due, information_due,
-    withdraw_after,
+    post_service_due, withdraw_after,
 };
 pub use clock::{
-    AUTHORIZATION_VALID_DAYS, EXTERNAL_REVIEW_DAYS, authorization_valid_through,
+    AUTHORIZATION_VALID_DAYS, EXTERNAL_REVIEW_DAYS, POST_SERVICE_DAYS, authorization_valid_through,
     external_review_deadline,
 };
-pub use dates::{Purpose, ServiceDateError, ServiceDates};
+pub use dates::{Purpose, Retrospective, ServiceDateError, ServiceDates, after_the_fact};
 pub use determine::{
     ApprovalBasis, CaseOutcome, Determination, DetermineError, LineDetermination, LineOutcome,
     Missing, MissingQuestion, PendReason, PendedFor, ProviderParty, RecordRef, ReviewReason,

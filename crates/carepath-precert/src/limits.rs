@@ -15,6 +15,9 @@ pub const MAX_REQUEST_ID: usize = 128;
 pub const MAX_LINES: usize = 50;
 /// Most units on one line, to catch a mistyped quantity before it reaches a reviewer.
 pub const MAX_UNITS: u32 = 10_000;
+/// Longest inpatient stay a line may ask for, in hours (a year): a larger figure is a
+/// slip, not a stay.
+pub const MAX_LENGTH_OF_STAY_HOURS: u32 = 365 * 24;
 /// Most diagnoses one request names.
 pub const MAX_DIAGNOSES: usize = 25;
 /// Most answers to clinical questions a case holds.
@@ -41,6 +44,26 @@ pub const MAX_REQUESTED_ITEMS: usize = 50;
 pub fn check_text(invalid: &mut Invalid, field: &str, value: &str, max: usize) {
     if value.chars().count() > max {
         invalid.push(field, format!("must be at most {max} characters"));
+    }
+}
+
+/// The figures of one service line: units from 1 to [`MAX_UNITS`], a length of stay
+/// of at most [`MAX_LENGTH_OF_STAY_HOURS`]. `field` is the line's path (`lines[2]`).
+pub fn check_line(invalid: &mut Invalid, field: &str, line: &crate::ServiceLine) {
+    if line.units == 0 || line.units > MAX_UNITS {
+        invalid.push(
+            format!("{field}.units"),
+            format!("must be between 1 and {MAX_UNITS}"),
+        );
+    }
+    if line
+        .length_of_stay_hours
+        .is_some_and(|h| h > MAX_LENGTH_OF_STAY_HOURS)
+    {
+        invalid.push(
+            format!("{field}.length_of_stay_hours"),
+            format!("must be at most {MAX_LENGTH_OF_STAY_HOURS} hours (a year)"),
+        );
     }
 }
 

@@ -1,9 +1,12 @@
 //! Generated code for carepath's protobuf contracts, one module per package.
 //!
-//! Nothing here is written by hand except the module tree: domain types never depend
-//! on this crate, and conversions live at the gRPC edge in `carepath-server`.
+//! Nothing here is written by hand except the module tree and the codec (`codec`:
+//! prost's, with malformed input reported as INVALID_ARGUMENT): domain types never
+//! depend on this crate, and conversions live at the gRPC edge in `carepath-server`.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic, unused_qualifications)]
+
+pub mod codec;
 
 /// The encoded `FileDescriptorSet` of every carepath contract, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

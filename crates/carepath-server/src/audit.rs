@@ -78,6 +78,7 @@ fn entry_to_proto(record: AuditRecord) -> pb::AuditEntry {
             AuditOutcome::Denied => pb::AuditOutcome::Denied,
         } as i32,
         hash: record.hash,
+        repeats: e.repeats,
     }
 }
 

@@ -61,11 +61,21 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
+/// The first second a protobuf timestamp may name: 0001-01-01T00:00:00Z.
+pub const TIMESTAMP_MIN_SECONDS: i64 = -62_135_596_800;
+/// The last second a protobuf timestamp may name: 9999-12-31T23:59:59Z.
+pub const TIMESTAMP_MAX_SECONDS: i64 = 253_402_300_799;
+
 /// The instant a protobuf timestamp names, to the nanosecond; `None` when it names
-/// none (nanos outside 0..1e9, or out of range).
+/// none: nanos outside 0..1e9, or seconds outside the range `google.protobuf.Timestamp`
+/// defines (years 1 to 9999), which stored times could not be compared with.
 pub fn instant(t: prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    if !(TIMESTAMP_MIN_SECONDS..=TIMESTAMP_MAX_SECONDS).contains(&t.seconds) {
+        return None;
+    }
     u32::try_from(t.nanos)
         .ok()
+        .filter(|n| *n < 1_000_000_000)
         .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
 }
 
@@ -79,7 +89,10 @@ pub fn optional_instant(
     let t = value?;
     let at = instant(t);
     if at.is_none() {
-        invalid.push(field, "is not a valid timestamp");
+        invalid.push(
+            field,
+            "is not a valid timestamp (seconds from 0001-01-01 to 9999-12-31, nanos from 0 to 999,999,999)",
+        );
     }
     at
 }
@@ -536,6 +549,34 @@ pub fn staff_to_proto(s: &Staff) -> pb::Staff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_outside_the_protobuf_range_name_no_instant() {
+        let at = |seconds, nanos| instant(prost_types::Timestamp { seconds, nanos });
+        assert!(at(TIMESTAMP_MIN_SECONDS, 0).is_some());
+        assert!(at(TIMESTAMP_MAX_SECONDS, 999_999_999).is_some());
+        assert_eq!(
+            at(TIMESTAMP_MAX_SECONDS, 0).unwrap().to_rfc3339(),
+            "9999-12-31T23:59:59+00:00"
+        );
+        assert!(at(TIMESTAMP_MIN_SECONDS - 1, 0).is_none());
+        assert!(at(TIMESTAMP_MAX_SECONDS + 1, 0).is_none());
+        // Year 20000, which chrono could represent but no stored time compares with.
+        assert!(at(568_971_820_800, 0).is_none());
+        assert!(at(0, -1).is_none());
+        assert!(at(0, 1_000_000_000).is_none());
+        let mut invalid = Invalid::new();
+        let none = optional_instant(
+            &mut invalid,
+            "received_from",
+            Some(prost_types::Timestamp {
+                seconds: 568_971_820_800,
+                nanos: 0,
+            }),
+        );
+        assert!(none.is_none());
+        assert_eq!(invalid.violations[0].field, "received_from");
+    }
 
     fn member() -> pb::Member {
         pb::Member {

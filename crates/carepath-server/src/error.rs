@@ -5,33 +5,38 @@
 //! request id and replaced by a generic message, so nothing internal reaches a caller.
 
 pub use carepath_app::{AppError as ApiError, AppResult as ApiResult};
+use carepath_core::clip;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+/// Longest status message sent, in characters: a message can echo what the caller
+/// sent, and it travels in a header. Field details (`BadRequest`) carry every
+/// violation, each already bounded.
+pub const MAX_STATUS_MESSAGE: usize = 1_000;
 
 /// The gRPC status of an application error: the one mapping every answer leaves
 /// through. (A function, not `From`: both types belong to other crates.)
 pub fn status_of(err: ApiError) -> Status {
-    {
-        match err {
-            ApiError::Invalid(invalid) => {
-                let mut details = ErrorDetails::new();
-                for v in &invalid.violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
-                }
-                Status::with_error_details(Code::InvalidArgument, invalid.to_string(), details)
+    let message = |m: String| clip(m, MAX_STATUS_MESSAGE);
+    match err {
+        ApiError::Invalid(invalid) => {
+            let mut details = ErrorDetails::new();
+            for v in &invalid.violations {
+                details.add_bad_request_violation(v.field.clone(), v.description.clone());
             }
-            ApiError::NotFound { .. } => Status::not_found(err.to_string()),
-            ApiError::AlreadyExists { .. } => Status::already_exists(err.to_string()),
-            ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
-            ApiError::PermissionDenied(m) => Status::permission_denied(m),
-            ApiError::Unauthenticated(e) => Status::unauthenticated(e.to_string()),
-            ApiError::ResourceExhausted(m) => Status::resource_exhausted(m),
-            ApiError::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                Status::internal(
-                    "internal error; the server log has the details under this call's request id",
-                )
-            }
+            Status::with_error_details(Code::InvalidArgument, message(invalid.to_string()), details)
+        }
+        ApiError::NotFound { .. } => Status::not_found(message(err.to_string())),
+        ApiError::AlreadyExists { .. } => Status::already_exists(message(err.to_string())),
+        ApiError::FailedPrecondition(m) => Status::failed_precondition(message(m)),
+        ApiError::PermissionDenied(m) => Status::permission_denied(message(m)),
+        ApiError::Unauthenticated(e) => Status::unauthenticated(message(e.to_string())),
+        ApiError::ResourceExhausted(m) => Status::resource_exhausted(message(m)),
+        ApiError::Internal(cause) => {
+            tracing::error!(%cause, "internal error");
+            Status::internal(
+                "internal error; the server log has the details under this call's request id",
+            )
         }
     }
 }
@@ -67,6 +72,19 @@ mod tests {
             .map(|v| v.field.as_str())
             .collect();
         assert_eq!(fields, ["member.id", "provider.npi"]);
+    }
+
+    #[test]
+    fn messages_echoing_input_are_cut() {
+        let huge = "9".repeat(3_000_000);
+        let status = status_of(ApiError::NotFound {
+            kind: "member",
+            id: huge.clone(),
+        });
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(status.message().chars().count() <= MAX_STATUS_MESSAGE);
+        let status = status_of(ApiError::FailedPrecondition(huge));
+        assert!(status.message().chars().count() <= MAX_STATUS_MESSAGE);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct AuditEntry {
     pub record_id: String,
     pub member_id: Option<String>,
     pub outcome: AuditOutcome,
+    /// How many further identical refusals within one minute this entry stands for
+    /// (the first has its own entry); 0 for a single access.
+    pub repeats: u32,
 }
 
 /// A stored audit entry.
@@ -99,6 +102,12 @@ pub(crate) fn chain_hash(prev: &str, at: DateTime<Utc>, e: &AuditEntry) -> Strin
         h.update(part.as_bytes());
         h.update([0x1f]);
     }
+    // Only an entry standing for repeats hashes the count, so entries written before
+    // the count existed keep their hashes.
+    if e.repeats > 0 {
+        h.update(e.repeats.to_string().as_bytes());
+        h.update([0x1f]);
+    }
     hex::encode(h.finalize())
 }
 
@@ -114,10 +123,24 @@ type AuditRow = (
     String,
     String,
     String,
+    i64,
 );
 
 fn record_from_row(row: AuditRow) -> (AuditRecord, String) {
-    let (seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev, hash) = row;
+    let (
+        seq,
+        at,
+        subject,
+        role,
+        rpc,
+        record_kind,
+        record_id,
+        member_id,
+        outcome,
+        prev,
+        hash,
+        repeats,
+    ) = row;
     let outcome = if outcome == "denied" {
         AuditOutcome::Denied
     } else {
@@ -135,6 +158,7 @@ fn record_from_row(row: AuditRow) -> (AuditRecord, String) {
                 record_id,
                 member_id,
                 outcome,
+                repeats: u32::try_from(repeats).unwrap_or(u32::MAX),
             },
             hash,
         },
@@ -185,11 +209,12 @@ impl Tx {
         let hash = chain_hash(&prev, at, entry);
         // The chain's head follows by trigger (`audit_head_advance`, migration 0010).
         on_tx!(self, c => sqlx::query(
-            "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash, chain)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+            "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash, chain, repeats)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
             .bind(at).bind(&entry.subject).bind(&entry.role).bind(&entry.rpc)
             .bind(&entry.record_kind).bind(&entry.record_id).bind(entry.member_id.clone())
             .bind(entry.outcome.as_str()).bind(&prev).bind(&hash).bind(chain)
+            .bind(i64::from(entry.repeats))
             .execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
@@ -216,7 +241,7 @@ impl Store {
             .parse::<DateTime<Utc>>()
             .expect("valid date");
         let rows: Vec<AuditRow> = on_db!(self, c => sqlx::query_as(
-            "SELECT seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash
+            "SELECT seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash, repeats
              FROM audit_log
              WHERE seq > $1 AND ($2 = '' OR member_id = $2) AND ($3 = '' OR subject = $3)
                AND at >= $4 AND at < $5
@@ -266,12 +291,12 @@ impl Store {
         let mut count = 0_i64;
         loop {
             let rows: Vec<(i32, AuditRow)> = on_db!(self, c => sqlx::query_as(
-                "SELECT chain, seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash
+                "SELECT chain, seq, at, subject, role, rpc, record_kind, record_id, member_id, outcome, prev_hash, hash, repeats
                  FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000")
                 .bind(after).fetch_all(c).await)?
                 .into_iter()
-                .map(|(chain, seq, at, subject, role, rpc, kind, id, member, outcome, prev, hash)| {
-                    (chain, (seq, at, subject, role, rpc, kind, id, member, outcome, prev, hash))
+                .map(|(chain, seq, at, subject, role, rpc, kind, id, member, outcome, prev, hash, repeats)| {
+                    (chain, (seq, at, subject, role, rpc, kind, id, member, outcome, prev, hash, repeats))
                 })
                 .collect();
             if rows.is_empty() {

@@ -25,7 +25,7 @@ use carepath_precert::{self as precert, CaseState, Ctx, PrecertCase, WorkflowErr
 use carepath_store::{CaseFilter, CaseRecord, Page as StorePage, StoreError};
 use chrono::{DateTime, Utc};
 
-pub use carepath_precert::ServiceDates;
+pub use carepath_precert::{Retrospective, ServiceDates};
 pub use coverage::{
     CoverageAssertion, CoverageRequest, FormFor, FormRequest, OrderCheck, PriorAuth,
 };

@@ -22,6 +22,7 @@ pub const LIST_KIND: &str = "precert_case_list";
 pub fn queue_of(state: CaseState) -> &'static str {
     match state {
         CaseState::PendedReview
+        | CaseState::RetrospectiveReview
         | CaseState::InReview
         | CaseState::AppealRequested
         | CaseState::PeerToPeerRequested => "review",

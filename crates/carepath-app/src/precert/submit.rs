@@ -256,7 +256,8 @@ impl Parties {
 impl Precert {
     /// Refuses dates of service outside the engine's window ([`carepath_precert::
     /// ServiceDates`]), reckoned from the plan's local date today, naming each line's
-    /// `{field}[i].date_of_service` (`lines[0].date_of_service`).
+    /// `{field}[i].date_of_service` (`lines[0].date_of_service`), and figures past their
+    /// bounds (`carepath_precert::limits::check_line`).
     pub(super) fn check_service_dates<'a>(
         &self,
         lines: impl IntoIterator<Item = &'a ServiceLine>,
@@ -274,6 +275,7 @@ impl Precert {
             if let Err(e) = window.check(line, received, purpose) {
                 invalid.push(format!("{field}[{i}].date_of_service"), e.to_string());
             }
+            carepath_precert::limits::check_line(&mut invalid, &format!("{field}[{i}]"), line);
         }
         Ok(invalid.into_result()?)
     }

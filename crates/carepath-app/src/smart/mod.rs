@@ -712,6 +712,7 @@ fn attempt_entry(
         record_id: attempt.claimed.clone(),
         member_id: None,
         outcome,
+        repeats: 0,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use carepath_app::precert::CaseView;
 use carepath_precert::{
-    CaseState, Decision, DecisionOutcome, LineOutcome, PendReason, PrecertCase,
+    CaseState, Decision, DecisionOutcome, LineOutcome, PendReason, PrecertCase, ReviewReason,
     authorization_valid_through,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -25,6 +25,9 @@ pub enum ReviewAction {
     Pended,
     /// C: cancelled (withdrawn by the requester).
     Cancelled,
+    /// NA: no action required (a notification after the fact, such as an emergency
+    /// admission, was received; no coverage decision is made).
+    NoActionRequired,
 }
 
 impl ReviewAction {
@@ -36,6 +39,7 @@ impl ReviewAction {
             ReviewAction::NotCertified => "A3",
             ReviewAction::Pended => "A4",
             ReviewAction::Cancelled => "C",
+            ReviewAction::NoActionRequired => "NA",
         }
     }
 
@@ -47,6 +51,7 @@ impl ReviewAction {
             ReviewAction::NotCertified => "Not Certified",
             ReviewAction::Pended => "Pended",
             ReviewAction::Cancelled => "Cancelled",
+            ReviewAction::NoActionRequired => "No Action Required",
         }
     }
 
@@ -74,8 +79,10 @@ fn standing_decision(case: &PrecertCase) -> Option<&Decision> {
 
 /// The review action on item `i` of `case`.
 pub fn review_action(case: &PrecertCase, i: usize) -> ReviewAction {
-    if case.state == CaseState::Withdrawn {
-        return ReviewAction::Cancelled;
+    match case.state {
+        CaseState::Withdrawn => return ReviewAction::Cancelled,
+        CaseState::NotificationReceived => return ReviewAction::NoActionRequired,
+        _ => {}
     }
     let Some(decision) = standing_decision(case) else {
         return ReviewAction::Pended;
@@ -165,6 +172,10 @@ fn pend_note(case: &PrecertCase) -> Option<String> {
         PendReason::NeedsInformation { .. } => {
             "Pended: information is missing (see the communication requests).".to_owned()
         }
+        PendReason::NeedsClinicalReview {
+            reason: ReviewReason::RetrospectiveRequest,
+            ..
+        } => "Received for retrospective review: the services were already given; a reviewer decides by the time given (post-service clock).".to_owned(),
         PendReason::NeedsClinicalReview { .. } => {
             "Pended for clinical review; a decision is due by the time given.".to_owned()
         }
@@ -253,6 +264,11 @@ pub fn claim_response(
     let mut communication_refs = Vec::new();
     if case.state == CaseState::Withdrawn {
         notes.push("Withdrawn by the requester.".to_owned());
+    } else if case.state == CaseState::NotificationReceived {
+        notes.push(
+            "Notification received; this is not a coverage decision. Services are reviewed as the stay goes on and with the claim."
+                .to_owned(),
+        );
     } else if let Some(d) = decision {
         if let Some(adverse) = &d.adverse {
             notes.push(format!(

@@ -20,7 +20,7 @@ use crate::convert::{
 };
 
 /// Every case state with its contract value.
-pub const STATES: [(CaseState, pb::CaseStatus); 13] = [
+pub const STATES: [(CaseState, pb::CaseStatus); 15] = [
     (CaseState::Received, pb::CaseStatus::Received),
     (CaseState::Approved, pb::CaseStatus::Approved),
     (
@@ -49,6 +49,14 @@ pub const STATES: [(CaseState, pb::CaseStatus); 13] = [
         pb::CaseStatus::AppealOverturned,
     ),
     (CaseState::Withdrawn, pb::CaseStatus::Withdrawn),
+    (
+        CaseState::NotificationReceived,
+        pb::CaseStatus::NotificationReceived,
+    ),
+    (
+        CaseState::RetrospectiveReview,
+        pb::CaseStatus::RetrospectiveReview,
+    ),
 ];
 
 pub fn state_to_proto(state: CaseState) -> i32 {
