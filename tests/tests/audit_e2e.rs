@@ -18,6 +18,7 @@ contract_tests!(
     admins_search_the_log_by_member_subject_and_period,
     only_admins_read_the_log,
     an_entry_altered_by_hand_breaks_the_chain,
+    a_script_repeating_a_refused_read_is_slowed_and_counted,
 );
 
 const GET_MEMBER: &str = "/carepath.directory.v1.DirectoryService/GetMember";
@@ -291,5 +292,76 @@ async fn an_entry_altered_by_hand_breaks_the_chain(db: &TestDb) {
     let (ok, text) = cli_verify(db);
     assert!(!ok, "altered log must fail: {text}");
     assert!(text.contains(&format!("entry {first}")), "{text}");
+    server.stop().await;
+}
+
+/// A member's token in a script asking for another member's record over and over:
+/// the person's rate limit turns most calls away, and the refusals let through are
+/// written as one entry and one count per minute, not one row each.
+async fn a_script_repeating_a_refused_read_is_slowed_and_counted(db: &TestDb) {
+    let server = TestServer::start(db).await;
+    let stranger = server.token(Role::Member, "M100014");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut directory = DirectoryServiceClient::new(server.channel().await);
+        let request = server.request(
+            &stranger,
+            GetMemberRequest {
+                id: "M100001".into(),
+            },
+        );
+        let (metadata, _, message) = request.into_parts();
+        tasks.push(tokio::spawn(async move {
+            let (mut not_found, mut limited) = (0_u32, 0_u32);
+            for _ in 0..60 {
+                let call = tonic::Request::from_parts(
+                    metadata.clone(),
+                    Default::default(),
+                    message.clone(),
+                );
+                match directory.get_member(call).await {
+                    Err(s) if s.code() == Code::NotFound => not_found += 1,
+                    Err(s) if s.code() == Code::ResourceExhausted => limited += 1,
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+            (not_found, limited)
+        }));
+    }
+    let (mut refused, mut limited) = (0, 0);
+    for task in tasks {
+        let (n, l) = task.await.expect("task");
+        refused += n;
+        limited += l;
+    }
+    assert_eq!(refused + limited, 480);
+    assert!(
+        limited > 0,
+        "a person's rate cannot carry a script ({refused} served)"
+    );
+
+    let denied = |records: Vec<carepath_store::AuditRecord>| -> Vec<u32> {
+        records
+            .into_iter()
+            .filter(|r| {
+                r.entry.subject == "M100014"
+                    && r.entry.record_id == "M100001"
+                    && r.entry.outcome == carepath_store::AuditOutcome::Denied
+            })
+            .map(|r| r.entry.repeats)
+            .collect()
+    };
+    let query = carepath_store::AuditQuery {
+        subject: Some("M100014".into()),
+        ..Default::default()
+    };
+    // The server's clock stands still: one minute, one entry so far.
+    let now = denied(db.store.search_audit(&query, 0, 10_000).await.unwrap());
+    assert_eq!(now, [0], "{refused} refusals");
+    // Once the minute is over the count is written: every refusal is accounted for.
+    server.clock.advance(chrono::Duration::seconds(60));
+    assert_eq!(server.app.flush_refusals(false).await.unwrap(), 1);
+    let after = denied(db.store.search_audit(&query, 0, 10_000).await.unwrap());
+    assert_eq!(after, [0, refused - 1]);
     server.stop().await;
 }

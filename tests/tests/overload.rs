@@ -267,7 +267,7 @@ async fn beyond_the_limit_calls_are_refused_at_once_and_health_still_answers(db:
 async fn a_caller_over_its_rate_is_refused_while_others_are_served(db: &TestDb) {
     let options = ServerOptions {
         limits: Limits {
-            per_caller: Some(CallerRate {
+            per_person: Some(CallerRate {
                 per_second: NonZeroU32::MIN,
                 burst: NonZeroU32::new(3).expect("non-zero"),
             }),

@@ -14,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use carepath_core::{Actor, Role};
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 
 /// The steady rate and the burst each key is allowed.
@@ -81,9 +82,104 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     }
 }
 
+/// Whether calls by `role` come from a person at a screen (a member, a nurse, a
+/// physician reviewer, an administrator) rather than from a system (a provider's
+/// practice or hospital system, an internal service). People get a rate a person can
+/// use and a script cannot; systems one sized for integrations.
+pub fn is_person(role: Role) -> bool {
+    matches!(
+        role,
+        Role::Member | Role::Nurse | Role::PhysicianReviewer | Role::Admin
+    )
+}
+
+/// The rates of people and of systems; `None` turns that limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallerRates {
+    pub people: Option<CallerRate>,
+    pub systems: Option<CallerRate>,
+}
+
+/// One token bucket per caller, at the people's or the systems' rate by the caller's
+/// role ([`is_person`]).
+#[derive(Debug)]
+pub struct CallerLimits {
+    people: Option<KeyedLimiter<Actor>>,
+    systems: Option<KeyedLimiter<Actor>>,
+}
+
+impl CallerLimits {
+    /// The limits `rates` sets; `None` when both are off.
+    pub fn new(rates: CallerRates) -> Option<Self> {
+        (rates.people.is_some() || rates.systems.is_some()).then(|| CallerLimits {
+            people: rates.people.map(KeyedLimiter::new),
+            systems: rates.systems.map(KeyedLimiter::new),
+        })
+    }
+
+    /// Takes one call from `actor`'s bucket, or says how long until the next one is
+    /// let in and the rate that applies.
+    pub fn check(&self, actor: &Actor) -> Result<(), (Duration, CallerRate)> {
+        let limiter = if is_person(actor.role) {
+            &self.people
+        } else {
+            &self.systems
+        };
+        match limiter {
+            Some(l) => l.check(actor).map_err(|wait| (wait, l.rate())),
+            None => Ok(()),
+        }
+    }
+
+    /// Calls refused since the previous look.
+    pub fn take_refused(&self) -> u64 {
+        [&self.people, &self.systems]
+            .into_iter()
+            .flatten()
+            .map(KeyedLimiter::take_refused)
+            .sum()
+    }
+
+    /// Drops the buckets of callers gone idle.
+    pub fn forget_idle(&self) {
+        for l in [&self.people, &self.systems].into_iter().flatten() {
+            l.forget_idle();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn people_and_systems_have_their_own_rates() {
+        let limits = CallerLimits::new(CallerRates {
+            people: Some(CallerRate {
+                per_second: NonZeroU32::MIN,
+                burst: NonZeroU32::new(2).unwrap(),
+            }),
+            systems: None,
+        })
+        .expect("one limit is on");
+        let member = Actor::new(Role::Member, "M100001").unwrap();
+        let system = Actor::new(Role::Provider, "1184649790").unwrap();
+        assert!(limits.check(&member).is_ok());
+        assert!(limits.check(&member).is_ok());
+        let (wait, rate) = limits.check(&member).unwrap_err();
+        assert!(wait > Duration::ZERO);
+        assert_eq!(rate.burst.get(), 2);
+        for _ in 0..100 {
+            assert!(
+                limits.check(&system).is_ok(),
+                "systems are not limited here"
+            );
+        }
+        assert_eq!(limits.take_refused(), 1);
+        assert!(CallerLimits::new(CallerRates::default()).is_none());
+        assert!(is_person(Role::Admin) && is_person(Role::Nurse));
+        assert!(!is_person(Role::Service) && !is_person(Role::Provider));
+    }
 
     #[test]
     fn a_key_over_its_burst_waits_and_others_do_not() {

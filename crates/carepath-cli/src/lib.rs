@@ -257,13 +257,21 @@ pub struct LimitArgs {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "CAREPATH_MAX_STREAMS", default_value_t = connections::DEFAULT_LONG_LIVED_TOTAL, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
-    /// Calls per second one caller (a token's role and subject) may make on average;
-    /// beyond it, RESOURCE_EXHAUSTED with a retry delay. 0 turns the limit off.
+    /// Calls per second one system (a token's role and subject: a provider's system, an
+    /// internal service, a FHIR client) may make on average; beyond it,
+    /// RESOURCE_EXHAUSTED with a retry delay. 0 turns the limit off.
     #[arg(long, env = "CAREPATH_RATE_LIMIT_PER_CALLER", default_value_t = server::DEFAULT_CALLER_RATE)]
     pub rate_limit_per_caller: u32,
-    /// Calls one caller may make back to back before its average rate applies.
+    /// Calls one system may make back to back before its average rate applies.
     #[arg(long, env = "CAREPATH_RATE_LIMIT_BURST", default_value_t = server::DEFAULT_CALLER_BURST)]
     pub rate_limit_burst: NonZeroU32,
+    /// Calls per second one person (a member's, nurse's, reviewer's or administrator's
+    /// token) may make on gRPC on average; 0 turns the limit off.
+    #[arg(long, env = "CAREPATH_RATE_LIMIT_PER_PERSON", default_value_t = server::DEFAULT_PERSON_RATE)]
+    pub rate_limit_per_person: u32,
+    /// Calls one person may make back to back before their average rate applies.
+    #[arg(long, env = "CAREPATH_RATE_LIMIT_PERSON_BURST", default_value_t = server::DEFAULT_PERSON_BURST)]
+    pub rate_limit_person_burst: NonZeroU32,
     /// Seconds an event consumer (notices, referrals) keeps a claimed outbox event.
     /// After a crash, another process, or this one restarted, takes the event over once
     /// the lease has run out; keep it above the slowest handling of one batch.
@@ -300,6 +308,10 @@ impl LimitArgs {
             per_caller: NonZeroU32::new(self.rate_limit_per_caller).map(|per_second| CallerRate {
                 per_second,
                 burst: self.rate_limit_burst,
+            }),
+            per_person: NonZeroU32::new(self.rate_limit_per_person).map(|per_second| CallerRate {
+                per_second,
+                burst: self.rate_limit_person_burst,
             }),
             event_lease: Duration::from_secs(self.event_lease_secs),
             background_share: self.background_share,
@@ -838,10 +850,19 @@ mod tests {
         let defaults = Flags::parse_from(["x"]).limits.limits();
         assert_eq!(defaults.max_concurrent_calls, 32);
         assert!(defaults.per_caller.is_some());
+        assert_eq!(
+            defaults.per_person.map(|r| r.per_second.get()),
+            Some(server::DEFAULT_PERSON_RATE)
+        );
         let off = Flags::parse_from(["x", "--rate-limit-per-caller", "0"])
             .limits
             .limits();
         assert!(off.per_caller.is_none());
+        assert!(off.per_person.is_some(), "each rate has its own switch");
+        let off = Flags::parse_from(["x", "--rate-limit-per-person", "0"])
+            .limits
+            .limits();
+        assert!(off.per_person.is_none());
         assert!(Flags::try_parse_from(["x", "--max-concurrent-calls", "0"]).is_err());
     }
 

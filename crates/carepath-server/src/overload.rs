@@ -41,7 +41,10 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use carepath_app::{App, limits::KeyedLimiter};
+use carepath_app::{
+    App,
+    limits::{CallerLimits, CallerRates},
+};
 use carepath_core::Actor;
 use http_body::{Body as _, Frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -123,9 +126,11 @@ impl Admission {
             connections,
             slots: Arc::new(Semaphore::new(limit)),
             limit,
-            callers: limits
-                .per_caller
-                .map(|rate| Arc::new(CallerLimiter::new(rate))),
+            callers: CallerLimiter::new(CallerRates {
+                people: limits.per_person,
+                systems: limits.per_caller,
+            })
+            .map(Arc::new),
             in_progress: Arc::new(CallerSlots {
                 limit: limits.calls_per_caller.max(1),
                 held: Mutex::default(),
@@ -476,23 +481,24 @@ where
 
 pub use carepath_app::limits::CallerRate;
 
-/// One token bucket per caller, keyed by the token's role and subject (the
-/// application's [`KeyedLimiter`]); a refusal is RESOURCE_EXHAUSTED with a
-/// `google.rpc.RetryInfo`. Only callers with a valid token get a bucket.
+/// One token bucket per caller, keyed by the token's role and subject, at the
+/// people's or the systems' rate (the application's [`CallerLimits`]); a refusal is
+/// RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo`. Only callers with a valid token
+/// get a bucket.
 #[derive(Debug)]
-pub struct CallerLimiter(KeyedLimiter<Actor>);
+pub struct CallerLimiter(CallerLimits);
 
 impl CallerLimiter {
-    pub fn new(rate: CallerRate) -> Self {
-        CallerLimiter(KeyedLimiter::new(rate))
+    /// The limiter `rates` sets; `None` when both rates are off.
+    pub fn new(rates: CallerRates) -> Option<Self> {
+        CallerLimits::new(rates).map(CallerLimiter)
     }
 
     /// Takes one call from `actor`'s bucket, or says when the next one will be let in.
     pub fn check(&self, actor: &Actor) -> Result<(), Status> {
-        let Err(wait) = self.0.check(actor) else {
+        let Err((wait, rate)) = self.0.check(actor) else {
             return Ok(());
         };
-        let rate = self.0.rate();
         let mut details = ErrorDetails::with_retry_info(Some(wait));
         details.add_quota_failure_violation(
             format!("caller:{}:{}", actor.role.as_str(), actor.subject),
@@ -676,10 +682,14 @@ mod tests {
 
     #[test]
     fn a_caller_over_its_burst_is_told_when_to_retry() {
-        let limiter = CallerLimiter::new(CallerRate {
-            per_second: NonZeroU32::MIN,
-            burst: NonZeroU32::new(2).unwrap(),
-        });
+        let limiter = CallerLimiter::new(CallerRates {
+            people: Some(CallerRate {
+                per_second: NonZeroU32::MIN,
+                burst: NonZeroU32::new(2).unwrap(),
+            }),
+            systems: None,
+        })
+        .expect("on");
         let busy = Actor::new(Role::Admin, "AD-001").unwrap();
         let other = Actor::new(Role::Admin, "AD-002").unwrap();
         assert!(limiter.check(&busy).is_ok());

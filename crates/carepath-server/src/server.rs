@@ -96,11 +96,19 @@ pub const DEFAULT_MAX_CONCURRENT_CALLS: NonZeroU32 = NonZeroU32::new(32).unwrap(
 /// burst of calls keeps three quarters of the machine and its notices and referrals
 /// follow within seconds (BENCHMARKS.md, "Background work gives way to calls").
 pub const DEFAULT_BACKGROUND_SHARE: f64 = 0.25;
-/// Calls per second one caller may make by default: far above what one person or
-/// integration needs, so the limit only stops a runaway client.
+/// Calls per second one system (a provider's system, an internal service) may make by
+/// default: far above what one integration needs, so the limit only stops a runaway
+/// client.
 pub const DEFAULT_CALLER_RATE: u32 = 10_000;
-/// Calls one caller may make back to back by default.
+/// Calls one system may make back to back by default.
 pub const DEFAULT_CALLER_BURST: NonZeroU32 = NonZeroU32::new(2_000).unwrap();
+/// Calls per second one person (a member, a nurse, a reviewer, an administrator) may
+/// make by default: more than any screen needs, far less than a script repeating a
+/// call.
+pub const DEFAULT_PERSON_RATE: u32 = 20;
+/// Calls one person may make back to back by default (a screen that loads many
+/// records at once).
+pub const DEFAULT_PERSON_BURST: NonZeroU32 = NonZeroU32::new(200).unwrap();
 /// Calls one caller may have in progress at once by default: a quarter of the
 /// server's slots, so no one caller (a stuck client, a script, a token that leaked) can
 /// take them all, while a client with a few calls in flight is never refused.
@@ -135,8 +143,12 @@ pub struct Limits {
     pub request_body_timeout: Duration,
     /// Bounds on connections: how many, how long idle, long-lived streams on each.
     pub connections: ConnectionLimits,
-    /// Token bucket per authenticated caller; `None` turns it off.
+    /// Token bucket per authenticated system (a provider's system, an internal
+    /// service); `None` turns it off.
     pub per_caller: Option<CallerRate>,
+    /// Token bucket per authenticated person (members and plan staff); `None` turns it
+    /// off.
+    pub per_person: Option<CallerRate>,
     /// How long an outbox consumer keeps a claimed event before another worker (or
     /// this one, restarted after a crash) may take it over.
     pub event_lease: Duration,
@@ -158,6 +170,10 @@ impl Default for Limits {
             per_caller: NonZeroU32::new(DEFAULT_CALLER_RATE).map(|per_second| CallerRate {
                 per_second,
                 burst: DEFAULT_CALLER_BURST,
+            }),
+            per_person: NonZeroU32::new(DEFAULT_PERSON_RATE).map(|per_second| CallerRate {
+                per_second,
+                burst: DEFAULT_PERSON_BURST,
             }),
             event_lease: carepath_app::outbox::ConsumerOptions::default().lease,
             background_share: DEFAULT_BACKGROUND_SHARE,
