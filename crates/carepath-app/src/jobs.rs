@@ -50,7 +50,7 @@ impl Jobs {
     /// The jobs of this process, named after its process id and a random suffix
     /// (`<pid>-<uuid>`), so an operator can tell which process holds a job.
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Jobs {
-        let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let holder = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
         Jobs {
             store,
             clock,
@@ -63,53 +63,99 @@ impl Jobs {
         &self.holder
     }
 
-    /// Runs `job` once per `period` (periods counted from the Unix epoch) while this
-    /// process holds its lease, until `stop`; a process that does not hold it looks
-    /// again each period and takes the job over once the holder's lease has run out.
-    /// On stopping the lease is given up, so another process takes over at once.
-    pub async fn run_periodic(
-        &self,
-        job: &'static str,
-        period: Duration,
-        stop: CancellationToken,
-        mut run: impl AsyncFnMut(),
-    ) {
-        let lease = chrono::Duration::from_std(period.saturating_mul(LEASE_PERIODS))
-            .unwrap_or(chrono::Duration::minutes(3));
-        let mut held = false;
-        while !stop.is_cancelled() {
-            let now = self.clock.now();
-            match self.store.hold_job(job, &self.holder, now + lease, now).await {
-                Ok(now_held) => {
-                    if now_held != held {
-                        tracing::info!(job, holder = %self.holder, held = now_held, "periodic job lease changed hands");
-                    }
-                    held = now_held;
-                }
-                Err(e) => {
-                    tracing::warn!(job, error = %e, "periodic job lease unknown");
-                    held = false;
+    /// The turns of `job` every `period` (periods counted from the Unix epoch); see
+    /// [`Periodic::next`].
+    pub fn periodic(&self, job: &'static str, period: Duration) -> Periodic {
+        Periodic {
+            jobs: self.clone(),
+            job,
+            period,
+            lease: chrono::Duration::from_std(period.saturating_mul(LEASE_PERIODS))
+                .unwrap_or(chrono::Duration::minutes(3)),
+            held: false,
+            started: false,
+        }
+    }
+}
+
+/// One periodic job's turns on this process.
+#[derive(Debug)]
+pub struct Periodic {
+    jobs: Jobs,
+    job: &'static str,
+    period: Duration,
+    lease: chrono::Duration,
+    /// Whether this process held the lease at its last look.
+    held: bool,
+    /// Whether the first look (at once, not at a period's start) has been taken.
+    started: bool,
+}
+
+impl Periodic {
+    /// Waits for this process's next run of the job and returns true when it is due:
+    /// this process holds the job's lease (it held it already, or the holder's lease
+    /// ran out) and has recorded the period's run. The first look is at once, the next
+    /// ones at the start of each period. Returns false once `stop` is cancelled, after
+    /// giving the lease up so another process takes over at once.
+    pub async fn next(&mut self, stop: &CancellationToken) -> bool {
+        loop {
+            if self.started {
+                let wait = until_next(self.jobs.clock.now(), self.period);
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
             }
-            if held {
-                let period_no = period_of(now, period);
-                match self
-                    .store
-                    .record_job_run(job, period_no, &self.holder, now)
-                    .await
-                {
-                    Ok(true) => run().await,
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(job, error = %e, "periodic job run not recorded"),
-                }
+            self.started = true;
+            if stop.is_cancelled() {
+                self.give_up().await;
+                return false;
             }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(until_next(self.clock.now(), period)) => {}
+            if self.look().await {
+                return true;
             }
         }
-        if held && let Err(e) = self.store.release_job(job, &self.holder).await {
-            tracing::warn!(job, error = %e, "periodic job lease not given up");
+    }
+
+    /// Takes or renews the lease and, when held, records this period's run: true when
+    /// this process is to run it.
+    async fn look(&mut self) -> bool {
+        let (job, holder) = (self.job, &*self.jobs.holder);
+        let store = &self.jobs.store;
+        let now = self.jobs.clock.now();
+        let held = match store.hold_job(job, holder, now + self.lease, now).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(job, error = %e, "periodic job lease unknown");
+                false
+            }
+        };
+        if held != self.held {
+            tracing::info!(job, holder, held, "periodic job lease changed hands");
+            self.held = held;
+        }
+        if !held {
+            return false;
+        }
+        match store
+            .record_job_run(job, period_of(now, self.period), holder, now)
+            .await
+        {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::warn!(job, error = %e, "periodic job run not recorded");
+                false
+            }
+        }
+    }
+
+    async fn give_up(&mut self) {
+        if !self.held {
+            return;
+        }
+        self.held = false;
+        if let Err(e) = self.jobs.store.release_job(self.job, &self.jobs.holder).await {
+            tracing::warn!(job = self.job, error = %e, "periodic job lease not given up");
         }
     }
 }

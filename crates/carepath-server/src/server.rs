@@ -475,7 +475,8 @@ async fn precert_sweeps(
     stop: CancellationToken,
 ) {
     let mut first_sweep = None;
-    jobs.run_periodic(PRECERT_SWEEP_JOB, interval, stop, async || {
+    let mut turns = jobs.periodic(PRECERT_SWEEP_JOB, interval);
+    while turns.next(&stop).await {
         match precert.withdraw_overdue().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -489,7 +490,7 @@ async fn precert_sweeps(
             Ok(at) => at.unwrap_or(*first_sweep.get_or_insert(now)),
             Err(e) => {
                 tracing::warn!(error = %e, "last gold-card evaluation unknown");
-                return;
+                continue;
             }
         };
         if now - last >= GOLD_CARD_INTERVAL {
@@ -499,8 +500,7 @@ async fn precert_sweeps(
                 Err(e) => tracing::warn!(error = %e, "gold-card evaluation failed"),
             }
         }
-    })
-    .await;
+    }
 }
 
 /// The health service name that says whether the server takes calls now: NOT_SERVING

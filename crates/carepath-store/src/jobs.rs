@@ -184,7 +184,7 @@ impl Store {
     pub async fn release_job(&self, job: &str, holder: &str) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         crate::on_tx!(&mut tx, c => sqlx::query("DELETE FROM job_lease WHERE job = $1 AND holder = $2")
-            .bind(job).bind(holder).execute(c).await)?;
+            .bind(job).bind(holder).execute(c).await.map(|r| r.rows_affected()))?;
         tx.commit().await?;
         Ok(())
     }

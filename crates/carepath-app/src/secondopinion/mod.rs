@@ -121,13 +121,13 @@ impl SecondOpinion {
     /// (and the record store), one at a time sweeps (`jobs`).
     pub async fn sweep_records(self, jobs: crate::jobs::Jobs, stop: CancellationToken) {
         let mut checked_before = None;
-        jobs.run_periodic(RECORD_SWEEP_JOB, records::SWEEP_EVERY, stop, async || {
+        let mut turns = jobs.periodic(RECORD_SWEEP_JOB, records::SWEEP_EVERY);
+        while turns.next(&stop).await {
             match self.records.sweep(&self.app.store, checked_before).await {
                 Ok(swept) => checked_before = Some(swept.cutoff),
                 Err(e) => tracing::warn!(error = %e, "record sweep failed"),
             }
-        })
-        .await;
+        }
     }
 
     /// Passes status changes committed by other processes (PostgreSQL notifications
@@ -141,11 +141,11 @@ impl SecondOpinion {
                 () = stop.cancelled() => return,
                 id = changed.recv() => match id {
                     Ok(id) => id,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "status changes of other processes missed");
                         continue;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Closed) => return,
                 },
             };
             if self.changes.receiver_count() == 0 {
