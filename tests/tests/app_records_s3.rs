@@ -40,7 +40,14 @@ impl S3Server {
     fn start() -> S3Server {
         let port = free_port();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -53,7 +60,9 @@ impl S3Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("the S3 server exited ({status}): is moto installed? pip install 'moto[server]'");
+                panic!(
+                    "the S3 server exited ({status}): is moto installed? pip install 'moto[server]'"
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -226,10 +235,7 @@ async fn an_upload_is_kept_in_the_bucket_and_downloads_whole(db: &TestDb) {
             futures::stream::iter([Ok(bytes::Bytes::from(other.clone()))]),
         )
         .await;
-    assert!(
-        matches!(refused, Err(AppError::Invalid(_))),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(AppError::Invalid(_))), "{refused:?}");
     assert_eq!(s3.keys().await, [format!("{PREFIX}/{key}")]);
 
     // A sweep over the bucket leaves the listed record alone.

@@ -530,7 +530,10 @@ async fn three_replicas_share_one_postgresql_database() {
         2,
         "the sweep changed hands other than once, at the kill: {holders:?}"
     );
-    assert_eq!(holders[0], leader, "the sweep ran first on the killed replica");
+    assert_eq!(
+        holders[0], leader,
+        "the sweep ran first on the killed replica"
+    );
     let survivor = pid_of(holders[1]);
     assert!(
         replicas

@@ -154,7 +154,12 @@ impl Periodic {
             return;
         }
         self.held = false;
-        if let Err(e) = self.jobs.store.release_job(self.job, &self.jobs.holder).await {
+        if let Err(e) = self
+            .jobs
+            .store
+            .release_job(self.job, &self.jobs.holder)
+            .await
+        {
             tracing::warn!(job = self.job, error = %e, "periodic job lease not given up");
         }
     }
@@ -169,7 +174,13 @@ mod tests {
         let at = DateTime::from_timestamp_millis(125_500).unwrap();
         assert_eq!(period_of(at, Duration::from_secs(60)), 2);
         assert_eq!(period_of(at, Duration::from_secs(1)), 125);
-        assert_eq!(until_next(at, Duration::from_secs(60)), Duration::from_millis(54_500));
-        assert_eq!(until_next(at, Duration::from_secs(1)), Duration::from_millis(500));
+        assert_eq!(
+            until_next(at, Duration::from_secs(60)),
+            Duration::from_millis(54_500)
+        );
+        assert_eq!(
+            until_next(at, Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
     }
 }

@@ -714,7 +714,9 @@ pub async fn run_server(
         match store.listen().await {
             Ok(true) => tracing::info!("listening for other processes' commits"),
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot listen for other processes' commits; polling"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other processes' commits; polling")
+            }
         }
     }
     let notify = args

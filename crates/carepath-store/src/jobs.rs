@@ -19,6 +19,9 @@ pub const NOTICE_CHANNEL: &str = "carepath_notice";
 /// The channel a second-opinion request's change notifies, with the request's id.
 pub const OPINION_CHANNEL: &str = "carepath_opinion";
 
+/// Runs kept per job: a week of one-minute periods. Recording a run removes the
+/// job's runs older than this many periods, so the table stays bounded.
+pub const JOB_RUNS_KEPT: i64 = 7 * 24 * 60;
 /// Request ids kept for a slow reader of [`Wakeups::opinions`] before it lags.
 const OPINION_BUFFER: usize = 1024;
 /// The longest payload passed on (a request id is far shorter); longer ones are dropped.
@@ -200,7 +203,8 @@ impl Store {
     }
 
     /// Records that `holder` runs `job` for `period`: false when that period has run
-    /// already (on any process), and then the caller does not run it.
+    /// already (on any process), and then the caller does not run it. Runs more than
+    /// [`JOB_RUNS_KEPT`] periods old are removed.
     pub async fn record_job_run(
         &self,
         job: &str,
@@ -214,6 +218,11 @@ impl Store {
              ON CONFLICT (job, period) DO NOTHING")
             .bind(job).bind(period).bind(holder).bind(now).execute(c).await
             .map(|r| r.rows_affected()))?;
+        if inserted == 1 {
+            crate::on_tx!(&mut tx, c => sqlx::query("DELETE FROM job_run WHERE job = $1 AND period < $2")
+                .bind(job).bind(period.saturating_sub(JOB_RUNS_KEPT)).execute(c).await
+                .map(|r| r.rows_affected()))?;
+        }
         tx.commit().await?;
         Ok(inserted == 1)
     }

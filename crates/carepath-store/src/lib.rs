@@ -43,7 +43,7 @@ pub use audit::{
 pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
 pub use coverage::CoverageAssertionRecord;
 pub use directory::{ImportSummary, MemberFilter, ProviderFilter, StaffFilter};
-pub use jobs::{JobRun, NOTICE_CHANNEL, OPINION_CHANNEL, OUTBOX_CHANNEL, Wakeups};
+pub use jobs::{JOB_RUNS_KEPT, JobRun, NOTICE_CHANNEL, OPINION_CHANNEL, OUTBOX_CHANNEL, Wakeups};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};

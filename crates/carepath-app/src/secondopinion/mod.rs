@@ -154,7 +154,9 @@ impl SecondOpinion {
             match self.app.store.get_opinion_request(&id).await {
                 Ok(stored) => match request_of(&stored) {
                     Ok(request) => self.announce(&request, 0),
-                    Err(e) => tracing::warn!(error = %e, request = %id, "changed request unreadable"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, request = %id, "changed request unreadable")
+                    }
                 },
                 Err(e) => tracing::warn!(error = %e, request = %id, "changed request not read"),
             }
