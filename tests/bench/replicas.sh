@@ -11,13 +11,14 @@
 #      the first), with LISTEN/NOTIFY and without it (--database-notifications false,
 #      and the sessions' triggers silenced with carepath.notify=off).
 #
-#   tests/bench/replicas.sh        (after: cargo build --release -p carepath -p carepath-tests)
+#   tests/bench/replicas.sh        (after: cargo build --release -p carepath -p carepath-tests;
+#                                   CAREPATH_BENCH_PROFILE=debug runs the debug build)
 #
 # Emails go to an SMTP sink (Python aiosmtpd) on 127.0.0.1:2525.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${CARGO_TARGET_DIR:-$root/target}/release
+bin=${CARGO_TARGET_DIR:-$root/target}/${CAREPATH_BENCH_PROFILE:-release}
 work=${CAREPATH_BENCH_DIR:-/tmp/carepath-bench-replicas}
 db=carepath_bench
 base_url="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
