@@ -56,8 +56,10 @@ const REVIEWED: usize = 6;
 /// Leases of events and notices: short, so the work the killed replica held is taken
 /// over within seconds.
 const LEASE_SECS: &str = "2";
-/// The sweep's period here (a minute by default).
-const SWEEP_SECS: &str = "1";
+/// The sweep's period here (a minute by default): short, so the test sees many, and
+/// long enough that a busy machine does not stall a live holder past its lease (three
+/// periods).
+const SWEEP_SECS: &str = "2";
 const SWEEP_JOB: &str = "precert.sweeps";
 /// No step comes near this; reaching it means something was lost or hung.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -397,8 +399,12 @@ async fn three_replicas_share_one_postgresql_database() {
                 .all(|run| &run.holder != holder),
             _ => false,
         };
-        if acknowledged >= killed_at + AFTER_KILL && taken_over {
-            break;
+        if acknowledged >= killed_at + AFTER_KILL {
+            // Enough load after the kill; the takeover may still be coming.
+            stop.store(true, Ordering::SeqCst);
+            if taken_over {
+                break;
+            }
         }
         assert!(
             Instant::now() < deadline,
@@ -407,7 +413,6 @@ async fn three_replicas_share_one_postgresql_database() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop.store(true, Ordering::SeqCst);
     // Let every client's last call come back.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (acknowledged, failed) = {
