@@ -34,6 +34,10 @@ echo "$pg_note"
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
     python3 -m pip install --quiet aiosmtpd
 fi
+# Records kept in S3 are tested against a real S3 server (moto).
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    python3 -m pip install --quiet 'moto[server]'
+fi
 if ! command -v pdftotext >/dev/null 2>&1; then
     apt-get update >/dev/null && apt-get install -y poppler-utils >/dev/null
 fi

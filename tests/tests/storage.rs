@@ -13,6 +13,7 @@ use carepath_tests::{TestDb, contract_tests};
 use chrono::{DateTime, Duration, Utc};
 
 contract_tests!(
+    a_periodic_job_has_one_holder_and_each_period_runs_once,
     directory_round_trips_and_pages,
     provider_filters_combine,
     upsert_reports_creation_and_replaces,
@@ -1066,4 +1067,66 @@ async fn notice_outcomes_recorded_together_skip_a_lost_lease(db: &TestDb) {
         a,
         "a notice another owner finished is left as it was"
     );
+}
+
+/// The lease of a periodic job goes to one holder at a time, passes on only once it
+/// has run out or been given up, and each period's run is recorded once.
+async fn a_periodic_job_has_one_holder_and_each_period_runs_once(db: &TestDb) {
+    let s = &db.store;
+    let t0: DateTime<Utc> = "2026-12-07T04:00:00Z".parse().unwrap();
+    let lease = Duration::seconds(3);
+    let job = "precert.sweeps";
+    assert!(s.hold_job(job, "a", t0 + lease, t0).await.unwrap());
+    // Another process is refused while the lease lasts; the holder renews it.
+    let t1 = t0 + Duration::seconds(1);
+    assert!(!s.hold_job(job, "b", t1 + lease, t1).await.unwrap());
+    assert!(s.hold_job(job, "a", t1 + lease, t1).await.unwrap());
+    let t3 = t0 + Duration::seconds(3);
+    assert!(
+        !s.hold_job(job, "b", t3 + lease, t3).await.unwrap(),
+        "renewed until t1 + 3 s"
+    );
+    assert_eq!(s.job_holder(job).await.unwrap().unwrap().0, "a");
+    // Once it has run out, another takes it; the old holder is then refused.
+    let t5 = t0 + Duration::seconds(5);
+    assert!(s.hold_job(job, "b", t5 + lease, t5).await.unwrap());
+    assert!(!s.hold_job(job, "a", t5 + lease, t5).await.unwrap());
+    // Given up, it goes to the next who asks, expired or not; a non-holder cannot give it up.
+    s.release_job(job, "a").await.unwrap();
+    assert_eq!(s.job_holder(job).await.unwrap().unwrap().0, "b");
+    s.release_job(job, "b").await.unwrap();
+    assert!(s.job_holder(job).await.unwrap().is_none());
+    assert!(s.hold_job(job, "a", t5 + lease, t5).await.unwrap());
+    // Other jobs have leases of their own.
+    assert!(
+        s.hold_job("secondopinion.records", "b", t5 + lease, t5)
+            .await
+            .unwrap()
+    );
+
+    // A period runs once, whoever records it first.
+    assert!(s.record_job_run(job, 7, "a", t0).await.unwrap());
+    assert!(!s.record_job_run(job, 7, "b", t1).await.unwrap());
+    assert!(s.record_job_run(job, 8, "b", t1).await.unwrap());
+    assert!(
+        s.record_job_run("secondopinion.records", 7, "b", t1)
+            .await
+            .unwrap()
+    );
+    let runs = s.job_runs(job, 0, 10).await.unwrap();
+    let seen: Vec<(i64, &str)> = runs.iter().map(|r| (r.period, r.holder.as_str())).collect();
+    assert_eq!(seen, [(7, "a"), (8, "b")]);
+    assert_eq!(runs[0].started_at, t0);
+    assert_eq!(s.job_runs(job, 8, 10).await.unwrap().len(), 1);
+    // Old runs go as new ones are recorded.
+    let later = 8 + carepath_store::JOB_RUNS_KEPT;
+    assert!(s.record_job_run(job, later, "b", t5).await.unwrap());
+    let kept: Vec<i64> = s
+        .job_runs(job, 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.period)
+        .collect();
+    assert_eq!(kept, [8, later]);
 }

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod context;
 pub mod error;
+pub mod jobs;
 pub mod outbox;
 pub mod pacing;
 pub mod pipeline;
@@ -32,3 +33,7 @@ pub mod precert;
 pub mod secondopinion;
 pub mod smart;
 pub mod subscriptions;
+
+// Gives object_store's HTTP client (S3 record storage) TLS over the process's crypto
+// provider; nothing here calls it.
+use reqwest_objects as _;

@@ -52,7 +52,8 @@ pub struct ConsumerOptions {
     pub batch: u32,
     /// How long a claimed event stays with this worker before another may take it.
     pub lease: Duration,
-    /// Pause when nothing is due.
+    /// Pause when nothing is due, unless a commit wakes the consumer first
+    /// ([`carepath_store::Wakeups`]).
     pub idle_poll: Duration,
     /// Failures after which an event is parked as dead.
     pub max_attempts: i32,
@@ -101,6 +102,9 @@ pub async fn run_consumer(
         return;
     }
     let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::seconds(60));
+    // Commits on any process wake the consumer (PostgreSQL with a listener); the poll
+    // stays for events due later (retries) and where nothing wakes it.
+    let mut appended = store.wakeups().outbox();
     while !stop.is_cancelled() {
         let started = Instant::now();
         let handled =
@@ -115,6 +119,7 @@ pub async fn run_consumer(
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(options.idle_poll) => {}
+                _ = appended.changed() => {}
             }
         } else {
             pacing.rest(started.elapsed(), &stop).await;

@@ -282,6 +282,11 @@ pub struct LimitArgs {
     /// Raise it when notices must keep pace with sustained heavy traffic.
     #[arg(long, env = "CAREPATH_BACKGROUND_SHARE", default_value_t = server::DEFAULT_BACKGROUND_SHARE, value_parser = background_share)]
     pub background_share: f64,
+    /// Seconds between precertification sweeps (overdue information, gold cards).
+    /// Processes sharing a database run them one at a time: the one holding the
+    /// sweep's lease, taken over within three intervals when it stops.
+    #[arg(long, env = "CAREPATH_SWEEP_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub sweep_interval_secs: u64,
 }
 
 fn background_share(value: &str) -> Result<f64, String> {
@@ -315,6 +320,7 @@ impl LimitArgs {
             }),
             event_lease: Duration::from_secs(self.event_lease_secs),
             background_share: self.background_share,
+            sweep_interval: Duration::from_secs(self.sweep_interval_secs),
             ..Limits::default()
         }
     }
@@ -451,8 +457,20 @@ pub struct ServeArgs {
     pub notify: notify::NotifyArgs,
     /// Folder for uploaded second-opinion records. Defaults to `<database>.records`
     /// beside a SQLite file (a temporary folder for PostgreSQL: set it in production).
-    #[arg(long, env = "CAREPATH_RECORDS_DIR")]
+    #[arg(long, env = "CAREPATH_RECORDS_DIR", conflicts_with = "records_url")]
     pub records_dir: Option<PathBuf>,
+    /// Keep uploaded second-opinion records in S3-compatible storage instead of a
+    /// folder: `s3://BUCKET/PREFIX`, with the endpoint, region and keys from the usual
+    /// AWS_* environment (AWS_ENDPOINT, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true for a plain-HTTP endpoint). Replicas
+    /// sharing a database must share their records too.
+    #[arg(long, env = "CAREPATH_RECORDS_URL")]
+    pub records_url: Option<String>,
+    /// Wake background work (event consumers, the notice dispatcher, status watches)
+    /// when any process sharing the PostgreSQL database commits, through LISTEN/NOTIFY
+    /// on one connection per process; with false they only poll. No effect on SQLite.
+    #[arg(long, env = "CAREPATH_DATABASE_NOTIFICATIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub database_notifications: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -722,6 +740,19 @@ pub async fn run_server(
     );
     if let Some(folder) = &args.records_dir {
         carepath_app::secondopinion::records::configure_folder(folder.clone());
+    }
+    if let Some(url) = &args.records_url {
+        carepath_app::secondopinion::records::configure_url(url)
+            .map_err(|e| CliError::Usage(format!("--records-url: {e}")))?;
+    }
+    if args.database_notifications {
+        match store.listen().await {
+            Ok(true) => tracing::info!("listening for other processes' commits"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other processes' commits; polling")
+            }
+        }
     }
     let notify = args
         .notify

@@ -155,6 +155,9 @@ pub struct Limits {
     /// The share of the time background work (event consumers, the notice
     /// dispatcher) takes while calls are in progress; 1 lets it run flat out.
     pub background_share: f64,
+    /// How often the precertification sweeps run (on one process of those sharing the
+    /// database at a time).
+    pub sweep_interval: Duration,
 }
 
 impl Default for Limits {
@@ -177,6 +180,7 @@ impl Default for Limits {
             }),
             event_lease: carepath_app::outbox::ConsumerOptions::default().lease,
             background_share: DEFAULT_BACKGROUND_SHARE,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
         }
     }
 }
@@ -354,17 +358,27 @@ pub async fn serve_with(
             background.clone(),
         )));
     }
+    // Sweeps run on one process of those sharing the database at a time.
+    let jobs = carepath_app::jobs::Jobs::new(app.store.clone(), app.clock.clone());
     if let Some(service) = &second_opinion {
         tasks.push(tokio::spawn(
             service
                 .use_cases()
                 .clone()
-                .sweep_records(background.clone()),
+                .sweep_records(jobs.clone(), background.clone()),
+        ));
+        tasks.push(tokio::spawn(
+            service
+                .use_cases()
+                .clone()
+                .follow_other_processes(background.clone()),
         ));
     }
     if areas.contains(&Area::Precert) {
         tasks.push(tokio::spawn(precert_sweeps(
             precert.use_cases().clone(),
+            jobs.clone(),
+            limits.sweep_interval,
             background.clone(),
         )));
     }
@@ -458,22 +472,27 @@ fn reflection_builder(served: &[&str]) -> tonic_reflection::server::Builder<'sta
     )
 }
 
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the precertification sweeps run by default.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 const GOLD_CARD_INTERVAL: chrono::Duration = chrono::Duration::hours(24);
+/// The lease name of the precertification sweeps.
+pub const PRECERT_SWEEP_JOB: &str = "precert.sweeps";
 
-/// Precertification housekeeping: withdraws cases whose requested information is
-/// overdue past the limit (every minute) and re-evaluates gold cards a day after the
-/// last evaluation (a restart does not evaluate again: exemptions are stored; on a new
-/// database the first is a day after start, or when an admin asks).
-async fn precert_sweeps(precert: carepath_app::precert::Precert, stop: CancellationToken) {
-    let mut last_gold_cards = match precert.gold_cards_evaluated_at().await {
-        Ok(at) => at.unwrap_or_else(|| precert.now()),
-        Err(e) => {
-            tracing::warn!(error = %e, "last gold-card evaluation unknown");
-            precert.now()
-        }
-    };
-    loop {
+/// Precertification housekeeping, on one process of those sharing the database at a
+/// time ([`carepath_app::jobs`]): withdraws cases whose requested information is
+/// overdue past the limit (every `interval`) and re-evaluates gold cards a day after
+/// the last evaluation stored (read from the database at each run, so neither a
+/// restart nor another process taking the job over evaluates again; on a new database
+/// the first is a day after the first sweep, or when an admin asks).
+async fn precert_sweeps(
+    precert: carepath_app::precert::Precert,
+    jobs: carepath_app::jobs::Jobs,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut first_sweep = None;
+    let mut turns = jobs.periodic(PRECERT_SWEEP_JOB, interval);
+    while turns.next(&stop).await {
         match precert.withdraw_overdue().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -483,19 +502,19 @@ async fn precert_sweeps(precert: carepath_app::precert::Precert, stop: Cancellat
             Err(e) => tracing::warn!(error = %e, "withdrawal sweep failed"),
         }
         let now = precert.now();
-        if now - last_gold_cards >= GOLD_CARD_INTERVAL {
+        let last = match precert.gold_cards_evaluated_at().await {
+            Ok(at) => at.unwrap_or(*first_sweep.get_or_insert(now)),
+            Err(e) => {
+                tracing::warn!(error = %e, "last gold-card evaluation unknown");
+                continue;
+            }
+        };
+        if now - last >= GOLD_CARD_INTERVAL {
             // A failed evaluation is tried again at the next sweep, not the next day.
             match precert.evaluate_gold_cards(now).await {
-                Ok(cards) => {
-                    tracing::info!(standings = cards.len(), "gold cards re-evaluated");
-                    last_gold_cards = now;
-                }
+                Ok(cards) => tracing::info!(standings = cards.len(), "gold cards re-evaluated"),
                 Err(e) => tracing::warn!(error = %e, "gold-card evaluation failed"),
             }
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
         }
     }
 }

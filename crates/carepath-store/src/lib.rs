@@ -17,6 +17,7 @@ mod audit;
 mod cases;
 mod coverage;
 mod directory;
+mod jobs;
 mod notify;
 mod oncology;
 mod outbox;
@@ -42,6 +43,7 @@ pub use audit::{
 pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
 pub use coverage::CoverageAssertionRecord;
 pub use directory::{ImportSummary, MemberFilter, ProviderFilter, StaffFilter};
+pub use jobs::{JOB_RUNS_KEPT, JobRun, NOTICE_CHANNEL, OPINION_CHANNEL, OUTBOX_CHANNEL, Wakeups};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
@@ -130,12 +132,16 @@ pub enum Store {
         writer: Arc<SqliteWriter>,
         read: SqlitePool,
         appender: Arc<CaseAppender>,
+        /// Never fired: one process writes a SQLite file, and its loops poll.
+        wakeups: Arc<Wakeups>,
     },
     /// New precertification cases are written in shared transactions by `appender`
     /// (on both backends).
     Postgres {
         pool: PgPool,
         appender: Arc<CaseAppender>,
+        /// Fired by the process's listener ([`Store::listen`]).
+        wakeups: Arc<Wakeups>,
     },
 }
 
@@ -237,6 +243,7 @@ impl Store {
                 writer,
                 read,
                 appender,
+                wakeups: Arc::default(),
             });
         }
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -275,7 +282,11 @@ impl Store {
                     reason: e.to_string(),
                 })?;
             let appender = CaseAppender::start(appender::Target::Postgres(pool.clone()));
-            return Ok(Store::Postgres { pool, appender });
+            return Ok(Store::Postgres {
+                pool,
+                appender,
+                wakeups: Arc::default(),
+            });
         }
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

@@ -146,6 +146,9 @@ fn rendered(notice: &NoticeRecord) -> Result<RenderedNotice, ChannelError> {
 /// Delivers due notices until `stop` is cancelled; the notice in hand is finished
 /// first.
 pub async fn run_dispatcher(dispatcher: Dispatcher, pacing: Pacing, stop: CancellationToken) {
+    // Notices stored on any process wake the dispatcher (PostgreSQL with a listener);
+    // the poll stays for retries due later and where nothing wakes it.
+    let mut stored = dispatcher.store.wakeups().notices();
     while !stop.is_cancelled() {
         let started = std::time::Instant::now();
         let handled = match dispatcher.dispatch_once().await {
@@ -159,6 +162,7 @@ pub async fn run_dispatcher(dispatcher: Dispatcher, pacing: Pacing, stop: Cancel
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(dispatcher.options.idle_poll) => {}
+                _ = stored.changed() => {}
             }
         } else {
             pacing.rest(started.elapsed(), &stop).await;

@@ -58,6 +58,9 @@ pub const MESSAGE_KIND: &str = "secondopinion_message";
 pub const ELIGIBILITY_KIND: &str = "secondopinion_eligibility";
 /// Who assigns the lead physician when the records complete.
 pub const MATCHING_SUBJECT: &str = "secondopinion-matching";
+/// The lease name of the record sweep.
+pub const RECORD_SWEEP_JOB: &str = "secondopinion.records";
+
 /// Status changes kept for slow watchers before they are told to re-read.
 const WATCH_BUFFER: usize = 1024;
 
@@ -90,9 +93,18 @@ impl SecondOpinion {
 
     /// The use cases over `app`, with the reference data in force
     /// ([`crate::data::current`]) and the records in
-    /// the folder set by [`records::configure_folder`] (`--records-dir`), or the
+    /// the object store set by [`records::configure_url`] (`--records-url`), the
+    /// folder set by [`records::configure_folder`] (`--records-dir`), or the
     /// default beside the database ([`RecordStorage::default_folder`]).
     pub fn for_app(app: App) -> std::io::Result<Self> {
+        if let Some(storage) = records::configured_store() {
+            tracing::info!("second-opinion records kept in the configured object store");
+            return Ok(Self::new(
+                app,
+                crate::data::current().secondopinion,
+                storage,
+            ));
+        }
         let folder = records::configured_folder()
             .unwrap_or_else(|| RecordStorage::default_folder(&app.store));
         let storage = RecordStorage::local(&folder)?;
@@ -105,17 +117,48 @@ impl SecondOpinion {
     }
 
     /// Removes what interrupted uploads left ([`RecordStorage::sweep`]) now, then every
-    /// [`records::SWEEP_EVERY`], until `stop`.
-    pub async fn sweep_records(self, stop: CancellationToken) {
+    /// [`records::SWEEP_EVERY`], until `stop`; among processes sharing the database
+    /// (and the record store), one at a time sweeps (`jobs`).
+    pub async fn sweep_records(self, jobs: crate::jobs::Jobs, stop: CancellationToken) {
         let mut checked_before = None;
-        loop {
+        let mut turns = jobs.periodic(RECORD_SWEEP_JOB, records::SWEEP_EVERY);
+        while turns.next(&stop).await {
             match self.records.sweep(&self.app.store, checked_before).await {
                 Ok(swept) => checked_before = Some(swept.cutoff),
                 Err(e) => tracing::warn!(error = %e, "record sweep failed"),
             }
-            tokio::select! {
+        }
+    }
+
+    /// Passes status changes committed by other processes (PostgreSQL notifications
+    /// naming the request, [`carepath_store::Wakeups::opinions`]) to this process's
+    /// watchers, until `stop`: the request is read again and each of its status changes
+    /// announced; watchers drop the ones they have seen (by version).
+    pub async fn follow_other_processes(self, stop: CancellationToken) {
+        let mut changed = self.app.store.wakeups().opinions();
+        loop {
+            let id = tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(records::SWEEP_EVERY) => {}
+                id = changed.recv() => match id {
+                    Ok(id) => id,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "status changes of other processes missed");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            if self.changes.receiver_count() == 0 {
+                continue;
+            }
+            match self.app.store.get_opinion_request(&id).await {
+                Ok(stored) => match request_of(&stored) {
+                    Ok(request) => self.announce(&request, 0),
+                    Err(e) => {
+                        tracing::warn!(error = %e, request = %id, "changed request unreadable")
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, request = %id, "changed request not read"),
             }
         }
     }

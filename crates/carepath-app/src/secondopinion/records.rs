@@ -64,6 +64,24 @@ pub fn configured_folder() -> Option<PathBuf> {
     CONFIGURED_FOLDER.get().cloned()
 }
 
+static CONFIGURED_STORE: std::sync::OnceLock<RecordStorage> = std::sync::OnceLock::new();
+
+/// Sets the object store records are kept in for servers started in this process
+/// (the `--records-url` setting, `s3://BUCKET/PREFIX`, configured from the AWS_*
+/// environment); it takes the place of the folder. The first setting wins.
+pub fn configure_url(url: &str) -> Result<(), String> {
+    let storage = RecordStorage::s3(url, std::iter::empty::<(&str, &str)>())?;
+    if CONFIGURED_STORE.set(storage).is_err() {
+        tracing::warn!("record store already set; keeping the first");
+    }
+    Ok(())
+}
+
+/// The object store set by [`configure_url`], if any.
+pub fn configured_store() -> Option<RecordStorage> {
+    CONFIGURED_STORE.get().cloned()
+}
+
 /// The record store of a server.
 #[derive(Debug, Clone)]
 pub struct RecordStorage {
@@ -98,6 +116,41 @@ impl RecordStorage {
             objects: Arc::new(fs),
             folder: Some(folder.to_path_buf()),
         })
+    }
+
+    /// A store in an S3 bucket (AWS or any S3-compatible server) at
+    /// `s3://BUCKET/PREFIX` (the prefix may be empty): configured from the AWS_*
+    /// environment, then from `options` (keys as `AmazonS3ConfigKey` reads them, such
+    /// as `aws_endpoint`, `aws_allow_http`, `aws_access_key_id`). Nothing is checked on
+    /// the server until the first upload.
+    pub fn s3<K: AsRef<str>, V: Into<String>>(
+        url: &str,
+        options: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<RecordStorage, String> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(format!("{url:?} is not an s3://BUCKET/PREFIX address"));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("{url:?} names no bucket"));
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for (key, value) in options {
+            let key: AmazonS3ConfigKey = key
+                .as_ref()
+                .parse()
+                .map_err(|e| format!("S3 option {}: {e}", key.as_ref()))?;
+            builder = builder.with_config(key, value);
+        }
+        let s3 = builder.build().map_err(|e| e.to_string())?;
+        let prefix = prefix.trim_matches('/');
+        let objects: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        Ok(RecordStorage::new(objects))
     }
 
     /// Any object store (S3 and the like in production).
