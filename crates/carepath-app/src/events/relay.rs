@@ -106,7 +106,7 @@ impl NatsRelay {
             .request_timeout(Some(settings.publish_timeout))
             .connect(settings.url.as_str())
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", settings.url))?;
+            .map_err(|e| format!("cannot connect to NATS: {e}"))?;
         let mut jetstream = jetstream::new(client.clone());
         jetstream.set_timeout(settings.publish_timeout);
         jetstream
