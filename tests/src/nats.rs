@@ -14,8 +14,9 @@ pub fn nats_url() -> String {
         .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned())
 }
 
-/// A stream and subject prefix no other run uses.
-#[derive(Debug, Clone)]
+/// A stream and subject prefix no other run uses; the stream is deleted when this is
+/// dropped, so a failed test leaves nothing behind either.
+#[derive(Debug)]
 pub struct TestStream {
     pub name: String,
     pub prefix: String,
@@ -87,6 +88,28 @@ impl TestStream {
     pub async fn delete(&self) {
         let js = Self::context().await;
         js.delete_stream(&self.name).await.expect("delete stream");
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        // Drop cannot await: a thread of its own with a small runtime deletes it (an
+        // error means it was deleted already or never made).
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(client) = async_nats::connect(nats_url().as_str()).await {
+                    let _ = jetstream::new(client).delete_stream(&name).await;
+                }
+            });
+        })
+        .join();
     }
 }
 
