@@ -20,14 +20,23 @@ pub fn nats_url() -> String {
 pub struct TestStream {
     pub name: String,
     pub prefix: String,
+    /// The NATS server it lives on.
+    pub url: String,
 }
 
 impl TestStream {
+    /// A stream on the suite's NATS server ([`nats_url`]).
     pub fn new(label: &str) -> TestStream {
+        TestStream::at(label, &nats_url())
+    }
+
+    /// A stream on the NATS server at `url`.
+    pub fn at(label: &str, url: &str) -> TestStream {
         let run = uuid::Uuid::now_v7().simple().to_string();
         TestStream {
             name: format!("TEST_{}_{run}", label.to_uppercase()),
             prefix: format!("test-{run}.carepath"),
+            url: url.to_owned(),
         }
     }
 
@@ -35,7 +44,7 @@ impl TestStream {
     pub fn flags(&self) -> Vec<String> {
         [
             "--nats-url",
-            &nats_url(),
+            &self.url,
             "--nats-stream",
             &self.name,
             "--nats-subject-prefix",
@@ -48,8 +57,8 @@ impl TestStream {
         .collect()
     }
 
-    async fn context() -> jetstream::Context {
-        let url = nats_url();
+    async fn context(&self) -> jetstream::Context {
+        let url = &self.url;
         let client = async_nats::connect(url.as_str())
             .await
             .unwrap_or_else(|e| panic!("no NATS server with JetStream at {url}: {e}"));
@@ -59,7 +68,7 @@ impl TestStream {
     /// Every message of the stream, in stream order: its subject, its `Nats-Msg-Id`
     /// header and its body as JSON.
     pub async fn messages(&self) -> Vec<StreamedEvent> {
-        let js = Self::context().await;
+        let js = self.context().await;
         let mut stream = js.get_stream(&self.name).await.expect("the stream exists");
         let info = stream.info().await.expect("stream info").state.clone();
         let mut out = Vec::new();
@@ -86,7 +95,7 @@ impl TestStream {
 
     /// Deletes the stream and its messages.
     pub async fn delete(&self) {
-        let js = Self::context().await;
+        let js = self.context().await;
         js.delete_stream(&self.name).await.expect("delete stream");
     }
 }
@@ -95,7 +104,7 @@ impl Drop for TestStream {
     fn drop(&mut self) {
         // Drop cannot await: a thread of its own with a small runtime deletes it (an
         // error means it was deleted already or never made).
-        let name = self.name.clone();
+        let (name, url) = (self.name.clone(), self.url.clone());
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -104,7 +113,7 @@ impl Drop for TestStream {
                 return;
             };
             runtime.block_on(async {
-                if let Ok(client) = async_nats::connect(nats_url().as_str()).await {
+                if let Ok(client) = async_nats::connect(url.as_str()).await {
                     let _ = jetstream::new(client).delete_stream(&name).await;
                 }
             });

@@ -6,6 +6,9 @@
 //! set to it), on `<prefix>.<kind>`, as a CloudEvent whose data is the catalogue's
 //! projection, and each aggregate's events in outbox order.
 //!
+//! And while no NATS server answers, the server takes calls as ever and the events
+//! wait in the outbox; once one starts, every event reaches the stream.
+//!
 //! Each run publishes to a stream and subject prefix of its own, deleted at the end.
 
 use std::{
@@ -26,11 +29,15 @@ use carepath_tests::{
     TestDb, contract_tests,
     load::{IMAGING, mri},
     nats::TestStream,
+    notify_support::free_port,
     process::{ServerProcess, binary},
 };
 use tonic::{Request, transport::Channel};
 
-contract_tests!(every_event_reaches_the_stream_once_in_order);
+contract_tests!(
+    every_event_reaches_the_stream_once_in_order,
+    events_wait_in_the_outbox_while_nats_is_away,
+);
 
 /// Submissions in all, before and after the kill.
 const SUBMISSIONS: usize = 1000;
@@ -338,4 +345,70 @@ async fn every_event_reaches_the_stream_once_in_order(db: &TestDb) {
     let _ = server.terminate();
     stream.delete().await;
     eprintln!("whole test {:.1} s", began.elapsed().as_secs_f64());
+}
+
+/// A nats-server with JetStream of the test's own on `port`, killed when dropped.
+struct NatsServer(std::process::Child);
+
+impl NatsServer {
+    fn start(port: u16, dir: &Path) -> NatsServer {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH (tests/run.sh installs it)");
+        NatsServer(child)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn events_wait_in_the_outbox_while_nats_is_away(db: &TestDb) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let stream = TestStream::at("away", &format!("nats://127.0.0.1:{port}"));
+    let auth = Authenticator::with_local_key(&dir.path().join("signing.pem")).expect("key");
+    let actor = Actor::new(Role::Provider, IMAGING).expect("actor");
+    let provider = auth
+        .mint(&actor, chrono::Utc::now(), chrono::Duration::hours(1))
+        .expect("mint");
+
+    // Nothing answers on the port: calls are answered, events wait.
+    let server = start(db, dir.path(), &stream);
+    let mut precert = PrecertServiceClient::new(server.channel().await);
+    for n in 0..20 {
+        precert
+            .submit(bearer(&provider, mri(format!("away-{n}"))))
+            .await
+            .expect("submitted while NATS is away");
+    }
+    let owed = db
+        .store
+        .outbox_stats(carepath_app::events::relay::CONSUMER)
+        .await
+        .expect("relay stats");
+    assert_eq!(owed.done, 0, "nothing can have been published");
+    assert!(owed.pending >= 40, "the events wait: {owed:?}");
+
+    // NATS comes up: the backlog goes out, every event once.
+    let _nats = NatsServer::start(port, &dir.path().join("nats"));
+    drained(db).await;
+    let events = outbox(db).await;
+    let messages = stream.messages().await;
+    let ids: HashSet<&str> = messages
+        .iter()
+        .map(|m| m.body["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), messages.len(), "an event is in the stream twice");
+    assert_eq!(messages.len(), events.len());
+    assert!(events.iter().all(|e| ids.contains(e.id.as_str())));
+    let _ = server.terminate();
+    stream.delete().await;
 }
