@@ -45,6 +45,22 @@ fi
 # FHIR library and sign SMART client assertions; pip leaves pins already met alone.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/fhir/requirements.txt
 
+# The event tests publish to a NATS server with JetStream (CAREPATH_TEST_NATS_URL, by
+# default 127.0.0.1:4222); when nothing answers there, start one for this run.
+if [ -z "${CAREPATH_TEST_NATS_URL:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    if ! command -v nats-server >/dev/null 2>&1; then
+        apt-get update >/dev/null && apt-get install -y nats-server >/dev/null
+    fi
+    nats_dir="$(mktemp -d)"
+    nats-server -a 127.0.0.1 -p 4222 -js -sd "$nats_dir" >"$nats_dir/log" 2>&1 &
+    nats_pid=$!
+    trap 'kill "$nats_pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 1 30); do
+        (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && break
+        sleep 0.2
+    done
+fi
+
 # The log scan, mutual-TLS and crash tests run the server binaries themselves; `cargo test`
 # builds another package's binaries only as test harnesses, so build the real ones first.
 cargo build --workspace --bins --locked

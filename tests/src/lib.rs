@@ -8,6 +8,7 @@
 //! really ran leaves a file there, so CI can prove the suite ran.
 
 pub mod load;
+pub mod nats;
 pub mod notify_support;
 pub mod precert;
 pub mod process;
@@ -315,6 +316,7 @@ impl TestServer {
                 Area::ALL,
                 options.limits,
                 &options.notify,
+                None,
                 None,
                 async {
                     let _ = stopped.await;

@@ -7,6 +7,10 @@
 //! everything the server wrote for each demo member's names, member id and date of
 //! birth. The logs are JSON lines, as in production.
 //!
+//! The same run publishes its domain events to NATS JetStream (a stream of its own):
+//! every published event is scanned for each demo member's names, date of birth,
+//! address and email, none of which a published event may carry.
+//!
 //! The binary is the one `cargo build --workspace --bins` puts beside this test's own
 //! executable (`target/<profile>/carepath`).
 
@@ -33,6 +37,7 @@ use carepath_proto::{
 use carepath_server::{auth::Authenticator, oncology::plan_to_proto};
 use carepath_tests::{
     TestDb, contract_tests,
+    nats::TestStream,
     notify_support::{FaxGateway, SmtpServer, free_port},
     process::{ServerProcess, binary},
 };
@@ -63,6 +68,8 @@ struct Person {
     first: String,
     last: String,
     born: String,
+    address_lines: Vec<String>,
+    email: String,
 }
 
 fn demo_members() -> Vec<Person> {
@@ -79,6 +86,13 @@ fn demo_members() -> Vec<Person> {
                 first: field("first_name"),
                 last: field("last_name"),
                 born: field("date_of_birth"),
+                address_lines: m["address"]["lines"]
+                    .as_array()
+                    .expect("address lines")
+                    .iter()
+                    .map(|l| l.as_str().expect("line").to_owned())
+                    .collect(),
+                email: m["email"].as_str().unwrap_or_default().to_owned(),
             }
         })
         .collect()
@@ -628,9 +642,11 @@ async fn health_data_never_reaches_the_logs(db: &TestDb) {
     let fax = FaxGateway::start(&dir.path().join("fax"));
     let key = dir.path().join("signing.pem");
     let auth = Authenticator::with_local_key(&key).expect("signing key");
-    let mut command = Command::new(binary("carepath", None));
+    let stream = TestStream::new("logscan");
+    let mut command = Command::new(binary("carepath", Some("--nats-subject-prefix")));
     command
         .args(["serve", "--demo", "--database-url", &db.url])
+        .args(stream.flags())
         .arg("--signing-key")
         .arg(&key)
         .arg("--records-dir")
@@ -657,7 +673,10 @@ async fn health_data_never_reaches_the_logs(db: &TestDb) {
     flow.notices().await;
     assert!(!smtp.messages().is_empty(), "emails went out");
     assert!(!fax.faxes().is_empty(), "faxes went out");
+    relay_drained(db).await;
     let logs = server.terminate().join("\n");
+    let published = stream.messages().await;
+    stream.delete().await;
 
     // The scan cannot pass on an empty or silent log.
     for expected in [
@@ -695,6 +714,73 @@ async fn health_data_never_reaches_the_logs(db: &TestDb) {
         hits.len(),
         hits.join("\n")
     );
+
+    // Published events: ids and codes only. The scan cannot pass on an empty stream
+    // or one without the areas driven above.
+    let kinds: std::collections::BTreeSet<String> = published
+        .iter()
+        .filter_map(|m| m.body["type"].as_str().map(str::to_owned))
+        .collect();
+    for expected in [
+        "carepath.directory.member.upserted",
+        "carepath.precert.case.denied",
+        "carepath.oncology.plan.submitted",
+        "carepath.cases.case.opened",
+        "carepath.secondopinion.opinion.published",
+    ] {
+        assert!(
+            kinds.contains(expected),
+            "no {expected} was published: {kinds:?}"
+        );
+    }
+    let text = published
+        .iter()
+        .map(|m| m.raw.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut leaks = Vec::new();
+    for person in demo_members() {
+        let mut needles = vec![
+            ("first name", &person.first),
+            ("last name", &person.last),
+            ("date of birth", &person.born),
+            ("email", &person.email),
+        ];
+        needles.extend(person.address_lines.iter().map(|l| ("address", l)));
+        for (what, needle) in needles.into_iter().filter(|(_, n)| !n.is_empty()) {
+            for line in occurrences(&text, needle) {
+                leaks.push(format!("{what} {needle:?} of {}: {line}", person.id));
+            }
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} published events carry a member's personal data:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}
+
+/// Waits until the event relay has published everything owed.
+async fn relay_drained(db: &TestDb) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = db
+            .store
+            .outbox_stats(carepath_app::events::relay::CONSUMER)
+            .await
+            .expect("relay stats");
+        if stats.pending == 0 && stats.done > 0 {
+            assert_eq!(stats.dead, 0, "the relay parked events as dead");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay still owes {} events",
+            stats.pending
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[test]

@@ -25,6 +25,7 @@ contract_tests!(
     an_expired_lease_hands_the_event_out_again,
     failures_are_retried_then_parked_as_dead,
     concurrent_claimers_never_share_an_event,
+    an_event_waits_for_an_earlier_one_of_its_aggregate,
     the_audit_chain_detects_tampering,
     an_entry_removed_from_the_middle_of_a_chain_is_detected,
     a_removed_chain_head_row_is_detected,
@@ -460,6 +461,89 @@ async fn concurrent_claimers_never_share_an_event(db: &TestDb) {
     let unique: HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), 200, "every event handled exactly once");
     assert_eq!(unique.len(), 200);
+}
+
+/// `held_back` names the events of a batch whose aggregate has an earlier event still
+/// owed outside the batch: leased to another worker, or failed and waiting to be
+/// retried; not once it is done or dead.
+async fn an_event_waits_for_an_earlier_one_of_its_aggregate(db: &TestDb) {
+    db.store.subscribe("ordered", &[""]).await.unwrap();
+    // Aggregate agg-1: a1, a2; aggregate agg-2: b1.
+    let (a1, a2, b1) = (event(1, "t.x.a"), event(1, "t.x.b"), event(2, "t.x.a"));
+    append(db, &[a1.clone(), a2.clone(), b1.clone()]).await;
+    let lease = Duration::seconds(300);
+    let (first, held) = db.store.claim("ordered", 1, lease, now()).await.unwrap();
+    assert_eq!(held[0].event.id, a1.id);
+    let (_, rest) = db.store.claim("ordered", 10, lease, now()).await.unwrap();
+    let ids: Vec<String> = rest.iter().map(|c| c.event.id.clone()).collect();
+    assert_eq!(ids, [a2.id.clone(), b1.id.clone()]);
+    // a1 is leased elsewhere: a2 waits, b1 does not.
+    assert_eq!(
+        db.store.held_back("ordered", &ids).await.unwrap(),
+        vec![a2.id.clone()]
+    );
+    // In one batch, the earlier event is the batch's own business.
+    let all = [a1.id.clone(), a2.id.clone(), b1.id.clone()];
+    assert!(
+        db.store
+            .held_back("ordered", &all)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Failed and due later, a1 still holds a2 back; done, it no longer does.
+    db.store
+        .release(
+            "ordered",
+            held[0].seq,
+            &first,
+            "nats away",
+            Some(now()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.held_back("ordered", &ids).await.unwrap(),
+        vec![a2.id.clone()]
+    );
+    let (again, retried) = db.store.claim("ordered", 1, lease, now()).await.unwrap();
+    assert_eq!(retried[0].event.id, a1.id);
+    db.store
+        .acknowledge("ordered", &[retried[0].seq], &again, now())
+        .await
+        .unwrap();
+    assert!(
+        db.store
+            .held_back("ordered", &ids)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Each consumer waits on its own deliveries only.
+    db.store.subscribe("other", &[""]).await.unwrap();
+    let (c1, c2) = (event(3, "t.x.a"), event(3, "t.x.b"));
+    append(db, &[c1.clone(), c2.clone()]).await;
+    let (owner, claimed) = db.store.claim("other", 1, lease, now()).await.unwrap();
+    assert_eq!(claimed[0].event.id, c1.id);
+    db.store
+        .acknowledge("other", &[claimed[0].seq], &owner, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store
+            .held_back("ordered", std::slice::from_ref(&c2.id))
+            .await
+            .unwrap(),
+        vec![c2.id.clone()]
+    );
+    assert!(
+        db.store
+            .held_back("other", std::slice::from_ref(&c2.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn entry(subject: &str, member: &str) -> AuditEntry {

@@ -26,6 +26,7 @@ pub mod audit;
 pub mod cases;
 pub mod data;
 pub mod directory;
+pub mod events;
 pub mod limits;
 pub mod notify;
 pub mod oncology;

@@ -3,6 +3,7 @@
 //! limits, TLS, where notices go out, and serving until a signal. The doors it starts
 //! (the gRPC server) and the application they call know nothing of flags.
 
+pub mod events;
 pub mod fhir;
 pub mod notify;
 pub mod smart;
@@ -481,6 +482,8 @@ pub struct ServeArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub service_dates: ServiceDateArgs,
+    #[command(flatten)]
+    pub events: events::EventArgs,
 }
 
 /// Errors of start-up and of the one-shot commands, shown to the operator.
@@ -710,6 +713,17 @@ pub async fn run_server(
     let tls = args.tls.server_tls()?;
     args.data.configure()?;
     let store = open_store(&args.db).await?;
+    let relay = args.events.relay();
+    if relay.is_some() {
+        // Subscribed before anything is written, so every event from now on is owed
+        // to the relay, the demo directory's included.
+        store
+            .subscribe(
+                carepath_app::events::relay::CONSUMER,
+                carepath_app::events::relay::PREFIXES,
+            )
+            .await?;
+    }
     if args.demo {
         let summary = load_demo(&store).await?;
         tracing::info!(
@@ -799,6 +813,7 @@ pub async fn run_server(
         args.limits.limits(),
         &notify,
         tls,
+        relay,
         stop.clone().cancelled_owned(),
     )
     .await;

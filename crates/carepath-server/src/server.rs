@@ -220,7 +220,7 @@ pub async fn serve(
     let notify = carepath_app::notify::settings::NotifySettings::default();
     let engine = PrecertEngine::load(&app.store).await?;
     serve_with(
-        app, engine, listener, areas, limits, &notify, None, shutdown,
+        app, engine, listener, areas, limits, &notify, None, None, shutdown,
     )
     .await
 }
@@ -231,6 +231,8 @@ pub async fn serve(
 /// decides by the same list version); this server keeps it fresh. `notify` says where notices
 /// go out when the notification area is served; with `tls` the server speaks TLS
 /// only (and asks for client certificates when the configuration names a client CA).
+/// With `relay` every domain event is also published to NATS JetStream
+/// (`carepath_app::events::relay`).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_with(
     app: App,
@@ -240,6 +242,7 @@ pub async fn serve_with(
     limits: Limits,
     notify: &carepath_app::notify::settings::NotifySettings,
     tls: Option<ServerTlsConfig>,
+    relay: Option<carepath_app::events::relay::RelaySettings>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let mut notify_area = None;
@@ -353,6 +356,16 @@ pub async fn serve_with(
                 app.store.clone(),
                 app.clock.clone(),
             )),
+            consumer_options,
+            pacing.clone(),
+            background.clone(),
+        )));
+    }
+    if let Some(settings) = relay {
+        tasks.push(tokio::spawn(carepath_app::events::relay::run_relay(
+            app.store.clone(),
+            app.clock.clone(),
+            settings,
             consumer_options,
             pacing.clone(),
             background.clone(),

@@ -44,6 +44,8 @@ const INSERT_EVENTS: &str = "INSERT INTO outbox_event
     (id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload) VALUES ";
 /// Columns of one event row in [`INSERT_EVENTS`].
 const EVENT_COLUMNS: usize = 7;
+/// Most events [`Store::held_back`] looks at in one call.
+pub const MAX_HELD_BACK_BATCH: usize = 256;
 /// Most events one insert statement carries.
 const EVENTS_PER_INSERT: usize = 32;
 
@@ -281,6 +283,59 @@ impl Store {
             .bind(aggregate_kind).bind(aggregate_id).fetch_all(c).await)?;
         rows.into_iter()
             .map(|r| event_from_row(r).map(|c| c.event))
+            .collect()
+    }
+
+    /// Of the events `ids` (one claimed batch of `consumer`), those that must wait:
+    /// their aggregate has an earlier event, outside the batch, still owed to
+    /// `consumer` (neither done nor dead). A consumer that must keep each aggregate's
+    /// order (the event relay) hands these back, so an event never overtakes an
+    /// earlier one that another worker holds, or that a killed process held until its
+    /// lease runs out. At most [`MAX_HELD_BACK_BATCH`] ids are looked at.
+    pub async fn held_back(
+        &self,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let ids = &ids[..ids.len().min(MAX_HELD_BACK_BATCH)];
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = (0..ids.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT DISTINCT e.id FROM outbox_event e
+             JOIN outbox_event p ON p.aggregate_kind = e.aggregate_kind
+                AND p.aggregate_id = e.aggregate_id AND p.seq < e.seq
+             JOIN outbox_delivery d ON d.consumer = $1 AND d.seq = p.seq
+             WHERE e.id IN ({list}) AND p.id NOT IN ({list})
+               AND d.done_at IS NULL AND d.dead_at IS NULL"
+        );
+        let held: Vec<String> = on_db!(self, c => {
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.as_str())).bind(consumer);
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.fetch_all(c).await
+        })?;
+        Ok(held)
+    }
+
+    /// Up to `limit` events after position `after`, in outbox order, with their
+    /// positions (for reports and tests that compare the outbox with what left it).
+    pub async fn events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, DomainEvent)>, StoreError> {
+        let rows: Vec<EventRow> = on_db!(self, c => sqlx::query_as(
+            "SELECT seq, 0, id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload
+             FROM outbox_event WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after).bind(i64::from(limit.min(1000))).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(|r| event_from_row(r).map(|c| (c.seq, c.event)))
             .collect()
     }
 
