@@ -296,8 +296,15 @@ pub const CATALOGUE: &[EventType] = &[
     ),
     precert(
         "precert.case.pended_for_review",
-        "Automation could not approve; the case waits for a reviewer.",
-        &[("pended_for", Code, "which review it waits for")],
+        "Automation could not approve, or the request is for services already given; the case waits for a reviewer.",
+        &[
+            ("pended_for", Code, "which review it waits for"),
+            (
+                "retrospective",
+                Bool,
+                "whether the services were already given (a retrospective review)",
+            ),
+        ],
     ),
     precert(
         "precert.case.claimed",
@@ -376,6 +383,11 @@ pub const CATALOGUE: &[EventType] = &[
         "precert.case.withdrawn",
         "The case was withdrawn.",
         &[("reason", Code, "why")],
+    ),
+    precert(
+        "precert.case.notification_received",
+        "A notification after the fact (an emergency admission) was received; no coverage decision is made.",
+        &[],
     ),
     EventType {
         kind: "precert.rule_list.activated",
@@ -840,6 +852,7 @@ mod tests {
             precert::APPEAL_REQUESTED,
             precert::APPEAL_DECIDED,
             precert::WITHDRAWN,
+            precert::NOTIFICATION_RECEIVED,
             cases::OPENED,
             cases::REFERRAL_ABSORBED,
             cases::ASSIGNED,
