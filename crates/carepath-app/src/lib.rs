@@ -32,3 +32,4 @@ pub mod precert;
 pub mod secondopinion;
 pub mod smart;
 pub mod subscriptions;
+pub mod telemetry;

@@ -6,6 +6,7 @@
 pub mod fhir;
 pub mod notify;
 pub mod smart;
+pub mod telemetry;
 
 use std::{
     fmt,
@@ -428,6 +429,8 @@ pub struct ServeArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub service_dates: ServiceDateArgs,
+    #[command(flatten)]
+    pub telemetry: telemetry::TelemetryArgs,
 }
 
 /// Errors of start-up and of the one-shot commands, shown to the operator.
@@ -472,19 +475,31 @@ pub enum CliError {
 /// Logs to stderr; `CAREPATH_LOG` (or `RUST_LOG`) filters, `CAREPATH_LOG_FORMAT=json`
 /// switches to JSON lines. Colours only when stderr is a terminal, so a log file or a
 /// log collector gets plain text.
+/// The same filter chooses the spans exported as traces (`--otlp-endpoint`), whose
+/// layer is put in place when export starts ([`telemetry::start`]).
 pub fn init_logging() {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAREPATH_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let result = if std::env::var("CAREPATH_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let json = std::env::var("CAREPATH_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let text = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+    });
+    let json = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    let result = tracing_subscriber::registry()
+        .with(telemetry::trace_slot())
+        .with(text)
+        .with(json)
+        .with(filter)
+        .try_init();
     // A second initialisation (tests) keeps the first subscriber.
     drop(result);
 }
@@ -678,6 +693,9 @@ pub async fn run_server(
             addr: args.listen,
             source,
         })?;
+    // Started once everything before it could fail, so a start-up error is the
+    // first problem's and not a busy metrics port's.
+    let telemetry = telemetry::start(&args.telemetry, "carepath")?;
     tracing::info!(
         addr = %listener.local_addr().unwrap_or(args.listen),
         backend = ?store.backend(),
@@ -739,6 +757,7 @@ pub async fn run_server(
     if let Some(task) = anchoring {
         let _ = task.await;
     }
+    telemetry.shutdown().await;
     served?;
     store.close().await;
     Ok(())

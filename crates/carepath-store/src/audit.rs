@@ -191,6 +191,8 @@ impl Tx {
             .bind(&entry.record_kind).bind(&entry.record_id).bind(entry.member_id.clone())
             .bind(entry.outcome.as_str()).bind(&prev).bind(&hash).bind(chain)
             .execute(c).await.map(|r| r.rows_affected()))?;
+        metrics::counter!(crate::AUDIT_ENTRIES_TOTAL, "outcome" => entry.outcome.as_str())
+            .increment(1);
         Ok(())
     }
 }
