@@ -110,7 +110,7 @@ pub async fn run_fhir_server(args: FhirServeArgs) -> Result<(), CliError> {
     let engine = PrecertEngine::load_with(&store, args.service_dates.service_dates())
         .await
         .map_err(|e| CliError::Serve(e.into()))?;
-    let telemetry = crate::telemetry::start(&args.telemetry, "carepath-fhir-server")?;
+    let telemetry = crate::telemetry::start(&args.telemetry)?;
     let stop = CancellationToken::new();
     crate::keep_keys_fresh(&args.keys, &auth, &stop);
     let fresh = tokio::spawn(carepath_app::precert::engine::keep_fresh(

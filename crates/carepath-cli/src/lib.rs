@@ -475,9 +475,26 @@ pub enum CliError {
 /// Logs to stderr; `CAREPATH_LOG` (or `RUST_LOG`) filters, `CAREPATH_LOG_FORMAT=json`
 /// switches to JSON lines. Colours only when stderr is a terminal, so a log file or a
 /// log collector gets plain text.
-/// The same filter chooses the spans exported as traces (`--otlp-endpoint`), whose
-/// layer is put in place when export starts ([`telemetry::start`]).
 pub fn init_logging() {
+    install_logging(None);
+}
+
+/// Starts logging as [`init_logging`] does and, when `otlp_endpoint` names a
+/// collector, exports spans to it (`--otlp-endpoint`); the same filter chooses the
+/// spans exported. Call within the runtime.
+pub fn init_logging_with_traces(
+    otlp_endpoint: Option<&str>,
+    service: &'static str,
+) -> Result<(), CliError> {
+    let traces = match otlp_endpoint {
+        Some(endpoint) => Some(telemetry::trace_layer(endpoint, service)?),
+        None => None,
+    };
+    install_logging(traces);
+    Ok(())
+}
+
+fn install_logging(traces: Option<telemetry::TraceLayer>) {
     use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAREPATH_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
@@ -495,7 +512,7 @@ pub fn init_logging() {
             .with_writer(std::io::stderr)
     });
     let result = tracing_subscriber::registry()
-        .with(telemetry::trace_slot())
+        .with(traces)
         .with(text)
         .with(json)
         .with(filter)
@@ -695,7 +712,7 @@ pub async fn run_server(
         })?;
     // Started once everything before it could fail, so a start-up error is the
     // first problem's and not a busy metrics port's.
-    let telemetry = telemetry::start(&args.telemetry, "carepath")?;
+    let telemetry = telemetry::start(&args.telemetry)?;
     tracing::info!(
         addr = %listener.local_addr().unwrap_or(args.listen),
         backend = ?store.backend(),
@@ -790,8 +807,8 @@ where
     let command = A::augment_args(clap::Command::new(name))
         .about(about)
         .version(env!("CARGO_PKG_VERSION"));
-    let args = A::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
-    init_logging();
+    let matches = command.get_matches();
+    let args = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -802,6 +819,14 @@ where
             return std::process::ExitCode::FAILURE;
         }
     };
+    let logging = {
+        let _runtime = runtime.enter();
+        init_logging_with_traces(telemetry::endpoint_in(&matches).as_deref(), name)
+    };
+    if let Err(e) = logging {
+        eprintln!("{name}: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     match runtime.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -2,6 +2,10 @@
 //! (`--metrics-listen`) and the export of spans over OTLP/HTTP (`--otlp-endpoint`).
 //! What is measured lives in `carepath_app::telemetry` and the doors; this module
 //! only installs where it goes.
+//!
+//! The trace layer is part of the logging subscriber from its start
+//! ([`crate::init_logging_with_traces`]): spans can only be read back (for the context
+//! stored with outbox events) through a layer installed directly.
 
 use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 
@@ -10,8 +14,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
-use tracing_subscriber::{Layer, Registry, reload};
+use opentelemetry_sdk::{
+    Resource,
+    trace::{SdkTracer, SdkTracerProvider},
+};
+use tracing_opentelemetry::OpenTelemetryLayer;
+use tracing_subscriber::Registry;
 
 use crate::CliError;
 
@@ -47,17 +55,12 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of a collector's answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// The layer traces go through, set once export starts ([`start_traces`]).
-type OtelSlot = Option<Box<dyn Layer<Registry> + Send + Sync>>;
-static TRACES: OnceLock<reload::Handle<OtelSlot, Registry>> = OnceLock::new();
+/// The layer spans go through to the exporter.
+pub(crate) type TraceLayer = OpenTelemetryLayer<Registry, SdkTracer>;
 
-/// The slot for the trace layer, placed first on the logging subscriber by
-/// [`crate::init_logging`]; empty (and costless) until traces are exported.
-pub(crate) fn trace_slot() -> reload::Layer<OtelSlot, Registry> {
-    let (layer, handle) = reload::Layer::new(None);
-    let _ = TRACES.set(handle);
-    layer
-}
+/// The exporting provider of this process, once traces are on: kept to send the
+/// spans still queued at shutdown.
+static TRACES: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// What [`start`] turned on; [`Telemetry::shutdown`] sends the spans still queued.
 #[derive(Debug, Default)]
@@ -74,9 +77,9 @@ impl Telemetry {
     }
 }
 
-/// Starts the metrics endpoint and trace export that `args` ask for. Call within the
-/// runtime, once per process.
-pub fn start(args: &TelemetryArgs, service: &'static str) -> Result<Telemetry, CliError> {
+/// Starts the metrics endpoint `args` ask for, and reports the trace export logging
+/// started with. Call within the runtime, once per process.
+pub fn start(args: &TelemetryArgs) -> Result<Telemetry, CliError> {
     let listen = args.metrics_listen.trim();
     if !listen.is_empty() {
         let addr: SocketAddr = listen.parse().map_err(|e| {
@@ -87,15 +90,26 @@ pub fn start(args: &TelemetryArgs, service: &'static str) -> Result<Telemetry, C
         start_metrics(addr)?;
         tracing::info!(%addr, "metrics endpoint listening at /metrics");
     }
-    let traces = match args.otlp_endpoint.as_deref().map(str::trim) {
-        Some(endpoint) if !endpoint.is_empty() => {
-            let provider = start_traces(endpoint, service)?;
-            tracing::info!(endpoint, "traces exported over OTLP/HTTP");
-            Some(provider)
-        }
-        _ => None,
-    };
+    let traces = TRACES.get().cloned();
+    if let Some(endpoint) = args.otlp_endpoint.as_deref().filter(|_| traces.is_some()) {
+        tracing::info!(endpoint, "traces exported over OTLP/HTTP");
+    }
     Ok(Telemetry { traces })
+}
+
+/// The `--otlp-endpoint` a command line set, if it set one (read before the settings
+/// struct is known, to start logging with it).
+pub(crate) fn endpoint_in(matches: &clap::ArgMatches) -> Option<String> {
+    let mut matches = matches;
+    while let Some((_, sub)) = matches.subcommand() {
+        matches = sub;
+    }
+    matches
+        .try_get_one::<String>("otlp_endpoint")
+        .ok()
+        .flatten()
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
 }
 
 /// Installs the Prometheus recorder with its endpoint on `addr`, and describes every
@@ -120,14 +134,11 @@ pub fn start_metrics(addr: SocketAddr) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Exports spans to the OTLP/HTTP collector at `endpoint` from now on, and has outbox
-/// events carry their trace context.
-fn start_traces(endpoint: &str, service: &'static str) -> Result<SdkTracerProvider, CliError> {
+/// The layer that exports spans to the OTLP/HTTP collector at `endpoint`; from then
+/// on outbox events carry their trace context. Call within the runtime.
+pub(crate) fn trace_layer(endpoint: &str, service: &'static str) -> Result<TraceLayer, CliError> {
     let usage =
         |e: &dyn std::fmt::Display| CliError::Usage(format!("--otlp-endpoint {endpoint}: {e}"));
-    let Some(slot) = TRACES.get() else {
-        return Err(usage(&"logging was not started with a trace slot"));
-    };
     let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     let client = Collector {
         http: reqwest::Client::builder()
@@ -148,12 +159,9 @@ fn start_traces(endpoint: &str, service: &'static str) -> Result<SdkTracerProvid
         .with_resource(Resource::builder().with_service_name(service).build())
         .build();
     let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
-    slot.reload(Some(
-        Box::new(layer) as Box<dyn Layer<Registry> + Send + Sync>
-    ))
-    .map_err(|e| usage(&e))?;
+    let _ = TRACES.set(provider);
     carepath_store::trace::enable();
-    Ok(provider)
+    Ok(layer)
 }
 
 /// The exporter's HTTP client: the process's own (reqwest) on the process's runtime.
