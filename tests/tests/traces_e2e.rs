@@ -3,7 +3,7 @@
 //! serve --otlp-endpoint`. A submission sent with a W3C `traceparent` is one trace
 //! with the call, the outbox hand-off of the event it stored and the delivery of the
 //! notice that event caused, minutes apart in real life; and no span carries the
-//! member's data.
+//! member's data. On SQLite and PostgreSQL: the context is stored with the event.
 
 use std::{
     net::SocketAddr,
@@ -16,6 +16,7 @@ use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post}
 use carepath_app::auth::Authenticator;
 use carepath_core::{Actor, Role};
 use carepath_tests::{
+    TestDb, contract_tests,
     notify_support::{FaxGateway, SmtpServer, free_port},
     precert::{IMAGING_IN, MEMBER, client, flag, mri},
     process::{ServerProcess, binary},
@@ -26,6 +27,8 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 use prost::Message;
+
+contract_tests!(one_trace_holds_the_call_the_hand_off_and_the_notice);
 
 /// The spans a collector received.
 type Received = Arc<Mutex<Vec<Span>>>;
@@ -94,18 +97,16 @@ fn everything_in(span: &Span) -> Vec<String> {
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_trace_holds_the_call_the_hand_off_and_the_notice() {
+async fn one_trace_holds_the_call_the_hand_off_and_the_notice(db: &TestDb) {
     let (endpoint, received) = collector().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let smtp = SmtpServer::start(free_port(), &dir.path().join("smtp"), Duration::ZERO);
     let fax = FaxGateway::start(&dir.path().join("fax"));
     let key = dir.path().join("signing.pem");
     let auth = Authenticator::with_local_key(&key).expect("signing key");
-    let database = format!("sqlite://{}", dir.path().join("carepath.db").display());
     let mut command = Command::new(binary("carepath", Some("--otlp-endpoint")));
     command
-        .args(["serve", "--demo", "--database-url", &database])
+        .args(["serve", "--demo", "--database-url", &db.url])
         .arg("--signing-key")
         .arg(&key)
         .arg("--records-dir")
