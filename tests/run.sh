@@ -41,6 +41,11 @@ fi
 if ! command -v pdftotext >/dev/null 2>&1; then
     apt-get update >/dev/null && apt-get install -y poppler-utils >/dev/null
 fi
+# The metrics test scrapes the server with a real Prometheus (its own config and a
+# temporary storage folder; the package's service is not used).
+if ! command -v prometheus >/dev/null 2>&1; then
+    apt-get update >/dev/null && apt-get install -y --no-install-recommends prometheus >/dev/null
+fi
 # The FHIR end-to-end checks (tests/fhir/pas_e2e.py) read every answer with an independent
 # FHIR library and sign SMART client assertions; pip leaves pins already met alone.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/fhir/requirements.txt

@@ -90,6 +90,14 @@ impl ServerProcess {
         if !fhir_set {
             command.env("CAREPATH_FHIR_LISTEN", "127.0.0.1:0");
         }
+        // The metrics endpoint is off unless the test asks for it: servers of tests
+        // running side by side would otherwise all want its default port.
+        let metrics_set = command
+            .get_envs()
+            .any(|(key, value)| key == "CAREPATH_METRICS_LISTEN" && value.is_some());
+        if !metrics_set {
+            command.env("CAREPATH_METRICS_LISTEN", "");
+        }
         let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .env("CAREPATH_LOG_FORMAT", "json")

@@ -24,6 +24,7 @@ fn failed_start(args: &[&str]) -> String {
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
         .env("CAREPATH_FHIR_LISTEN", "127.0.0.1:0")
+        .env("CAREPATH_METRICS_LISTEN", "")
         .env("CAREPATH_RECORDS_DIR", dir.path())
         .stdin(Stdio::null())
         .output()
@@ -72,6 +73,7 @@ fn logs_off_a_terminal_carry_no_colour_codes() {
             "127.0.0.1:0",
         ])
         .env("CAREPATH_FHIR_LISTEN", "127.0.0.1:0")
+        .env("CAREPATH_METRICS_LISTEN", "")
         .env("CAREPATH_LOG", "info")
         .env_remove("CAREPATH_LOG_FORMAT")
         .stdin(Stdio::null())

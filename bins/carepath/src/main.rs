@@ -138,8 +138,17 @@ async fn run(command: Command) -> Result<(), CliError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    cli::init_logging();
-    match run(Cli::parse().command).await {
+    let command = Cli::parse().command;
+    let traces = match &command {
+        Command::Serve(args) => args.serve.telemetry.otlp_endpoint.clone(),
+        _ => None,
+    };
+    let traces = traces.as_deref().map(str::trim).filter(|e| !e.is_empty());
+    if let Err(e) = cli::init_logging_with_traces(traces, "carepath") {
+        eprintln!("carepath: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("carepath: {e}");

@@ -34,6 +34,7 @@ pub mod precert;
 pub mod secondopinion;
 pub mod smart;
 pub mod subscriptions;
+pub mod telemetry;
 
 // Gives object_store's HTTP client (S3 record storage) TLS over the process's crypto
 // provider; nothing here calls it.

@@ -144,13 +144,20 @@ pub async fn process_batch(
         .claim(consumer, options.batch, lease, clock.now())
         .await?;
     let count = claimed.len();
+    let handoffs = handoff_spans(consumer, &claimed);
     let events: Vec<&DomainEvent> = claimed.iter().map(|item| &item.event).collect();
     let mut outcomes = handler.handle_batch(&events).await.into_iter();
     let mut handled = Vec::with_capacity(count);
-    for item in &claimed {
+    for (i, item) in claimed.iter().enumerate() {
         let outcome = outcomes
             .next()
             .unwrap_or_else(|| Err("the handler returned no outcome for the event".into()));
+        let label = if outcome.is_ok() { "done" } else { "retry" };
+        metrics::counter!(crate::telemetry::OUTBOX_HANDLED_TOTAL, "consumer" => consumer, "outcome" => label)
+            .increment(1);
+        if let Some(span) = handoffs.get(i) {
+            span.record("outcome", label);
+        }
         match outcome {
             Ok(()) => handled.push(item.seq),
             Err(cause) => {
@@ -171,7 +178,32 @@ pub async fn process_batch(
             "lease lost before acknowledgement; those events will be handled again"
         );
     }
+    drop(handoffs);
     Ok(count)
+}
+
+/// With traces on, one span per claimed event from its claim to its acknowledgement,
+/// a child of the span that appended the event (its stored trace context): the
+/// hand-off joins the trace of the call that caused it. None with traces off.
+fn handoff_spans(consumer: &'static str, claimed: &[ClaimedEvent]) -> Vec<tracing::Span> {
+    if !carepath_store::trace::enabled() {
+        return Vec::new();
+    }
+    claimed
+        .iter()
+        .map(|item| {
+            let span = tracing::info_span!(
+                "outbox.handoff",
+                consumer,
+                kind = %item.event.kind,
+                event_id = %item.event.id,
+                attempts = item.attempts,
+                outcome = tracing::field::Empty,
+            );
+            carepath_store::trace::follow(&span, item.trace_context.as_deref());
+            span
+        })
+        .collect()
 }
 
 /// Returns a failed event: due again after a backoff, or parked as dead after

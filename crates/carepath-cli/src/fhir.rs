@@ -92,6 +92,8 @@ pub struct FhirServeArgs {
     pub data: crate::DataArgs,
     #[command(flatten)]
     pub service_dates: crate::ServiceDateArgs,
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
 }
 
 /// Serves the FHIR API alone until Ctrl-C or SIGTERM, keeping its rule engine in
@@ -108,6 +110,7 @@ pub async fn run_fhir_server(args: FhirServeArgs) -> Result<(), CliError> {
     let engine = PrecertEngine::load_with(&store, args.service_dates.service_dates())
         .await
         .map_err(|e| CliError::Serve(e.into()))?;
+    let telemetry = crate::telemetry::start(&args.telemetry)?;
     let stop = CancellationToken::new();
     crate::keep_keys_fresh(&args.keys, &auth, &stop);
     let fresh = tokio::spawn(carepath_app::precert::engine::keep_fresh(
@@ -119,10 +122,17 @@ pub async fn run_fhir_server(args: FhirServeArgs) -> Result<(), CliError> {
         app.clone(),
         stop.clone(),
     ));
+    let gauges = tokio::spawn(carepath_app::telemetry::run_gauges(
+        store.clone(),
+        app.clock.clone(),
+        carepath_app::telemetry::GAUGE_INTERVAL,
+        stop.clone(),
+    ));
     let door = start(&args.fhir, &app, engine, &args.limits, stop.clone()).await?;
     crate::shutdown_signal().await;
     stop.cancel();
-    let _ = tokio::join!(door, fresh, refusals);
+    let _ = tokio::join!(door, fresh, refusals, gauges);
+    telemetry.shutdown().await;
     store.close().await;
     Ok(())
 }

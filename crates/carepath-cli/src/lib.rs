@@ -7,6 +7,7 @@ pub mod events;
 pub mod fhir;
 pub mod notify;
 pub mod smart;
+pub mod telemetry;
 
 use std::{
     fmt,
@@ -484,6 +485,8 @@ pub struct ServeArgs {
     pub service_dates: ServiceDateArgs,
     #[command(flatten)]
     pub events: events::EventArgs,
+    #[command(flatten)]
+    pub telemetry: telemetry::TelemetryArgs,
 }
 
 /// Errors of start-up and of the one-shot commands, shown to the operator.
@@ -529,18 +532,47 @@ pub enum CliError {
 /// switches to JSON lines. Colours only when stderr is a terminal, so a log file or a
 /// log collector gets plain text.
 pub fn init_logging() {
+    install_logging(None);
+}
+
+/// Starts logging as [`init_logging`] does and, when `otlp_endpoint` names a
+/// collector, exports spans to it (`--otlp-endpoint`); the same filter chooses the
+/// spans exported. Call within the runtime.
+pub fn init_logging_with_traces(
+    otlp_endpoint: Option<&str>,
+    service: &'static str,
+) -> Result<(), CliError> {
+    let traces = match otlp_endpoint {
+        Some(endpoint) => Some(telemetry::trace_layer(endpoint, service)?),
+        None => None,
+    };
+    install_logging(traces);
+    Ok(())
+}
+
+fn install_logging(traces: Option<telemetry::TraceLayer>) {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAREPATH_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let result = if std::env::var("CAREPATH_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let json = std::env::var("CAREPATH_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let text = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+    });
+    let json = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    let result = tracing_subscriber::registry()
+        .with(traces)
+        .with(text)
+        .with(json)
+        .with(filter)
+        .try_init();
     // A second initialisation (tests) keeps the first subscriber.
     drop(result);
 }
@@ -745,6 +777,9 @@ pub async fn run_server(
             addr: args.listen,
             source,
         })?;
+    // Started once everything before it could fail, so a start-up error is the
+    // first problem's and not a busy metrics port's.
+    let telemetry = telemetry::start(&args.telemetry)?;
     tracing::info!(
         addr = %listener.local_addr().unwrap_or(args.listen),
         backend = ?store.backend(),
@@ -825,6 +860,7 @@ pub async fn run_server(
         let _ = task.await;
     }
     let _ = refusals.await;
+    telemetry.shutdown().await;
     served?;
     store.close().await;
     Ok(())
@@ -857,8 +893,8 @@ where
     let command = A::augment_args(clap::Command::new(name))
         .about(about)
         .version(env!("CARGO_PKG_VERSION"));
-    let args = A::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
-    init_logging();
+    let matches = command.get_matches();
+    let args = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -869,6 +905,14 @@ where
             return std::process::ExitCode::FAILURE;
         }
     };
+    let logging = {
+        let _runtime = runtime.enter();
+        init_logging_with_traces(telemetry::endpoint_in(&matches).as_deref(), name)
+    };
+    if let Err(e) = logging {
+        eprintln!("{name}: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     match runtime.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

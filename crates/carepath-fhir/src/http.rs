@@ -139,6 +139,7 @@ impl FhirDoor {
         if let Some(callers) = &self.callers
             && let Err(wait) = callers.check(actor)
         {
+            carepath_app::telemetry::refused("fhir", "rate");
             return Err(Failure::throttled(
                 wait,
                 "this caller is over its rate limit",
@@ -288,6 +289,7 @@ async fn token(
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
     if let Err(wait) = door.peers.check(&peer.ip()) {
+        carepath_app::telemetry::refused("fhir", "token_rate");
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
             [
@@ -833,21 +835,95 @@ async fn admit(
 ) -> Response {
     match slots.free.try_acquire_owned() {
         Ok(_slot) => next.run(request).await,
-        Err(_) => Failure {
-            retry_after: Some(Duration::from_secs(1)),
-            ..Failure::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "transient",
-                "the server is at its limit of requests in progress; retry shortly",
-            )
+        Err(_) => {
+            carepath_app::telemetry::refused("fhir", "concurrency");
+            Failure {
+                retry_after: Some(Duration::from_secs(1)),
+                ..Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "transient",
+                    "the server is at its limit of requests in progress; retry shortly",
+                )
+            }
+            .into_response()
         }
-        .into_response(),
     }
 }
 
 /// The FHIR door's routes under `/fhir` and the token endpoint at `/auth/token`.
 pub fn router(door: FhirDoor, limits: HttpLimits) -> Router {
     routes(door, limits, Slots::new(limits.max_concurrent_requests))
+}
+
+/// Every route of the door, as the metrics and spans name them.
+const ROUTES: &[&str] = &[
+    "/fhir/metadata",
+    "/fhir/.well-known/smart-configuration",
+    "/auth/token",
+    "/fhir/Claim/$submit",
+    "/fhir/Claim/$inquire",
+    "/fhir/ClaimResponse",
+    "/fhir/ClaimResponse/{id}",
+    "/fhir/Subscription",
+    "/fhir/Subscription/{id}",
+    "/fhir/Subscription/{id}/$status",
+    "/fhir/Questionnaire/$questionnaire-package",
+    "/fhir/Questionnaire/{id}",
+    "/cds-services",
+    "/cds-services/{service}",
+];
+
+/// The route label of a request: one of [`ROUTES`], or `other` (an unknown path,
+/// whatever a client sends, adds no series).
+fn route_label(request: &axum::extract::Request) -> &'static str {
+    let matched = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str);
+    matched
+        .and_then(|m| ROUTES.iter().find(|r| **r == m).copied())
+        .unwrap_or("other")
+}
+
+/// The statuses the door answers, each its own label.
+const STATUSES: &[&str] = &[
+    "200", "201", "204", "400", "401", "403", "404", "405", "409", "410", "412", "413", "415",
+    "422", "429", "500", "503",
+];
+
+/// An HTTP status as a label: one of [`STATUSES`], or its class.
+fn status_label(status: StatusCode) -> &'static str {
+    let code = status.as_str();
+    STATUSES
+        .iter()
+        .find(|s| **s == code)
+        .copied()
+        .unwrap_or(match status.as_u16() / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        })
+}
+
+/// Counts every request by route and status with its latency, and runs it in a span
+/// that continues the caller's W3C trace context (`traceparent`), if it sent one.
+async fn observe(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let route = route_label(&request);
+    let call = carepath_app::telemetry::CallInProgress::start("fhir");
+    let span = tracing::info_span!("http", method = %request.method(), route);
+    carepath_app::telemetry::follow(
+        &span,
+        request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let response = next.run(request).instrument(span).await;
+    call.finish("fhir", route, status_label(response.status()));
+    response
 }
 
 fn routes(door: FhirDoor, limits: HttpLimits, slots: Slots) -> Router {
@@ -883,6 +959,7 @@ fn routes(door: FhirDoor, limits: HttpLimits, slots: Slots) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout,
         ))
+        .layer(axum::middleware::from_fn(observe))
 }
 
 /// Every minute: drops the rate-limit buckets of callers gone idle and logs how many

@@ -149,6 +149,7 @@ impl Connections {
             .clone()
             .try_acquire_owned()
             .map_err(|_| {
+                carepath_app::telemetry::refused("grpc", "streams_per_connection");
                 Status::resource_exhausted(format!(
                     "too many long-lived streams on this connection: at most {} (health \
                  watches, reflection, status watches); close one or open another connection",
@@ -156,6 +157,7 @@ impl Connections {
                 ))
             })?;
         let on_server = self.streams.clone().try_acquire_owned().map_err(|_| {
+            carepath_app::telemetry::refused("grpc", "streams");
             Status::resource_exhausted(format!(
                 "too many long-lived streams on this server: at most {}; retry later",
                 self.limits.long_lived_total
@@ -354,6 +356,7 @@ pub fn incoming(
                 let Ok(open) = connections.open.clone().try_acquire_owned() else {
                     // Dropping the stream closes it: the client fails fast.
                     connections.refused.fetch_add(1, Ordering::Relaxed);
+                    carepath_app::telemetry::refused("grpc", "connections");
                     return None;
                 };
                 let limits = connections.limits;

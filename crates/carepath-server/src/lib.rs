@@ -17,6 +17,7 @@ pub mod convert;
 pub mod directory;
 mod door;
 pub mod error;
+pub mod metrics;
 pub mod notify;
 pub mod oncology;
 pub mod overload;

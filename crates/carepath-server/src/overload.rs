@@ -59,6 +59,9 @@ use crate::{
     server::Limits,
 };
 
+/// The door label of this door's metrics.
+const DOOR: &str = "grpc";
+
 /// Services that stay outside every limit, so probes keep answering under overload.
 const UNLIMITED_SERVICES: &[&str] = &[
     "grpc.health.v1.Health",
@@ -160,6 +163,7 @@ impl Admission {
 
     fn refusal(&self) -> Status {
         self.refused.fetch_add(1, Ordering::Relaxed);
+        carepath_app::telemetry::refused(DOOR, "concurrency");
         Status::unavailable(format!(
             "server overloaded: {} calls already in progress, the most it takes at once; \
              retry shortly",
@@ -185,6 +189,7 @@ impl Admission {
         tracing::debug!(role = actor.role.as_str(), "authenticated");
         if let Some(callers) = &self.callers {
             callers.check(&actor).inspect_err(|_| {
+                carepath_app::telemetry::refused(DOOR, "rate");
                 tracing::debug!(
                     role = actor.role.as_str(),
                     "call refused: caller over its rate limit"
@@ -251,6 +256,7 @@ impl Admission {
             Ok(outcome) => outcome?,
             Err(_) => {
                 self.late.fetch_add(1, Ordering::Relaxed);
+                carepath_app::telemetry::refused(DOOR, "request_body_timeout");
                 return Err(Status::deadline_exceeded(format!(
                     "the request did not arrive within {} ms of its headers",
                     self.request_body_timeout.as_millis()
@@ -364,6 +370,7 @@ impl CallerSlots {
         let count = held.entry(actor.clone()).or_default();
         if *count >= self.limit {
             self.refused.fetch_add(1, Ordering::Relaxed);
+            carepath_app::telemetry::refused(DOOR, "per_caller_calls");
             return Err(Status::resource_exhausted(format!(
                 "too many calls in progress: a caller may have at most {} at once; retry \
                  when one has been answered",

@@ -158,6 +158,9 @@ pub struct Limits {
     /// How often the precertification sweeps run (on one process of those sharing the
     /// database at a time).
     pub sweep_interval: Duration,
+    /// How often the metrics that need a database query (outbox backlog, cases open
+    /// and past due, notices not sent) are read again.
+    pub gauge_interval: Duration,
 }
 
 impl Default for Limits {
@@ -181,6 +184,7 @@ impl Default for Limits {
             event_lease: carepath_app::outbox::ConsumerOptions::default().lease,
             background_share: DEFAULT_BACKGROUND_SHARE,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            gauge_interval: carepath_app::telemetry::GAUGE_INTERVAL,
         }
     }
 }
@@ -327,6 +331,12 @@ pub async fn serve_with(
             admission.clone(),
             background.clone(),
         )),
+        tokio::spawn(carepath_app::telemetry::run_gauges(
+            app.store.clone(),
+            app.clock.clone(),
+            limits.gauge_interval,
+            background.clone(),
+        )),
     ];
     let pacing = Pacing::behind(Arc::new(admission.clone()), limits.background_share);
     let consumer_options = carepath_app::outbox::ConsumerOptions {
@@ -407,6 +417,7 @@ pub async fn serve_with(
     // their own: refusing must stay cheap when many arrive at once (`overload::maintain`
     // logs how many there were).
     let layers = tower::ServiceBuilder::new()
+        .layer(crate::metrics::CallMetrics)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(admission.clone())
@@ -418,7 +429,13 @@ pub async fn serve_with(
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
+                    let span = tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id);
+                    // A caller's W3C trace context makes the call part of its trace.
+                    carepath_app::telemetry::follow(
+                        &span,
+                        req.headers().get("traceparent").and_then(|v| v.to_str().ok()),
+                    );
+                    span
                 })
                 // A refused call is routine (bad input, no token); server faults are
                 // logged at error level where they happen. Only the status code is

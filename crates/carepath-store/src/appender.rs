@@ -69,6 +69,8 @@ pub(crate) enum Target {
 
 struct Job {
     case: NewCase,
+    /// The trace context of the call that queued the case, for its events.
+    trace: Option<String>,
     done: oneshot::Sender<Result<CaseCreated, StoreError>>,
 }
 
@@ -122,14 +124,15 @@ async fn write_batches(target: Arc<Target>, receiver: Arc<Mutex<mpsc::UnboundedR
 }
 
 async fn write_jobs(target: &Target, jobs: Vec<Job>) {
-    let cases: Vec<&NewCase> = jobs.iter().map(|j| &j.case).collect();
+    let cases: Vec<(&NewCase, Option<&str>)> =
+        jobs.iter().map(|j| (&j.case, j.trace.as_deref())).collect();
     let results = match write_batch(target, &cases).await {
         Ok(created) => created.into_iter().map(Ok).collect(),
         // Each case again on its own, so only a case that cannot be written fails.
         Err(_) if jobs.len() > 1 => {
             let mut results = Vec::with_capacity(jobs.len());
             for case in &cases {
-                results.push(match write_batch(target, &[case]).await {
+                results.push(match write_batch(target, &[*case]).await {
                     Ok(created) => Ok(created[0]),
                     Err(e) => Err(e),
                 });
@@ -154,9 +157,9 @@ const INSERT_CASES: &str = "INSERT INTO precert_case (id, request_key, member_id
     RETURNING id";
 
 const INSERT_EVENTS: &str = "INSERT INTO outbox_event (id, kind, aggregate_kind, aggregate_id,
-        member_id, occurred_at, payload)
+        member_id, occurred_at, payload, trace_context)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-        $6::timestamptz[], $7::jsonb[])";
+        $6::timestamptz[], $7::jsonb[], $8::text[])";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id,
         member_id, outcome, prev_hash, hash, chain)
@@ -166,7 +169,10 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, subject, role, rpc, recor
 /// Writes `cases` in one transaction: those whose request key is new, with their
 /// events and audit entries, in batch order, so each case's events keep theirs and the
 /// audit chain links in that order.
-async fn write_batch(target: &Target, cases: &[&NewCase]) -> Result<Vec<CaseCreated>, StoreError> {
+async fn write_batch(
+    target: &Target,
+    cases: &[(&NewCase, Option<&str>)],
+) -> Result<Vec<CaseCreated>, StoreError> {
     match target {
         Target::Postgres(pool) => write_batch_postgres(pool, cases).await,
         Target::Sqlite(writer) => {
@@ -179,8 +185,10 @@ async fn write_batch(target: &Target, cases: &[&NewCase]) -> Result<Vec<CaseCrea
 /// in order).
 async fn write_batch_postgres(
     pool: &PgPool,
-    cases: &[&NewCase],
+    traced: &[(&NewCase, Option<&str>)],
 ) -> Result<Vec<CaseCreated>, StoreError> {
+    let cases: Vec<&NewCase> = traced.iter().map(|(c, _)| *c).collect();
+    let cases = cases.as_slice();
     let mut tx = pool.begin().await?;
     let inserted: Vec<String> = sqlx::query_scalar(INSERT_CASES)
         .bind(column(cases, |c| c.record.id.clone()))
@@ -204,18 +212,19 @@ async fn write_batch_postgres(
         return Ok(outcome);
     }
 
-    let events: Vec<&DomainEvent> = created.iter().flat_map(|c| &c.events).collect();
+    let events: Vec<(&DomainEvent, Option<&str>)> = traced_events(traced, &created);
     if !events.is_empty() {
         sqlx::query(INSERT_EVENTS)
-            .bind(column(&events, |e| e.id.clone()))
-            .bind(column(&events, |e| e.kind.clone()))
-            .bind(column(&events, |e| e.aggregate_kind.clone()))
-            .bind(column(&events, |e| e.aggregate_id.clone()))
+            .bind(column(&events, |e| e.0.id.clone()))
+            .bind(column(&events, |e| e.0.kind.clone()))
+            .bind(column(&events, |e| e.0.aggregate_kind.clone()))
+            .bind(column(&events, |e| e.0.aggregate_id.clone()))
             .bind(column(&events, |e| {
-                e.member_id.as_ref().map(|m| m.as_str().to_owned())
+                e.0.member_id.as_ref().map(|m| m.as_str().to_owned())
             }))
-            .bind(column(&events, |e| e.occurred_at))
-            .bind(column(&events, |e| Json(&e.payload)))
+            .bind(column(&events, |e| e.0.occurred_at))
+            .bind(column(&events, |e| Json(&e.0.payload)))
+            .bind(column(&events, |e| e.1.map(str::to_owned)))
             .execute(&mut *tx)
             .await?;
     }
@@ -241,6 +250,7 @@ async fn write_batch_postgres(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    count_audit(&created);
     Ok(outcome)
 }
 
@@ -261,8 +271,10 @@ const AUDIT_COLUMNS: usize = 11;
 /// far below SQLite's limit.
 async fn write_batch_values(
     mut tx: Tx,
-    cases: &[&NewCase],
+    traced: &[(&NewCase, Option<&str>)],
 ) -> Result<Vec<CaseCreated>, StoreError> {
+    let cases: Vec<&NewCase> = traced.iter().map(|(c, _)| *c).collect();
+    let cases = cases.as_slice();
     let sql = values_sql(INSERT_CASES_VALUES, CASE_COLUMNS, cases.len()) + NEW_REQUEST_KEYS_ONLY;
     let inserted: Vec<String> = on_tx!(&mut tx, c => {
         let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
@@ -280,11 +292,8 @@ async fn write_batch_values(
     if created.is_empty() {
         return Ok(outcome);
     }
-    let events: Vec<DomainEvent> = created
-        .iter()
-        .flat_map(|c| c.events.iter().cloned())
-        .collect();
-    tx.append_events(&events).await?;
+    let events = traced_events(traced, &created);
+    tx.append_traced_events(&events).await?;
 
     let chain = next_chain();
     let backend = tx.backend();
@@ -304,7 +313,16 @@ async fn write_batch_values(
         query.execute(c).await.map(|r| r.rows_affected())
     })?;
     tx.commit().await?;
+    count_audit(&created);
     Ok(outcome)
+}
+
+/// Counts the audit entries of a committed batch.
+fn count_audit(created: &[&NewCase]) {
+    for case in created {
+        metrics::counter!(crate::AUDIT_ENTRIES_TOTAL, "outcome" => case.audit.outcome.as_str())
+            .increment(1);
+    }
 }
 
 /// Which of `cases` were written (their ids came back from the insert), and those
@@ -327,6 +345,19 @@ fn sort_out<'a>(
         .map(|(c, _)| *c)
         .collect();
     (outcome, created)
+}
+
+/// The events of the `created` cases in batch order, each with the trace context of
+/// the call that queued its case.
+fn traced_events<'a>(
+    traced: &[(&'a NewCase, Option<&'a str>)],
+    created: &[&'a NewCase],
+) -> Vec<(&'a DomainEvent, Option<&'a str>)> {
+    traced
+        .iter()
+        .filter(|(case, _)| created.iter().any(|c| std::ptr::eq(*c, *case)))
+        .flat_map(|(case, trace)| case.events.iter().map(|e| (e, *trace)))
+        .collect()
 }
 
 /// (time, previous hash, hash) of each case's audit entry, linked in batch order onto
@@ -353,7 +384,8 @@ impl Store {
     pub async fn create_case(&self, case: NewCase) -> Result<CaseCreated, StoreError> {
         let (Store::Postgres { appender, .. } | Store::Sqlite { appender, .. }) = self;
         let (done, answer) = oneshot::channel();
-        if let Err(refused) = appender.queue.send(Job { case, done }) {
+        let trace = crate::trace::current();
+        if let Err(refused) = appender.queue.send(Job { case, trace, done }) {
             // The writer tasks are gone (their runtime ended): write it here.
             let case = refused.0.case;
             return create_in_tx(self.begin().await?, &case).await;

@@ -216,6 +216,8 @@ impl Tx {
             .bind(entry.outcome.as_str()).bind(&prev).bind(&hash).bind(chain)
             .bind(i64::from(entry.repeats))
             .execute(c).await.map(|r| r.rows_affected()))?;
+        metrics::counter!(crate::AUDIT_ENTRIES_TOTAL, "outcome" => entry.outcome.as_str())
+            .increment(1);
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ mod audit;
 mod cases;
 mod coverage;
 mod directory;
+mod gauges;
 mod jobs;
 mod notify;
 mod oncology;
@@ -26,6 +27,7 @@ mod precert;
 mod secondopinion;
 mod smart;
 mod subscriptions;
+pub mod trace;
 mod writer;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -43,6 +45,9 @@ pub use audit::{
 pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
 pub use coverage::CoverageAssertionRecord;
 pub use directory::{ImportSummary, MemberFilter, ProviderFilter, StaffFilter};
+pub use gauges::{
+    AUDIT_ENTRIES_TOTAL, BEGIN_WAIT_SECONDS, LabelledCount, OutboxBacklog, PoolState,
+};
 pub use jobs::{JOB_RUNS_KEPT, JobRun, NOTICE_CHANNEL, OPINION_CHANNEL, OUTBOX_CHANNEL, Wakeups};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;
@@ -311,12 +316,17 @@ impl Store {
         }
     }
 
-    /// Starts a read-write transaction.
+    /// Starts a read-write transaction. The time it waited for a connection (on
+    /// SQLite, for its turn on the writer) is recorded as [`BEGIN_WAIT_SECONDS`].
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match self {
-            Store::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
-            Store::Postgres { pool, .. } => Tx::Postgres(pool.begin().await?),
-        })
+        let started = std::time::Instant::now();
+        let (tx, backend) = match self {
+            Store::Sqlite { writer, .. } => (Tx::Sqlite(writer.begin().await?), "sqlite"),
+            Store::Postgres { pool, .. } => (Tx::Postgres(pool.begin().await?), "postgres"),
+        };
+        metrics::histogram!(BEGIN_WAIT_SECONDS, "backend" => backend)
+            .record(started.elapsed().as_secs_f64());
+        Ok(tx)
     }
 
     /// Waits until every transaction committed so far is visible to reads. On SQLite a

@@ -22,6 +22,9 @@ pub struct ClaimedEvent {
     pub seq: i64,
     pub attempts: i32,
     pub event: DomainEvent,
+    /// The `traceparent` of the span that appended the event, when traces were on
+    /// ([`crate::trace`]): the work the event causes continues that trace.
+    pub trace_context: Option<String>,
 }
 
 /// Where a delivery stands for one consumer.
@@ -41,9 +44,9 @@ pub struct OutboxStats {
 }
 
 const INSERT_EVENTS: &str = "INSERT INTO outbox_event
-    (id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload) VALUES ";
+    (id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload, trace_context) VALUES ";
 /// Columns of one event row in [`INSERT_EVENTS`].
-const EVENT_COLUMNS: usize = 7;
+const EVENT_COLUMNS: usize = 8;
 /// Most events [`Store::held_back`] looks at in one call.
 pub const MAX_HELD_BACK_BATCH: usize = 256;
 /// Most events one insert statement carries.
@@ -75,13 +78,13 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox_delivery
 /// 0009); SQLite's planner is told to use that index, since the primary key's
 /// `consumer` prefix looks as selective to it and would walk every delivery.
 const CLAIMED_SQLITE: &str = "SELECT d.seq, d.attempts, e.id, e.kind, e.aggregate_kind,
-        e.aggregate_id, e.member_id, e.occurred_at, e.payload
+        e.aggregate_id, e.member_id, e.occurred_at, e.payload, e.trace_context
     FROM outbox_delivery d INDEXED BY outbox_delivery_owner JOIN outbox_event e ON e.seq = d.seq
     WHERE d.consumer = $1 AND d.lease_owner = $2 AND d.done_at IS NULL
     ORDER BY d.seq";
 
 const CLAIMED_POSTGRES: &str = "SELECT d.seq, d.attempts, e.id, e.kind, e.aggregate_kind,
-        e.aggregate_id, e.member_id, e.occurred_at, e.payload
+        e.aggregate_id, e.member_id, e.occurred_at, e.payload, e.trace_context
     FROM outbox_delivery d JOIN outbox_event e ON e.seq = d.seq
     WHERE d.consumer = $1 AND d.lease_owner = $2 AND d.done_at IS NULL
     ORDER BY d.seq";
@@ -96,11 +99,22 @@ type EventRow = (
     Option<String>,
     DateTime<Utc>,
     Json<serde_json::Value>,
+    Option<String>,
 );
 
 fn event_from_row(row: EventRow) -> Result<ClaimedEvent, StoreError> {
-    let (seq, attempts, id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload) =
-        row;
+    let (
+        seq,
+        attempts,
+        id,
+        kind,
+        aggregate_kind,
+        aggregate_id,
+        member_id,
+        occurred_at,
+        payload,
+        trace_context,
+    ) = row;
     let member_id = member_id
         .map(|m| MemberId::parse(&m))
         .transpose()
@@ -121,36 +135,52 @@ fn event_from_row(row: EventRow) -> Result<ClaimedEvent, StoreError> {
             occurred_at,
             payload: payload.0,
         },
+        trace_context,
     })
 }
 
 impl Tx {
     /// Records `event` in the outbox, in this transaction, for every consumer
-    /// subscribed to its kind. Returns the event's position in the outbox.
+    /// subscribed to its kind, with the current span's trace context. Returns the
+    /// event's position in the outbox.
     pub async fn append_event(&mut self, event: &DomainEvent) -> Result<i64, StoreError> {
         let sql = format!("{} RETURNING seq", insert_events_sql(1));
         let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
+        let trace = crate::trace::current();
         let seq: i64 = on_tx!(self, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(&event.id).bind(&event.kind).bind(&event.aggregate_kind)
             .bind(&event.aggregate_id).bind(member.clone()).bind(event.occurred_at)
-            .bind(Json(&event.payload))
+            .bind(Json(&event.payload)).bind(trace.clone())
             .fetch_one(c).await)?;
         Ok(seq)
     }
 
     /// Records `events` in the outbox, in this transaction and in their order, like
-    /// [`Tx::append_event`] for each, in as few statements as the batch allows.
+    /// [`Tx::append_event`] for each, in as few statements as the batch allows. Each
+    /// carries the trace context of the span current here ([`crate::trace`]).
     pub async fn append_events(&mut self, events: &[DomainEvent]) -> Result<(), StoreError> {
+        let trace = crate::trace::current();
+        let traced: Vec<(&DomainEvent, Option<&str>)> =
+            events.iter().map(|e| (e, trace.as_deref())).collect();
+        self.append_traced_events(&traced).await
+    }
+
+    /// Records events each with the trace context given beside it (the appender's
+    /// batches hold the events of several calls).
+    pub(crate) async fn append_traced_events(
+        &mut self,
+        events: &[(&DomainEvent, Option<&str>)],
+    ) -> Result<(), StoreError> {
         for chunk in events.chunks(EVENTS_PER_INSERT) {
             let sql = insert_events_sql(chunk.len());
             on_tx!(self, c => {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-                for event in chunk {
+                for (event, trace) in chunk {
                     let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
                     query = query
                         .bind(&event.id).bind(&event.kind).bind(&event.aggregate_kind)
                         .bind(&event.aggregate_id).bind(member).bind(event.occurred_at)
-                        .bind(Json(&event.payload));
+                        .bind(Json(&event.payload)).bind(*trace);
                 }
                 query.execute(c).await.map(|r| r.rows_affected())
             })?;
@@ -278,7 +308,8 @@ impl Store {
         aggregate_id: &str,
     ) -> Result<Vec<DomainEvent>, StoreError> {
         let rows: Vec<EventRow> = on_db!(self, c => sqlx::query_as(
-            "SELECT seq, 0, id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload
+            "SELECT seq, 0, id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload,
+                trace_context
              FROM outbox_event WHERE aggregate_kind = $1 AND aggregate_id = $2 ORDER BY seq")
             .bind(aggregate_kind).bind(aggregate_id).fetch_all(c).await)?;
         rows.into_iter()
@@ -331,12 +362,21 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<(i64, DomainEvent)>, StoreError> {
         let rows: Vec<EventRow> = on_db!(self, c => sqlx::query_as(
-            "SELECT seq, 0, id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload
+            "SELECT seq, 0, id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload, trace_context
              FROM outbox_event WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(after).bind(i64::from(limit.min(1000))).fetch_all(c).await)?;
         rows.into_iter()
             .map(|r| event_from_row(r).map(|c| (c.seq, c.event)))
             .collect()
+    }
+
+    /// The trace context the event with id `event_id` was appended under, if any
+    /// (for the notices it caused: their delivery joins its trace).
+    pub async fn event_trace_context(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<Option<String>> = on_db!(self, c => sqlx::query_scalar(
+            "SELECT trace_context FROM outbox_event WHERE id = $1")
+            .bind(event_id).fetch_optional(c).await)?;
+        Ok(row.flatten())
     }
 
     /// The delivery state of event `seq` for `consumer`, if it was delivered to it.

@@ -100,6 +100,11 @@ impl std::fmt::Debug for SqliteTx {
 }
 
 impl SqliteWriter {
+    /// Transactions waiting for the connection now.
+    pub fn queued(&self) -> u32 {
+        u32::try_from(self.queued.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
+    }
+
     /// Opens the write connection, and the checkpoint task's connection.
     pub async fn open(options: SqliteConnectOptions) -> Result<Arc<Self>, StoreError> {
         let checkpointer = options.connect().await?;

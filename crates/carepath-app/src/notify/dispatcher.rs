@@ -48,9 +48,10 @@ impl Dispatcher {
         // at once, and the outcomes that are in when one is recorded are recorded with
         // it, in one transaction; a slow channel holds back no other notice's record.
         let mut sent = futures::stream::iter(claimed)
-            .map(|notice| {
+            .map(|notice| async move {
                 let span = tracing::info_span!("notice", id = %notice.id, channel = %notice.channel, key = %notice.idempotency_key);
-                self.deliver(notice).instrument(span)
+                self.follow_event(&span, &notice).await;
+                self.deliver(notice).instrument(span).await
             })
             .buffer_unordered(self.options.parallelism.max(1))
             .ready_chunks(self.options.parallelism.max(1));
@@ -87,6 +88,18 @@ impl Dispatcher {
         }
     }
 
+    /// With traces on, makes the notice's span a child of the span that appended the
+    /// event the notice was made for, so its delivery joins that call's trace.
+    async fn follow_event(&self, span: &tracing::Span, notice: &NoticeRecord) {
+        if !carepath_store::trace::enabled() {
+            return;
+        }
+        match self.store.event_trace_context(&notice.event_id).await {
+            Ok(context) => carepath_store::trace::follow(span, context.as_deref()),
+            Err(e) => tracing::debug!(error = %e, "trace context of the notice's event not read"),
+        }
+    }
+
     /// Hands the notice to its channel; returns its id and how the attempt ended.
     async fn deliver(&self, notice: NoticeRecord) -> (String, DeliveryOutcome) {
         let outcome = match rendered(&notice) {
@@ -99,6 +112,21 @@ impl Dispatcher {
             },
             Err(e) => self.after_failure(&notice, &e),
         };
+        let channel = crate::telemetry::channel_label(&notice.channel);
+        let label = match &outcome {
+            DeliveryOutcome::Sent { .. } => "sent",
+            DeliveryOutcome::Failed { .. } => "failed",
+            DeliveryOutcome::Dead { .. } => "dead",
+        };
+        metrics::counter!(crate::telemetry::NOTICE_DELIVERIES_TOTAL, "channel" => channel, "outcome" => label)
+            .increment(1);
+        if let DeliveryOutcome::Sent { .. } = &outcome {
+            let waited = (self.clock.now() - notice.created_at)
+                .num_milliseconds()
+                .max(0);
+            metrics::histogram!(crate::telemetry::NOTICE_DELIVERY_SECONDS, "channel" => channel)
+                .record(waited as f64 / 1000.0);
+        }
         match &outcome {
             DeliveryOutcome::Sent { .. } => {
                 // The channel's reference can be the recipient's own inbox id; it is kept
