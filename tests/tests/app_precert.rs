@@ -668,9 +668,12 @@ async fn an_emergency_admission_is_a_notification_not_an_approval(db: &TestDb) {
     let case = &filed.case.case;
     assert_eq!(case.state, CaseState::NotificationReceived);
     assert!(case.decisions.is_empty(), "no coverage decision");
-    assert_eq!(
-        case.determination.as_ref().unwrap().lines[0].requirement,
-        Requirement::NotifyOnly
+    let line = &case.determination.as_ref().unwrap().lines[0];
+    assert_eq!(line.requirement, Requirement::NotifyOnly);
+    assert!(
+        matches!(line.outcome, LineOutcome::Notified { .. }),
+        "{:?}",
+        line.outcome
     );
     assert_eq!(
         event_kinds_of(db, &case.id).await,

@@ -576,7 +576,7 @@ fn is_notification(determination: &Determination) -> bool {
     !determination.lines.is_empty()
         && determination.lines.iter().all(|l| {
             l.requirement == Requirement::NotifyOnly
-                && matches!(l.outcome, LineOutcome::Approved { .. })
+                && matches!(l.outcome, LineOutcome::Notified { .. })
         })
 }
 
@@ -1944,6 +1944,7 @@ fn summarize(d: &Determination) -> String {
             let what = match &l.outcome {
                 LineOutcome::Approved { basis } => format!("approved ({})", basis_name(basis)),
                 LineOutcome::Pended { reason } => format!("pended ({})", pend_name(reason)),
+                LineOutcome::Notified { .. } => "notification received".to_owned(),
             };
             let rule = l.rule.as_ref().map_or("no rule", |r| r.id.as_str());
             format!(

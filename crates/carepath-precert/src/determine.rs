@@ -191,8 +191,17 @@ pub enum PendReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum LineOutcome {
-    Approved { basis: ApprovalBasis },
-    Pended { reason: PendReason },
+    Approved {
+        basis: ApprovalBasis,
+    },
+    Pended {
+        reason: PendReason,
+    },
+    /// A service the plan is told of after the fact (an emergency admission): received,
+    /// with nothing decided.
+    Notified {
+        rule: Option<String>,
+    },
 }
 
 /// One line's determination, with the rule and list version behind it.
@@ -467,10 +476,14 @@ fn line_outcome(
                 reviewer_specialty: None,
             });
         }
+        (Requirement::NotifyOnly, rule) => {
+            return LineOutcome::Notified {
+                rule: rule.map(|r| r.id.clone()),
+            };
+        }
         // Only a required answer carries a rule to apply; without one there is
         // nothing to precertify.
-        (Requirement::NotRequired | Requirement::NotifyOnly, rule)
-        | (Requirement::Required, rule @ None) => {
+        (Requirement::NotRequired, rule) | (Requirement::Required, rule @ None) => {
             return LineOutcome::Approved {
                 basis: ApprovalBasis::NotRequired {
                     rule: rule.map(|r| r.id.clone()),

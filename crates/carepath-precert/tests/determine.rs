@@ -7,7 +7,7 @@ mod common;
 use carepath_core::{Icd10Code, NetworkStatus, Npi, Setting, Urgency};
 use carepath_precert::{
     Answer, ApprovalBasis, CaseOutcome, Category, DetermineError, Exemption, GoldCards,
-    LineOutcome, PendReason, PendedFor, ReviewReason, determine, shipped,
+    LineOutcome, PendReason, PendedFor, Requirement, ReviewReason, determine, shipped,
 };
 use chrono::NaiveDate;
 use common::*;
@@ -387,7 +387,12 @@ proptest! {
         // No outcome type has a denied variant; the serialized form must not either.
         let json = serde_json::to_string(&d).unwrap();
         prop_assert!(!json.contains("denied") && !json.contains("Denied"), "{}", json);
-        let all_approved = d.lines.iter().all(|l| matches!(l.outcome, LineOutcome::Approved { .. }));
+        let all_approved = d.lines.iter().all(|l| matches!(l.outcome, LineOutcome::Approved { .. } | LineOutcome::Notified { .. }));
+        // Only a notification after the fact is received without a decision.
+        let notified_as_told = d.lines.iter().all(|l| {
+            matches!(l.outcome, LineOutcome::Notified { .. }) == (l.requirement == Requirement::NotifyOnly)
+        });
+        prop_assert!(notified_as_told, "{:?}", d.lines);
         prop_assert_eq!(d.outcome == CaseOutcome::Approved, all_approved);
         if let CaseOutcome::Pended { next, missing, .. } = &d.outcome {
             prop_assert_eq!(*next == PendedFor::Information, !missing.is_empty());

@@ -166,7 +166,7 @@ fn pend_note(case: &PrecertCase) -> Option<String> {
         .iter()
         .find_map(|l| match &l.outcome {
             LineOutcome::Pended { reason } => Some(reason),
-            LineOutcome::Approved { .. } => None,
+            LineOutcome::Approved { .. } | LineOutcome::Notified { .. } => None,
         })?;
     Some(match reason {
         PendReason::NeedsInformation { .. } => {

@@ -372,6 +372,10 @@ fn line_to_proto(case: &PrecertCase, i: usize, line: &ServiceLine) -> pb::CaseLi
             out.approval_basis = name.into();
             out.detail = detail;
         }
+        Some(LineOutcome::Notified { rule }) => {
+            out.outcome = "notified".into();
+            out.detail = rule.clone().unwrap_or_default();
+        }
         Some(LineOutcome::Pended { reason }) => {
             out.outcome = "pended".into();
             let (name, detail) = match reason {
