@@ -493,27 +493,8 @@ async fn dates_of_service_that_make_no_sense_are_refused_naming_the_line(db: &Te
 
     // An emergency admission two days ago, notified now, is still taken.
     let hospital = caller(Role::Provider, HOSPITAL, "test:submit");
-    let emergency = SubmitRequest {
-        request_id: "er-notice".into(),
-        member_id: MemberId::parse(MEMBER).unwrap(),
-        requesting_npi: Npi::parse(HOSPITAL).unwrap(),
-        servicing_npi: Npi::parse(HOSPITAL).unwrap(),
-        lines: vec![ServiceLine {
-            code: ServiceCode::parse("99223").unwrap(),
-            units: 1,
-            date_of_service: "2026-11-21".parse().unwrap(),
-            setting: Setting::Inpatient,
-            facility_kind: Some(ProviderKind::AcuteHospital),
-            length_of_stay_hours: Some(72),
-            delivery: None,
-            admission: Admission::Emergency,
-        }],
-        diagnoses: vec![Icd10Code::parse("I21.9").unwrap()],
-        urgency: Urgency::Urgent,
-        answers: Vec::new(),
-        records: Vec::new(),
-        coverage_assertions: Vec::new(),
-    };
+    let mut emergency = emergency_admission("er-notice");
+    emergency.lines[0].date_of_service = "2026-11-21".parse().unwrap();
     let filed = f
         .precert
         .submit(&hospital, emergency)
