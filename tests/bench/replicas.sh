@@ -47,7 +47,8 @@ fresh() {
     pids+=($!)
 }
 
-# serve INDEX URL [flags...]: replica INDEX on port 50081+INDEX, the first with the demo.
+# serve INDEX URL [flags...]: replica INDEX on port 50081+INDEX (metrics on 9471+INDEX), the
+# first with the demo.
 serve() {
     local index=$1 url=$2
     shift 2
@@ -55,6 +56,7 @@ serve() {
     [ "$index" = 0 ] && demo=(--demo)
     "$bin/carepath" serve "${demo[@]}" --database-url "$url" --signing-key "$work/pg.key.pem" \
         --listen "127.0.0.1:$((50081 + index))" --fhir-listen "127.0.0.1:$((8081 + index))" \
+        --metrics-listen "127.0.0.1:$((9471 + index))" \
         --smtp-port 2525 --records-dir "$work/records" --print-batch-dir "$work/print-$index" \
         --max-calls-per-caller 1024 --rate-limit-per-caller 0 "$@" >"$work/server-$index.log" 2>&1 &
     pids+=($!)
