@@ -270,3 +270,47 @@ pub fn manifest(batch_dir: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("manifest line"))
         .collect()
 }
+
+/// Every email a notice records as sent (its Message-ID as receipt, `notices`) arrived
+/// at `smtp` once, and no email arrived that no notice accounts for; a notice in
+/// `in_flight` (being sent when a process was killed) may have arrived twice.
+pub fn assert_each_email_arrived_once(
+    smtp: &SmtpServer,
+    notices: &[carepath_store::NoticeRecord],
+    in_flight: &std::collections::BTreeSet<String>,
+) {
+    let emailed: std::collections::BTreeMap<String, &carepath_store::NoticeRecord> = notices
+        .iter()
+        .filter(|n| n.channel == "email")
+        .map(|n| (n.receipt_reference.clone(), n))
+        .collect();
+    assert!(!emailed.is_empty(), "emails were sent");
+    assert!(
+        !emailed.contains_key(""),
+        "a sent email has no Message-ID as its receipt"
+    );
+    let mut received: std::collections::BTreeMap<String, usize> = Default::default();
+    for message in smtp.messages() {
+        let id = message["message_id"]
+            .as_str()
+            .expect("Message-ID")
+            .to_owned();
+        *received.entry(id).or_default() += 1;
+    }
+    for (message_id, notice) in &emailed {
+        match received.get(message_id).copied().unwrap_or(0) {
+            1 => {}
+            0 => panic!("notice {} was recorded sent but never arrived", notice.id),
+            2 if in_flight.contains(&notice.id) => {}
+            n => panic!("notice {} arrived {n} times", notice.id),
+        }
+    }
+    let unknown: Vec<&String> = received
+        .keys()
+        .filter(|id| !emailed.contains_key(*id))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "emails no notice accounts for: {unknown:?}"
+    );
+}

@@ -33,7 +33,7 @@ use carepath_store::{AuditVerification, NoticeRecord, Store};
 use carepath_tests::{
     TestDb, contract_tests,
     load::{IMAGING, mri},
-    notify_support::{SmtpServer, free_port},
+    notify_support::{SmtpServer, assert_each_email_arrived_once, free_port},
     process::{ServerProcess, binary},
 };
 use tonic::{Request, transport::Channel};
@@ -309,40 +309,7 @@ async fn acknowledged_work_survives_sigkill(db: &TestDb) {
     }
 
     // Each email arrives once; a second copy only for a notice cut off by the kill.
-    let emailed: BTreeMap<String, &NoticeRecord> = notices
-        .iter()
-        .filter(|n| n.channel == "email")
-        .map(|n| (n.receipt_reference.clone(), n))
-        .collect();
-    assert!(!emailed.is_empty(), "emails were sent");
-    assert!(
-        !emailed.contains_key(""),
-        "a sent email has no Message-ID as its receipt"
-    );
-    let mut received: BTreeMap<String, usize> = BTreeMap::new();
-    for message in smtp.messages() {
-        let id = message["message_id"]
-            .as_str()
-            .expect("Message-ID")
-            .to_owned();
-        *received.entry(id).or_default() += 1;
-    }
-    for (message_id, notice) in &emailed {
-        match received.get(message_id).copied().unwrap_or(0) {
-            1 => {}
-            0 => panic!("notice {} was recorded sent but never arrived", notice.id),
-            2 if in_flight.contains(&notice.id) => {}
-            n => panic!("notice {} arrived {n} times", notice.id),
-        }
-    }
-    let unknown: Vec<&String> = received
-        .keys()
-        .filter(|id| !emailed.contains_key(*id))
-        .collect();
-    assert!(
-        unknown.is_empty(),
-        "emails no notice accounts for: {unknown:?}"
-    );
+    assert_each_email_arrived_once(&smtp, &notices, &in_flight);
 
     // Acknowledged requests read back whole through the API, and a retry returns the
     // case it made.

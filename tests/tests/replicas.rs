@@ -38,7 +38,7 @@ use carepath_store::{NoticeRecord, Store};
 use carepath_tests::{
     TestDb,
     load::{IMAGING, mri},
-    notify_support::{SmtpServer, free_port},
+    notify_support::{SmtpServer, assert_each_email_arrived_once, free_port},
     precert::{flag, number},
     process::{ServerProcess, binary},
 };
@@ -483,36 +483,7 @@ async fn three_replicas_share_one_postgresql_database() {
             "the approval of case {case_id} has no notices to the provider and the member"
         );
     }
-    let emailed: BTreeMap<String, &NoticeRecord> = notices
-        .iter()
-        .filter(|n| n.channel == "email")
-        .map(|n| (n.receipt_reference.clone(), n))
-        .collect();
-    assert!(!emailed.is_empty(), "emails were sent");
-    let mut received: BTreeMap<String, usize> = BTreeMap::new();
-    for message in smtp.messages() {
-        let id = message["message_id"]
-            .as_str()
-            .expect("Message-ID")
-            .to_owned();
-        *received.entry(id).or_default() += 1;
-    }
-    for (message_id, notice) in &emailed {
-        match received.get(message_id).copied().unwrap_or(0) {
-            1 => {}
-            0 => panic!("notice {} was recorded sent but never arrived", notice.id),
-            2 if in_flight.contains(&notice.id) => {}
-            n => panic!("notice {} arrived {n} times", notice.id),
-        }
-    }
-    let unknown: Vec<&String> = received
-        .keys()
-        .filter(|id| !emailed.contains_key(*id))
-        .collect();
-    assert!(
-        unknown.is_empty(),
-        "emails no notice accounts for: {unknown:?}"
-    );
+    assert_each_email_arrived_once(&smtp, &notices, &in_flight);
 
     // The sweep: one replica at a time, once per period. Its runs were made by the
     // killed replica until the kill and by one survivor after it: the lease never
@@ -552,7 +523,7 @@ async fn three_replicas_share_one_postgresql_database() {
          {} notices, {} emails, {} sweep runs ({} before the kill)",
         acknowledged.len(),
         notices.len(),
-        received.len(),
+        smtp.messages().len(),
         runs.len(),
         runs.iter().filter(|r| r.holder == leader).count()
     );
