@@ -638,15 +638,21 @@ async fn a_removed_chain_head_row_is_detected(db: &TestDb) {
 }
 
 async fn a_removed_newest_entry_is_caught_by_its_anchor(db: &TestDb) {
-    let n = i64::from(carepath_store::AUDIT_CHAINS) * 2;
-    for i in 0..n {
+    // Appends take chains in turn from a counter shared by the whole process, so
+    // tests running beside this one take turns too: write until every chain has a head.
+    let mut n = 0_i64;
+    let anchors = loop {
         db.store
-            .audit(&entry("RN-001", "M100001"), now() + Duration::seconds(i))
+            .audit(&entry("RN-001", "M100001"), now() + Duration::seconds(n))
             .await
             .unwrap();
-    }
-    let anchors = db.store.audit_heads().await.unwrap();
-    assert_eq!(anchors.len(), carepath_store::AUDIT_CHAINS as usize);
+        n += 1;
+        let heads = db.store.audit_heads().await.unwrap();
+        if heads.len() == carepath_store::AUDIT_CHAINS as usize {
+            break heads;
+        }
+        assert!(n < 10_000, "appends never reached every chain");
+    };
     assert_eq!(
         db.store.verify_audit_anchored(&anchors).await.unwrap(),
         AuditVerification::Intact { entries: n }
