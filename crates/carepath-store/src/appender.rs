@@ -1,20 +1,22 @@
-//! New precertification cases written together.
+//! New precertification cases and audit entries of reads, written together.
 //!
 //! Each statement is a round trip: to a server process on PostgreSQL, to the writer
 //! connection's thread on SQLite (where every write waits its turn on the one
 //! connection). A new case needs four statements (case, events, chain head, audit
-//! entry) plus a commit or a savepoint release. So [`Store::create_case`] hands the
-//! case to a queue, and a few writer tasks each take everything queued and write it in
-//! one transaction: one multi-row insert per table for the whole batch. A lone case is
-//! written at once; under load the batches grow by themselves. PostgreSQL binds each
+//! entry) plus a commit or a savepoint release; the audit entry of a read needs two
+//! plus the commit. So [`Store::create_case`] and [`Store::audit`] hand their work to
+//! a queue, and a few writer tasks each take everything queued and write it in one
+//! transaction: one multi-row insert per table for the whole batch. A lone case or
+//! entry is written at once; under load the batches grow by themselves. PostgreSQL binds each
 //! column as an array (`UNNEST`), one statement text for any batch size; SQLite has no
 //! arrays and takes numbered `VALUES` rows.
 //!
 //! Invariants:
 //! - `create_case` returns only after the transaction holding the case committed;
+//! - `audit` returns only after the transaction holding the entry committed;
 //! - a case, its events and its audit entry commit together or not at all;
-//! - a batch that fails is written again one case at a time, so a case whose writing
-//!   fails fails alone, with its own error;
+//! - a batch that fails is written again one job at a time, so a case or entry whose
+//!   writing fails fails alone, with its own error;
 //! - the audit entries of a batch are linked, in batch order, onto one chain whose
 //!   head stays locked until commit, exactly as single appends are.
 //!
@@ -67,14 +69,35 @@ pub(crate) enum Target {
     Sqlite(Arc<SqliteWriter>),
 }
 
+/// What one job writes.
+#[derive(Debug)]
+enum Work {
+    /// A new case with its events and audit entry.
+    Case(NewCase),
+    /// The audit entry of an access that changed nothing else.
+    Audit(AuditEntry, DateTime<Utc>),
+}
+
+impl Work {
+    /// The case, if this is one.
+    fn case(&self) -> Option<&NewCase> {
+        match self {
+            Work::Case(case) => Some(case),
+            Work::Audit(..) => None,
+        }
+    }
+}
+
 struct Job {
-    case: NewCase,
-    /// The trace context of the call that queued the case, for its events.
+    work: Work,
+    /// The trace context of the call that queued the job, for its events.
     trace: Option<String>,
+    /// `Created` once written (for an audit entry: once committed).
     done: oneshot::Sender<Result<CaseCreated, StoreError>>,
 }
 
-/// The queue of cases waiting to be written, shared by the writer tasks.
+/// The queue of cases and audit entries waiting to be written, shared by the writer
+/// tasks.
 #[derive(Debug)]
 pub struct CaseAppender {
     queue: mpsc::UnboundedSender<Job>,
@@ -82,9 +105,13 @@ pub struct CaseAppender {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("case", &self.case.record.id)
-            .finish()
+        match &self.work {
+            Work::Case(case) => f
+                .debug_struct("Job")
+                .field("case", &case.record.id)
+                .finish(),
+            Work::Audit(entry, _) => f.debug_struct("Job").field("audit", &entry.rpc).finish(),
+        }
     }
 }
 
@@ -124,15 +151,15 @@ async fn write_batches(target: Arc<Target>, receiver: Arc<Mutex<mpsc::UnboundedR
 }
 
 async fn write_jobs(target: &Target, jobs: Vec<Job>) {
-    let cases: Vec<(&NewCase, Option<&str>)> =
-        jobs.iter().map(|j| (&j.case, j.trace.as_deref())).collect();
-    let results = match write_batch(target, &cases).await {
+    let batch: Vec<(&Work, Option<&str>)> =
+        jobs.iter().map(|j| (&j.work, j.trace.as_deref())).collect();
+    let results = match write_batch(target, &batch).await {
         Ok(created) => created.into_iter().map(Ok).collect(),
-        // Each case again on its own, so only a case that cannot be written fails.
+        // Each job again on its own, so only a job that cannot be written fails.
         Err(_) if jobs.len() > 1 => {
             let mut results = Vec::with_capacity(jobs.len());
-            for case in &cases {
-                results.push(match write_batch(target, &[*case]).await {
+            for job in &batch {
+                results.push(match write_batch(target, &[*job]).await {
                     Ok(created) => Ok(created[0]),
                     Err(e) => Err(e),
                 });
@@ -142,7 +169,7 @@ async fn write_jobs(target: &Target, jobs: Vec<Job>) {
         Err(e) => vec![Err(e)],
     };
     for (job, result) in jobs.into_iter().zip(results) {
-        // The caller may have gone (its call was cancelled); the case stands.
+        // The caller may have gone (its call was cancelled); what it queued stands.
         let _ = job.done.send(result);
     }
 }
@@ -162,21 +189,29 @@ const INSERT_EVENTS: &str = "INSERT INTO outbox_event (id, kind, aggregate_kind,
         $6::timestamptz[], $7::jsonb[], $8::text[])";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id,
-        member_id, outcome, prev_hash, hash, chain)
-    SELECT *, $11::int FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[],
-        $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])";
+        member_id, outcome, prev_hash, hash, repeats, chain)
+    SELECT *, $12::int FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[],
+        $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])";
 
-/// Writes `cases` in one transaction: those whose request key is new, with their
-/// events and audit entries, in batch order, so each case's events keep theirs and the
-/// audit chain links in that order.
+/// What a batch writes once its new cases are known: the events of the created cases,
+/// and the audit entries (of created cases and of reads), in batch order.
+struct Written<'a> {
+    outcome: Vec<CaseCreated>,
+    events: Vec<(&'a DomainEvent, Option<&'a str>)>,
+    audit: Vec<(&'a AuditEntry, DateTime<Utc>)>,
+}
+
+/// Writes `batch` in one transaction: the cases whose request key is new, with their
+/// events and audit entries, and the audit entries of reads, in batch order, so each
+/// case's events keep theirs and the audit chain links in that order.
 async fn write_batch(
     target: &Target,
-    cases: &[(&NewCase, Option<&str>)],
+    batch: &[(&Work, Option<&str>)],
 ) -> Result<Vec<CaseCreated>, StoreError> {
     match target {
-        Target::Postgres(pool) => write_batch_postgres(pool, cases).await,
+        Target::Postgres(pool) => write_batch_postgres(pool, batch).await,
         Target::Sqlite(writer) => {
-            write_batch_values(Tx::Sqlite(writer.begin().await?), cases).await
+            write_batch_values(Tx::Sqlite(writer.begin().await?), batch).await
         }
     }
 }
@@ -185,46 +220,50 @@ async fn write_batch(
 /// in order).
 async fn write_batch_postgres(
     pool: &PgPool,
-    traced: &[(&NewCase, Option<&str>)],
+    batch: &[(&Work, Option<&str>)],
 ) -> Result<Vec<CaseCreated>, StoreError> {
-    let cases: Vec<&NewCase> = traced.iter().map(|(c, _)| *c).collect();
+    let cases: Vec<&NewCase> = batch.iter().filter_map(|(w, _)| w.case()).collect();
     let cases = cases.as_slice();
     let mut tx = pool.begin().await?;
-    let inserted: Vec<String> = sqlx::query_scalar(INSERT_CASES)
-        .bind(column(cases, |c| c.record.id.clone()))
-        .bind(column(cases, |c| c.record.request_key.clone()))
-        .bind(column(cases, |c| c.record.member_id.clone()))
-        .bind(column(cases, |c| c.record.requesting_npi.clone()))
-        .bind(column(cases, |c| c.record.servicing_npi.clone()))
-        .bind(column(cases, |c| c.record.status.clone()))
-        .bind(column(cases, |c| c.record.urgency.clone()))
-        .bind(column(cases, |c| c.record.queue.clone()))
-        .bind(column(cases, |c| c.record.reviewer_id.clone()))
-        .bind(column(cases, |c| c.record.received_at))
-        .bind(column(cases, |c| c.record.due_at))
-        .bind(column(cases, |c| c.record.decided_at))
-        .bind(column(cases, |c| Json(&c.record.doc)))
-        .bind(column(cases, |c| c.at))
-        .fetch_all(&mut *tx)
-        .await?;
-    let (outcome, created) = sort_out(cases, &inserted);
-    if created.is_empty() {
-        return Ok(outcome);
+    let inserted: Vec<String> = if cases.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_scalar(INSERT_CASES)
+            .bind(column(cases, |c| c.record.id.clone()))
+            .bind(column(cases, |c| c.record.request_key.clone()))
+            .bind(column(cases, |c| c.record.member_id.clone()))
+            .bind(column(cases, |c| c.record.requesting_npi.clone()))
+            .bind(column(cases, |c| c.record.servicing_npi.clone()))
+            .bind(column(cases, |c| c.record.status.clone()))
+            .bind(column(cases, |c| c.record.urgency.clone()))
+            .bind(column(cases, |c| c.record.queue.clone()))
+            .bind(column(cases, |c| c.record.reviewer_id.clone()))
+            .bind(column(cases, |c| c.record.received_at))
+            .bind(column(cases, |c| c.record.due_at))
+            .bind(column(cases, |c| c.record.decided_at))
+            .bind(column(cases, |c| Json(&c.record.doc)))
+            .bind(column(cases, |c| c.at))
+            .fetch_all(&mut *tx)
+            .await?
+    };
+    let written = sort_out(batch, &inserted);
+    if written.audit.is_empty() {
+        return Ok(written.outcome);
     }
 
-    let events: Vec<(&DomainEvent, Option<&str>)> = traced_events(traced, &created);
+    let events = &written.events;
     if !events.is_empty() {
         sqlx::query(INSERT_EVENTS)
-            .bind(column(&events, |e| e.0.id.clone()))
-            .bind(column(&events, |e| e.0.kind.clone()))
-            .bind(column(&events, |e| e.0.aggregate_kind.clone()))
-            .bind(column(&events, |e| e.0.aggregate_id.clone()))
-            .bind(column(&events, |e| {
+            .bind(column(events, |e| e.0.id.clone()))
+            .bind(column(events, |e| e.0.kind.clone()))
+            .bind(column(events, |e| e.0.aggregate_kind.clone()))
+            .bind(column(events, |e| e.0.aggregate_id.clone()))
+            .bind(column(events, |e| {
                 e.0.member_id.as_ref().map(|m| m.as_str().to_owned())
             }))
-            .bind(column(&events, |e| e.0.occurred_at))
-            .bind(column(&events, |e| Json(&e.0.payload)))
-            .bind(column(&events, |e| e.1.map(str::to_owned)))
+            .bind(column(events, |e| e.0.occurred_at))
+            .bind(column(events, |e| Json(&e.0.payload)))
+            .bind(column(events, |e| e.1.map(str::to_owned)))
             .execute(&mut *tx)
             .await?;
     }
@@ -234,24 +273,26 @@ async fn write_batch_postgres(
         .bind(chain)
         .fetch_one(&mut *tx)
         .await?;
-    let links = link(head, &created);
+    let audit = &written.audit;
+    let links = link(head, audit);
     sqlx::query(INSERT_AUDIT)
         .bind(column(&links, |l| l.0))
-        .bind(column(&created, |c| c.audit.subject.clone()))
-        .bind(column(&created, |c| c.audit.role.clone()))
-        .bind(column(&created, |c| c.audit.rpc.clone()))
-        .bind(column(&created, |c| c.audit.record_kind.clone()))
-        .bind(column(&created, |c| c.audit.record_id.clone()))
-        .bind(column(&created, |c| c.audit.member_id.clone()))
-        .bind(column(&created, |c| c.audit.outcome.as_str().to_owned()))
+        .bind(column(audit, |a| a.0.subject.clone()))
+        .bind(column(audit, |a| a.0.role.clone()))
+        .bind(column(audit, |a| a.0.rpc.clone()))
+        .bind(column(audit, |a| a.0.record_kind.clone()))
+        .bind(column(audit, |a| a.0.record_id.clone()))
+        .bind(column(audit, |a| a.0.member_id.clone()))
+        .bind(column(audit, |a| a.0.outcome.as_str().to_owned()))
         .bind(column(&links, |l| l.1.clone()))
         .bind(column(&links, |l| l.2.clone()))
+        .bind(column(audit, |a| i64::from(a.0.repeats)))
         .bind(chain)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    count_audit(&created);
-    Ok(outcome)
+    count_audit(audit);
+    Ok(written.outcome)
 }
 
 const INSERT_CASES_VALUES: &str = "INSERT INTO precert_case (id, request_key, member_id,
@@ -262,111 +303,112 @@ const CASE_COLUMNS: usize = 14;
 const NEW_REQUEST_KEYS_ONLY: &str = " ON CONFLICT (request_key) DO NOTHING RETURNING id";
 
 const INSERT_AUDIT_VALUES: &str = "INSERT INTO audit_log (at, subject, role, rpc, record_kind,
-        record_id, member_id, outcome, prev_hash, hash, chain)
+        record_id, member_id, outcome, prev_hash, hash, repeats, chain)
     VALUES ";
-const AUDIT_COLUMNS: usize = 11;
+const AUDIT_COLUMNS: usize = 12;
 
 /// The batch as numbered `VALUES` rows, in the open transaction `tx` (SQLite: a
-/// savepoint on the writer connection). At most [`MAX_BATCH`] cases: 896 parameters,
-/// far below SQLite's limit.
+/// savepoint on the writer connection). At most [`MAX_BATCH`] jobs: 896 parameters
+/// for the cases and 768 for the audit entries, far below SQLite's limit.
 async fn write_batch_values(
     mut tx: Tx,
-    traced: &[(&NewCase, Option<&str>)],
+    batch: &[(&Work, Option<&str>)],
 ) -> Result<Vec<CaseCreated>, StoreError> {
-    let cases: Vec<&NewCase> = traced.iter().map(|(c, _)| *c).collect();
+    let cases: Vec<&NewCase> = batch.iter().filter_map(|(w, _)| w.case()).collect();
     let cases = cases.as_slice();
-    let sql = values_sql(INSERT_CASES_VALUES, CASE_COLUMNS, cases.len()) + NEW_REQUEST_KEYS_ONLY;
-    let inserted: Vec<String> = on_tx!(&mut tx, c => {
-        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
-        for case in cases {
-            let r = &case.record;
-            query = query
-                .bind(&r.id).bind(&r.request_key).bind(&r.member_id).bind(&r.requesting_npi)
-                .bind(&r.servicing_npi).bind(&r.status).bind(&r.urgency).bind(&r.queue)
-                .bind(r.reviewer_id.clone()).bind(r.received_at).bind(r.due_at)
-                .bind(r.decided_at).bind(Json(&r.doc)).bind(case.at);
-        }
-        query.fetch_all(c).await
-    })?;
-    let (outcome, created) = sort_out(cases, &inserted);
-    if created.is_empty() {
-        return Ok(outcome);
+    let inserted: Vec<String> = if cases.is_empty() {
+        Vec::new()
+    } else {
+        let sql =
+            values_sql(INSERT_CASES_VALUES, CASE_COLUMNS, cases.len()) + NEW_REQUEST_KEYS_ONLY;
+        on_tx!(&mut tx, c => {
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
+            for case in cases {
+                let r = &case.record;
+                query = query
+                    .bind(&r.id).bind(&r.request_key).bind(&r.member_id).bind(&r.requesting_npi)
+                    .bind(&r.servicing_npi).bind(&r.status).bind(&r.urgency).bind(&r.queue)
+                    .bind(r.reviewer_id.clone()).bind(r.received_at).bind(r.due_at)
+                    .bind(r.decided_at).bind(Json(&r.doc)).bind(case.at);
+            }
+            query.fetch_all(c).await
+        })?
+    };
+    let written = sort_out(batch, &inserted);
+    if written.audit.is_empty() {
+        return Ok(written.outcome);
     }
-    let events = traced_events(traced, &created);
-    tx.append_traced_events(&events).await?;
+    tx.append_traced_events(&written.events).await?;
 
     let chain = next_chain();
     let backend = tx.backend();
     let head: String =
         on_tx!(&mut tx, c => sqlx::query_scalar(head_sql(backend)).bind(chain).fetch_one(c).await)?;
-    let links = link(head, &created);
-    let sql = values_sql(INSERT_AUDIT_VALUES, AUDIT_COLUMNS, created.len());
+    let audit = &written.audit;
+    let links = link(head, audit);
+    let sql = values_sql(INSERT_AUDIT_VALUES, AUDIT_COLUMNS, audit.len());
     on_tx!(&mut tx, c => {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for (case, (at, prev, hash)) in created.iter().zip(&links) {
-            let a = &case.audit;
+        for ((a, _), (at, prev, hash)) in audit.iter().zip(&links) {
             query = query
                 .bind(*at).bind(&a.subject).bind(&a.role).bind(&a.rpc).bind(&a.record_kind)
                 .bind(&a.record_id).bind(a.member_id.clone()).bind(a.outcome.as_str())
-                .bind(prev).bind(hash).bind(chain);
+                .bind(prev).bind(hash).bind(i64::from(a.repeats)).bind(chain);
         }
         query.execute(c).await.map(|r| r.rows_affected())
     })?;
     tx.commit().await?;
-    count_audit(&created);
-    Ok(outcome)
+    count_audit(audit);
+    Ok(written.outcome)
 }
 
 /// Counts the audit entries of a committed batch.
-fn count_audit(created: &[&NewCase]) {
-    for case in created {
-        metrics::counter!(crate::AUDIT_ENTRIES_TOTAL, "outcome" => case.audit.outcome.as_str())
+fn count_audit(audit: &[(&AuditEntry, DateTime<Utc>)]) {
+    for (entry, _) in audit {
+        metrics::counter!(crate::AUDIT_ENTRIES_TOTAL, "outcome" => entry.outcome.as_str())
             .increment(1);
     }
 }
 
-/// Which of `cases` were written (their ids came back from the insert), and those
-/// cases, in batch order.
-fn sort_out<'a>(
-    cases: &[&'a NewCase],
-    inserted: &[String],
-) -> (Vec<CaseCreated>, Vec<&'a NewCase>) {
-    let outcome: Vec<CaseCreated> = cases
-        .iter()
-        .map(|c| match inserted.contains(&c.record.id) {
-            true => CaseCreated::Created,
-            false => CaseCreated::Duplicate,
-        })
-        .collect();
-    let created = cases
-        .iter()
-        .zip(&outcome)
-        .filter(|(_, o)| **o == CaseCreated::Created)
-        .map(|(c, _)| *c)
-        .collect();
-    (outcome, created)
+/// What each job of `batch` did (a case whose id came back from the insert was
+/// created; an audit entry is always written), and the events and audit entries to
+/// write, in batch order, each event with the trace context of the call that queued
+/// its case.
+fn sort_out<'a>(batch: &[(&'a Work, Option<&'a str>)], inserted: &[String]) -> Written<'a> {
+    let mut written = Written {
+        outcome: Vec::with_capacity(batch.len()),
+        events: Vec::new(),
+        audit: Vec::with_capacity(batch.len()),
+    };
+    for (work, trace) in batch {
+        match work {
+            Work::Case(case) if inserted.contains(&case.record.id) => {
+                written.outcome.push(CaseCreated::Created);
+                written
+                    .events
+                    .extend(case.events.iter().map(|e| (e, *trace)));
+                written.audit.push((&case.audit, case.at));
+            }
+            Work::Case(_) => written.outcome.push(CaseCreated::Duplicate),
+            Work::Audit(entry, at) => {
+                written.outcome.push(CaseCreated::Created);
+                written.audit.push((entry, *at));
+            }
+        }
+    }
+    written
 }
 
-/// The events of the `created` cases in batch order, each with the trace context of
-/// the call that queued its case.
-fn traced_events<'a>(
-    traced: &[(&'a NewCase, Option<&'a str>)],
-    created: &[&'a NewCase],
-) -> Vec<(&'a DomainEvent, Option<&'a str>)> {
-    traced
-        .iter()
-        .filter(|(case, _)| created.iter().any(|c| std::ptr::eq(*c, *case)))
-        .flat_map(|(case, trace)| case.events.iter().map(|e| (e, *trace)))
-        .collect()
-}
-
-/// (time, previous hash, hash) of each case's audit entry, linked in batch order onto
-/// the chain whose newest hash is `head`.
-fn link(mut head: String, created: &[&NewCase]) -> Vec<(DateTime<Utc>, String, String)> {
-    let mut links = Vec::with_capacity(created.len());
-    for case in created {
-        let at = crate::audit::stored_time(case.at);
-        let hash = chain_hash(&head, at, &case.audit);
+/// (time, previous hash, hash) of each audit entry, linked in batch order onto the
+/// chain whose newest hash is `head`.
+fn link(
+    mut head: String,
+    audit: &[(&AuditEntry, DateTime<Utc>)],
+) -> Vec<(DateTime<Utc>, String, String)> {
+    let mut links = Vec::with_capacity(audit.len());
+    for (entry, at) in audit {
+        let at = crate::audit::stored_time(*at);
+        let hash = chain_hash(&head, at, entry);
         links.push((at, std::mem::replace(&mut head, hash.clone()), hash));
     }
     links
@@ -378,23 +420,52 @@ fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
 }
 
 impl Store {
+    /// Queues `work` for the writer tasks and waits for its transaction to commit;
+    /// `Err(work)` when the writer tasks are gone (their runtime ended).
+    async fn queued(&self, work: Work) -> Result<Result<CaseCreated, StoreError>, Work> {
+        let (Store::Postgres { appender, .. } | Store::Sqlite { appender, .. }) = self;
+        let (done, answer) = oneshot::channel();
+        let trace = crate::trace::current();
+        if let Err(refused) = appender.queue.send(Job { work, trace, done }) {
+            return Err(refused.0.work);
+        }
+        // A writer that stops without answering was ended with its runtime; whether
+        // the job committed is unknown (a retry of a request finds out).
+        Ok(answer
+            .await
+            .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed))))
+    }
+
     /// Creates a precertification case with its outbox events and audit entry, in one
     /// transaction, unless a case with its request key exists already. Cases created
     /// at the same time share transactions (see the module docs).
     pub async fn create_case(&self, case: NewCase) -> Result<CaseCreated, StoreError> {
-        let (Store::Postgres { appender, .. } | Store::Sqlite { appender, .. }) = self;
-        let (done, answer) = oneshot::channel();
-        let trace = crate::trace::current();
-        if let Err(refused) = appender.queue.send(Job { case, trace, done }) {
-            // The writer tasks are gone (their runtime ended): write it here.
-            let case = refused.0.case;
-            return create_in_tx(self.begin().await?, &case).await;
+        match self.queued(Work::Case(case)).await {
+            Ok(result) => result,
+            Err(work) => self.write_alone(work).await,
         }
-        // A writer that stops without answering was ended with its runtime; whether
-        // the case committed is unknown, and a retry of the request finds out.
-        answer
-            .await
-            .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
+    }
+
+    /// Records one access that changed nothing else (a read), committed before this
+    /// returns. Entries recorded at the same time share transactions with each other
+    /// and with new cases (see the module docs).
+    pub async fn audit(&self, entry: &AuditEntry, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let result = match self.queued(Work::Audit(entry.clone(), at)).await {
+            Ok(result) => result,
+            Err(work) => self.write_alone(work).await,
+        };
+        result.map(|_| ())
+    }
+
+    /// Writes `work` in a transaction of its own, as the writer tasks would alone.
+    async fn write_alone(&self, work: Work) -> Result<CaseCreated, StoreError> {
+        let mut tx = self.begin().await?;
+        match work {
+            Work::Case(case) => return create_in_tx(tx, &case).await,
+            Work::Audit(entry, at) => tx.append_audit(&entry, at).await?,
+        }
+        tx.commit().await?;
+        Ok(CaseCreated::Created)
     }
 }
 

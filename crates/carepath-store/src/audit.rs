@@ -223,13 +223,6 @@ impl Tx {
 }
 
 impl Store {
-    /// Records one access in its own transaction (for reads, which change nothing else).
-    pub async fn audit(&self, entry: &AuditEntry, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        tx.append_audit(entry, at).await?;
-        tx.commit().await
-    }
-
     /// Entries matching `query`, oldest first, after position `after`, at most `limit`.
     pub async fn search_audit(
         &self,
