@@ -250,6 +250,7 @@ impl TestServer {
             calendar: Arc::new(BusinessCalendar::us_federal()),
             auth: Arc::new(auth),
             refusals: Arc::default(),
+            directory: Arc::default(),
         };
         carepath_cli::load_demo(&db.store).await.expect("demo data");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -297,6 +298,7 @@ impl TestServer {
             calendar: Arc::new(BusinessCalendar::us_federal()),
             auth: Arc::new(auth),
             refusals: Arc::default(),
+            directory: Arc::default(),
         };
         carepath_cli::load_demo(&db.store).await.expect("demo data");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -24,6 +24,9 @@ pub struct App {
     pub auth: Arc<Authenticator>,
     /// Repeated refusals being counted ([`crate::audit::refusals`]).
     pub refusals: Arc<RefusalTally>,
+    /// Directory records remembered for the calls that read them every time
+    /// ([`crate::directory::memory`]).
+    pub directory: Arc<crate::directory::memory::DirectoryMemory>,
 }
 
 impl App {

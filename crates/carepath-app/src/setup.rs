@@ -45,6 +45,7 @@ pub fn app(store: Store, auth: Authenticator) -> App {
         calendar: crate::data::current().calendar,
         auth: Arc::new(auth),
         refusals: Arc::default(),
+        directory: Arc::default(),
     }
 }
 

@@ -73,7 +73,7 @@ pub(crate) enum Target {
 #[derive(Debug)]
 enum Work {
     /// A new case with its events and audit entry.
-    Case(NewCase),
+    Case(Box<NewCase>),
     /// The audit entry of an access that changed nothing else.
     Audit(AuditEntry, DateTime<Utc>),
 }
@@ -440,7 +440,7 @@ impl Store {
     /// transaction, unless a case with its request key exists already. Cases created
     /// at the same time share transactions (see the module docs).
     pub async fn create_case(&self, case: NewCase) -> Result<CaseCreated, StoreError> {
-        match self.queued(Work::Case(case)).await {
+        match self.queued(Work::Case(Box::new(case))).await {
             Ok(result) => result,
             Err(work) => self.write_alone(work).await,
         }

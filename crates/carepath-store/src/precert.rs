@@ -294,6 +294,13 @@ impl Store {
         })
     }
 
+    /// The id of the case already made under `request_key`, if any.
+    pub async fn case_id_by_request_key(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(on_db!(self, c => sqlx::query_scalar(
+            "SELECT id FROM precert_case WHERE request_key = $1")
+            .bind(key).fetch_optional(c).await)?)
+    }
+
     pub async fn case_by_request_key(&self, key: &str) -> Result<Option<CaseRecord>, StoreError> {
         let row: Option<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!("WHERE request_key = $1")).bind(key).fetch_optional(c).await)?;
         Ok(row.map(record))

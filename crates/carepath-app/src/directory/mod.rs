@@ -16,6 +16,8 @@ use chrono::NaiveDate;
 
 use crate::{App, AppError, AppResult, Caller, Page, PageRequest};
 
+pub mod memory;
+
 /// The audit log's record kind of a member record.
 pub const MEMBER_RECORD_KIND: &str = "member";
 
@@ -178,6 +180,7 @@ impl Directory {
         let mut tx = self.app.store.begin().await?;
         let created = tx.upsert_plan(&plan, self.app.now()).await?;
         tx.commit().await?;
+        self.app.directory.forget_plan(&plan.id);
         Ok(Upserted {
             record: plan,
             created,
@@ -227,6 +230,7 @@ impl Directory {
         )
         .await?;
         tx.commit().await?;
+        self.app.directory.forget_member(&member.id);
         Ok(Upserted {
             record: member,
             created,
@@ -346,6 +350,7 @@ impl Directory {
         let mut tx = self.app.store.begin().await?;
         let created = tx.upsert_provider(&provider, self.app.now()).await?;
         tx.commit().await?;
+        self.app.directory.forget_provider(&provider.npi);
         Ok(Upserted {
             record: provider,
             created,

@@ -216,8 +216,8 @@ impl Precert {
             let found = match parties.iter().find(|(npi, _)| npi == &rendering) {
                 Some((_, found)) => found.clone(),
                 None => {
-                    let found = (self.app.store)
-                        .submission_parties("", &member_id, &ordering_npi, &rendering)
+                    let found = self
+                        .parties("", &member_id, &ordering_npi, &rendering)
                         .await?;
                     parties.push((rendering.clone(), found.clone()));
                     found

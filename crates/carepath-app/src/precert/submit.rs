@@ -254,6 +254,32 @@ impl Parties {
 }
 
 impl Precert {
+    /// The case already made under `request_key` (if any, and if the key is not
+    /// empty), the member with their plan, and the two providers: the directory
+    /// records from [`crate::directory::memory`] when it has all four, read (and
+    /// remembered) otherwise.
+    pub(super) async fn parties(
+        &self,
+        request_key: &str,
+        member: &MemberId,
+        requesting: &Npi,
+        servicing: &Npi,
+    ) -> AppResult<SubmissionParties> {
+        let now = self.app.now();
+        let memory = &self.app.directory;
+        if let Some(mut found) = memory.parties(member, requesting, servicing, now) {
+            if !request_key.is_empty() {
+                found.existing_case = self.app.store.case_id_by_request_key(request_key).await?;
+            }
+            return Ok(found);
+        }
+        let found = (self.app.store)
+            .submission_parties(request_key, member, requesting, servicing)
+            .await?;
+        memory.remember(&found, now);
+        Ok(found)
+    }
+
     /// Refuses dates of service outside the engine's window ([`carepath_precert::
     /// ServiceDates`]), reckoned from the plan's local date today, naming each line's
     /// `{field}[i].date_of_service` (`lines[0].date_of_service`), and figures past their
@@ -291,9 +317,7 @@ impl Precert {
         } = req;
         may_request(&caller.actor, &member_id, None)?;
         self.check_service_dates(&lines, Purpose::Check, "lines")?;
-        let found = (self.app.store)
-            .submission_parties("", &member_id, &npi, &npi)
-            .await?;
+        let found = self.parties("", &member_id, &npi, &npi).await?;
         let Parties {
             plan,
             requesting_network: network,
@@ -331,8 +355,8 @@ impl Precert {
         )?;
         let key = request_key(&caller.actor, &req.request_id);
         let now = self.app.stored_now();
-        let found = (self.app.store)
-            .submission_parties(
+        let found = self
+            .parties(
                 &key,
                 &req.member_id,
                 &req.requesting_npi,
