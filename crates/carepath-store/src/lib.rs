@@ -18,6 +18,7 @@ mod cases;
 mod coverage;
 mod directory;
 mod gauges;
+mod history;
 mod jobs;
 mod notify;
 mod oncology;
@@ -48,6 +49,7 @@ pub use directory::{ImportSummary, MemberFilter, ProviderFilter, StaffFilter};
 pub use gauges::{
     AUDIT_ENTRIES_TOTAL, BEGIN_WAIT_SECONDS, LabelledCount, OutboxBacklog, PoolState,
 };
+pub use history::{HistoryCase, HistoryNotice, HistoryWritten, MAX_HISTORY_BATCH, SentNotice};
 pub use jobs::{JOB_RUNS_KEPT, JobRun, NOTICE_CHANNEL, OPINION_CHANNEL, OUTBOX_CHANNEL, Wakeups};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;
