@@ -302,6 +302,31 @@ impl Store {
 }
 
 /// [`ACKNOWLEDGE`] on SQLite.
+impl Store {
+    /// Tidies up after [`Store::write_history`]: on PostgreSQL, vacuums and analyses
+    /// the tables it wrote (each delivery was inserted pending and acknowledged in
+    /// the same transaction, which leaves a dead row and index entry behind that the
+    /// backlog gauge would read until autovacuum came by); on SQLite, analyses.
+    pub async fn settle_history(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres { pool, .. } => {
+                sqlx::query(
+                    "VACUUM (ANALYZE) precert_case, outbox_event, outbox_delivery, notice,
+                        notice_attempt, audit_log, audit_head",
+                )
+                .execute(pool)
+                .await?;
+            }
+            Store::Sqlite { .. } => {
+                let mut tx = self.begin().await?;
+                on_tx!(&mut tx, c => sqlx::query("ANALYZE").execute(c).await.map(|r| r.rows_affected()))?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn acknowledge(tx: &mut Tx, last_seq: i64) -> Result<u64, StoreError> {
     Ok(on_tx!(tx, c => sqlx::query(ACKNOWLEDGE).bind(last_seq)
         .execute(c).await.map(|r| r.rows_affected()))?)

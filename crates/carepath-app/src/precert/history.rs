@@ -56,7 +56,7 @@ pub const MAX_HISTORY_CASES: u64 = 10_000_000;
 /// Most years of history.
 pub const MAX_HISTORY_YEARS: u32 = 10;
 /// Cases per transaction.
-const BATCH: usize = 2_000;
+const BATCH: usize = 1_000;
 const _: () = assert!(BATCH <= MAX_HISTORY_BATCH);
 
 /// What to make.
@@ -813,6 +813,7 @@ pub async fn generate(
     making
         .await
         .map_err(|e| AppError::Internal(format!("history generation stopped: {e}")))?;
+    store.settle_history().await?;
     Ok(HistorySummary {
         written,
         outcomes,
