@@ -185,6 +185,35 @@ async fn a_generated_history_reads_back_through_the_application(db: &TestDb) {
     );
     assert!(queued > 0);
 
+    // Lists read at once, each auditing every case it shows in one transaction, do
+    // not wait on each other's chain heads (on PostgreSQL they deadlocked when each
+    // entry went to the next chain).
+    let lists = (0..8).map(|_| {
+        let (precert, provider) = (precert.clone(), provider.clone());
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                let query = ListCases {
+                    member_id: None,
+                    provider_npi: None,
+                    status: None,
+                    received_from: None,
+                    received_to: None,
+                    page: PageRequest {
+                        token: String::new(),
+                        size: 50,
+                    },
+                };
+                precert.list_cases(&provider, query).await?;
+            }
+            Ok::<_, carepath_app::AppError>(())
+        })
+    });
+    for list in lists.collect::<Vec<_>>() {
+        list.await
+            .expect("task")
+            .expect("concurrent lists are read");
+    }
+
     // The reads were audited onto the same chains, which still verify.
     match db.store.verify_audit().await.expect("verify") {
         AuditVerification::Intact { entries } => {

@@ -42,6 +42,7 @@ use sqlx::{
 pub use appender::{CaseAppender, CaseCreated, NewCase};
 pub use audit::{
     AUDIT_CHAINS, AuditEntry, AuditHead, AuditOutcome, AuditQuery, AuditRecord, AuditVerification,
+    MAX_AUDIT_BATCH,
 };
 pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
 pub use coverage::CoverageAssertionRecord;
