@@ -184,8 +184,8 @@ impl Lcg {
         self.next() % n.max(1)
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
     }
 }
 
@@ -421,15 +421,15 @@ impl Maker {
         // cases.
         let room = (self.now - received).min(Duration::days(20));
         let step = |k: i32| received + room * k / 8;
-        let pairing = rng.pick(&self.pairings);
+        let pairing = &self.pairings[rng.below(self.pairings.len() as u64) as usize];
         let local = received
             .with_timezone(&self.calendar.timezone())
             .date_naive();
         let date_of_service = local + Duration::days(7 + rng.below(30) as i64);
         let request = submission(
             pairing,
-            *rng.pick(CODES),
-            *rng.pick(DIAGNOSES),
+            rng.pick(CODES),
+            rng.pick(DIAGNOSES),
             date_of_service,
             outcome == Outcome::Automatic,
         )?;
