@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use carepath_cli::{DbArgs, KeyArgs, authenticator};
 use carepath_core::{Actor, Role};
 use carepath_proto::{
+    common::v1::PageRequest,
     common::v1::{Setting, Urgency},
     directory::v1::{GetPlanRequest, directory_service_client::DirectoryServiceClient},
     oncology::v1::{SubmitPlanRequest, oncology_service_client::OncologyServiceClient},
     precert::v1::{
-        CheckRequirementRequest, ClinicalAnswer, RecordReference, ServiceLine, SubmitRequest,
-        clinical_answer, precert_service_client::PrecertServiceClient,
+        CheckRequirementRequest, ClinicalAnswer, GetCaseRequest, ListCasesRequest,
+        ListReviewQueueRequest, RecordReference, ServiceLine, SubmitRequest, clinical_answer,
+        precert_service_client::PrecertServiceClient,
     },
 };
 use tonic::transport::Channel;
@@ -33,6 +35,15 @@ pub enum ScenarioKind {
     /// FHIR `POST /fhir/Claim/$submit` over HTTP/1.1: the MRI of [`mri`] as a PAS
     /// request Bundle, approved at once (reviewAction A1).
     FhirSubmit,
+    /// `PrecertService/GetCase` as the demo imaging centre, for cases it listed when
+    /// the scenario connected (up to 500 of its newest, taken in turn).
+    GetCase,
+    /// `PrecertService/ListCases`: the demo imaging centre's first page (50 newest
+    /// cases, each audited), the provider's view of its history.
+    ListCases,
+    /// `PrecertService/ListReviewQueue`: a radiology reviewer's first page (50 cases,
+    /// urgent before routine, oldest due first).
+    ReviewQueue,
     /// CDS Hooks `POST /cds-services/crd-order-sign` over HTTP/1.1: the MRI of the
     /// FHIR door's example call, each call with its own signed JWT (signed before the
     /// run starts), answered with its coverage information.
@@ -344,6 +355,9 @@ pub struct Scenario {
     admin: String,
     imaging: String,
     oncologist: String,
+    reviewer: String,
+    /// The cases [`ScenarioKind::GetCase`] reads, in turn.
+    case_ids: Vec<String>,
     /// Distinguishes request ids between runs against the same database.
     run: String,
     tchp: carepath_proto::oncology::v1::TreatmentPlan,
@@ -406,12 +420,22 @@ impl Scenario {
         let admin = auth.mint(&Actor::new(Role::Admin, "AD-001")?, now, hour)?;
         let imaging = auth.mint(&Actor::new(Role::Provider, IMAGING)?, now, hour)?;
         let oncologist = auth.mint(&Actor::new(Role::Provider, ONCOLOGIST)?, now, hour)?;
+        let reviewer = auth.mint(&Actor::new(Role::PhysicianReviewer, REVIEWER)?, now, hour)?;
+        let case_ids = match kind {
+            ScenarioKind::GetCase => listed_cases(&channel, &imaging, 5).await?,
+            _ => Vec::new(),
+        };
+        if kind == ScenarioKind::GetCase && case_ids.is_empty() {
+            return Err(format!("provider {IMAGING} has no cases to read").into());
+        }
         Ok(Scenario {
             kind,
             channel,
             admin,
             imaging,
             oncologist,
+            reviewer,
+            case_ids,
             run: uuid::Uuid::now_v7().simple().to_string(),
             tchp: tchp_plan(),
             fhir,
@@ -468,6 +492,28 @@ impl Scenario {
                     .submit_plan(bearer(&self.oncologist, request))
                     .await?;
             }
+            ScenarioKind::GetCase => {
+                let mut client = PrecertServiceClient::new(self.channel.clone());
+                let n = (worker.wrapping_mul(7919) + i) as usize % self.case_ids.len();
+                let id = self.case_ids[n].clone();
+                client
+                    .get_case(bearer(&self.imaging, GetCaseRequest { id }))
+                    .await?;
+            }
+            ScenarioKind::ListCases => {
+                let mut client = PrecertServiceClient::new(self.channel.clone());
+                let request = ListCasesRequest {
+                    provider_npi: IMAGING.into(),
+                    ..Default::default()
+                };
+                client.list_cases(bearer(&self.imaging, request)).await?;
+            }
+            ScenarioKind::ReviewQueue => {
+                let mut client = PrecertServiceClient::new(self.channel.clone());
+                client
+                    .list_review_queue(bearer(&self.reviewer, ListReviewQueueRequest::default()))
+                    .await?;
+            }
             ScenarioKind::FhirSubmit => {
                 let fhir = self.fhir.as_ref().expect("connected with a FHIR target");
                 fhir.submit(&request_id).await?;
@@ -483,6 +529,40 @@ impl Scenario {
 
 /// The demo imaging centre (its notices go to the portal).
 pub const IMAGING: &str = "1184649790";
+/// A demo physician reviewer in radiology.
+const REVIEWER: &str = "MD-RAD-01";
+
+/// The ids of up to `pages` pages of 100 of the newest cases `token`'s provider
+/// lists.
+async fn listed_cases(
+    channel: &Channel,
+    token: &str,
+    pages: usize,
+) -> Result<Vec<String>, tonic::Status> {
+    let mut client = PrecertServiceClient::new(channel.clone());
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..pages {
+        let request = ListCasesRequest {
+            page: Some(PageRequest {
+                page_size: 100,
+                page_token,
+            }),
+            provider_npi: IMAGING.into(),
+            ..Default::default()
+        };
+        let page = client
+            .list_cases(bearer(token, request))
+            .await?
+            .into_inner();
+        ids.extend(page.cases.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    Ok(ids)
+}
 const ONCOLOGIST: &str = "1381083801";
 
 /// A brain MRI for demo member M100001 (notices by email) two weeks from today, with

@@ -53,6 +53,10 @@ enum Command {
         #[command(subcommand)]
         action: cli::smart::FhirClientCommand,
     },
+    /// Fill a database with years of precertification history (cases with their
+    /// events, sent notices and audit entries), for scale tests and benchmarks; run it
+    /// before serving the database.
+    GenerateHistory(cli::HistoryArgs),
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -113,6 +117,11 @@ async fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::FhirClient { action } => cli::smart::run(action).await,
+        Command::GenerateHistory(args) => {
+            let summary = cli::generate_history(&args).await?;
+            println!("{}", cli::history_report(&summary));
+            Ok(())
+        }
         Command::Audit {
             action: AuditAction::Verify { db, anchors },
         } => match cli::verify_audit(&db, &anchors).await? {

@@ -97,20 +97,18 @@ impl App {
         shown: impl IntoIterator<Item = (&'a str, &'a str, &'a MemberId)>,
     ) -> AppResult<()> {
         let now = self.now();
+        let mut entries: Vec<AuditEntry> = list
+            .map(|(kind, member)| {
+                caller.audit_entry(kind, member.as_str(), Some(member), AuditOutcome::Allowed)
+            })
+            .into_iter()
+            .collect();
+        entries.extend(shown.into_iter().map(|(kind, id, member)| {
+            caller.audit_entry(kind, id, Some(member), AuditOutcome::Allowed)
+        }));
         let mut tx = self.store.begin().await?;
-        if let Some((kind, member)) = list {
-            tx.append_audit(
-                &caller.audit_entry(kind, member.as_str(), Some(member), AuditOutcome::Allowed),
-                now,
-            )
-            .await?;
-        }
-        for (kind, id, member) in shown {
-            tx.append_audit(
-                &caller.audit_entry(kind, id, Some(member), AuditOutcome::Allowed),
-                now,
-            )
-            .await?;
+        for chunk in entries.chunks(carepath_store::MAX_AUDIT_BATCH) {
+            tx.append_audits(chunk, now).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -584,6 +584,87 @@ pub async fn open_store(db: &DbArgs) -> Result<Store, CliError> {
     Ok(carepath_app::setup::open_store(&db.database_url).await?)
 }
 
+/// Flags of `carepath generate-history`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// How many precertification cases to make (at most 10,000,000).
+    #[arg(long)]
+    pub cases: u64,
+    /// Seeds the choices; the same seed makes the same history. Request ids carry it,
+    /// so another seed adds more history to the same database.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How many years back the history starts (at most 10).
+    #[arg(long, default_value_t = 3)]
+    pub years: u32,
+    /// Load the shipped demo directory first (the history is made over its members,
+    /// radiology providers and reviewers).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// Migrates the database, loads the demo directory when asked, and fills it with
+/// precertification history (`carepath_app::precert::history`), reporting progress
+/// on stderr.
+pub async fn generate_history(
+    args: &HistoryArgs,
+) -> Result<carepath_app::precert::history::HistorySummary, CliError> {
+    let store = open_store(&args.db).await?;
+    if args.demo {
+        load_demo(&store).await?;
+    }
+    let options = carepath_app::precert::history::HistoryOptions {
+        cases: args.cases,
+        seed: args.seed,
+        years: args.years,
+    };
+    let started = std::time::Instant::now();
+    let mut reported = 0;
+    let summary = carepath_app::precert::history::generate(
+        &store,
+        &options,
+        carepath_app::micros(SystemClock.now()),
+        |cases| {
+            if cases >= reported + 100_000 || cases == options.cases {
+                reported = cases;
+                eprintln!(
+                    "{cases} of {} cases written ({:.0} s)",
+                    options.cases,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        },
+    )
+    .await?;
+    store.close().await;
+    Ok(summary)
+}
+
+/// What `carepath generate-history` wrote: rows by table and seconds, then cases by
+/// how they stand.
+pub fn history_report(summary: &carepath_app::precert::history::HistorySummary) -> String {
+    let w = summary.written;
+    let outcomes: Vec<String> = carepath_app::precert::history::Outcome::ALL
+        .iter()
+        .zip(summary.outcomes)
+        .map(|(o, n)| format!("{}={n}", o.as_str()))
+        .collect();
+    format!(
+        "wrote {} rows in {:.1} s: {} cases, {} outbox events, {} deliveries, {} notices, {} notice attempts, {} audit entries\ncases: {}",
+        w.rows(),
+        summary.seconds,
+        w.cases,
+        w.events,
+        w.deliveries,
+        w.notices,
+        w.attempts,
+        w.audit_entries,
+        outcomes.join(" ")
+    )
+}
+
 /// The key file beside a SQLite database: `sqlite://data/carepath.db` gives
 /// `data/carepath.db.key.pem`.
 fn default_signing_key(database_url: &str) -> Option<PathBuf> {

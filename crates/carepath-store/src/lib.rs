@@ -18,6 +18,7 @@ mod cases;
 mod coverage;
 mod directory;
 mod gauges;
+mod history;
 mod jobs;
 mod notify;
 mod oncology;
@@ -41,6 +42,7 @@ use sqlx::{
 pub use appender::{CaseAppender, CaseCreated, NewCase};
 pub use audit::{
     AUDIT_CHAINS, AuditEntry, AuditHead, AuditOutcome, AuditQuery, AuditRecord, AuditVerification,
+    MAX_AUDIT_BATCH,
 };
 pub use cases::{ManagedCaseFilter, ManagedCaseRecord};
 pub use coverage::CoverageAssertionRecord;
@@ -48,6 +50,7 @@ pub use directory::{ImportSummary, MemberFilter, ProviderFilter, StaffFilter};
 pub use gauges::{
     AUDIT_ENTRIES_TOTAL, BEGIN_WAIT_SECONDS, LabelledCount, OutboxBacklog, PoolState,
 };
+pub use history::{HistoryCase, HistoryNotice, HistoryWritten, MAX_HISTORY_BATCH, SentNotice};
 pub use jobs::{JOB_RUNS_KEPT, JobRun, NOTICE_CHANNEL, OPINION_CHANNEL, OUTBOX_CHANNEL, Wakeups};
 pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
 pub use oncology::PlanRecord;

@@ -314,13 +314,36 @@ impl Store {
         page_size: u32,
     ) -> Result<Page<CaseRecord>, StoreError> {
         let (before_at, before_id) = decode_token(page_token);
-        let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!(
-            "WHERE ($1 = '' OR member_id = $1)
-               AND ($2 = '' OR requesting_npi = $2 OR servicing_npi = $2)
-               AND ($3 = '' OR status = $3)
-               AND received_at >= $4 AND received_at < $5
-               AND (received_at < $6 OR (received_at = $6 AND id < $7))
-             ORDER BY received_at DESC, id DESC LIMIT $8"))
+        // A provider's cases are read through the two provider indexes, each in the
+        // list's order, and merged: with `requesting_npi = $2 OR servicing_npi = $2`
+        // among the optional filters, the plan walked every case by receipt time to
+        // find a provider's, all of them for a provider with few.
+        let sql = match filter.provider_npi.as_deref() {
+            Some(npi) if !npi.is_empty() => select_case!(
+                "WHERE id IN (
+                   SELECT id FROM (SELECT id FROM precert_case WHERE requesting_npi = $2
+                       AND ($1 = '' OR member_id = $1) AND ($3 = '' OR status = $3)
+                       AND received_at >= $4 AND received_at < $5
+                       AND (received_at < $6 OR (received_at = $6 AND id < $7))
+                     ORDER BY received_at DESC, id DESC LIMIT $8) AS requested
+                   UNION
+                   SELECT id FROM (SELECT id FROM precert_case WHERE servicing_npi = $2
+                       AND ($1 = '' OR member_id = $1) AND ($3 = '' OR status = $3)
+                       AND received_at >= $4 AND received_at < $5
+                       AND (received_at < $6 OR (received_at = $6 AND id < $7))
+                     ORDER BY received_at DESC, id DESC LIMIT $8) AS serviced)
+                 ORDER BY received_at DESC, id DESC LIMIT $8"
+            ),
+            _ => select_case!(
+                "WHERE ($1 = '' OR member_id = $1)
+                   AND ($2 = '' OR requesting_npi = $2 OR servicing_npi = $2)
+                   AND ($3 = '' OR status = $3)
+                   AND received_at >= $4 AND received_at < $5
+                   AND (received_at < $6 OR (received_at = $6 AND id < $7))
+                 ORDER BY received_at DESC, id DESC LIMIT $8"
+            ),
+        };
+        let rows: Vec<CaseRow> = on_db!(self, c => sqlx::query_as(sql)
             .bind(filter.member_id.clone().unwrap_or_default())
             .bind(filter.provider_npi.clone().unwrap_or_default())
             .bind(filter.status.clone().unwrap_or_default())

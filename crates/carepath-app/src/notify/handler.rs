@@ -186,65 +186,70 @@ impl NotifyHandler {
         self.rules.plan(event, &resolved).map_err(|e| e.to_string())
     }
 
-    /// The stored row of a planned notice: rendered now (on the event's date, so a
-    /// redelivery renders the same words), or kept dead with the reason when the
-    /// template cannot be filled.
+    /// The stored row of a planned notice ([`notice_row`]).
     fn row(&self, planned: &PlannedNotice) -> NewNotice {
-        let rendered = self.catalog.render(planned, planned.event_date);
-        let (state, last_error, subject, template_version, language, rendered) = match rendered {
-            Ok(r) => (
-                NoticeState::Pending,
-                String::new(),
-                r.subject.clone(),
-                i32::try_from(r.template.version).unwrap_or(i32::MAX),
-                r.template.language.to_string(),
-                serde_json::to_value(&r).ok(),
-            ),
-            Err(e) => (
-                NoticeState::Dead,
-                format!("cannot render: {e}"),
-                String::new(),
-                0,
-                planned.language.to_string(),
-                None,
-            ),
-        };
-        NewNotice {
-            id: uuid::Uuid::now_v7().to_string(),
-            idempotency_key: planned.key.to_string(),
-            event_id: planned.event_id.clone(),
-            event_kind: planned.event_kind.clone(),
-            rule_id: planned.rule_id.clone(),
-            rules_version: planned.rules_version.clone(),
-            recipient_id: planned.recipient.id.clone(),
-            recipient_role: planned.recipient.role.as_str().to_owned(),
-            recipient_name: planned.recipient.name.clone(),
-            member_id: planned
-                .context
-                .pointer("/member/id")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            channel: planned.channel.as_str().to_owned(),
-            destination: destination_text(&planned.destination),
-            template_id: planned.template.clone(),
-            template_version,
-            language,
-            subject,
-            priority: match planned.priority {
-                Priority::Immediate => 0,
-                Priority::Normal => 1,
-            },
-            planned: serde_json::to_value(planned).ok(),
-            rendered,
-            state: state.as_str().to_owned(),
-            last_error,
-        }
+        notice_row(&self.catalog, planned)
+    }
+}
+
+/// The stored row of a planned notice: rendered now (on the event's date, so a
+/// redelivery renders the same words), or kept dead with the reason when the
+/// template cannot be filled.
+pub fn notice_row(catalog: &TemplateCatalog, planned: &PlannedNotice) -> NewNotice {
+    let rendered = catalog.render(planned, planned.event_date);
+    let (state, last_error, subject, template_version, language, rendered) = match rendered {
+        Ok(r) => (
+            NoticeState::Pending,
+            String::new(),
+            r.subject.clone(),
+            i32::try_from(r.template.version).unwrap_or(i32::MAX),
+            r.template.language.to_string(),
+            serde_json::to_value(&r).ok(),
+        ),
+        Err(e) => (
+            NoticeState::Dead,
+            format!("cannot render: {e}"),
+            String::new(),
+            0,
+            planned.language.to_string(),
+            None,
+        ),
+    };
+    NewNotice {
+        id: uuid::Uuid::now_v7().to_string(),
+        idempotency_key: planned.key.to_string(),
+        event_id: planned.event_id.clone(),
+        event_kind: planned.event_kind.clone(),
+        rule_id: planned.rule_id.clone(),
+        rules_version: planned.rules_version.clone(),
+        recipient_id: planned.recipient.id.clone(),
+        recipient_role: planned.recipient.role.as_str().to_owned(),
+        recipient_name: planned.recipient.name.clone(),
+        member_id: planned
+            .context
+            .pointer("/member/id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        channel: planned.channel.as_str().to_owned(),
+        destination: destination_text(&planned.destination),
+        template_id: planned.template.clone(),
+        template_version,
+        language,
+        subject,
+        priority: match planned.priority {
+            Priority::Immediate => 0,
+            Priority::Normal => 1,
+        },
+        planned: serde_json::to_value(planned).ok(),
+        rendered,
+        state: state.as_str().to_owned(),
+        last_error,
     }
 }
 
 /// A recipient a rule called for but no channel reaches: kept dead, so the gap shows
 /// in the failed list and the delivery report instead of vanishing.
-fn unreachable_row(event: &DomainEvent, rules_version: &str, u: &Unreachable) -> NewNotice {
+pub fn unreachable_row(event: &DomainEvent, rules_version: &str, u: &Unreachable) -> NewNotice {
     NewNotice {
         id: uuid::Uuid::now_v7().to_string(),
         idempotency_key: u.key.to_string(),

@@ -13,6 +13,7 @@ pub mod coverage;
 pub mod engine;
 pub mod filing;
 pub mod goldcards;
+pub mod history;
 pub mod record;
 pub mod review;
 pub mod rulelists;
