@@ -40,7 +40,7 @@ one_run() {
     *) echo "unknown backend $backend (sqlite or postgres)" >&2; exit 2 ;;
     esac
     "$bin" serve --demo --database-url "$server_url" "${key[@]}" --listen "$addr" \
-        --rate-limit-per-caller 0 --rate-limit-per-person 0 >"$work/server.log" 2>&1 &
+        --rate-limit-per-caller 0 --rate-limit-per-person 0 --max-calls-per-caller 64 >"$work/server.log" 2>&1 &
     local server=$!
     trap 'kill $server 2>/dev/null' EXIT
     for _ in $(seq 1 150); do

@@ -11,7 +11,7 @@ if [ $backend = postgres ]; then
 dropdb -h 127.0.0.1 -U postgres --if-exists carepath_bench 2>/dev/null; createdb -h 127.0.0.1 -U postgres carepath_bench
 url='postgres://postgres@127.0.0.1:5432/carepath_bench?sslmode=disable'; key=(--signing-key $work/pg.key.pem); lurl="sqlite://$work/pg"
 else url="sqlite://$work/bench.db"; key=(); lurl=$url; fi
-$bin serve --demo --database-url "$url" "${key[@]}" --listen 127.0.0.1:50083 --rate-limit-per-caller 0 --rate-limit-per-person 0 > $work/server.log 2>&1 &
+$bin serve --demo --database-url "$url" "${key[@]}" --listen 127.0.0.1:50083 --rate-limit-per-caller 0 --rate-limit-per-person 0 --max-calls-per-caller 64 > $work/server.log 2>&1 &
 pid=$!
 for i in $(seq 1 100); do grep -q listening $work/server.log && break; sleep 0.2; done
 sleep 1

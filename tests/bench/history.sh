@@ -58,7 +58,7 @@ for size in "$@"; do
     echo "$backend cases=$size database_bytes=$bytes bytes_per_case=$(( bytes / size ))"
 
     "$carepath" serve --demo --database-url "$url" "${key[@]}" --listen "$addr" \
-        --rate-limit-per-caller 0 --rate-limit-per-person 0 >"$work/server.log" 2>&1 &
+        --rate-limit-per-caller 0 --rate-limit-per-person 0 --max-calls-per-caller 64 >"$work/server.log" 2>&1 &
     server=$!
     trap 'kill $server 2>/dev/null' EXIT
     for _ in $(seq 1 300); do

@@ -18,7 +18,7 @@ else
     url="postgres://postgres@127.0.0.1:5432/cg_$tag?sslmode=disable"
 fi
 cd $work
-valgrind --tool=callgrind --callgrind-out-file=$work/cg.out --instr-atstart=no $bin serve --demo --database-url "$url" --signing-key $work/pg.key.pem --listen 127.0.0.1:$port --rate-limit-per-caller 0 --rate-limit-per-person 0 > $work/server.log 2>&1 &
+valgrind --tool=callgrind --callgrind-out-file=$work/cg.out --instr-atstart=no $bin serve --demo --database-url "$url" --signing-key $work/pg.key.pem --listen 127.0.0.1:$port --rate-limit-per-caller 0 --rate-limit-per-person 0 --max-calls-per-caller 64 > $work/server.log 2>&1 &
 pid=$!
 for i in $(seq 1 600); do grep -q listening $work/server.log && break; sleep 0.5; done
 sleep 2

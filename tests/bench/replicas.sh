@@ -58,7 +58,7 @@ serve() {
         --listen "127.0.0.1:$((50081 + index))" --fhir-listen "127.0.0.1:$((8081 + index))" \
         --metrics-listen "127.0.0.1:$((9471 + index))" \
         --smtp-port 2525 --records-dir "$work/records" --print-batch-dir "$work/print-$index" \
-        --max-calls-per-caller 1024 --rate-limit-per-caller 0 --rate-limit-per-person 0 "$@" >"$work/server-$index.log" 2>&1 &
+        --max-calls-per-caller 1024 --rate-limit-per-caller 0 --rate-limit-per-person 0 --max-calls-per-caller 64 "$@" >"$work/server-$index.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 150); do
         grep -q "carepath listening" "$work/server-$index.log" && return

@@ -5,7 +5,7 @@
 #
 #   tests/bench/submit.sh sqlite|postgres [runs]     (after: cargo build --release -p carepath -p carepath-tests)
 #
-# Extra server flags come from CAREPATH_BENCH_SERVE_FLAGS (e.g. "--rate-limit-per-caller 0 --rate-limit-per-person 0").
+# Extra server flags come from CAREPATH_BENCH_SERVE_FLAGS (e.g. "--rate-limit-per-caller 0 --rate-limit-per-person 0 --max-calls-per-caller 64").
 # PostgreSQL runs drop and create the database carepath_bench on 127.0.0.1:5432.
 set -euo pipefail
 
