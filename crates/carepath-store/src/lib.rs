@@ -24,6 +24,7 @@ mod oncology;
 mod outbox;
 mod page;
 mod precert;
+mod retention;
 mod secondopinion;
 mod smart;
 mod subscriptions;
@@ -54,6 +55,10 @@ pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use page::{Page, json_bytes, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
+pub use retention::{
+    ArchivedAudit, AuditSegmentRecord, ChainedAuditRecord, MAX_ARCHIVE_READ, MAX_PARTITION_MONTHS,
+    OutboxRemoved, RETENTION_BATCH,
+};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
 pub use smart::{ASSERTION_PURGE_BATCH, FhirClientRecord};
 /// The JSON column type of stored documents.
@@ -121,6 +126,9 @@ pub enum StoreError {
         id: String,
         reason: String,
     },
+    /// A bad argument to a store call, naming it.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
