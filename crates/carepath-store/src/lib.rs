@@ -56,8 +56,8 @@ pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use page::{Page, json_bytes, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use retention::{
-    ArchivedAudit, AuditSegmentRecord, ChainedAuditRecord, MAX_ARCHIVE_READ, MAX_PARTITION_MONTHS,
-    OutboxRemoved, RETENTION_BATCH,
+    AUDIT_CHAIN_START, ArchivedAudit, AuditSegmentRecord, ChainedAuditRecord, MAX_ARCHIVE_READ,
+    MAX_PARTITION_MONTHS, OutboxRemoved, RETENTION_BATCH, audit_entry_hash,
 };
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
 pub use smart::{ASSERTION_PURGE_BATCH, FhirClientRecord};

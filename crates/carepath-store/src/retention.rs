@@ -74,10 +74,16 @@ pub struct AuditSegmentRecord {
 pub struct ArchivedAudit {
     pub heads: Vec<AuditHead>,
     pub newest_segment: std::collections::HashMap<i64, String>,
-    /// Anchored entries at or below this position were archived and are checked
-    /// against the archive, not the database.
-    pub archived_through: i64,
 }
+
+/// The hash of an audit entry linked to `prev` (the chain's previous entry's hash,
+/// or the chain's start): what an archive check recomputes.
+pub fn audit_entry_hash(prev: &str, at: DateTime<Utc>, entry: &AuditEntry) -> String {
+    crate::audit::chain_hash(prev, at, entry)
+}
+
+/// The `prev_hash` of each chain's first entry.
+pub const AUDIT_CHAIN_START: &str = "genesis";
 
 /// The first day of the month `at` falls in (UTC).
 fn month_of(at: DateTime<Utc>) -> NaiveDate {
@@ -443,12 +449,9 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut removed = 0;
         for chunk in seqs.chunks(RETENTION_BATCH as usize) {
-            let sql = format!(
-                "DELETE FROM audit_log WHERE seq IN ({}) AND at < $1",
-                seq_list(chunk)
-            );
+            let sql = format!("DELETE FROM audit_log WHERE seq IN ({})", seq_list(chunk));
             removed += on_db!(self, c => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(before).execute(c).await.map(|r| r.rows_affected()))?;
+                .execute(c).await.map(|r| r.rows_affected()))?;
         }
         if self.backend() == Backend::Postgres {
             for (part, month) in self.month_partitions("audit_log").await? {
@@ -466,20 +469,14 @@ impl Store {
 
     /// [`Store::verify_audit_anchored`] for a log whose oldest entries were archived:
     /// each chain's first entry in the database must link to that chain's newest
-    /// archived entry (`archived.heads`) instead of the chain's start, and anchored
-    /// entries at or below `archived.archived_through` are left to the archive's check.
-    /// Entries of the newest segment still in the database (a removal cut off) must be
-    /// unchanged and are counted once.
+    /// archived entry (`archived.heads`) instead of the chain's start; `anchors` are
+    /// the anchored entries not found in the archive. Entries of the newest segment
+    /// still in the database (a removal cut off) must be unchanged and are not counted.
     pub async fn verify_audit_after_archive(
         &self,
         anchors: &[AuditHead],
         archived: &ArchivedAudit,
     ) -> Result<AuditVerification, StoreError> {
-        let live: Vec<AuditHead> = anchors
-            .iter()
-            .filter(|a| a.seq > archived.archived_through)
-            .cloned()
-            .collect();
-        self.verify_audit_from(&live, archived).await
+        self.verify_audit_from(anchors, archived).await
     }
 }

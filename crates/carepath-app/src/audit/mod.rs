@@ -3,6 +3,7 @@
 //! recorded.
 
 pub mod anchor;
+pub mod archive;
 pub mod refusals;
 
 use carepath_core::{Actor, MemberId, Role};
