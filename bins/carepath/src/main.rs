@@ -146,9 +146,9 @@ async fn run(command: Command) -> Result<(), CliError> {
                     );
                     Ok(())
                 }
-                (cli::ArchiveVerdict::Broken { place, reason }, _) => Err(CliError::Usage(format!(
-                    "audit log broken at {place}: {reason}"
-                ))),
+                (cli::ArchiveVerdict::Broken { place, reason }, _) => Err(CliError::Usage(
+                    format!("audit log broken at {place}: {reason}"),
+                )),
             }
         }
         Command::Audit {
