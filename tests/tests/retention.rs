@@ -194,6 +194,7 @@ async fn write_outbox(store: &Store) -> Vec<i64> {
         .await
         .unwrap();
     let long_ago = at("2024-02-01T00:00:00Z");
+    store.ensure_partitions(long_ago, long_ago).await.unwrap();
     let mut seqs = Vec::new();
     for (id, when) in [
         ("old-done", long_ago),
@@ -357,6 +358,47 @@ async fn retention_removes_what_is_finished_and_keeps_what_is_owed(db: &TestDb) 
         .await
         .unwrap();
     assert_eq!(again, Default::default());
+
+    // Once the last old event is delivered, its month goes: on PostgreSQL as a whole
+    // partition.
+    let postgres = matches!(db.store, Store::Postgres { .. });
+    assert_eq!(
+        postgres_table_exists(&db.store, "outbox_event_p202402").await,
+        postgres,
+        "a month with an undelivered event stays"
+    );
+    let long_ago = at("2024-02-01T00:00:00Z");
+    let (owner, claimed) = db
+        .store
+        .claim(
+            CONSUMER,
+            10,
+            Duration::minutes(5),
+            now() + Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    db.store
+        .acknowledge(CONSUMER, &[seqs[1]], &owner, long_ago)
+        .await
+        .unwrap();
+    let last = carepath_app::retention::sweep(&db.store, &settings, now())
+        .await
+        .unwrap();
+    assert_eq!(last.outbox.deliveries, 1);
+    assert_eq!(last.outbox.partitions, u64::from(postgres));
+    assert_eq!(last.outbox.events, u64::from(!postgres));
+    assert!(!postgres_table_exists(&db.store, "outbox_event_p202402").await);
+    let left: Vec<String> = db
+        .store
+        .events_for("retention_test", "A1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, ["recent-done"]);
 }
 
 contract_tests!(
