@@ -35,7 +35,7 @@ fn entry(i: usize) -> AuditEntry {
         record_kind: "member".into(),
         record_id: "M100001".into(),
         member_id: Some("M100001".into()),
-        outcome: if i % 5 == 0 {
+        outcome: if i.is_multiple_of(5) {
             AuditOutcome::Denied
         } else {
             AuditOutcome::Allowed

@@ -859,6 +859,9 @@ pub async fn run_server(
     let auth = authenticator(&args.keys, &args.db).await?;
     let app = serving_app(store.clone(), auth.clone())?;
     let retention = args.retention.settings()?;
+    if let Some(archive) = args.retention.archive.archive()? {
+        carepath_app::audit::archive::configure(archive);
+    }
     if retention.audit.is_none() {
         tracing::info!("no audit archive: the audit log stays whole in the database");
     }

@@ -9,7 +9,9 @@
 //! Invariants:
 //! - a state change and the domain events describing it commit in one transaction
 //!   ([`Tx::append_event`]);
-//! - audit entries form a hash chain that only grows ([`Tx::append_audit`]);
+//! - audit entries form a hash chain that only grows ([`Tx::append_audit`]); its
+//!   oldest entries leave only by the exact positions of an archived segment
+//!   ([`Store::remove_archived_audit`]);
 //! - timestamps are passed in by the caller (from its clock), never read here.
 
 mod appender;

@@ -117,6 +117,29 @@ fn seq_list(seqs: &[i64]) -> String {
 }
 
 impl Store {
+    /// Runs one removal statement in its own transaction (on SQLite, through the one
+    /// writer), binding `before` and `batch` as `$1` and `$2` when the text names them.
+    async fn remove_rows(
+        &self,
+        sql: &str,
+        before: Option<DateTime<Utc>>,
+        batch: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = crate::on_tx!(&mut tx, c => {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            if let Some(before) = before {
+                query = query.bind(before);
+            }
+            if let Some(batch) = batch {
+                query = query.bind(batch);
+            }
+            query.execute(c).await.map(|r| r.rows_affected())
+        })?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Creates the monthly partitions of the audit log and the outbox's events for
     /// every month from the one holding `from` to the one holding `to` (UTC), unless
     /// they exist; rows of those months waiting in the DEFAULT partition move into
@@ -254,11 +277,12 @@ impl Store {
                 continue;
             }
             loop {
-                let n = on_db!(self, c => sqlx::query(sqlx::AssertSqlSafe(format!(
+                let sql = format!(
                     "DELETE FROM outbox_delivery WHERE (consumer, seq) IN (
                         SELECT d.consumer, d.seq FROM outbox_delivery d JOIN \"{part}\" e ON e.seq = d.seq
-                        WHERE NOT ({unfinished}) LIMIT $2)")))
-                    .bind(before).bind(batch).execute(c).await.map(|r| r.rows_affected()))?;
+                        WHERE NOT ({unfinished}) LIMIT $2)"
+                );
+                let n = self.remove_rows(&sql, Some(before), Some(batch)).await?;
                 removed.deliveries += n;
                 if n < batch as u64 {
                     break;
@@ -273,11 +297,12 @@ impl Store {
         }
         for finished in ["done_at", "dead_at"] {
             loop {
-                let n = on_db!(self, c => sqlx::query(sqlx::AssertSqlSafe(format!(
+                let sql = format!(
                     "DELETE FROM outbox_delivery WHERE (consumer, seq) IN (
                         SELECT consumer, seq FROM outbox_delivery
-                        WHERE {finished} IS NOT NULL AND {finished} < $1 LIMIT $2)")))
-                    .bind(before).bind(batch).execute(c).await.map(|r| r.rows_affected()))?;
+                        WHERE {finished} IS NOT NULL AND {finished} < $1 LIMIT $2)"
+                );
+                let n = self.remove_rows(&sql, Some(before), Some(batch)).await?;
                 removed.deliveries += n;
                 if n < batch as u64 {
                     break;
@@ -285,13 +310,17 @@ impl Store {
             }
         }
         loop {
-            let n = on_db!(self, c => sqlx::query(
-                "DELETE FROM outbox_event WHERE seq IN (
-                    SELECT e.seq FROM outbox_event e
-                    WHERE e.occurred_at < $1
-                      AND NOT EXISTS (SELECT 1 FROM outbox_delivery d WHERE d.seq = e.seq)
-                    LIMIT $2)")
-                .bind(before).bind(batch).execute(c).await.map(|r| r.rows_affected()))?;
+            let n = self
+                .remove_rows(
+                    "DELETE FROM outbox_event WHERE seq IN (
+                        SELECT e.seq FROM outbox_event e
+                        WHERE e.occurred_at < $1
+                          AND NOT EXISTS (SELECT 1 FROM outbox_delivery d WHERE d.seq = e.seq)
+                        LIMIT $2)",
+                    Some(before),
+                    Some(batch),
+                )
+                .await?;
             removed.events += n;
             if n < batch as u64 {
                 break;
@@ -310,14 +339,18 @@ impl Store {
         let batch = i64::from(batch.clamp(1, RETENTION_BATCH));
         let mut removed = 0;
         loop {
-            let n = on_db!(self, c => sqlx::query(
-                "DELETE FROM notice_attempt WHERE (notice_id, number) IN (
-                    SELECT a.notice_id, a.number FROM notice_attempt a
-                    JOIN notice n ON n.id = a.notice_id
-                    WHERE a.finished_at IS NOT NULL AND a.finished_at < $1
-                      AND n.state IN ('sent', 'dead')
-                    LIMIT $2)")
-                .bind(before).bind(batch).execute(c).await.map(|r| r.rows_affected()))?;
+            let n = self
+                .remove_rows(
+                    "DELETE FROM notice_attempt WHERE (notice_id, number) IN (
+                        SELECT a.notice_id, a.number FROM notice_attempt a
+                        JOIN notice n ON n.id = a.notice_id
+                        WHERE a.finished_at IS NOT NULL AND a.finished_at < $1
+                          AND n.state IN ('sent', 'dead')
+                        LIMIT $2)",
+                    Some(before),
+                    Some(batch),
+                )
+                .await?;
             removed += n;
             if n < batch as u64 {
                 return Ok(removed);
@@ -327,17 +360,21 @@ impl Store {
 
     /// Up to `limit` (at most [`MAX_ARCHIVE_READ`]) audit entries still in the
     /// database that may be archived at a cut-off of `before`, in position order: those
-    /// before the first entry at or after `before`, so what is archived is, chain by
-    /// chain, the oldest part of each chain.
+    /// positioned before the earliest entry at or after `before`, so what is archived
+    /// is, chain by chain, the oldest part of each chain.
     pub async fn audit_entries_for_archive(
         &self,
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ChainedAuditRecord>, StoreError> {
         let limit = i64::from(limit.clamp(1, MAX_ARCHIVE_READ));
+        // The earliest entry at or after the cut-off (one step down `audit_log_at`):
+        // everything before its position goes, a prefix of every chain. An entry
+        // written on a clock behind the others may go a little early; none is left
+        // behind between archived ones.
         let bound: Option<i64> = on_db!(self, c => sqlx::query_scalar(
-            "SELECT MIN(seq) FROM audit_log WHERE at >= $1")
-            .bind(before).fetch_one(c).await)?;
+            "SELECT seq FROM audit_log WHERE at >= $1 ORDER BY at, seq LIMIT 1")
+            .bind(before).fetch_optional(c).await)?;
         let bound = bound.unwrap_or(i64::MAX);
         type Row = (
             i32,
@@ -450,8 +487,7 @@ impl Store {
         let mut removed = 0;
         for chunk in seqs.chunks(RETENTION_BATCH as usize) {
             let sql = format!("DELETE FROM audit_log WHERE seq IN ({})", seq_list(chunk));
-            removed += on_db!(self, c => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .execute(c).await.map(|r| r.rows_affected()))?;
+            removed += self.remove_rows(&sql, None, None).await?;
         }
         if self.backend() == Backend::Postgres {
             for (part, month) in self.month_partitions("audit_log").await? {
