@@ -75,13 +75,16 @@ struct ServeCommand {
 #[derive(Debug, Subcommand)]
 enum AuditAction {
     /// Check that the audit log's hash chain is intact, every chain's head included,
-    /// and that every entry anchored outside the database is still there; exits
-    /// non-zero if not.
+    /// and that every entry anchored outside the database is still there; with
+    /// --audit-archive-url, every archived segment too, the live log continuing from
+    /// them. Exits non-zero if not.
     Verify {
         #[command(flatten)]
         db: DbArgs,
         #[command(flatten)]
         anchors: cli::AnchorArgs,
+        #[command(flatten)]
+        archive: cli::ArchiveArgs,
     },
 }
 
@@ -123,7 +126,42 @@ async fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Audit {
-            action: AuditAction::Verify { db, anchors },
+            action:
+                AuditAction::Verify {
+                    db,
+                    anchors,
+                    archive,
+                },
+        } if archive.audit_archive_url.is_some() => {
+            let Some(archive) = archive.archive()? else {
+                return Ok(());
+            };
+            match cli::verify_audit_archived(&db, &anchors, &archive).await? {
+                (
+                    cli::ArchiveVerdict::Intact {
+                        segments,
+                        archived,
+                        live,
+                    },
+                    file,
+                ) => {
+                    let anchors = match file {
+                        Some(file) => format!("anchors in {} present", file.display()),
+                        None => "no anchor file: removed newest entries cannot be ruled out".into(),
+                    };
+                    println!(
+                        "audit log intact: {} entries ({archived} in {segments} archived segments, {live} in the database), {anchors}",
+                        archived + live
+                    );
+                    Ok(())
+                }
+                (cli::ArchiveVerdict::Broken { place, reason }, _) => Err(CliError::Usage(
+                    format!("audit log broken at {place}: {reason}"),
+                )),
+            }
+        }
+        Command::Audit {
+            action: AuditAction::Verify { db, anchors, .. },
         } => match cli::verify_audit(&db, &anchors).await? {
             (AuditVerification::Intact { entries }, Some(file)) => {
                 println!(

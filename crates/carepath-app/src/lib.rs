@@ -31,6 +31,7 @@ pub mod limits;
 pub mod notify;
 pub mod oncology;
 pub mod precert;
+pub mod retention;
 pub mod secondopinion;
 pub mod smart;
 pub mod subscriptions;

@@ -150,6 +150,94 @@ impl AnchorArgs {
     }
 }
 
+pub use carepath_app::audit::archive::ArchiveVerdict;
+
+/// Where the audit log's archived segments are kept.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ArchiveArgs {
+    /// Object store location of the audit log's archive: `file:///PATH` (a folder,
+    /// made the owner's only) or `s3://BUCKET/PREFIX` (from the AWS_* environment,
+    /// like --records-url). The retention sweep moves entries older than
+    /// --audit-archive-after-days there, as hash-chained segments; `audit verify`
+    /// checks them with the live log. Unset: the audit log stays whole in the database.
+    #[arg(long, env = "CAREPATH_AUDIT_ARCHIVE_URL")]
+    pub audit_archive_url: Option<String>,
+}
+
+impl ArchiveArgs {
+    /// The archive named, if any; a bad address is an error naming the flag.
+    pub fn archive(&self) -> Result<Option<carepath_app::audit::archive::AuditArchive>, CliError> {
+        self.audit_archive_url
+            .as_deref()
+            .map(|url| {
+                carepath_app::audit::archive::AuditArchive::open(url)
+                    .map_err(|e| CliError::Usage(format!("--audit-archive-url: {e}")))
+            })
+            .transpose()
+    }
+}
+
+/// What the retention sweep removes from the database, and how often it runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// Days an acknowledged (or dead) outbox delivery is kept; then it is removed, and
+    /// an event with no delivery left goes with it. Undelivered events are never
+    /// removed.
+    #[arg(long, env = "CAREPATH_RETAIN_OUTBOX_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retain_outbox_days: u32,
+    /// Days the delivery attempts of a sent or dead notice are kept after they
+    /// finished. A notice pending or in flight keeps its attempts.
+    #[arg(long, env = "CAREPATH_RETAIN_NOTICE_ATTEMPTS_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retain_notice_attempts_days: u32,
+    /// Days an audit entry stays in the database before it moves to the archive
+    /// (--audit-archive-url); 0 never moves any.
+    #[arg(long, env = "CAREPATH_AUDIT_ARCHIVE_AFTER_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub audit_archive_after_days: u32,
+    /// Seconds between retention sweeps. Processes sharing a database run them one at
+    /// a time (the holder of the sweep's lease).
+    #[arg(long, env = "CAREPATH_RETENTION_INTERVAL_SECS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub retention_interval_secs: u64,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+}
+
+impl RetentionArgs {
+    /// The sweep's settings; an archive address that cannot be used is an error.
+    pub fn settings(&self) -> Result<carepath_app::retention::RetentionSettings, CliError> {
+        let mut settings = carepath_app::retention::RetentionSettings::new(
+            self.retain_outbox_days,
+            self.retain_notice_attempts_days,
+        );
+        settings.interval = Duration::from_secs(self.retention_interval_secs);
+        if self.audit_archive_after_days > 0
+            && let Some(archive) = self.archive.archive()?
+        {
+            settings = settings.with_archive(self.audit_archive_after_days, archive);
+        }
+        Ok(settings)
+    }
+}
+
+/// Verifies the audit log of `db` with its archive at `archive` (segments first, then
+/// the live log continuing from them) and the anchors `anchors` names.
+pub async fn verify_audit_archived(
+    db: &DbArgs,
+    anchors: &AnchorArgs,
+    archive: &carepath_app::audit::archive::AuditArchive,
+) -> Result<(ArchiveVerdict, Option<PathBuf>), CliError> {
+    let store = open_store(db).await?;
+    let path = anchors
+        .path(db)
+        .filter(|p| anchors.audit_anchor_file.is_some() || p.exists());
+    let heads = match &path {
+        Some(p) => carepath_app::audit::anchor::read_anchors(p)?,
+        None => Vec::new(),
+    };
+    let verdict = archive.verify(&store, &heads).await?;
+    store.close().await;
+    Ok((verdict, path))
+}
+
 /// Verifies the audit log of `db` against the anchors `anchors` names: an explicit
 /// file must exist; the default one is used when it does.
 pub async fn verify_audit(
@@ -479,6 +567,8 @@ pub struct ServeArgs {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub anchors: AnchorArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -849,6 +939,15 @@ pub async fn run_server(
     }
     let auth = authenticator(&args.keys, &args.db).await?;
     let app = serving_app(store.clone(), auth.clone())?;
+    let retention = args.retention.settings()?;
+    if let Some(archive) = args.retention.archive.archive()? {
+        carepath_app::audit::archive::configure(archive);
+    }
+    if retention.audit.is_none() {
+        tracing::info!("no audit archive: the audit log stays whole in the database");
+    }
+    // This month's partitions and the next, before anything is written.
+    carepath_app::retention::ensure_partitions(&store, app.clock.now()).await?;
     let engine = PrecertEngine::load_with(&store, args.service_dates.service_dates())
         .await
         .map_err(|e| CliError::Serve(e.into()))?;
@@ -921,6 +1020,13 @@ pub async fn run_server(
         app.clone(),
         stop.clone(),
     ));
+    let retention = tokio::spawn(carepath_app::retention::run_retention(
+        store.clone(),
+        app.clock.clone(),
+        carepath_app::jobs::Jobs::new(store.clone(), app.clock.clone()),
+        retention,
+        stop.clone(),
+    ));
     let served = server::serve_with(
         app,
         engine,
@@ -941,6 +1047,7 @@ pub async fn run_server(
         let _ = task.await;
     }
     let _ = refusals.await;
+    let _ = retention.await;
     telemetry.shutdown().await;
     served?;
     store.close().await;

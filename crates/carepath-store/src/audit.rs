@@ -339,9 +339,24 @@ impl Store {
         &self,
         anchors: &[AuditHead],
     ) -> Result<AuditVerification, StoreError> {
+        self.verify_audit_from(anchors, &crate::ArchivedAudit::default())
+            .await
+    }
+
+    /// The walk of [`Store::verify_audit_anchored`], each chain starting from its
+    /// newest archived entry in `archived` (the chain's start when it has none).
+    pub(crate) async fn verify_audit_from(
+        &self,
+        anchors: &[AuditHead],
+        archived: &crate::ArchivedAudit,
+    ) -> Result<AuditVerification, StoreError> {
         let mut anchored: std::collections::BTreeMap<i64, &AuditHead> =
             anchors.iter().map(|a| (a.seq, a)).collect();
-        let mut heads: HashMap<i32, String> = HashMap::new();
+        let mut heads: HashMap<i32, String> = archived
+            .heads
+            .iter()
+            .map(|h| (h.chain, h.hash.clone()))
+            .collect();
         let mut after = 0_i64;
         let mut count = 0_i64;
         loop {
@@ -359,6 +374,16 @@ impl Store {
             }
             for (chain, row) in rows {
                 let (record, stored_prev) = record_from_row(row);
+                if let Some(copy) = archived.newest_segment.get(&record.seq) {
+                    if *copy != record.hash {
+                        return Ok(AuditVerification::Broken {
+                            seq: record.seq,
+                            reason: "differs from its archived copy".into(),
+                        });
+                    }
+                    after = record.seq;
+                    continue;
+                }
                 if !(1..=AUDIT_CHAINS).contains(&chain) {
                     return Ok(AuditVerification::Broken {
                         seq: record.seq,

@@ -9,7 +9,9 @@
 //! Invariants:
 //! - a state change and the domain events describing it commit in one transaction
 //!   ([`Tx::append_event`]);
-//! - audit entries form a hash chain that only grows ([`Tx::append_audit`]);
+//! - audit entries form a hash chain that only grows ([`Tx::append_audit`]); its
+//!   oldest entries leave only by the exact positions of an archived segment
+//!   ([`Store::remove_archived_audit`]);
 //! - timestamps are passed in by the caller (from its clock), never read here.
 
 mod appender;
@@ -25,6 +27,7 @@ mod oncology;
 mod outbox;
 mod page;
 mod precert;
+mod retention;
 mod secondopinion;
 mod smart;
 mod subscriptions;
@@ -57,6 +60,10 @@ pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use page::{Page, json_bytes, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
+pub use retention::{
+    AUDIT_CHAIN_START, ArchivedAudit, AuditSegmentRecord, ChainedAuditRecord, MAX_ARCHIVE_READ,
+    MAX_PARTITION_MONTHS, OutboxRemoved, RETENTION_BATCH, audit_entry_hash,
+};
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
 pub use smart::{ASSERTION_PURGE_BATCH, FhirClientRecord};
 /// The JSON column type of stored documents.
@@ -124,6 +131,9 @@ pub enum StoreError {
         id: String,
         reason: String,
     },
+    /// A bad argument to a store call, naming it.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]

@@ -3,6 +3,7 @@
 //! recorded.
 
 pub mod anchor;
+pub mod archive;
 pub mod refusals;
 
 use carepath_core::{Actor, MemberId, Role};
@@ -117,9 +118,21 @@ impl AuditLog {
         })
     }
 
-    /// Walks the whole log and recomputes every hash.
+    /// Walks the whole log and recomputes every hash: the archived segments first
+    /// when an archive is configured ([`archive::configure`]), then the live log.
     pub async fn verify(&self, caller: &Caller) -> AppResult<AuditVerification> {
         Self::require_reader(caller)?;
-        Ok(self.app.store.verify_audit().await?)
+        let Some(archive) = archive::configured() else {
+            return Ok(self.app.store.verify_audit().await?);
+        };
+        Ok(match archive.verify(&self.app.store, &[]).await? {
+            archive::ArchiveVerdict::Intact { archived, live, .. } => AuditVerification::Intact {
+                entries: archived + live,
+            },
+            archive::ArchiveVerdict::Broken { place, reason } => AuditVerification::Broken {
+                seq: 0,
+                reason: format!("{place}: {reason}"),
+            },
+        })
     }
 }

@@ -785,6 +785,10 @@ pub async fn generate(
 ) -> AppResult<HistorySummary> {
     options.check()?;
     let started = Instant::now();
+    // Every month of the history gets its own partition on PostgreSQL (the audit log
+    // and the outbox), as the months a server lives through do.
+    let first = now - chrono::Duration::days(366 * i64::from(options.years) + 31);
+    store.ensure_partitions(first, now).await?;
     let maker = Arc::new(maker(store, options, now).await?);
     let (batches, mut ready) = mpsc::channel::<AppResult<(Vec<HistoryCase>, [u64; 9])>>(2);
     let count = options.cases;

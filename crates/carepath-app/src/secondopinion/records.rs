@@ -82,6 +82,64 @@ pub fn configured_store() -> Option<RecordStorage> {
     CONFIGURED_STORE.get().cloned()
 }
 
+/// The objects at `s3://BUCKET/PREFIX` (the prefix may be empty), in an S3 bucket
+/// (AWS or any S3-compatible server): configured from the AWS_* environment, then from
+/// `options` (keys as `AmazonS3ConfigKey` reads them, such as `aws_endpoint`,
+/// `aws_allow_http`, `aws_access_key_id`). Nothing is checked on the server until the
+/// first request. Shared by every setting that names an object store location.
+pub fn s3_objects<K: AsRef<str>, V: Into<String>>(
+    url: &str,
+    options: impl IntoIterator<Item = (K, V)>,
+) -> Result<Arc<dyn ObjectStore>, String> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Err(format!("{url:?} is not an s3://BUCKET/PREFIX address"));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("{url:?} names no bucket"));
+    }
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    for (key, value) in options {
+        let key: AmazonS3ConfigKey = key
+            .as_ref()
+            .parse()
+            .map_err(|e| format!("S3 option {}: {e}", key.as_ref()))?;
+        builder = builder.with_config(key, value);
+    }
+    let s3 = builder.build().map_err(|e| e.to_string())?;
+    let prefix = prefix.trim_matches('/');
+    Ok(if prefix.is_empty() {
+        Arc::new(s3)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+    })
+}
+
+/// The objects at `url`: `file:///PATH` (a local folder, created when missing and
+/// made the owner's only, 0700) or `s3://BUCKET/PREFIX` ([`s3_objects`], from the
+/// AWS_* environment).
+pub fn objects_at(url: &str) -> Result<Arc<dyn ObjectStore>, String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(format!("{url:?} is not a file:///ABSOLUTE/PATH address"));
+        }
+        let folder = FsPath::new(path);
+        std::fs::create_dir_all(folder).map_err(|e| format!("{path}: {e}"))?;
+        #[cfg(unix)]
+        std::fs::set_permissions(folder, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| format!("{path}: {e}"))?;
+        let fs = LocalFileSystem::new_with_prefix(folder).map_err(|e| format!("{path}: {e}"))?;
+        return Ok(Arc::new(fs));
+    }
+    if url.starts_with("s3://") {
+        return s3_objects(url, std::iter::empty::<(&str, &str)>());
+    }
+    Err(format!(
+        "{url:?} is neither a file:///PATH nor an s3://BUCKET/PREFIX address"
+    ))
+}
+
 /// The record store of a server.
 #[derive(Debug, Clone)]
 pub struct RecordStorage {
@@ -127,30 +185,7 @@ impl RecordStorage {
         url: &str,
         options: impl IntoIterator<Item = (K, V)>,
     ) -> Result<RecordStorage, String> {
-        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-        let Some(rest) = url.strip_prefix("s3://") else {
-            return Err(format!("{url:?} is not an s3://BUCKET/PREFIX address"));
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(format!("{url:?} names no bucket"));
-        }
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        for (key, value) in options {
-            let key: AmazonS3ConfigKey = key
-                .as_ref()
-                .parse()
-                .map_err(|e| format!("S3 option {}: {e}", key.as_ref()))?;
-            builder = builder.with_config(key, value);
-        }
-        let s3 = builder.build().map_err(|e| e.to_string())?;
-        let prefix = prefix.trim_matches('/');
-        let objects: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            Arc::new(s3)
-        } else {
-            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
-        };
-        Ok(RecordStorage::new(objects))
+        Ok(RecordStorage::new(s3_objects(url, options)?))
     }
 
     /// Any object store (S3 and the like in production).
