@@ -787,7 +787,7 @@ pub async fn generate(
     let started = Instant::now();
     // Every month of the history gets its own partition on PostgreSQL (the audit log
     // and the outbox), as the months a server lives through do.
-    let first = now - chrono::Duration::days(366 * i64::from(options.years) + 31);
+    let first = now - Duration::days(366 * i64::from(options.years) + 31);
     store.ensure_partitions(first, now).await?;
     let maker = Arc::new(maker(store, options, now).await?);
     let (batches, mut ready) = mpsc::channel::<AppResult<(Vec<HistoryCase>, [u64; 9])>>(2);
