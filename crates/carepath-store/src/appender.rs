@@ -357,7 +357,7 @@ async fn write_batch_values(
         }
         query.execute(c).await.map(|r| r.rows_affected())
     })?;
-    tx.commit_now().await?;
+    tx.commit().await?;
     count_audit(audit);
     Ok(written.outcome)
 }

@@ -381,16 +381,6 @@ impl Tx {
         Ok(())
     }
 
-    /// [`Tx::commit`], without waiting on SQLite for other transactions to share the
-    /// commit (see [`SqliteTx::commit_now`]).
-    pub async fn commit_now(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(t) => t.commit_now().await?,
-            Tx::Postgres(t) => t.commit().await?,
-        }
-        Ok(())
-    }
-
     pub fn backend(&self) -> Backend {
         match self {
             Tx::Sqlite(_) => Backend::Sqlite,

@@ -310,18 +310,6 @@ impl SqliteTx {
         }
     }
 
-    /// Releases the savepoint and commits the batch holding it at once, whoever is
-    /// queued: for a transaction that is itself a batch of many callers' writes
-    /// (the appender's), whose callers gain nothing from waiting for more.
-    pub async fn commit_now(mut self) -> Result<(), StoreError> {
-        let writer = self.writer.clone();
-        let mut guard = self.guard.take().expect("transaction in use");
-        guard.execute("RELEASE tx").await?;
-        guard.dangling = false;
-        guard.members += 1;
-        writer.flush(&mut guard).await
-    }
-
     /// Undoes this transaction's changes.
     pub async fn rollback(mut self) -> Result<(), StoreError> {
         let writer = self.writer.clone();
