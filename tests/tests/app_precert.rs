@@ -11,8 +11,8 @@ use carepath_core::{
 };
 use carepath_precert::limits::{MAX_NOTE, MAX_RECORD_REF, MAX_RECORDS};
 use carepath_precert::{
-    Admission, Answer, CaseState, LineOutcome, PendReason, RecordRef, Requirement, ReviewReason,
-    ServiceLine,
+    Admission, Answer, CaseState, LineOutcome, PendReason, RecordRef, Requirement, Responsible,
+    ReviewReason, ServiceLine,
 };
 use carepath_tests::{
     TestDb, contract_tests,
@@ -32,6 +32,7 @@ contract_tests!(
     a_plan_that_takes_no_retrospective_requests_refuses_them,
     an_emergency_admission_is_a_notification_not_an_approval,
     repeated_refusals_are_counted_not_written_one_by_one,
+    a_directory_change_reaches_checks_at_once_here_and_within_seconds_elsewhere,
 );
 
 struct Fixture {
@@ -717,4 +718,66 @@ async fn repeated_refusals_are_counted_not_written_one_by_one(db: &TestDb) {
         db.store.verify_audit().await.unwrap(),
         carepath_store::AuditVerification::Intact { .. }
     ));
+}
+
+/// Checks remember the member, plan and provider they read: a change made through this
+/// process is seen by the next check, one made through another process on the same
+/// database once [`carepath_app::directory::memory::MEMORY_SECS`] have passed.
+async fn a_directory_change_reaches_checks_at_once_here_and_within_seconds_elsewhere(db: &TestDb) {
+    let here = fixture(db).await;
+    let elsewhere = fixture(db).await;
+    let provider = caller(Role::Provider, IMAGING_IN, "test:check");
+    let responsible = |f: &Fixture| {
+        let precert = f.precert.clone();
+        let provider = provider.clone();
+        async move {
+            let request = CheckRequest {
+                member_id: MemberId::parse(MEMBER).unwrap(),
+                rendering_npi: Npi::parse(IMAGING_IN).unwrap(),
+                diagnoses: vec![Icd10Code::parse("G43.909").unwrap()],
+                lines: vec![mri_line()],
+            };
+            precert.check(&provider, request).await.expect("check")[0].responsible
+        }
+    };
+    assert_eq!(responsible(&here).await, Responsible::Provider);
+    assert_eq!(responsible(&elsewhere).await, Responsible::Provider);
+
+    // The imaging centre leaves every network, through this process.
+    let admin = caller(Role::Admin, "AD-001", "test:directory");
+    let directory = carepath_app::directory::Directory::new(here.app.clone());
+    let npi = Npi::parse(IMAGING_IN).unwrap();
+    let mut centre = directory
+        .get_provider(&admin, &npi)
+        .await
+        .expect("provider");
+    centre.in_network_plans.clear();
+    directory
+        .upsert_provider(&admin, centre)
+        .await
+        .expect("upsert");
+
+    assert_eq!(
+        responsible(&here).await,
+        Responsible::Member,
+        "out of network: the member must ask"
+    );
+    assert_eq!(
+        responsible(&elsewhere).await,
+        Responsible::Provider,
+        "the other process still uses what it read"
+    );
+    let clock = carepath_core::FixedClock::new(
+        elsewhere.app.now()
+            + chrono::Duration::seconds(carepath_app::directory::memory::MEMORY_SECS + 1),
+    );
+    let mut later = elsewhere.app.clone();
+    later.clock = std::sync::Arc::new(clock);
+    let engine = PrecertEngine::load(&db.store).await.expect("engine");
+    let later = Fixture {
+        precert: Precert::new(later.clone(), engine),
+        app: later,
+        _keys: tempfile::tempdir().expect("temp dir"),
+    };
+    assert_eq!(responsible(&later).await, Responsible::Member);
 }
