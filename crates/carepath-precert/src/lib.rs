@@ -66,6 +66,6 @@ pub use rules::{
     DiagnosisRange, Effect, EnableValue, EnableWhen, ListRef, Literal, Matcher, Op, PlanFilter,
     Program, Question, Rule, RuleList, StayThreshold,
 };
-pub use synthetic::{synthetic_codes, synthetic_list};
+pub use synthetic::{Lcg, synthetic_codes, synthetic_list};
 
 pub use limits::{MAX_LINES, MAX_REQUEST_ID, MAX_UNITS};

@@ -12,12 +12,14 @@ use chrono::NaiveDate;
 use crate::load::AssembledList;
 use crate::rules::{Category, CodeRange, Effect, Matcher, PlanFilter, Rule, RuleList};
 
-/// A small deterministic generator; quality is irrelevant, repeatability is not.
-#[derive(Debug)]
-struct Lcg(u64);
+/// A small deterministic generator (a linear congruential one), for synthetic and
+/// generated data: quality is irrelevant, repeatability is not.
+#[derive(Debug, Clone)]
+pub struct Lcg(pub u64);
 
 impl Lcg {
-    fn next(&mut self) -> u64 {
+    /// The next number, 31 bits.
+    pub fn draw(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -25,12 +27,17 @@ impl Lcg {
         self.0 >> 33
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.draw() % n.max(1)
+    }
+
+    /// One of `items`, which must not be empty.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
     }
 }
 
-/// A code from the generator's key space: CPT Category I or a HCPCS letter.
 fn code(rng: &mut Lcg) -> (char, u32) {
     const LETTERS: &[char] = &['A', 'E', 'G', 'J', 'K', 'L', 'S'];
     if rng.below(2) == 0 {

@@ -31,8 +31,8 @@ use carepath_core::{
 use carepath_notify::{NoticeRules, ResolvedRecipients, TemplateCatalog};
 use carepath_precert::{
     AdverseDetermination, Answer, AppealDecision, AppealPriority, CaseState, Ctx, DocumentRequest,
-    GoldCards, Missing, PrecertCase, ProviderParty, RecordRef, RuleBook, ServiceLine, Submission,
-    WithdrawReason,
+    GoldCards, Lcg, Missing, PrecertCase, ProviderParty, RecordRef, RuleBook, ServiceLine,
+    Submission, WithdrawReason,
 };
 use carepath_store::{
     AuditEntry, AuditOutcome, HistoryCase, HistoryNotice, HistoryWritten, MAX_HISTORY_BATCH,
@@ -163,29 +163,6 @@ impl Outcome {
 
     fn index(self) -> usize {
         Outcome::ALL.iter().position(|o| *o == self).unwrap_or(0)
-    }
-}
-
-/// A small deterministic generator (a linear congruential one); only repeatability
-/// matters.
-#[derive(Debug)]
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
     }
 }
 
@@ -411,12 +388,12 @@ impl Maker {
     /// entries follow one another in time.
     fn case(&self, n: u64) -> AppResult<(HistoryCase, Outcome)> {
         let mut rng = Lcg(self.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        rng.next();
+        rng.draw();
         let span = (self.now - self.start).num_seconds().max(1) as u64;
         let offset = (u128::from(span) * u128::from(n) / u128::from(self.count)) as i64
             + rng.below(span / self.count.max(1) + 1) as i64;
         let received = crate::micros(self.start + Duration::seconds(offset));
-        let outcome = Outcome::pick(rng.next());
+        let outcome = Outcome::pick(rng.draw());
         // Later steps fit between receipt and now: a day apart, or closer for recent
         // cases.
         let room = (self.now - received).min(Duration::days(20));
