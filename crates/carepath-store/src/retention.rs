@@ -29,6 +29,9 @@ use crate::{
 pub const RETENTION_BATCH: u32 = 5_000;
 /// Most months [`Store::ensure_partitions`] creates in one call (a century).
 pub const MAX_PARTITION_MONTHS: u32 = 1_200;
+/// Longest wait for the locks that drop a month partition (see
+/// `Store::drop_partition_if`): calls queued behind the sweep wait at most this.
+pub const DETACH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 /// Most audit entries [`Store::audit_entries_for_archive`] hands out at once.
 pub const MAX_ARCHIVE_READ: u32 = 50_000;
 
@@ -208,6 +211,12 @@ impl Store {
     /// Detaches and drops the month partition `part` of `table` when `empty_sql` (a
     /// query over `part`, given its quoted name) finds no row to keep; in one
     /// transaction, after the partition is locked, so nothing slips in between.
+    ///
+    /// The parent table is locked before the partition, in the order every query over
+    /// the parent takes them (a query that cannot prune locks the parent, then each
+    /// partition): the other order deadlocks with the outbox's claims. The locks are
+    /// waited for at most [`DETACH_LOCK_WAIT`], so calls queued behind the sweep wait
+    /// no longer than that; a month not dropped now is dropped by a later sweep.
     async fn drop_partition_if(
         &self,
         table: &str,
@@ -219,14 +228,29 @@ impl Store {
         };
         let quoted = format!("\"{}\"", part.replace('"', "\"\""));
         let mut tx = pool.begin().await?;
-        sqlx::query("SET LOCAL lock_timeout = '5s'")
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE"
+            "SET LOCAL lock_timeout = '{}ms'",
+            DETACH_LOCK_WAIT.as_millis()
         )))
         .execute(&mut *tx)
         .await?;
+        let locked = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "LOCK TABLE {table}, {quoted} IN ACCESS EXCLUSIVE MODE"
+        )))
+        .execute(&mut *tx)
+        .await;
+        match locked {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                tracing::info!(
+                    table,
+                    partition = part,
+                    "month partition busy; left for the next sweep"
+                );
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
         let keep: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT EXISTS ({})",
             keep_sql(&quoted)
