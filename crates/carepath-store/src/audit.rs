@@ -126,7 +126,7 @@ type AuditRow = (
     i64,
 );
 
-fn record_from_row(row: AuditRow) -> (AuditRecord, String) {
+pub(crate) fn record_from_row(row: AuditRow) -> (AuditRecord, String) {
     let (
         seq,
         at,

@@ -21,8 +21,7 @@
 use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
 
 use crate::{
-    AuditEntry, AuditHead, AuditOutcome, AuditRecord, AuditVerification, Backend, Store,
-    StoreError, on_db,
+    AuditEntry, AuditHead, AuditRecord, AuditVerification, Backend, Store, StoreError, on_db,
 };
 
 /// Most rows one retention statement removes.
@@ -423,43 +422,14 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(
-                    chain,
-                    seq,
-                    at,
-                    subject,
-                    role,
-                    rpc,
-                    record_kind,
-                    record_id,
-                    member_id,
-                    outcome,
-                    prev_hash,
-                    hash,
-                    repeats,
-                )| {
+                |(chain, seq, at, subject, role, rpc, kind, id, member, outcome, prev, hash, n)| {
+                    let (record, prev_hash) = crate::audit::record_from_row((
+                        seq, at, subject, role, rpc, kind, id, member, outcome, prev, hash, n,
+                    ));
                     ChainedAuditRecord {
                         chain,
                         prev_hash,
-                        record: AuditRecord {
-                            seq,
-                            at,
-                            entry: AuditEntry {
-                                subject,
-                                role,
-                                rpc,
-                                record_kind,
-                                record_id,
-                                member_id,
-                                outcome: if outcome == "denied" {
-                                    AuditOutcome::Denied
-                                } else {
-                                    AuditOutcome::Allowed
-                                },
-                                repeats: u32::try_from(repeats).unwrap_or(u32::MAX),
-                            },
-                            hash,
-                        },
+                        record,
                     }
                 },
             )
