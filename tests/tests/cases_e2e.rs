@@ -89,7 +89,10 @@ async fn wait_for_case(
     member: &str,
     kind: pb::CaseKind,
 ) -> pb::Case {
-    for _ in 0..50 {
+    // Generous: the referral consumer backs off for a second after a failed attempt,
+    // and a loaded machine running many suites at once is slow; a case that never
+    // opens still fails the test.
+    for _ in 0..300 {
         let found = c
             .list_cases(server.request(
                 token,
@@ -108,7 +111,7 @@ async fn wait_for_case(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no {kind:?} case for {member} after 5 s");
+    panic!("no {kind:?} case for {member} after 30 s");
 }
 
 fn event(id: &str, kind: &str, member: &str, payload: serde_json::Value) -> DomainEvent {
