@@ -33,6 +33,9 @@ pub struct AuditArchiving {
     pub segment_entries: u32,
 }
 
+/// Removal holds the database about half the time by default.
+pub const DEFAULT_SHARE: f64 = 0.5;
+
 /// What the sweep removes, and how often it runs.
 #[derive(Debug, Clone)]
 pub struct RetentionSettings {
@@ -46,6 +49,11 @@ pub struct RetentionSettings {
     pub interval: Duration,
     /// Rows per statement, at most [`RETENTION_BATCH`].
     pub batch: u32,
+    /// The share of the time removal may hold the database while it catches up
+    /// ([`carepath_store::rest_after`]): each statement is followed by a rest. The
+    /// first sweep over years of history removes millions of rows; on SQLite each
+    /// statement holds the one writer that every call's write waits for.
+    pub share: f64,
 }
 
 impl RetentionSettings {
@@ -57,6 +65,7 @@ impl RetentionSettings {
             audit: None,
             interval: DEFAULT_RETENTION_INTERVAL,
             batch: RETENTION_BATCH,
+            share: DEFAULT_SHARE,
         }
     }
 
@@ -93,10 +102,14 @@ pub async fn sweep(
 ) -> AppResult<Swept> {
     ensure_partitions(store, now).await?;
     let outbox = store
-        .remove_delivered_events(now - settings.outbox_age, settings.batch)
+        .remove_delivered_events(now - settings.outbox_age, settings.batch, settings.share)
         .await?;
     let notice_attempts = store
-        .remove_finished_notice_attempts(now - settings.notice_attempts_age, settings.batch)
+        .remove_finished_notice_attempts(
+            now - settings.notice_attempts_age,
+            settings.batch,
+            settings.share,
+        )
         .await?;
     let audit = match &settings.audit {
         Some(a) => {
@@ -125,17 +138,19 @@ pub async fn run_retention(
 ) {
     let mut turns = jobs.periodic(RETENTION_JOB, settings.interval);
     while turns.next(&stop).await {
+        let started = std::time::Instant::now();
         match sweep(&store, &settings, clock.now()).await {
-            Ok(swept) if swept != Swept::default() => tracing::info!(
+            // One line a run (hourly by default): what went, and how long it took.
+            Ok(swept) => tracing::info!(
                 deliveries = swept.outbox.deliveries,
                 events = swept.outbox.events,
                 event_partitions = swept.outbox.partitions,
                 notice_attempts = swept.notice_attempts,
                 audit_segments = swept.audit.segments,
                 audit_entries = swept.audit.entries,
-                "retention sweep removed old rows"
+                seconds = started.elapsed().as_secs_f64(),
+                "retention sweep done"
             ),
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
         }
     }

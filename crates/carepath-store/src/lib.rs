@@ -62,7 +62,7 @@ pub use page::{Page, json_bytes, micros};
 pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
 pub use retention::{
     AUDIT_CHAIN_START, ArchivedAudit, AuditSegmentRecord, ChainedAuditRecord, MAX_ARCHIVE_READ,
-    MAX_PARTITION_MONTHS, OutboxRemoved, RETENTION_BATCH, audit_entry_hash,
+    MAX_PARTITION_MONTHS, OutboxRemoved, RETENTION_BATCH, audit_entry_hash, rest_after,
 };
 pub use secondopinion::{OpinionMessageRecord, OpinionRequestFilter, OpinionRequestRecord};
 pub use smart::{ASSERTION_PURGE_BATCH, FhirClientRecord};

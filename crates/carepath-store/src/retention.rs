@@ -110,6 +110,18 @@ fn month_end(first_day: NaiveDate) -> Option<DateTime<Utc>> {
     Some(Utc.from_utc_datetime(&next.and_hms_opt(0, 0, 0)?))
 }
 
+/// The rest owed after a removal statement that took `worked`, so that removal holds
+/// about `share` (clamped to [0.01, 1]) of the time: on SQLite every statement holds
+/// the one writer, and a sweep catching up on years of history would otherwise hold it
+/// for seconds on end while calls wait behind it. At most [`MAX_REST`].
+pub fn rest_after(worked: std::time::Duration, share: f64) -> std::time::Duration {
+    let share = share.clamp(0.01, 1.0);
+    worked.mul_f64((1.0 - share) / share).min(MAX_REST)
+}
+
+/// The longest rest between two removal statements.
+const MAX_REST: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `IN (...)` list of integer positions, written into the statement (numbers only).
 fn seq_list(seqs: &[i64]) -> String {
     seqs.iter()
@@ -120,8 +132,26 @@ fn seq_list(seqs: &[i64]) -> String {
 
 impl Store {
     /// Runs one removal statement in its own transaction (on SQLite, through the one
-    /// writer), binding `before` and `batch` as `$1` and `$2` when the text names them.
+    /// writer), binding `before` and `batch` as `$1` and `$2` when the text names them;
+    /// then rests, so that removal takes about `share` of the time (see
+    /// [`rest_after`]).
     async fn remove_rows(
+        &self,
+        sql: &str,
+        before: Option<DateTime<Utc>>,
+        batch: Option<i64>,
+        share: f64,
+    ) -> Result<u64, StoreError> {
+        let started = std::time::Instant::now();
+        let n = self.remove_rows_now(sql, before, batch).await?;
+        let rest = rest_after(started.elapsed(), share);
+        if !rest.is_zero() {
+            tokio::time::sleep(rest).await;
+        }
+        Ok(n)
+    }
+
+    async fn remove_rows_now(
         &self,
         sql: &str,
         before: Option<DateTime<Utc>>,
@@ -274,12 +304,14 @@ impl Store {
 
     /// Removes outbox deliveries acknowledged, or dead, before `before`, and then the
     /// events occurred before `before` that have no delivery left, at most `batch`
-    /// rows per statement. On PostgreSQL a month of events that ended before `before`
+    /// rows per statement, resting after each so removal holds about `share` of the
+    /// time ([`rest_after`]). On PostgreSQL a month of events that ended before `before`
     /// and whose every delivery is finished before it goes as a whole partition.
     pub async fn remove_delivered_events(
         &self,
         before: DateTime<Utc>,
         batch: u32,
+        share: f64,
     ) -> Result<OutboxRemoved, StoreError> {
         let batch = i64::from(batch.clamp(1, RETENTION_BATCH));
         let mut removed = OutboxRemoved::default();
@@ -305,7 +337,9 @@ impl Store {
                         SELECT d.consumer, d.seq FROM outbox_delivery d JOIN \"{part}\" e ON e.seq = d.seq
                         WHERE NOT ({unfinished}) LIMIT $2)"
                 );
-                let n = self.remove_rows(&sql, Some(before), Some(batch)).await?;
+                let n = self
+                    .remove_rows(&sql, Some(before), Some(batch), share)
+                    .await?;
                 removed.deliveries += n;
                 if n < batch as u64 {
                     break;
@@ -325,7 +359,9 @@ impl Store {
                         SELECT consumer, seq FROM outbox_delivery
                         WHERE {finished} IS NOT NULL AND {finished} < $1 LIMIT $2)"
                 );
-                let n = self.remove_rows(&sql, Some(before), Some(batch)).await?;
+                let n = self
+                    .remove_rows(&sql, Some(before), Some(batch), share)
+                    .await?;
                 removed.deliveries += n;
                 if n < batch as u64 {
                     break;
@@ -342,6 +378,7 @@ impl Store {
                         LIMIT $2)",
                     Some(before),
                     Some(batch),
+                    share,
                 )
                 .await?;
             removed.events += n;
@@ -353,11 +390,13 @@ impl Store {
     }
 
     /// Removes the attempt rows, finished before `before`, of notices that are
-    /// finished (sent or dead), at most `batch` per statement. Returns how many.
+    /// finished (sent or dead), at most `batch` per statement, resting after each so
+    /// removal holds about `share` of the time ([`rest_after`]). Returns how many.
     pub async fn remove_finished_notice_attempts(
         &self,
         before: DateTime<Utc>,
         batch: u32,
+        share: f64,
     ) -> Result<u64, StoreError> {
         let batch = i64::from(batch.clamp(1, RETENTION_BATCH));
         let mut removed = 0;
@@ -372,6 +411,7 @@ impl Store {
                         LIMIT $2)",
                     Some(before),
                     Some(batch),
+                    share,
                 )
                 .await?;
             removed += n;
@@ -481,7 +521,7 @@ impl Store {
         let mut removed = 0;
         for chunk in seqs.chunks(RETENTION_BATCH as usize) {
             let sql = format!("DELETE FROM audit_log WHERE seq IN ({})", seq_list(chunk));
-            removed += self.remove_rows(&sql, None, None).await?;
+            removed += self.remove_rows(&sql, None, None, 1.0).await?;
         }
         if self.backend() == Backend::Postgres {
             for (part, month) in self.month_partitions("audit_log").await? {
@@ -508,5 +548,30 @@ impl Store {
         archived: &ArchivedAudit,
     ) -> Result<AuditVerification, StoreError> {
         self.verify_audit_from(anchors, archived).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn removal_rests_for_its_share_of_the_time_and_never_long() {
+        let worked = Duration::from_millis(20);
+        assert_eq!(rest_after(worked, 0.5), Duration::from_millis(20));
+        assert_eq!(rest_after(worked, 0.25), Duration::from_millis(60));
+        assert_eq!(
+            rest_after(worked, 1.0),
+            Duration::ZERO,
+            "a share of 1 never rests"
+        );
+        assert_eq!(
+            rest_after(worked, 0.0),
+            MAX_REST,
+            "a share of 0 is taken as 0.01, and no rest exceeds the maximum"
+        );
+        assert_eq!(rest_after(Duration::from_secs(5), 0.5), MAX_REST);
     }
 }
