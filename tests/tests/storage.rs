@@ -36,6 +36,7 @@ contract_tests!(
     cases_created_together_commit_once_each_with_events_and_audit,
     a_case_that_cannot_be_written_fails_alone,
     notice_outcomes_recorded_together_skip_a_lost_lease,
+    notices_stored_together_skip_those_stored_before_and_repeats_within,
 );
 
 fn now() -> DateTime<Utc> {
@@ -1077,6 +1078,33 @@ fn pending_notice(key: &str) -> NewNotice {
         state: "pending".into(),
         last_error: String::new(),
     }
+}
+
+async fn notices_stored_together_skip_those_stored_before_and_repeats_within(db: &TestDb) {
+    // More than one statement's worth, so the chunks are exercised too.
+    let notices: Vec<NewNotice> = (0..150).map(|i| pending_notice(&format!("n{i}"))).collect();
+    let mut tx = db.store.begin().await.unwrap();
+    assert!(tx.insert_notice(&notices[0], now()).await.unwrap());
+    tx.commit().await.unwrap();
+
+    // Again the first (stored before), and the second twice in one batch (an event
+    // redelivered within its own batch): each is stored once.
+    let mut rows: Vec<&NewNotice> = notices.iter().collect();
+    let mut repeat = notices[1].clone();
+    repeat.id = format!("{}-again", repeat.id);
+    rows.push(&repeat);
+    let mut tx = db.store.begin().await.unwrap();
+    assert_eq!(tx.insert_notices(&rows, now()).await.unwrap(), 149);
+    tx.commit().await.unwrap();
+    for n in &notices {
+        let stored = db.store.get_notice(&n.id).await.unwrap();
+        assert_eq!(stored.idempotency_key, n.idempotency_key);
+        assert_eq!(stored.state, "pending");
+    }
+    assert!(matches!(
+        db.store.get_notice(&repeat.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn notice_outcomes_recorded_together_skip_a_lost_lease(db: &TestDb) {

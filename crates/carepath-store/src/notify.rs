@@ -155,7 +155,49 @@ const CLAIM_POSTGRES: &str = "UPDATE notice
         ORDER BY priority, created_at, id LIMIT $4
         FOR UPDATE SKIP LOCKED)";
 
+/// Notices one statement of [`Tx::insert_notices`] stores: 64 rows of 24 parameters,
+/// far below either engine's limit.
+const NOTICES_PER_INSERT: usize = 64;
+const NOTICE_COLUMNS: usize = 24;
+const INSERT_NOTICES: &str = "INSERT INTO notice (id, idempotency_key, event_id, event_kind,
+        rule_id, rules_version, recipient_id, recipient_role, recipient_name, member_id, channel,
+        destination, template_id, template_version, language, subject, priority, planned,
+        rendered, state, last_error, next_attempt_at, created_at, updated_at)
+    VALUES ";
+
 impl Tx {
+    /// Stores every notice of `notices` unless one with the same key, or for the same
+    /// event, rule and recipient, already exists: one multi-row statement per
+    /// [`NOTICES_PER_INSERT`] notices. Returns how many were inserted.
+    pub async fn insert_notices(
+        &mut self,
+        notices: &[&NewNotice],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let now = micros(now);
+        let mut inserted = 0;
+        for chunk in notices.chunks(NOTICES_PER_INSERT) {
+            let sql = crate::values_sql(INSERT_NOTICES, NOTICE_COLUMNS, chunk.len())
+                + " ON CONFLICT DO NOTHING";
+            inserted += on_tx!(self, c => {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for n in chunk {
+                    query = query
+                        .bind(&n.id).bind(&n.idempotency_key).bind(&n.event_id).bind(&n.event_kind)
+                        .bind(&n.rule_id).bind(&n.rules_version).bind(&n.recipient_id)
+                        .bind(&n.recipient_role).bind(&n.recipient_name).bind(n.member_id.clone())
+                        .bind(&n.channel).bind(&n.destination).bind(&n.template_id)
+                        .bind(n.template_version).bind(&n.language).bind(&n.subject)
+                        .bind(n.priority).bind(n.planned.as_ref().map(Json))
+                        .bind(n.rendered.as_ref().map(Json)).bind(&n.state).bind(&n.last_error)
+                        .bind(now).bind(now).bind(now);
+                }
+                query.execute(c).await.map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(inserted)
+    }
+
     /// Stores a notice unless one with the same key, or for the same event, rule and
     /// recipient, already exists. Returns whether it was inserted.
     pub async fn insert_notice(
@@ -163,23 +205,7 @@ impl Tx {
         n: &NewNotice,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let now = micros(now);
-        let inserted = on_tx!(self, c => sqlx::query(
-            "INSERT INTO notice (id, idempotency_key, event_id, event_kind, rule_id, rules_version,
-                recipient_id, recipient_role, recipient_name, member_id, channel, destination,
-                template_id, template_version, language, subject, priority, planned, rendered,
-                state, last_error, next_attempt_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19, $20, $21, $22, $22, $22)
-             ON CONFLICT DO NOTHING")
-            .bind(&n.id).bind(&n.idempotency_key).bind(&n.event_id).bind(&n.event_kind)
-            .bind(&n.rule_id).bind(&n.rules_version).bind(&n.recipient_id).bind(&n.recipient_role)
-            .bind(&n.recipient_name).bind(n.member_id.clone()).bind(&n.channel).bind(&n.destination)
-            .bind(&n.template_id).bind(n.template_version).bind(&n.language).bind(&n.subject)
-            .bind(n.priority).bind(n.planned.as_ref().map(Json)).bind(n.rendered.as_ref().map(Json))
-            .bind(&n.state).bind(&n.last_error).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        Ok(inserted == 1)
+        Ok(self.insert_notices(&[n], now).await? == 1)
     }
 
     /// Records how the attempt on a claimed notice ended, inside this transaction.

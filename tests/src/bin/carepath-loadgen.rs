@@ -39,7 +39,7 @@ struct Args {
     /// Offered calls per second (open loop); when set, `concurrency` caps calls in flight.
     #[arg(long)]
     rate: Option<u64>,
-    /// How long to run, in seconds (at most 120).
+    /// How long to run, in seconds (at most 900, for sustained runs).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Milliseconds between health checks made during the run (0: none).
@@ -161,7 +161,7 @@ async fn probe_health(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let seconds = args.seconds.min(120);
+    let seconds = args.seconds.min(900);
     let fhir = match (&args.fhir_client_id, &args.fhir_key) {
         (Some(client_id), Some(key)) => Some(FhirTarget {
             addr: args.fhir_addr.clone(),

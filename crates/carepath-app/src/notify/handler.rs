@@ -7,17 +7,17 @@
 
 use std::sync::Arc;
 
-use carepath_core::{Clock, DomainEvent};
+use carepath_core::{Clock, DomainEvent, Member, Provider, Staff};
 use carepath_notify::{
     NoticePlan, NoticeRules, PlannedNotice, Priority, ResolvedRecipients, TemplateCatalog,
     Unreachable,
 };
-use carepath_store::{NewNotice, Store, StoreError};
+use carepath_store::{NewNotice, Store};
 use futures::{StreamExt, future::BoxFuture};
 use serde_json::json;
 use tracing::Instrument;
 
-use super::{NoticeState, destination_text, precert_payload};
+use super::{NoticeState, destination_text, precert_payload, reads::BatchReads};
 use crate::outbox::EventHandler;
 
 /// The consumer name deliveries are tracked under (subscribed by migration too).
@@ -68,7 +68,7 @@ const PLANNING_PARALLELISM: usize = 8;
 impl NotifyHandler {
     /// Stores the notices `event` calls for.
     pub async fn store_notices(&self, event: &DomainEvent) -> Result<(), String> {
-        let rows = self.prepare(event).await?;
+        let rows = self.prepare(&BatchReads::new(&self.store), event).await?;
         self.insert(&[rows.as_slice()]).await
     }
 
@@ -77,11 +77,12 @@ impl NotifyHandler {
     /// shared transaction fails, each event is stored in its own, so one bad row
     /// does not hold back the rest of the batch.
     pub async fn store_batch(&self, events: &[&DomainEvent]) -> Vec<Result<(), String>> {
+        let reads = BatchReads::new(&self.store);
         let plans: Vec<_> = events
             .iter()
             .map(|event| {
                 let span = tracing::info_span!("event", consumer = CONSUMER, kind = %event.kind, event_id = %event.id);
-                self.prepare(event).instrument(span)
+                self.prepare(&reads, event).instrument(span)
             })
             .collect();
         let prepared: Vec<Result<Vec<NewNotice>, String>> = futures::stream::iter(plans)
@@ -111,17 +112,21 @@ impl NotifyHandler {
     }
 
     /// The rows `event` calls for: its notices, rendered, and a dead row for every
-    /// recipient no channel reaches. Reads only.
-    async fn prepare(&self, event: &DomainEvent) -> Result<Vec<NewNotice>, String> {
+    /// recipient no channel reaches. Reads only, through `reads`.
+    async fn prepare(
+        &self,
+        reads: &BatchReads,
+        event: &DomainEvent,
+    ) -> Result<Vec<NewNotice>, String> {
         if !self.rules.rules.iter().any(|r| r.matches_kind(&event.kind)) {
             return Ok(Vec::new());
         }
         let event = if event.kind.starts_with("precert.case.") {
-            precert_payload::adapt(&self.store, event).await?
+            precert_payload::adapt(reads, event).await?
         } else {
             event.clone()
         };
-        let plan = self.plan(&event).await?;
+        let plan = self.plan(reads, &event).await?;
         let mut rows: Vec<NewNotice> = plan.notices.iter().map(|p| self.row(p)).collect();
         rows.extend(
             plan.unreachable
@@ -131,56 +136,44 @@ impl NotifyHandler {
         Ok(rows)
     }
 
-    /// Inserts the rows of one or more events in one transaction; a row already
-    /// stored (a redelivered event) is skipped.
+    /// Inserts the rows of one or more events in one transaction, with multi-row
+    /// statements; a row already stored (a redelivered event) is skipped.
     async fn insert(&self, events: &[&[NewNotice]]) -> Result<(), String> {
         let count: usize = events.iter().map(|rows| rows.len()).sum();
         if count == 0 {
             return Ok(());
         }
+        let rows: Vec<&NewNotice> = events.iter().flat_map(|rows| rows.iter()).collect();
         let mut tx = self.store.begin().await.map_err(|e| e.to_string())?;
-        let now = self.clock.now();
-        let mut added = 0;
-        for row in events.iter().flat_map(|rows| rows.iter()) {
-            if tx
-                .insert_notice(row, now)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                added += 1;
-            }
-        }
+        let added = tx
+            .insert_notices(&rows, self.clock.now())
+            .await
+            .map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;
         tracing::info!(events = events.len(), rows = count, added, "notices stored");
         Ok(())
     }
 
     /// Resolves the recipients the rules need from the directory, then plans.
-    async fn plan(&self, event: &DomainEvent) -> Result<NoticePlan, String> {
+    async fn plan(&self, reads: &BatchReads, event: &DomainEvent) -> Result<NoticePlan, String> {
         let needed = self
             .rules
             .lookups_needed(event)
             .map_err(|e| e.to_string())?;
         let mut resolved = ResolvedRecipients::default();
         for id in &needed.members {
-            match self.store.get_member(id).await {
-                Ok(m) => resolved = resolved.with_member(m),
-                Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.to_string()),
+            if let Some(m) = reads.member(id).await.map_err(|e| e.to_string())? {
+                resolved = resolved.with_member(Member::clone(&m));
             }
         }
         for npi in &needed.providers {
-            match self.store.get_provider(npi).await {
-                Ok(p) => resolved = resolved.with_provider(p),
-                Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.to_string()),
+            if let Some(p) = reads.provider(npi).await.map_err(|e| e.to_string())? {
+                resolved = resolved.with_provider(Provider::clone(&p));
             }
         }
         for id in &needed.staff {
-            match self.store.get_staff(id).await {
-                Ok(s) => resolved = resolved.with_staff(s),
-                Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.to_string()),
+            if let Some(s) = reads.staff(id).await.map_err(|e| e.to_string())? {
+                resolved = resolved.with_staff(Staff::clone(&s));
             }
         }
         self.rules.plan(event, &resolved).map_err(|e| e.to_string())

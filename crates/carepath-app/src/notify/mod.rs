@@ -1,13 +1,14 @@
 //! Notifications: the outbox consumer that turns events into stored notices
 //! ([`handler`]), the dispatcher that delivers them ([`dispatcher`]), the adapter that
-//! gives precertification events the words notices need ([`precert_payload`]), their
-//! settings ([`settings`]), and the notice use cases with the one visibility policy
+//! gives precertification events the words notices need ([`precert_payload`]), the
+//! reads of a batch of events made once ([`reads`]), their settings ([`settings`]), and the notice use cases with the one visibility policy
 //! ([`notices`]).
 
 pub mod dispatcher;
 pub mod handler;
 pub mod notices;
 pub mod precert_payload;
+pub mod reads;
 pub mod settings;
 
 use carepath_notify::Destination;

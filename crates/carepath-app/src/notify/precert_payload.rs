@@ -9,13 +9,13 @@
 //! decision, the information asked for, the appointment) are read from the event
 //! itself, not from the case, which may have moved on since.
 
+use super::reads::BatchReads;
 use carepath_core::{DomainEvent, Npi, Provider, Staff, StaffId};
 use carepath_precert::{
     AdverseDetermination, AppealDecision, Decision, DecisionOutcome, Missing, PrecertCase,
     ReasonCode, appeal_filing_deadline, authorization_valid_through, event_kinds,
     external_review_deadline,
 };
-use carepath_store::{Store, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
 
@@ -30,29 +30,31 @@ pub struct Parties {
     pub staff: Vec<Staff>,
 }
 
-/// Loads the case and the parties `event` names, and returns the event with the
-/// payload the templates read. Errors are transient causes (the database) or a case
-/// that cannot be read; the consumer retries and finally parks the event.
-pub async fn adapt(store: &Store, event: &DomainEvent) -> Result<DomainEvent, String> {
-    let record = store
-        .get_case(&event.aggregate_id)
+/// Loads the case and the parties `event` names (through `reads`, so a batch of
+/// events reads each record once), and returns the event with the payload the
+/// templates read. Errors are transient causes (the database) or a case that cannot
+/// be read; the consumer retries and finally parks the event.
+pub async fn adapt(reads: &BatchReads, event: &DomainEvent) -> Result<DomainEvent, String> {
+    let record = reads
+        .case(&event.aggregate_id)
         .await
-        .map_err(|e| format!("case {}: {e}", event.aggregate_id))?;
+        .map_err(|e| format!("case {}: {e}", event.aggregate_id))?
+        .ok_or_else(|| format!("case {} not found", event.aggregate_id))?;
     let case = crate::precert::case_of(&record).map_err(|e| match e {
         crate::AppError::Internal(cause) => cause,
         other => other.to_string(),
     })?;
     let mut parties = Parties {
-        requesting: provider(store, &case.request.requesting_provider.npi).await?,
+        requesting: provider(reads, &case.request.requesting_provider.npi).await?,
         ..Parties::default()
     };
     if case.request.servicing_provider.npi != case.request.requesting_provider.npi {
-        parties.servicing = provider(store, &case.request.servicing_provider.npi).await?;
+        parties.servicing = provider(reads, &case.request.servicing_provider.npi).await?;
     }
     for id in staff_named(&event.payload) {
-        match store.get_staff(&id).await {
-            Ok(s) => parties.staff.push(s),
-            Err(StoreError::NotFound { .. }) => {}
+        match reads.staff(&id).await {
+            Ok(Some(s)) => parties.staff.push(Staff::clone(&s)),
+            Ok(None) => {}
             Err(e) => return Err(format!("staff {id}: {e}")),
         }
     }
@@ -63,10 +65,9 @@ pub async fn adapt(store: &Store, event: &DomainEvent) -> Result<DomainEvent, St
     })
 }
 
-async fn provider(store: &Store, npi: &Npi) -> Result<Option<Provider>, String> {
-    match store.get_provider(npi).await {
-        Ok(p) => Ok(Some(p)),
-        Err(StoreError::NotFound { .. }) => Ok(None),
+async fn provider(reads: &BatchReads, npi: &Npi) -> Result<Option<Provider>, String> {
+    match reads.provider(npi).await {
+        Ok(p) => Ok(p.map(|p| Provider::clone(&p))),
         Err(e) => Err(format!("provider {npi}: {e}")),
     }
 }
