@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::pacing::Pacing;
+use crate::pacing::{Pacing, Round};
 
 /// Something that reacts to domain events: notifications, case referrals.
 pub trait EventHandler: Send + Sync + 'static {
@@ -107,22 +107,22 @@ pub async fn run_consumer(
     let mut appended = store.wakeups().outbox();
     while !stop.is_cancelled() {
         let started = Instant::now();
-        let handled =
-            match process_batch(&store, clock.as_ref(), handler.as_ref(), &options, lease).await {
-                Ok(n) => n,
+        let round =
+            match process_round(&store, clock.as_ref(), handler.as_ref(), &options, lease).await {
+                Ok(round) => round,
                 Err(e) => {
                     tracing::warn!(consumer, error = %e, "outbox claim failed; retrying");
-                    0
+                    Round::default()
                 }
             };
-        if handled == 0 {
+        if round.handled == 0 {
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(options.idle_poll) => {}
                 _ = appended.changed() => {}
             }
         } else {
-            pacing.rest(started.elapsed(), &stop).await;
+            pacing.rest(started.elapsed(), round.behind, &stop).await;
         }
     }
     tracing::info!(consumer, "consumer stopped");
@@ -139,11 +139,30 @@ pub async fn process_batch(
     options: &ConsumerOptions,
     lease: chrono::Duration,
 ) -> Result<usize, carepath_store::StoreError> {
+    Ok(process_round(store, clock, handler, options, lease)
+        .await?
+        .handled)
+}
+
+/// [`process_batch`], also telling how long the oldest event claimed had waited.
+async fn process_round(
+    store: &Store,
+    clock: &dyn Clock,
+    handler: &dyn EventHandler,
+    options: &ConsumerOptions,
+    lease: chrono::Duration,
+) -> Result<Round, carepath_store::StoreError> {
     let consumer = handler.consumer();
+    let claimed_at = clock.now();
     let (owner, claimed) = store
-        .claim(consumer, options.batch, lease, clock.now())
+        .claim(consumer, options.batch, lease, claimed_at)
         .await?;
     let count = claimed.len();
+    let round = Round::of(
+        count,
+        claimed.iter().map(|item| item.event.occurred_at).min(),
+        claimed_at,
+    );
     let handoffs = handoff_spans(consumer, &claimed);
     let events: Vec<&DomainEvent> = claimed.iter().map(|item| &item.event).collect();
     let mut outcomes = handler.handle_batch(&events).await.into_iter();
@@ -179,7 +198,7 @@ pub async fn process_batch(
         );
     }
     drop(handoffs);
-    Ok(count)
+    Ok(round)
 }
 
 /// With traces on, one span per claimed event from its claim to its acknowledgement,

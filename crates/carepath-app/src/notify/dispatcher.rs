@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::settings::DispatchOptions;
-use crate::pacing::Pacing;
+use crate::pacing::{Pacing, Round};
 
 /// Delivers stored notices.
 #[derive(Debug, Clone)]
@@ -35,15 +35,22 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Claims and delivers one batch; returns how many notices it handled.
-    pub async fn dispatch_once(&self) -> Result<usize, StoreError> {
+    /// Claims and delivers one batch; returns how many notices it handled, and how
+    /// long the one due longest had been waiting.
+    pub async fn dispatch_once(&self) -> Result<Round, StoreError> {
         let lease =
             chrono::Duration::from_std(self.options.lease).unwrap_or(chrono::Duration::minutes(2));
+        let claimed_at = self.clock.now();
         let (owner, claimed) = self
             .store
-            .claim_notices(self.options.batch, lease, self.clock.now())
+            .claim_notices(self.options.batch, lease, claimed_at)
             .await?;
-        let count = claimed.len();
+        // A notice is due from its creation, or from the retry it waits for.
+        let due = |n: &NoticeRecord| {
+            n.next_attempt_at
+                .map_or(n.created_at, |at| at.max(n.created_at))
+        };
+        let round = Round::of(claimed.len(), claimed.iter().map(due).min(), claimed_at);
         // Notices are independent (each has its own lease and key): several are sent
         // at once, and the outcomes that are in when one is recorded are recorded with
         // it, in one transaction; a slow channel holds back no other notice's record.
@@ -84,7 +91,7 @@ impl Dispatcher {
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok(count),
+            None => Ok(round),
         }
     }
 
@@ -179,21 +186,21 @@ pub async fn run_dispatcher(dispatcher: Dispatcher, pacing: Pacing, stop: Cancel
     let mut stored = dispatcher.store.wakeups().notices();
     while !stop.is_cancelled() {
         let started = std::time::Instant::now();
-        let handled = match dispatcher.dispatch_once().await {
-            Ok(n) => n,
+        let round = match dispatcher.dispatch_once().await {
+            Ok(round) => round,
             Err(e) => {
                 tracing::warn!(error = %e, "notice dispatch failed; retrying");
-                0
+                Round::default()
             }
         };
-        if handled == 0 {
+        if round.handled == 0 {
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(dispatcher.options.idle_poll) => {}
                 _ = stored.changed() => {}
             }
         } else {
-            pacing.rest(started.elapsed(), &stop).await;
+            pacing.rest(started.elapsed(), round.behind, &stop).await;
         }
     }
     tracing::info!("notice dispatcher stopped");
