@@ -26,6 +26,7 @@ contract_tests!(
     another_member_is_told_the_request_does_not_exist,
     a_request_takes_a_bounded_number_of_records,
     what_a_crash_left_in_the_records_folder_is_swept,
+    a_watch_learns_of_a_change_another_process_made_without_being_told,
 );
 
 const UK_MEMBER: &str = "M100014";
@@ -492,4 +493,48 @@ async fn what_a_crash_left_in_the_records_folder_is_swept(db: &TestDb) {
     let at_start = storage.sweep(&ctx.app.store, None).await.unwrap();
     assert_eq!(at_start.orphans, 1);
     assert!(!late.exists());
+}
+
+/// Another process sharing the database (here a second `SecondOpinion` over the same
+/// store, with its own broadcast) changes the request, and no notification says so:
+/// the watch still reports the change, from its periodic re-read.
+async fn a_watch_learns_of_a_change_another_process_made_without_being_told(db: &TestDb) {
+    let ctx = start(db).await;
+    let other = SecondOpinion::new(
+        ctx.app.clone(),
+        Arc::new(carepath_secondopinion::shipped()),
+        RecordStorage::local(ctx.records.path()).expect("records folder"),
+    );
+    let member = caller(Role::Member, UK_MEMBER, "app/Submit");
+    let id = ctx
+        .opinions
+        .submit(&member, kidney_request())
+        .await
+        .unwrap()
+        .request
+        .request
+        .id;
+    let mut watch = ctx
+        .opinions
+        .watch_status(&caller(Role::Member, UK_MEMBER, "app/WatchStatus"), &id)
+        .await
+        .unwrap();
+    assert!(watch.next().await.unwrap().snapshot);
+
+    other
+        .answer_questionnaire(
+            &caller(Role::Member, UK_MEMBER, "app/AnswerQuestionnaire"),
+            &id,
+            kidney_answers(),
+        )
+        .await
+        .unwrap();
+    let change = tokio::time::timeout(std::time::Duration::from_secs(30), watch.next())
+        .await
+        .expect("the watch re-reads its request within seconds")
+        .expect("the watch goes on");
+    assert_eq!(
+        (change.status, change.snapshot),
+        (Status::AwaitingRecords, false)
+    );
 }

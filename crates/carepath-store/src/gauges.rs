@@ -45,17 +45,22 @@ pub struct PoolState {
 }
 
 impl Store {
-    /// Each consumer's undelivered events and the time of the oldest, from the
-    /// partial index of pending deliveries.
+    /// Each consumer's undelivered events and the time of the first in line (the
+    /// lowest position), from the partial index of pending deliveries: a count over
+    /// the index, and one event read. Joining every pending delivery to its event
+    /// instead took over 15 minutes on PostgreSQL with 1.6 million waiting.
     pub async fn outbox_backlog(&self) -> Result<Vec<OutboxBacklog>, StoreError> {
         type Row = (String, i64, Option<DateTime<Utc>>);
         let rows: Vec<Row> = on_db!(self, c => sqlx::query_as(
-            "SELECT s.consumer, COUNT(e.seq), MIN(e.occurred_at)
+            "SELECT s.consumer,
+                (SELECT COUNT(*) FROM outbox_delivery d
+                 WHERE d.consumer = s.consumer AND d.done_at IS NULL AND d.dead_at IS NULL),
+                (SELECT e.occurred_at FROM outbox_event e
+                 WHERE e.seq = (SELECT MIN(d.seq) FROM outbox_delivery d
+                                WHERE d.consumer = s.consumer
+                                  AND d.done_at IS NULL AND d.dead_at IS NULL))
              FROM (SELECT DISTINCT consumer FROM outbox_subscription) s
-             LEFT JOIN outbox_delivery d
-               ON d.consumer = s.consumer AND d.done_at IS NULL AND d.dead_at IS NULL
-             LEFT JOIN outbox_event e ON e.seq = d.seq
-             GROUP BY s.consumer ORDER BY s.consumer")
+             ORDER BY s.consumer")
             .fetch_all(c).await)?;
         Ok(rows
             .into_iter()

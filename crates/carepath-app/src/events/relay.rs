@@ -148,15 +148,22 @@ impl NatsRelay {
             .map_err(|e| format!("publish failed: {e}"))
     }
 
-    /// Records a published event: how far behind the relay is on its subject, and
-    /// the count of events published.
-    fn record(&self, event: &DomainEvent, subject: &str, duplicate: bool) {
+    /// How far behind the relay is on `subject`: the age of `event`, the last of the
+    /// subject it published or failed to publish (so the figure keeps growing while
+    /// NATS is away).
+    fn record_lag(&self, event: &DomainEvent, subject: &str) {
         let lag = (self.clock.now() - event.occurred_at)
             .to_std()
             .unwrap_or_default()
             .as_secs_f64();
         metrics::gauge!("carepath_events_relay_lag_seconds", "subject" => subject.to_owned())
             .set(lag);
+    }
+
+    /// Records a published event: how far behind the relay is on its subject, and
+    /// the count of events published.
+    fn record(&self, event: &DomainEvent, subject: &str, duplicate: bool) {
+        self.record_lag(event, subject);
         if duplicate {
             metrics::counter!("carepath_events_republished_total", "subject" => subject.to_owned())
                 .increment(1);
@@ -166,7 +173,19 @@ impl NatsRelay {
         }
     }
 
+    /// Publishes `events` ([`NatsRelay::publish_waves`]); an event left unpublished
+    /// still counts in its subject's lag.
     async fn publish_batch(&self, events: &[&DomainEvent]) -> Vec<Result<(), String>> {
+        let outcomes = self.publish_waves(events).await;
+        for (event, outcome) in events.iter().zip(&outcomes) {
+            if outcome.is_err() {
+                self.record_lag(event, &subject(&self.prefix, &event.kind));
+            }
+        }
+        outcomes
+    }
+
+    async fn publish_waves(&self, events: &[&DomainEvent]) -> Vec<Result<(), String>> {
         let count = events.len();
         if self.client.connection_state() != async_nats::connection::State::Connected {
             return vec![Err("not connected to NATS".to_owned()); count];

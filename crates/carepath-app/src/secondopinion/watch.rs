@@ -1,6 +1,8 @@
 //! Live status: every committed status change is broadcast; a watcher gets the
 //! current status first and then each change of its request until it closes.
 
+use std::time::Duration;
+
 use carepath_secondopinion::{SecondOpinionRequest, Status};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
@@ -99,36 +101,29 @@ impl SecondOpinion {
     }
 }
 
+/// How often a watch reads its request again whatever it heard: a change committed by
+/// another process reaches this one through a database notification
+/// ([`SecondOpinion::follow_other_processes`]), and with notifications off, or one
+/// missed while the listener reconnected, this is how the watch still learns of it.
+const REREAD_EVERY: Duration = Duration::from_secs(5);
+
 impl Following {
     /// The next change of the request, or `None` when the watch ends.
     async fn next(&mut self) -> Option<StatusChange> {
         while self.status != Status::Closed {
-            let change = tokio::select! {
+            let heard = tokio::select! {
                 () = self.stopping.cancelled() => return None,
                 change = self.changes.recv() => change,
+                () = tokio::time::sleep(REREAD_EVERY) => Err(broadcast::error::RecvError::Lagged(0)),
             };
-            let next = match change {
+            let next = match heard {
                 Ok(c) if c.request_id == self.id && c.version > self.version => c,
                 Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Missed some: re-read and send the current status.
-                    let current = match self.app.store.get_opinion_request(&self.id).await {
-                        Ok(r) => request_of(&r).ok()?,
-                        Err(_) => return None,
-                    };
-                    if current.version() <= self.version {
-                        continue;
-                    }
-                    let last = current.history.last();
-                    StatusChange {
-                        request_id: self.id.clone(),
-                        status: current.status,
-                        version: current.version(),
-                        at: Some(last.map_or_else(|| self.app.now(), |h| h.at)),
-                        action: last.map(|h| h.action.clone()).unwrap_or_default(),
-                        snapshot: false,
-                    }
-                }
+                // Missed some, or time to look again: the current status, if it moved.
+                Err(broadcast::error::RecvError::Lagged(_)) => match self.current().await? {
+                    Some(current) => current,
+                    None => continue,
+                },
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
             self.version = next.version;
@@ -136,5 +131,26 @@ impl Following {
             return Some(next);
         }
         None
+    }
+
+    /// The request's current status as a change, if it moved past what this watch
+    /// sent; `None` (outer) when the request cannot be read, which ends the watch.
+    async fn current(&self) -> Option<Option<StatusChange>> {
+        let current = match self.app.store.get_opinion_request(&self.id).await {
+            Ok(r) => request_of(&r).ok()?,
+            Err(_) => return None,
+        };
+        if current.version() <= self.version {
+            return Some(None);
+        }
+        let last = current.history.last();
+        Some(Some(StatusChange {
+            request_id: self.id.clone(),
+            status: current.status,
+            version: current.version(),
+            at: Some(last.map_or_else(|| self.app.now(), |h| h.at)),
+            action: last.map(|h| h.action.clone()).unwrap_or_default(),
+            snapshot: false,
+        }))
     }
 }
