@@ -45,17 +45,36 @@ async fn start(db: &TestDb) -> Ctx {
     let keys = tempfile::tempdir().expect("temp dir");
     let records = tempfile::tempdir().expect("temp dir");
     let app = carepath_tests::demo_app(db, &keys).await;
-    let opinions = SecondOpinion::new(
-        app.clone(),
-        Arc::new(carepath_secondopinion::shipped()),
-        RecordStorage::local(records.path()).expect("records folder"),
-    );
+    let opinions = opinions_over(&app, records.path());
     Ctx {
         app,
         opinions,
         _keys: keys,
         records,
     }
+}
+
+/// The second-opinion use cases over `app`, with records kept in `records`.
+fn opinions_over(app: &App, records: &std::path::Path) -> SecondOpinion {
+    SecondOpinion::new(
+        app.clone(),
+        Arc::new(carepath_secondopinion::shipped()),
+        RecordStorage::local(records).expect("records folder"),
+    )
+}
+
+/// The id of a kidney request the member submitted.
+async fn kidney_request_id(ctx: &Ctx) -> String {
+    ctx.opinions
+        .submit(
+            &caller(Role::Member, UK_MEMBER, "app/Submit"),
+            kidney_request(),
+        )
+        .await
+        .unwrap()
+        .request
+        .request
+        .id
 }
 
 fn caller(role: Role, subject: &str, operation: &str) -> Caller {
@@ -337,15 +356,7 @@ async fn another_member_is_told_the_request_does_not_exist(db: &TestDb) {
 
 async fn a_request_takes_a_bounded_number_of_records(db: &TestDb) {
     let ctx = start(db).await;
-    let member = caller(Role::Member, UK_MEMBER, "app/Submit");
-    let id = ctx
-        .opinions
-        .submit(&member, kidney_request())
-        .await
-        .unwrap()
-        .request
-        .request
-        .id;
+    let id = kidney_request_id(&ctx).await;
     let nurse = caller(Role::Nurse, NURSE, "app/LogRecord");
     let log = || LogRecord {
         request_id: id.clone(),
@@ -500,20 +511,8 @@ async fn what_a_crash_left_in_the_records_folder_is_swept(db: &TestDb) {
 /// the watch still reports the change, from its periodic re-read.
 async fn a_watch_learns_of_a_change_another_process_made_without_being_told(db: &TestDb) {
     let ctx = start(db).await;
-    let other = SecondOpinion::new(
-        ctx.app.clone(),
-        Arc::new(carepath_secondopinion::shipped()),
-        RecordStorage::local(ctx.records.path()).expect("records folder"),
-    );
-    let member = caller(Role::Member, UK_MEMBER, "app/Submit");
-    let id = ctx
-        .opinions
-        .submit(&member, kidney_request())
-        .await
-        .unwrap()
-        .request
-        .request
-        .id;
+    let other = opinions_over(&ctx.app, ctx.records.path());
+    let id = kidney_request_id(&ctx).await;
     let mut watch = ctx
         .opinions
         .watch_status(&caller(Role::Member, UK_MEMBER, "app/WatchStatus"), &id)
