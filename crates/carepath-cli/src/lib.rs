@@ -226,6 +226,18 @@ pub async fn verify_audit_archived(
     archive: &carepath_app::audit::archive::AuditArchive,
 ) -> Result<(ArchiveVerdict, Option<PathBuf>), CliError> {
     let store = open_store(db).await?;
+    let (heads, path) = anchored_heads(db, anchors)?;
+    let verdict = archive.verify(&store, &heads).await?;
+    store.close().await;
+    Ok((verdict, path))
+}
+
+/// The chain heads anchored in the file `anchors` names, and that file: an explicit
+/// file must exist; the default one is read when it does.
+fn anchored_heads(
+    db: &DbArgs,
+    anchors: &AnchorArgs,
+) -> Result<(Vec<carepath_store::AuditHead>, Option<PathBuf>), CliError> {
     let path = anchors
         .path(db)
         .filter(|p| anchors.audit_anchor_file.is_some() || p.exists());
@@ -233,9 +245,7 @@ pub async fn verify_audit_archived(
         Some(p) => carepath_app::audit::anchor::read_anchors(p)?,
         None => Vec::new(),
     };
-    let verdict = archive.verify(&store, &heads).await?;
-    store.close().await;
-    Ok((verdict, path))
+    Ok((heads, path))
 }
 
 /// Verifies the audit log of `db` against the anchors `anchors` names: an explicit
@@ -245,13 +255,7 @@ pub async fn verify_audit(
     anchors: &AnchorArgs,
 ) -> Result<(carepath_store::AuditVerification, Option<PathBuf>), CliError> {
     let store = open_store(db).await?;
-    let path = anchors
-        .path(db)
-        .filter(|p| anchors.audit_anchor_file.is_some() || p.exists());
-    let heads = match &path {
-        Some(p) => carepath_app::audit::anchor::read_anchors(p)?,
-        None => Vec::new(),
-    };
+    let (heads, path) = anchored_heads(db, anchors)?;
     let verdict = store.verify_audit_anchored(&heads).await?;
     store.close().await;
     Ok((verdict, path))
