@@ -251,6 +251,7 @@ impl TestServer {
             auth: Arc::new(auth),
             refusals: Arc::default(),
             directory: Arc::default(),
+            outside_copies: Default::default(),
         };
         carepath_cli::load_demo(&db.store).await.expect("demo data");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -299,6 +300,7 @@ impl TestServer {
             auth: Arc::new(auth),
             refusals: Arc::default(),
             directory: Arc::default(),
+            outside_copies: Default::default(),
         };
         carepath_cli::load_demo(&db.store).await.expect("demo data");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

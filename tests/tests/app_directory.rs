@@ -310,7 +310,7 @@ async fn only_admins_read_the_audit_log(db: &TestDb) {
         all.items
     );
     assert!(matches!(
-        log.verify(&admin).await.unwrap(),
+        log.verify(&admin).await.unwrap().verdict,
         AuditVerification::Intact { .. }
     ));
 }

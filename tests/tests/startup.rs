@@ -1,16 +1,21 @@
 //! Starting a server: errors name what failed, logs off a terminal are plain text, the
 //! database file is the owner's only, a plan's data directory is checked, and the audit
-//! heads a server anchors let `audit verify` catch a removed newest entry.
+//! heads a server anchors let `audit verify` and the server's `VerifyAudit` catch a
+//! removed newest entry.
 //!
 //! Runs the real `carepath` binary (built beside this test's executable by
 //! `cargo build --workspace --bins`, which tests/run.sh does first).
 
 use std::{
     io::{BufRead, BufReader},
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use carepath_core::{Actor, Role};
+use carepath_proto::audit::v1::audit_service_client::AuditServiceClient;
+use carepath_server::auth::Authenticator;
 use carepath_store::Store;
 use carepath_tests::process::binary;
 use chrono::Datelike;
@@ -202,12 +207,58 @@ fn audit_verify(url: &str) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// `AuditService/VerifyAudit` on a server started on `url` with `--demo` (its audit
+/// anchors beside the database, tokens from the key beside it), asked by an admin.
+async fn verify_through_a_server(
+    url: &str,
+    key: &Path,
+) -> carepath_proto::audit::v1::VerifyAuditResponse {
+    let mut serve = Command::new(binary("carepath", Some("--audit-anchor-file")));
+    serve.args(["serve", "--demo", "--database-url", url]);
+    let server = carepath_tests::process::ServerProcess::start("carepath", serve);
+    // Its first anchoring is done as it starts.
+    let anchors = key.with_file_name("carepath.db.audit-anchors");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&anchors).is_ok_and(|t| t.ends_with('\n')) {
+        assert!(
+            Instant::now() < deadline,
+            "no anchor file at {}",
+            anchors.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = Authenticator::with_local_key(key)
+        .expect("the server's key")
+        .mint(
+            &Actor::new(Role::Admin, "AD-001").expect("actor"),
+            chrono::Utc::now(),
+            chrono::Duration::hours(1),
+        )
+        .expect("token");
+    let mut request = tonic::Request::new(carepath_proto::audit::v1::VerifyAuditRequest {});
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    let answer = AuditServiceClient::new(server.channel().await)
+        .verify_audit(request)
+        .await
+        .expect("VerifyAudit")
+        .into_inner();
+    // Stopping waits for the client's connection to close, which this runtime does
+    // while the process is stopped from another thread.
+    tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("stopped");
+    answer
+}
+
 #[tokio::test]
 async fn audit_verify_catches_a_removed_newest_entry_through_the_anchor_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("carepath.db");
     let url = format!("sqlite://{}", file.display());
-    let anchors = dir.path().join("carepath.db.audit-anchors");
+    let key = dir.path().join("carepath.db.key.pem");
 
     // Some accesses on record.
     let store = Store::connect(&url).await.unwrap();
@@ -231,20 +282,12 @@ async fn audit_verify_catches_a_removed_newest_entry_through_the_anchor_file() {
     }
     store.close().await;
 
-    // A server anchors the heads beside the database as it starts.
-    let mut serve = Command::new(binary("carepath", Some("--audit-anchor-file")));
-    serve.args(["serve", "--database-url", &url]);
-    let server = carepath_tests::process::ServerProcess::start("carepath", serve);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&anchors).is_ok_and(|t| t.ends_with('\n')) {
-        assert!(
-            Instant::now() < deadline,
-            "no anchor file at {}",
-            anchors.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server.terminate();
+    // A server anchors the heads beside the database as it starts, and its own
+    // verification reads them.
+    let intact = verify_through_a_server(&url, &key).await;
+    assert!(intact.intact, "{intact:?}");
+    assert_eq!(intact.entries, 20, "{intact:?}");
+    assert!(intact.anchors_checked >= 1, "{intact:?}");
     let (ok, text) = audit_verify(&url);
     assert!(ok, "{text}");
     assert!(
@@ -272,12 +315,18 @@ async fn audit_verify_catches_a_removed_newest_entry_through_the_anchor_file() {
         .unwrap();
     pool.close().await;
 
+    let missing =
+        format!("entry {seq} of chain {chain}, anchored outside the database, is missing");
     let (ok, text) = audit_verify(&url);
     assert!(!ok, "{text}");
     assert!(
-        text.contains(&format!(
-            "audit log broken at entry {seq}: entry {seq} of chain {chain}, anchored outside the database, is missing"
-        )),
+        text.contains(&format!("audit log broken at entry {seq}: {missing}")),
         "{text}"
     );
+    // The running server's verification says the same.
+    let broken = verify_through_a_server(&url, &key).await;
+    assert!(!broken.intact, "{broken:?}");
+    assert_eq!(broken.broken_at_seq, seq, "{broken:?}");
+    assert!(broken.reason.contains(&missing), "{broken:?}");
+    assert!(broken.anchors_checked >= 1, "{broken:?}");
 }

@@ -27,6 +27,8 @@ pub struct App {
     /// Directory records remembered for the calls that read them every time
     /// ([`crate::directory::memory`]).
     pub directory: Arc<crate::directory::memory::DirectoryMemory>,
+    /// The audit log's archive and anchor file, which verification reads.
+    pub outside_copies: crate::audit::OutsideCopies,
 }
 
 impl App {

@@ -7,10 +7,14 @@
 //! back to full, so the table holds the recently active keys at most.
 
 use std::{
+    collections::HashMap,
     fmt,
     hash::Hash,
     num::NonZeroU32,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -148,6 +152,78 @@ impl CallerLimits {
     }
 }
 
+/// Each key's requests in progress, at most `limit` at once: a door takes a slot for
+/// a request once it is admitted and gives it back when the answer starts. A key has
+/// an entry only while it has a request in progress, so the table is bounded by the
+/// requests the door's connections can carry.
+#[derive(Debug)]
+pub struct InProgress<K: Hash + Eq + Clone> {
+    limit: usize,
+    held: Mutex<HashMap<K, usize>>,
+    refused: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone> InProgress<K> {
+    /// At most `limit` (at least one) requests in progress per key.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(InProgress {
+            limit: limit.max(1),
+            held: Mutex::default(),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// The most requests one key may have in progress.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// One more request of `key`, or `None` (counted as refused) when it already has
+    /// [`InProgress::limit`] in progress.
+    pub fn take(self: &Arc<Self>, key: &K) -> Option<Slot<K>> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(key.clone()).or_default();
+        if *count >= self.limit {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            of: self.clone(),
+            key: key.clone(),
+        })
+    }
+
+    /// Requests refused for their key's limit, since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Keys with a request in progress now.
+    pub fn keys(&self) -> usize {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// One request in progress of one key, given back when dropped.
+#[derive(Debug)]
+pub struct Slot<K: Hash + Eq + Clone> {
+    of: Arc<InProgress<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> Drop for Slot<K> {
+    fn drop(&mut self) {
+        let mut held = self.of.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +255,19 @@ mod tests {
         assert!(CallerLimits::new(CallerRates::default()).is_none());
         assert!(is_person(Role::Admin) && is_person(Role::Nurse));
         assert!(!is_person(Role::Service) && !is_person(Role::Provider));
+    }
+
+    #[test]
+    fn a_key_holds_at_most_its_limit_in_progress_and_gives_slots_back() {
+        let in_progress = InProgress::new(2);
+        let a = in_progress.take(&"a").expect("first");
+        let _b = in_progress.take(&"a").expect("second");
+        assert!(in_progress.take(&"a").is_none(), "a third is refused");
+        assert!(in_progress.take(&"b").is_some(), "another key is not");
+        assert_eq!(in_progress.refused(), 1);
+        drop(a);
+        let _c = in_progress.take(&"a").expect("a slot came back");
+        assert_eq!(in_progress.keys(), 1, "b's entry went with its last slot");
     }
 
     #[test]

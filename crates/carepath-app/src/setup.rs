@@ -46,6 +46,7 @@ pub fn app(store: Store, auth: Authenticator) -> App {
         auth: Arc::new(auth),
         refusals: Arc::default(),
         directory: Arc::default(),
+        outside_copies: Default::default(),
     }
 }
 

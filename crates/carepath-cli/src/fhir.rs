@@ -6,7 +6,7 @@ use carepath_app::{
     App,
     precert::{Precert, PrecertEngine},
 };
-use carepath_fhir::{FhirDoor, http::HttpLimits};
+use carepath_fhir::{FhirDoor, http::HttpLimits, listen::ConnectionBounds};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +55,14 @@ pub async fn start(
     let limits = HttpLimits {
         max_body_bytes: grpc.max_message_bytes,
         max_concurrent_requests: grpc.max_concurrent_calls,
+        request_body_timeout: grpc.request_body_timeout,
+        requests_per_caller: grpc.calls_per_caller,
+        connections: ConnectionBounds {
+            max_connections: grpc.connections.max_connections as usize,
+            first_request_timeout: grpc.connections.first_call_timeout,
+            idle_timeout: grpc.connections.idle_timeout,
+            ..ConnectionBounds::default()
+        },
         per_caller: grpc.per_caller,
         event_lease: grpc.event_lease,
         background_share: grpc.background_share,

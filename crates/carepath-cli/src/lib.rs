@@ -942,11 +942,12 @@ pub async fn run_server(
         );
     }
     let auth = authenticator(&args.keys, &args.db).await?;
-    let app = serving_app(store.clone(), auth.clone())?;
+    let mut app = serving_app(store.clone(), auth.clone())?;
     let retention = args.retention.settings()?;
-    if let Some(archive) = args.retention.archive.archive()? {
-        carepath_app::audit::archive::configure(archive);
-    }
+    app.outside_copies = carepath_app::audit::OutsideCopies {
+        archive: args.retention.archive.archive()?,
+        anchor_file: args.anchors.path(&args.db),
+    };
     if retention.audit.is_none() {
         tracing::info!("no audit archive: the audit log stays whole in the database");
     }
@@ -999,7 +1000,7 @@ pub async fn run_server(
         }
         None => None,
     };
-    let anchoring = match args.anchors.path(&args.db) {
+    let anchoring = match app.outside_copies.anchor_file.clone() {
         Some(path) => {
             tracing::info!(file = %path.display(), "audit heads anchored here");
             Some(tokio::spawn(carepath_app::audit::anchor::run_anchoring(

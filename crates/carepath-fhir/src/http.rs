@@ -21,7 +21,7 @@ use axum::{
 };
 use carepath_app::{
     App, Caller,
-    limits::{CallerRate, KeyedLimiter},
+    limits::{CallerRate, InProgress, KeyedLimiter},
     outbox::ConsumerOptions,
     pacing::{CallsInProgress, Pacing},
     precert::{FormRequest, ListCases, Precert},
@@ -40,6 +40,7 @@ use crate::{
     capability, codes,
     crd::{self, CallError},
     dtr,
+    listen::{ConnectionBounds, ConnectionCounts, serve_connections},
     outcome::Failure,
     pas::{self, FieldMap},
     subscription::{self, FhirNotifications},
@@ -58,6 +59,14 @@ pub struct HttpLimits {
     pub max_concurrent_requests: usize,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// How long a request's body may take to arrive after its headers; until it has
+    /// arrived the request holds no slot. A late one is answered 408.
+    pub request_body_timeout: Duration,
+    /// Requests one caller (an access token's client, else the peer's address) may
+    /// have in progress; more are answered 429 at once.
+    pub requests_per_caller: usize,
+    /// Bounds on connections ([`crate::listen`]).
+    pub connections: ConnectionBounds,
     /// Each authenticated caller's rate (`None`: no per-caller limit); beyond it 429
     /// with `Retry-After`.
     pub per_caller: Option<CallerRate>,
@@ -77,6 +86,9 @@ impl Default for HttpLimits {
             max_body_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 256,
             request_timeout: Duration::from_secs(30),
+            request_body_timeout: Duration::from_secs(10),
+            requests_per_caller: 8,
+            connections: ConnectionBounds::default(),
             per_caller: Some(CallerRate {
                 per_second: NonZeroU32::new(10_000).expect("non-zero"),
                 burst: NonZeroU32::new(2_000).expect("non-zero"),
@@ -802,19 +814,49 @@ async fn not_found() -> Response {
     .into_response()
 }
 
-/// The door's requests in progress: a slot each, taken without waiting.
+/// Who a request counts against for the per-caller limit: the client an access
+/// token names, or (no token, or one that does not check: the token endpoint, CDS
+/// Hooks, discovery) the peer's address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum CallerKey {
+    Client(Actor),
+    Peer(IpAddr),
+}
+
+/// The door's requests in progress: a slot each, taken without waiting, once the
+/// request has arrived; and each caller's share of them.
 #[derive(Debug, Clone)]
 struct Slots {
     free: Arc<Semaphore>,
     limit: usize,
+    callers: Arc<InProgress<CallerKey>>,
+    app: App,
+    body_timeout: Duration,
+    max_body_bytes: usize,
 }
 
 impl Slots {
-    fn new(limit: usize) -> Self {
-        let limit = limit.max(1);
+    fn new(app: &App, limits: &HttpLimits) -> Self {
+        let limit = limits.max_concurrent_requests.max(1);
         Slots {
             free: Arc::new(Semaphore::new(limit)),
             limit,
+            callers: InProgress::new(limits.requests_per_caller),
+            app: app.clone(),
+            body_timeout: limits.request_body_timeout,
+            max_body_bytes: limits.max_body_bytes,
+        }
+    }
+
+    /// The caller `request` counts against: its bearer token's client when the token
+    /// checks (the handler checks it again with its scopes), else `peer`.
+    fn key(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> CallerKey {
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match self.app.auth.authenticate_scoped(header, self.app.now()) {
+            Ok((actor, _)) => CallerKey::Client(actor),
+            Err(_) => CallerKey::Peer(peer.unwrap_or(IpAddr::from([0, 0, 0, 0]))),
         }
     }
 }
@@ -826,33 +868,105 @@ impl CallsInProgress for Slots {
     }
 }
 
-/// Admits a request if one of the door's slots is free, else refuses it at once:
-/// an overloaded door stays responsive and the client backs off or goes elsewhere.
+fn busy(message: String) -> Response {
+    Failure {
+        retry_after: Some(Duration::from_secs(1)),
+        ..Failure::new(StatusCode::SERVICE_UNAVAILABLE, "transient", message)
+    }
+    .into_response()
+}
+
+/// Admits a request: its body must arrive within the body timeout (408 otherwise)
+/// and fit the size limit (413); then its caller must have a slot of its own left
+/// (429 otherwise) and the door a free slot (503). Nothing waits in a queue, so an
+/// overloaded door stays responsive and the client backs off or goes elsewhere, and
+/// a request whose body never comes holds no slot.
 async fn admit(
     State(slots): State<Slots>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match slots.free.try_acquire_owned() {
-        Ok(_slot) => next.run(request).await,
-        Err(_) => {
-            carepath_app::telemetry::refused("fhir", "concurrency");
-            Failure {
-                retry_after: Some(Duration::from_secs(1)),
-                ..Failure::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "transient",
-                    "the server is at its limit of requests in progress; retry shortly",
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(
+        slots.body_timeout,
+        axum::body::to_bytes(body, slots.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                carepath_app::telemetry::refused("fhir", "size");
+                Failure::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-costly",
+                    format!(
+                        "the request body is larger than {} bytes",
+                        slots.max_body_bytes
+                    ),
                 )
-            }
-            .into_response()
+                .into_response()
+            } else {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "incomplete",
+                    format!("the request body could not be read: {e}"),
+                )
+                .into_response()
+            };
         }
-    }
+        Err(_) => {
+            carepath_app::telemetry::refused("fhir", "late_body");
+            return Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request body did not arrive within {} s of its headers",
+                    slots.body_timeout.as_secs()
+                ),
+            )
+            .into_response();
+        }
+    };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let Some(_caller) = slots.callers.take(&slots.key(&parts.headers, peer)) else {
+        carepath_app::telemetry::refused("fhir", "per_caller_calls");
+        return Failure {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                format!(
+                    "too many requests in progress: a caller may have at most {} at once; \
+                     retry when one has been answered",
+                    slots.callers.limit()
+                ),
+            )
+        }
+        .into_response();
+    };
+    let Ok(_slot) = slots.free.try_acquire() else {
+        carepath_app::telemetry::refused("fhir", "concurrency");
+        return busy(
+            "the server is at its limit of requests in progress; retry shortly".to_owned(),
+        );
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// The FHIR door's routes under `/fhir` and the token endpoint at `/auth/token`.
 pub fn router(door: FhirDoor, limits: HttpLimits) -> Router {
-    routes(door, limits, Slots::new(limits.max_concurrent_requests))
+    let slots = Slots::new(&door.app, &limits);
+    routes(door, limits, slots)
 }
 
 /// Every route of the door, as the metrics and spans name them.
@@ -887,8 +1001,8 @@ fn route_label(request: &axum::extract::Request) -> &'static str {
 
 /// The statuses the door answers, each its own label.
 const STATUSES: &[&str] = &[
-    "200", "201", "204", "400", "401", "403", "404", "405", "409", "410", "412", "413", "415",
-    "422", "429", "500", "503",
+    "200", "201", "204", "400", "401", "403", "404", "405", "408", "409", "410", "412", "413",
+    "415", "422", "429", "500", "503",
 ];
 
 /// An HTTP status as a label: one of [`STATUSES`], or its class.
@@ -963,8 +1077,22 @@ fn routes(door: FhirDoor, limits: HttpLimits, slots: Slots) -> Router {
 }
 
 /// Every minute: drops the rate-limit buckets of callers gone idle and logs how many
-/// requests were refused for their rate.
-async fn forget_idle_callers(door: FhirDoor, stop: CancellationToken) {
+/// requests and connections were refused, and for what.
+async fn forget_idle_callers(
+    door: FhirDoor,
+    slots: Slots,
+    connections: Arc<ConnectionCounts>,
+    stop: CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    let counters = || {
+        [
+            slots.callers.refused(),
+            connections.refused.load(Ordering::Relaxed),
+            connections.idle_closed.load(Ordering::Relaxed),
+        ]
+    };
+    let mut last = counters();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -983,6 +1111,28 @@ async fn forget_idle_callers(door: FhirDoor, stop: CancellationToken) {
                 "FHIR requests refused in the last minute: over their rate limit"
             );
         }
+        let now = counters();
+        let [crowded, turned_away, idle] = [0, 1, 2].map(|i| now[i] - last[i]);
+        last = now;
+        if crowded > 0 {
+            tracing::warn!(
+                refused = crowded,
+                limit = slots.callers.limit(),
+                "FHIR requests refused in the last minute: callers with too many in progress"
+            );
+        }
+        if turned_away > 0 {
+            tracing::warn!(
+                refused = turned_away,
+                "FHIR connections closed at once in the last minute: the connection limit"
+            );
+        }
+        if idle > 0 {
+            tracing::info!(
+                closed = idle,
+                "FHIR connections closed in the last minute: idle"
+            );
+        }
     }
 }
 
@@ -997,7 +1147,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let background = CancellationToken::new();
-    let slots = Slots::new(limits.max_concurrent_requests);
+    let slots = Slots::new(&door.app, &limits);
     let feed = tokio::spawn(carepath_app::outbox::run_consumer(
         door.app.store.clone(),
         door.app.clock.clone(),
@@ -1015,11 +1165,21 @@ pub async fn serve(
         DeliveryOptions::default(),
         background.clone(),
     ));
-    let limiters = tokio::spawn(forget_idle_callers(door.clone(), background.clone()));
-    let app = routes(door, limits, slots).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let counts = Arc::new(ConnectionCounts::default());
+    let limiters = tokio::spawn(forget_idle_callers(
+        door.clone(),
+        slots.clone(),
+        counts.clone(),
+        background.clone(),
+    ));
+    let router = routes(door, limits, slots);
+    let stop = CancellationToken::new();
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopping.cancel();
+    });
+    let result = serve_connections(listener, router, limits.connections, counts, stop).await;
     background.cancel();
     let _ = tokio::join!(feed, deliveries, limiters);
     result

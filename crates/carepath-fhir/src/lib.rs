@@ -14,7 +14,8 @@
 //! - [`outcome`]: errors as OperationOutcomes;
 //! - [`capability`]: the CapabilityStatement and SMART configuration;
 //! - [`subscription`]: FHIR Subscriptions and their notifications (pure);
-//! - [`http`]: the axum router and the server.
+//! - [`http`]: the axum router and the server;
+//! - [`listen`]: the bounds on connections.
 
 pub mod capability;
 pub mod codes;
@@ -22,6 +23,7 @@ pub mod crd;
 pub mod dtr;
 pub mod http;
 pub mod json;
+pub mod listen;
 pub mod outcome;
 pub mod pas;
 pub mod subscription;

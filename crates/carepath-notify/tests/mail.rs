@@ -15,6 +15,11 @@ use support::{assert_contains_all, denial, denial_phrases, pdf_text};
 #[tokio::test]
 async fn denial_letters_hold_every_required_part_in_english_and_spanish() {
     let dir = tempfile::tempdir().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let channel = MailChannel::new(&MailSettings {
         batch_dir: dir.path().to_path_buf(),
     })
@@ -60,6 +65,17 @@ async fn denial_letters_hold_every_required_part_in_english_and_spanish() {
         .filter(|n| !n.ends_with(".pdf"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Letters hold member data: the folder and its files are the owner's only, even
+    // when the folder was made beforehand under a permissive umask.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&dir.path().join("letters")), 0o700);
+        assert_eq!(mode(&dir.path().join("manifest.jsonl")), 0o600);
+        assert_eq!(mode(&dir.path().join(&manifest[0].file)), 0o600);
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! calls the use case of [`carepath_app::audit`] (admins only; searches are
 //! themselves audited) and converts the answer back.
 
-use carepath_app::audit::{AuditLog, SearchAudit};
+use carepath_app::audit::{AuditLog, SearchAudit, Verified};
 use carepath_core::MemberId;
 use carepath_proto::audit::v1::{self as pb, audit_service_server::AuditService};
 use carepath_store::{AuditOutcome, AuditRecord, AuditVerification};
@@ -82,17 +82,20 @@ fn entry_to_proto(record: AuditRecord) -> pb::AuditEntry {
     }
 }
 
-fn verification_to_proto(v: AuditVerification) -> pb::VerifyAuditResponse {
-    match v {
+fn verification_to_proto(v: Verified) -> pb::VerifyAuditResponse {
+    let anchors_checked = i64::try_from(v.anchors).unwrap_or(i64::MAX);
+    match v.verdict {
         AuditVerification::Intact { entries } => pb::VerifyAuditResponse {
             intact: true,
             entries,
+            anchors_checked,
             ..Default::default()
         },
         AuditVerification::Broken { seq, reason } => pb::VerifyAuditResponse {
             intact: false,
             broken_at_seq: seq,
             reason,
+            anchors_checked,
             ..Default::default()
         },
     }

@@ -29,11 +29,10 @@
 //! backlog is worked off as soon as they let up.
 
 use std::{
-    collections::HashMap,
     fmt,
     pin::Pin,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
@@ -43,7 +42,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use carepath_app::{
     App,
-    limits::{CallerLimits, CallerRates},
+    limits::{CallerLimits, CallerRates, InProgress, Slot},
 };
 use carepath_core::Actor;
 use http_body::{Body as _, Frame};
@@ -100,7 +99,7 @@ pub struct Admission {
     slots: Arc<Semaphore>,
     limit: usize,
     callers: Option<Arc<CallerLimiter>>,
-    in_progress: Arc<CallerSlots>,
+    in_progress: Arc<InProgress<Actor>>,
     request_body_timeout: Duration,
     max_message_bytes: usize,
     /// Calls refused for want of a slot, since start.
@@ -114,7 +113,7 @@ impl fmt::Debug for Admission {
         f.debug_struct("Admission")
             .field("limit", &self.limit)
             .field("free", &self.slots.available_permits())
-            .field("calls_per_caller", &self.in_progress.limit)
+            .field("calls_per_caller", &self.in_progress.limit())
             .field("request_body_timeout", &self.request_body_timeout)
             .finish()
     }
@@ -134,11 +133,7 @@ impl Admission {
                 systems: limits.per_caller,
             })
             .map(Arc::new),
-            in_progress: Arc::new(CallerSlots {
-                limit: limits.calls_per_caller.max(1),
-                held: Mutex::default(),
-                refused: AtomicU64::new(0),
-            }),
+            in_progress: InProgress::new(limits.calls_per_caller),
             request_body_timeout: limits.request_body_timeout,
             max_message_bytes: limits.max_message_bytes,
             refused: Arc::new(AtomicU64::new(0)),
@@ -196,7 +191,14 @@ impl Admission {
                 );
             })?;
         }
-        let caller = self.in_progress.take(&actor)?;
+        let caller = self.in_progress.take(&actor).ok_or_else(|| {
+            carepath_app::telemetry::refused(DOOR, "per_caller_calls");
+            Status::resource_exhausted(format!(
+                "too many calls in progress: a caller may have at most {} at once; retry \
+                 when one has been answered",
+                self.in_progress.limit()
+            ))
+        })?;
         request.extensions_mut().insert(actor);
         let request = self.arrived(request).await?;
         let slot = self
@@ -350,57 +352,7 @@ impl http_body::Body for Guarded {
 /// What an admitted call holds until its answer starts.
 struct Held {
     _slot: OwnedSemaphorePermit,
-    _caller: CallerSlot,
-}
-
-/// Calls in progress per caller (from the arrival of a call's headers until its answer
-/// starts). A caller has an entry only while it has a call in progress, so the table
-/// is bounded by the calls the connections can carry.
-#[derive(Debug)]
-struct CallerSlots {
-    limit: usize,
-    held: Mutex<HashMap<Actor, usize>>,
-    /// Calls refused for the caller's limit, since start.
-    refused: AtomicU64,
-}
-
-impl CallerSlots {
-    fn take(self: &Arc<Self>, actor: &Actor) -> Result<CallerSlot, Status> {
-        let mut held = self.held.lock().expect("not poisoned");
-        let count = held.entry(actor.clone()).or_default();
-        if *count >= self.limit {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            carepath_app::telemetry::refused(DOOR, "per_caller_calls");
-            return Err(Status::resource_exhausted(format!(
-                "too many calls in progress: a caller may have at most {} at once; retry \
-                 when one has been answered",
-                self.limit
-            )));
-        }
-        *count += 1;
-        Ok(CallerSlot {
-            slots: self.clone(),
-            actor: actor.clone(),
-        })
-    }
-}
-
-/// One call in progress of one caller, given back when dropped.
-struct CallerSlot {
-    slots: Arc<CallerSlots>,
-    actor: Actor,
-}
-
-impl Drop for CallerSlot {
-    fn drop(&mut self) {
-        let mut held = self.slots.held.lock().expect("not poisoned");
-        if let Some(count) = held.get_mut(&self.actor) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.actor);
-            }
-        }
-    }
+    _caller: Slot<Actor>,
 }
 
 impl<S> tower::Layer<S> for Admission {
@@ -552,7 +504,7 @@ pub async fn maintain(admission: Admission, stop: CancellationToken) {
         let (connections_refused, idle) = a.connections.closed();
         [
             a.refused.load(Ordering::Relaxed),
-            a.in_progress.refused.load(Ordering::Relaxed),
+            a.in_progress.refused(),
             a.late.load(Ordering::Relaxed),
             connections_refused,
             idle,
@@ -577,7 +529,7 @@ pub async fn maintain(admission: Admission, stop: CancellationToken) {
         if crowded > 0 {
             tracing::warn!(
                 refused = crowded,
-                limit = admission.in_progress.limit,
+                limit = admission.in_progress.limit(),
                 "calls refused in the last minute: callers with too many in progress"
             );
         }
@@ -661,29 +613,6 @@ mod tests {
         assert!(
             first_message_in(&message[..5], 2),
             "too large: refused on reading"
-        );
-    }
-
-    #[test]
-    fn a_caller_has_at_most_its_limit_in_progress() {
-        let slots = Arc::new(CallerSlots {
-            limit: 2,
-            held: Mutex::default(),
-            refused: AtomicU64::new(0),
-        });
-        let busy = Actor::new(Role::Member, "M100001").unwrap();
-        let other = Actor::new(Role::Member, "M100002").unwrap();
-        let first = slots.take(&busy).unwrap();
-        let second = slots.take(&busy).unwrap();
-        let refused = slots.take(&busy).err().expect("over the limit");
-        assert_eq!(refused.code(), Code::ResourceExhausted);
-        assert!(slots.take(&other).is_ok());
-        drop(first);
-        assert!(slots.take(&busy).is_ok(), "a finished call frees its slot");
-        drop(second);
-        assert!(
-            slots.held.lock().unwrap().is_empty(),
-            "callers with nothing in progress are forgotten"
         );
     }
 

@@ -233,22 +233,6 @@ pub enum ArchiveVerdict {
     Broken { place: String, reason: String },
 }
 
-static CONFIGURED: std::sync::OnceLock<AuditArchive> = std::sync::OnceLock::new();
-
-/// Sets the archive of servers started in this process (the `--audit-archive-url`
-/// setting): the audit service's verification then checks it with the live log. The
-/// first setting wins.
-pub fn configure(archive: AuditArchive) {
-    if CONFIGURED.set(archive).is_err() {
-        tracing::warn!("audit archive already set; keeping the first");
-    }
-}
-
-/// The archive set by [`configure`], if any.
-pub fn configured() -> Option<AuditArchive> {
-    CONFIGURED.get().cloned()
-}
-
 /// The archive of the audit log at one object store location.
 #[derive(Debug, Clone)]
 pub struct AuditArchive {

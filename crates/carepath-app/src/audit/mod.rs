@@ -6,6 +6,8 @@ pub mod anchor;
 pub mod archive;
 pub mod refusals;
 
+use std::path::PathBuf;
+
 use carepath_core::{Actor, MemberId, Role};
 use carepath_store::{AuditOutcome, AuditQuery, AuditRecord, AuditVerification};
 use chrono::{DateTime, Utc};
@@ -27,6 +29,24 @@ pub const RECORD_KIND: &str = "audit_log";
 /// ```
 pub fn may_read(actor: &Actor) -> bool {
     actor.role == Role::Admin
+}
+
+/// What a server keeps of its audit log outside the database, and verification reads
+/// with it: the archive of exported segments (`--audit-archive-url`) and the file of
+/// anchored chain heads (`--audit-anchor-file`).
+#[derive(Debug, Clone, Default)]
+pub struct OutsideCopies {
+    pub archive: Option<archive::AuditArchive>,
+    pub anchor_file: Option<PathBuf>,
+}
+
+/// The outcome of a verification, and how many anchored heads it checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub verdict: AuditVerification,
+    /// Heads read from the anchor file and found in the log (0 with no anchor file,
+    /// or before the server's first anchoring).
+    pub anchors: usize,
 }
 
 /// A search of the audit log; every criterion is optional. The fields are checked
@@ -119,20 +139,33 @@ impl AuditLog {
     }
 
     /// Walks the whole log and recomputes every hash: the archived segments first
-    /// when an archive is configured ([`archive::configure`]), then the live log.
-    pub async fn verify(&self, caller: &Caller) -> AppResult<AuditVerification> {
+    /// when the server keeps an archive, then the live log; every head in the
+    /// server's anchor file (once it has been written) must still be in it,
+    /// unchanged, so removed newest entries are caught.
+    pub async fn verify(&self, caller: &Caller) -> AppResult<Verified> {
         Self::require_reader(caller)?;
-        let Some(archive) = archive::configured() else {
-            return Ok(self.app.store.verify_audit().await?);
+        let copies = &self.app.outside_copies;
+        let anchors = match &copies.anchor_file {
+            Some(path) if path.exists() => anchor::read_anchors(path)?,
+            _ => Vec::new(),
         };
-        Ok(match archive.verify(&self.app.store, &[]).await? {
-            archive::ArchiveVerdict::Intact { archived, live, .. } => AuditVerification::Intact {
-                entries: archived + live,
+        let verdict = match &copies.archive {
+            None => self.app.store.verify_audit_anchored(&anchors).await?,
+            Some(archive) => match archive.verify(&self.app.store, &anchors).await? {
+                archive::ArchiveVerdict::Intact { archived, live, .. } => {
+                    AuditVerification::Intact {
+                        entries: archived + live,
+                    }
+                }
+                archive::ArchiveVerdict::Broken { place, reason } => AuditVerification::Broken {
+                    seq: 0,
+                    reason: format!("{place}: {reason}"),
+                },
             },
-            archive::ArchiveVerdict::Broken { place, reason } => AuditVerification::Broken {
-                seq: 0,
-                reason: format!("{place}: {reason}"),
-            },
+        };
+        Ok(Verified {
+            verdict,
+            anchors: anchors.len(),
         })
     }
 }

@@ -13,6 +13,10 @@
 //! the retry rewrites the same letter and adds the line, so the vendor (who mails
 //! what the manifest lists) still mails it exactly once. One dispatcher process should
 //! own a batch folder; within it, deliveries are serialized.
+//!
+//! Letters carry members' names, addresses and decisions: the folder and `letters/`
+//! are the owner's only (0700), and so is every file written in them (0600). The
+//! vendor's pick-up runs as the server's user, or is granted access by the operator.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,14 +65,19 @@ pub struct MailChannel {
 const MANIFEST: &str = "manifest.jsonl";
 
 impl MailChannel {
-    /// Creates the batch folder if needed.
+    /// Creates the batch folder if needed, and makes it and `letters/` the owner's only.
     pub fn new(settings: &MailSettings) -> Result<Self, ChannelError> {
-        std::fs::create_dir_all(settings.batch_dir.join("letters")).map_err(|e| {
+        let error = |e: std::io::Error| {
             ChannelError::retryable(format!(
                 "cannot create print batch folder {}: {e}",
                 settings.batch_dir.display()
             ))
-        })?;
+        };
+        let letters = settings.batch_dir.join("letters");
+        std::fs::create_dir_all(&letters).map_err(error)?;
+        for folder in [&settings.batch_dir, &letters] {
+            owner_only(folder, 0o700).map_err(error)?;
+        }
         Ok(Self {
             dir: settings.batch_dir.clone(),
             lock: Mutex::new(()),
@@ -165,7 +174,11 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Channel
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
+    let mut f = owner_only_file()
+        .write(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| io("create", e))?;
     f.write_all(bytes).map_err(|e| io("write", e))?;
     f.sync_all().map_err(|e| io("sync", e))?;
     drop(f);
@@ -177,13 +190,34 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Channel
     Ok(())
 }
 
+/// Options creating a file readable and writable by its owner only.
+fn owner_only_file() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// Sets `path`'s permissions to `mode` (Unix; elsewhere nothing).
+fn owner_only(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
 /// Appends one JSON line in a single write, then syncs.
 fn append_line(path: &Path, entry: &ManifestEntry) -> Result<(), ChannelError> {
     let mut line = serde_json::to_string(entry)
         .map_err(|e| ChannelError::permanent(format!("manifest entry: {e}")))?;
     line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
+    let mut f = owner_only_file()
         .append(true)
         .open(path)
         .map_err(|e| ChannelError::retryable(format!("open manifest: {e}")))?;
