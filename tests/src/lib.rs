@@ -7,6 +7,7 @@
 //! suite was skipped. When `CAREPATH_PG_MARKER_DIR` is set, each PostgreSQL test that
 //! really ran leaves a file there, so CI can prove the suite ran.
 
+pub mod fhir;
 pub mod load;
 pub mod nats;
 pub mod notify_support;

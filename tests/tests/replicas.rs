@@ -1,8 +1,11 @@
 //! Three `carepath serve` processes on one PostgreSQL database, as replicas behind a
 //! load balancer run them:
 //!
-//! - a `WatchStatus` stream on replica A hears of a change made through replica C
-//!   (the change's commit notifies every process; A reads the request again);
+//! - a `WatchStatus` stream on replica A hears of changes made through replica C
+//!   (the change's commit notifies every process; A reads the request again): one
+//!   before the kill below, and, on the same stream, the expert's opinion published
+//!   through C while the survivors take over from the killed replica (A and C are the
+//!   two that survive);
 //! - reviewers' claims and decisions go through a replica other than the one the case
 //!   was filed through;
 //! - submissions are spread over the three, and the replica running the sweeps is
@@ -10,7 +13,8 @@
 //!   stored, every notice is made once and sent once (a notice being handed to the
 //!   mail server at the instant of the kill may arrive twice, with the same
 //!   Message-ID, as in `crash.rs`), and the sweep ran on one replica at a time, once
-//!   per period, taken over by a survivor after the kill.
+//!   per period with none skipped but those the killed holder's lease still covered,
+//!   taken over by a survivor after the kill.
 //!
 //! PostgreSQL only: a SQLite file has one writing process.
 
@@ -25,6 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use carepath_app::jobs::{LEASE_PERIODS, period_of};
 use carepath_core::{Actor, Role};
 use carepath_proto::{
     precert::v1::{self as ppb, precert_service_client::PrecertServiceClient},
@@ -59,13 +64,17 @@ const LEASE_SECS: &str = "2";
 /// The sweep's period here (a minute by default): short, so the test sees many, and
 /// long enough that a busy machine does not stall a live holder past its lease (three
 /// periods).
-const SWEEP_SECS: &str = "2";
+const SWEEP_SECS: u64 = 2;
 const SWEEP_JOB: &str = "precert.sweeps";
 /// No step comes near this; reaching it means something was lost or hung.
 const DEADLINE: Duration = Duration::from_secs(60);
 
 const DUBAI_MEMBER: &str = "M100015";
 const RADIOLOGIST: &str = "MD-RAD-01";
+/// The nurse coordinator who speaks Arabic, and the knee surgeon matched as the
+/// expert for the member in Dubai.
+const ARABIC_NURSE: &str = "RN-003";
+const EXPERT_KNEE_SURGEON: &str = "1740286731";
 
 fn start(db: &TestDb, dir: &Path, smtp: &SmtpServer, index: usize) -> ServerProcess {
     let mut command = Command::new(binary("carepath", Some("--sweep-interval-secs")));
@@ -85,7 +94,7 @@ fn start(db: &TestDb, dir: &Path, smtp: &SmtpServer, index: usize) -> ServerProc
         .args(["--smtp-port", &smtp.port.to_string()])
         .args(["--notice-lease-secs", LEASE_SECS])
         .args(["--event-lease-secs", LEASE_SECS])
-        .args(["--sweep-interval-secs", SWEEP_SECS])
+        .args(["--sweep-interval-secs", &SWEEP_SECS.to_string()])
         .args(["--rate-limit-per-caller", "0"])
         .args(["--max-calls-per-caller", "64"]);
     ServerProcess::start(&format!("carepath replica {index}"), command)
@@ -251,10 +260,27 @@ async fn three_replicas_share_one_postgresql_database() {
         replicas.push(Some(replica));
     }
 
+    // The replica that took the sweep is the one killed later; A and C, the watch and
+    // the replica the changes go through, are the other two.
+    let deadline = Instant::now() + DEADLINE;
+    let leader = loop {
+        if let Some((holder, _)) = db.store.job_holder(SWEEP_JOB).await.expect("lease") {
+            break holder;
+        }
+        assert!(Instant::now() < deadline, "no replica took the sweep");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let victim = replicas
+        .iter()
+        .position(|r| r.as_ref().is_some_and(|r| r.pid() == pid_of(&leader)))
+        .expect("the sweep's holder is one of the replicas");
+    let survivors: Vec<usize> = (0..REPLICAS).filter(|i| *i != victim).collect();
+    let (a, c) = (survivors[0], survivors[1]);
+
     // A status watch on A hears of a change made through C.
     let member = mint(Role::Member, DUBAI_MEMBER);
-    let mut on_a = SecondOpinionServiceClient::new(channels[0].clone());
-    let mut on_c = SecondOpinionServiceClient::new(channels[2].clone());
+    let mut on_a = SecondOpinionServiceClient::new(channels[a].clone());
+    let mut on_c = SecondOpinionServiceClient::new(channels[c].clone());
     let request = on_c
         .submit(bearer(&member, knee_request()))
         .await
@@ -293,7 +319,7 @@ async fn three_replicas_share_one_postgresql_database() {
     assert!(!change.snapshot);
     assert_eq!(change.status, spb::Status::AwaitingRecords as i32);
     assert!(change.version > snapshot.version);
-    drop(watch);
+    // The watch stays open through the kill.
 
     // Cases filed through one replica, claimed through the next, decided through the
     // one after.
@@ -364,16 +390,16 @@ async fn three_replicas_share_one_postgresql_database() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (leader, _) = db
+    let (holder, _) = db
         .store
         .job_holder(SWEEP_JOB)
         .await
         .expect("read the sweep lease")
         .expect("a replica holds the sweep");
-    let victim = replicas
-        .iter()
-        .position(|r| r.as_ref().is_some_and(|r| r.pid() == pid_of(&leader)))
-        .expect("the sweep's holder is one of the replicas");
+    assert_eq!(
+        holder, leader,
+        "the sweep changed hands while its holder lived"
+    );
     killed[victim].store(true, Ordering::SeqCst);
     replicas[victim].take().expect("alive").kill();
     let killed_at = outcomes.lock().expect("lock").acknowledged.len();
@@ -383,6 +409,76 @@ async fn three_replicas_share_one_postgresql_database() {
         .filter(|n| n.state == "sending")
         .map(|n| n.id)
         .collect();
+
+    // While the survivors take over, under load: the nurse logs the records that came
+    // by mail and fax, and the expert publishes the opinion, all through C. The watch
+    // on A, opened before the kill, hears of the opinion.
+    let nurse = mint(Role::Nurse, ARABIC_NURSE);
+    for (kind, channel, description) in [
+        (
+            spb::RecordKind::Xray,
+            spb::RecordChannel::Mail,
+            "Standing X-rays of both knees, on disc",
+        ),
+        (
+            spb::RecordKind::ClinicalReport,
+            spb::RecordChannel::Fax,
+            "Surgeon's notes recommending bilateral knee replacement, 3 pages",
+        ),
+    ] {
+        on_c.log_record(bearer(
+            &nurse,
+            spb::LogRecordRequest {
+                request_id: request.id.clone(),
+                kind: kind as i32,
+                channel: channel as i32,
+                description: description.into(),
+            },
+        ))
+        .await
+        .expect("log a record through C");
+    }
+    let expert = mint(Role::Provider, EXPERT_KNEE_SURGEON);
+    let published = on_c
+        .publish_opinion(bearer(
+            &expert,
+            spb::PublishOpinionRequest {
+                request_id: request.id.clone(),
+                opinion: Some(spb::OpinionContent {
+                    diagnosis: spb::DiagnosisVerdict::Confirmed as i32,
+                    treatment: spb::TreatmentVerdict::Changed as i32,
+                    treatment_recommendation: "Partial (unicompartmental) replacement \
+                        instead of total replacement of both knees"
+                        .into(),
+                    narrative: "Surgery is the right course, but a less invasive \
+                        procedure is recommended."
+                        .into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("publish the opinion through C")
+        .into_inner()
+        .request
+        .expect("request");
+    assert_eq!(published.status, spb::Status::OpinionPublished as i32);
+    let mut heard = vec![change.status];
+    let mut version = change.version;
+    while heard.last() != Some(&(spb::Status::OpinionPublished as i32)) {
+        let next = tokio::time::timeout(DEADLINE, watch.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the watch on A heard no opinion published through C; heard {heard:?}")
+            })
+            .expect("the watch on A ended")
+            .expect("a change");
+        assert!(!next.snapshot);
+        assert!(next.version > version, "changes arrive in order");
+        version = next.version;
+        heard.push(next.status);
+    }
+    drop(watch);
 
     // The others go on, and one of them takes the sweep over.
     let deadline = Instant::now() + DEADLINE;
@@ -487,12 +583,27 @@ async fn three_replicas_share_one_postgresql_database() {
 
     // The sweep: one replica at a time, once per period. Its runs were made by the
     // killed replica until the kill and by one survivor after it: the lease never
-    // changed hands while its holder lived.
-    let runs = db
-        .store
-        .job_runs(SWEEP_JOB, 0, 100_000)
-        .await
-        .expect("sweep runs");
+    // changed hands while its holder lived. Read once the survivor has swept two
+    // periods past this point, so the check reaches the end of the run.
+    let sweep_period = Duration::from_secs(SWEEP_SECS);
+    let until = period_of(chrono::Utc::now(), sweep_period) + 2;
+    let deadline = Instant::now() + DEADLINE;
+    let runs = loop {
+        let runs = db
+            .store
+            .job_runs(SWEEP_JOB, 0, 100_000)
+            .await
+            .expect("sweep runs");
+        if runs.last().is_some_and(|r| r.period >= until) {
+            break runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sweep stopped: its last run is {:?}, period {until} is past",
+            runs.last()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let periods: BTreeSet<i64> = runs.iter().map(|r| r.period).collect();
     assert_eq!(periods.len(), runs.len(), "a period was swept twice");
     let mut holders: Vec<&str> = Vec::new();
@@ -518,9 +629,41 @@ async fn three_replicas_share_one_postgresql_database() {
             .any(|replica| replica.pid() == survivor),
         "the sweep was taken over by a survivor"
     );
+    // No period skipped: each holder swept every period while it held the job, and
+    // between them only the periods the dead holder's lease still covered went by (the
+    // lease runs three periods past its last renewal, which may have come in a period
+    // whose run the kill left unrecorded).
+    let before: Vec<i64> = runs
+        .iter()
+        .filter(|r| r.holder == leader)
+        .map(|r| r.period)
+        .collect();
+    let after: Vec<i64> = runs
+        .iter()
+        .filter(|r| r.holder != leader)
+        .map(|r| r.period)
+        .collect();
+    for (who, periods) in [("the killed replica", &before), ("the survivor", &after)] {
+        let skipped: Vec<i64> = periods
+            .windows(2)
+            .filter(|w| w[1] != w[0] + 1)
+            .map(|w| w[0] + 1)
+            .collect();
+        assert!(
+            skipped.is_empty(),
+            "{who} skipped periods after {skipped:?} (its periods: {periods:?})"
+        );
+    }
+    let lost = after[0] - before[before.len() - 1] - 1;
+    assert!(
+        lost <= i64::from(LEASE_PERIODS) + 1,
+        "{lost} periods went unswept at the takeover, more than the lease covers \
+         (runs: {before:?} then {after:?})"
+    );
     eprintln!(
         "{} submissions acknowledged ({killed_at} before the kill of replica {victim}), \
-         {} notices, {} emails, {} sweep runs ({} before the kill)",
+         {} notices, {} emails, {} sweep runs ({} before the kill, {lost} periods lost \
+         at the takeover); the watch on A heard {heard:?}",
         acknowledged.len(),
         notices.len(),
         smtp.messages().len(),

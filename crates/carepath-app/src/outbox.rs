@@ -28,22 +28,36 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Processes one event. An error is retried later; it must describe the cause.
     fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>>;
     /// Processes the events of one claimed batch and returns one outcome per event,
-    /// in order. By default they are handled one at a time, in order; a handler whose
+    /// in order. By default they are handled one at a time, in order, each in a span
+    /// under its hand-off, so what the handler writes (a referral's case and its
+    /// events) joins the trace of the call that caused the event; a handler whose
     /// events are independent can do better (plan them at once, store them in one
     /// transaction).
     fn handle_batch<'a>(
         &'a self,
-        events: &'a [&'a DomainEvent],
+        batch: &'a [Handed<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), String>>> {
         Box::pin(async move {
-            let mut outcomes = Vec::with_capacity(events.len());
-            for event in events {
-                let span = tracing::info_span!("event", consumer = self.consumer(), kind = %event.kind, event_id = %event.id);
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for handed in batch {
+                let event = handed.event;
+                let span = tracing::info_span!(parent: &handed.span, "event", consumer = self.consumer(), kind = %event.kind, event_id = %event.id);
                 outcomes.push(self.handle(event).instrument(span).await);
             }
             outcomes
         })
     }
+}
+
+/// A claimed event as its handler receives it.
+#[derive(Debug)]
+pub struct Handed<'a> {
+    pub event: &'a DomainEvent,
+    /// The event's hand-off: with traces on, a span from its claim to its
+    /// acknowledgement, child of the span that appended the event (its stored trace
+    /// context); a disabled span otherwise. Spans made under it, and events appended
+    /// under those, belong to the trace of the call that caused the event.
+    pub span: tracing::Span,
 }
 
 /// How a consumer polls and retries.
@@ -163,9 +177,14 @@ async fn process_round(
         claimed.iter().map(|item| item.event.occurred_at).min(),
         claimed_at,
     );
-    let handoffs = handoff_spans(consumer, &claimed);
-    let events: Vec<&DomainEvent> = claimed.iter().map(|item| &item.event).collect();
-    let mut outcomes = handler.handle_batch(&events).await.into_iter();
+    let batch: Vec<Handed> = claimed
+        .iter()
+        .map(|item| Handed {
+            event: &item.event,
+            span: handoff_span(consumer, item),
+        })
+        .collect();
+    let mut outcomes = handler.handle_batch(&batch).await.into_iter();
     let mut handled = Vec::with_capacity(count);
     for (i, item) in claimed.iter().enumerate() {
         let outcome = outcomes
@@ -174,8 +193,8 @@ async fn process_round(
         let label = if outcome.is_ok() { "done" } else { "retry" };
         metrics::counter!(crate::telemetry::OUTBOX_HANDLED_TOTAL, "consumer" => consumer, "outcome" => label)
             .increment(1);
-        if let Some(span) = handoffs.get(i) {
-            span.record("outcome", label);
+        if let Some(handed) = batch.get(i) {
+            handed.span.record("outcome", label);
         }
         match outcome {
             Ok(()) => handled.push(item.seq),
@@ -197,32 +216,28 @@ async fn process_round(
             "lease lost before acknowledgement; those events will be handled again"
         );
     }
-    drop(handoffs);
+    drop(batch);
     Ok(round)
 }
 
-/// With traces on, one span per claimed event from its claim to its acknowledgement,
-/// a child of the span that appended the event (its stored trace context): the
-/// hand-off joins the trace of the call that caused it. None with traces off.
-fn handoff_spans(consumer: &'static str, claimed: &[ClaimedEvent]) -> Vec<tracing::Span> {
+/// With traces on, the span of one claimed event from its claim to its
+/// acknowledgement, a child of the span that appended the event (its stored trace
+/// context): the hand-off joins the trace of the call that caused it. A disabled span
+/// with traces off.
+fn handoff_span(consumer: &'static str, item: &ClaimedEvent) -> tracing::Span {
     if !carepath_store::trace::enabled() {
-        return Vec::new();
+        return tracing::Span::none();
     }
-    claimed
-        .iter()
-        .map(|item| {
-            let span = tracing::info_span!(
-                "outbox.handoff",
-                consumer,
-                kind = %item.event.kind,
-                event_id = %item.event.id,
-                attempts = item.attempts,
-                outcome = tracing::field::Empty,
-            );
-            carepath_store::trace::follow(&span, item.trace_context.as_deref());
-            span
-        })
-        .collect()
+    let span = tracing::info_span!(
+        "outbox.handoff",
+        consumer,
+        kind = %item.event.kind,
+        event_id = %item.event.id,
+        attempts = item.attempts,
+        outcome = tracing::field::Empty,
+    );
+    carepath_store::trace::follow(&span, item.trace_context.as_deref());
+    span
 }
 
 /// Returns a failed event: due again after a backoff, or parked as dead after

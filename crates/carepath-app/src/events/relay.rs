@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{cloud_event, subject};
 use crate::{
-    outbox::{ConsumerOptions, EventHandler, run_consumer},
+    outbox::{ConsumerOptions, EventHandler, Handed, run_consumer},
     pacing::Pacing,
 };
 
@@ -273,9 +273,12 @@ impl EventHandler for NatsRelay {
 
     fn handle_batch<'a>(
         &'a self,
-        events: &'a [&'a DomainEvent],
+        batch: &'a [Handed<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), String>>> {
-        Box::pin(self.publish_batch(events))
+        Box::pin(async move {
+            let events: Vec<&DomainEvent> = batch.iter().map(|handed| handed.event).collect();
+            self.publish_batch(&events).await
+        })
     }
 }
 

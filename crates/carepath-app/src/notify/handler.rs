@@ -18,7 +18,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::{NoticeState, destination_text, precert_payload, reads::BatchReads};
-use crate::outbox::EventHandler;
+use crate::outbox::{EventHandler, Handed};
 
 /// The consumer name deliveries are tracked under (subscribed by migration too).
 pub const CONSUMER: &str = "notify";
@@ -56,9 +56,9 @@ impl EventHandler for NotifyHandler {
     /// are planned several at once and stored in one transaction.
     fn handle_batch<'a>(
         &'a self,
-        events: &'a [&'a DomainEvent],
+        batch: &'a [Handed<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), String>>> {
-        Box::pin(self.store_batch(events))
+        Box::pin(self.store_batch(batch))
     }
 }
 
@@ -75,13 +75,15 @@ impl NotifyHandler {
     /// Stores the notices of every event in one transaction, and returns one outcome
     /// per event, in order. An event that cannot be planned fails alone; if the
     /// shared transaction fails, each event is stored in its own, so one bad row
-    /// does not hold back the rest of the batch.
-    pub async fn store_batch(&self, events: &[&DomainEvent]) -> Vec<Result<(), String>> {
+    /// does not hold back the rest of the batch. Each event is planned under its
+    /// hand-off span.
+    pub async fn store_batch(&self, batch: &[Handed<'_>]) -> Vec<Result<(), String>> {
         let reads = BatchReads::new(&self.store);
-        let plans: Vec<_> = events
+        let plans: Vec<_> = batch
             .iter()
-            .map(|event| {
-                let span = tracing::info_span!("event", consumer = CONSUMER, kind = %event.kind, event_id = %event.id);
+            .map(|handed| {
+                let event = handed.event;
+                let span = tracing::info_span!(parent: &handed.span, "event", consumer = CONSUMER, kind = %event.kind, event_id = %event.id);
                 self.prepare(&reads, event).instrument(span)
             })
             .collect();
@@ -98,12 +100,13 @@ impl NotifyHandler {
             _ => self.insert(&ready).await,
         };
         let mut outcomes = Vec::with_capacity(prepared.len());
-        for (event, rows) in events.iter().zip(prepared) {
+        for (handed, rows) in batch.iter().zip(prepared) {
+            let event = handed.event;
             outcomes.push(match (rows, &together) {
                 (Err(e), _) => Err(e),
                 (Ok(_), Ok(())) => Ok(()),
                 (Ok(rows), Err(_)) => {
-                    let span = tracing::info_span!("event", consumer = CONSUMER, kind = %event.kind, event_id = %event.id);
+                    let span = tracing::info_span!(parent: &handed.span, "event", consumer = CONSUMER, kind = %event.kind, event_id = %event.id);
                     self.insert(&[rows.as_slice()]).instrument(span).await
                 }
             });
