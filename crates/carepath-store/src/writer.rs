@@ -10,6 +10,11 @@
 //! `commit` returns only once its batch is durable, so an acknowledged write is on
 //! disk exactly as before; a caller alone pays no wait at all.
 //!
+//! Every statement is a hand-off to the connection's worker thread and back, so the
+//! bookkeeping statements travel together where they can: a batch begins with its
+//! first savepoint (`BEGIN IMMEDIATE; SAVEPOINT tx`), and the transaction that ends a
+//! batch releases its savepoint and commits in one (`RELEASE tx; COMMIT`).
+//!
 //! The write connection never checkpoints: copying the write-ahead log back into the
 //! database file (and syncing that file) would stall every transaction queued behind
 //! the commit that crossed SQLite's threshold, for tens of milliseconds. A task with
@@ -146,11 +151,16 @@ impl SqliteWriter {
     pub async fn begin(self: &Arc<Self>) -> Result<SqliteTx, StoreError> {
         let mut guard = self.lock().await;
         guard.undo_dangling().await?;
-        if !guard.open {
-            guard.execute("BEGIN IMMEDIATE").await?;
+        if guard.open {
+            guard.execute("SAVEPOINT tx").await?;
+        } else {
+            if let Err(e) = guard.execute("BEGIN IMMEDIATE; SAVEPOINT tx").await {
+                // The batch may have begun without its savepoint: end it, empty.
+                let _ = guard.execute("ROLLBACK").await;
+                return Err(e);
+            }
             guard.open = true;
         }
-        guard.execute("SAVEPOINT tx").await?;
         guard.dangling = true;
         Ok(SqliteTx {
             guard: Some(guard),
@@ -191,11 +201,18 @@ impl SqliteWriter {
 
     /// Commits the open batch, if any, and tells its waiting transactions.
     async fn flush(&self, guard: &mut WriterState) -> Result<(), StoreError> {
+        self.end_batch(guard, "COMMIT").await
+    }
+
+    /// Ends the open batch, if any, with `sql` (a `COMMIT`, after whatever must go
+    /// with it), and tells its waiting transactions; if `sql` fails the batch is
+    /// rolled back and every transaction in it gets the error.
+    async fn end_batch(&self, guard: &mut WriterState, sql: &'static str) -> Result<(), StoreError> {
         if !guard.open {
             return Ok(());
         }
         let batch = guard.batch;
-        let result = guard.execute("COMMIT").await;
+        let result = guard.execute(sql).await;
         if result.is_err() {
             // Whatever SQLite kept of the batch is abandoned with it.
             let _ = guard.execute("ROLLBACK").await;
@@ -280,8 +297,7 @@ impl WriterState {
 
     async fn undo_dangling(&mut self) -> Result<(), StoreError> {
         if self.dangling {
-            self.execute("ROLLBACK TO tx").await?;
-            self.execute("RELEASE tx").await?;
+            self.execute("ROLLBACK TO tx; RELEASE tx").await?;
             self.dangling = false;
         }
         Ok(())
@@ -297,16 +313,21 @@ impl SqliteTx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let writer = self.writer.clone();
         let mut guard = self.guard.take().expect("transaction in use");
-        // If the release fails the savepoint stays dangling and is undone later.
-        guard.execute("RELEASE tx").await?;
-        guard.dangling = false;
-        guard.members += 1;
-        let batch = guard.batch;
-        if writer.queued.load(Ordering::SeqCst) > 0 && guard.members < MAX_BATCH {
+        if writer.queued.load(Ordering::SeqCst) > 0 && guard.members + 1 < MAX_BATCH {
+            // Others are waiting: leave the batch open for them.
+            // If the release fails the savepoint stays dangling and is undone later.
+            guard.execute("RELEASE tx").await?;
+            guard.dangling = false;
+            guard.members += 1;
+            let batch = guard.batch;
             drop(guard);
             writer.durable(batch).await
         } else {
-            writer.flush(&mut guard).await
+            // The last of a burst: release and commit in one hand-off. If either
+            // fails, the batch is rolled back, this savepoint with it.
+            guard.dangling = false;
+            guard.members += 1;
+            writer.end_batch(&mut guard, "RELEASE tx; COMMIT").await
         }
     }
 
