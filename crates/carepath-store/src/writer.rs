@@ -207,7 +207,11 @@ impl SqliteWriter {
     /// Ends the open batch, if any, with `sql` (a `COMMIT`, after whatever must go
     /// with it), and tells its waiting transactions; if `sql` fails the batch is
     /// rolled back and every transaction in it gets the error.
-    async fn end_batch(&self, guard: &mut WriterState, sql: &'static str) -> Result<(), StoreError> {
+    async fn end_batch(
+        &self,
+        guard: &mut WriterState,
+        sql: &'static str,
+    ) -> Result<(), StoreError> {
         if !guard.open {
             return Ok(());
         }
