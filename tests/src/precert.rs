@@ -3,6 +3,7 @@
 
 use carepath_proto::{
     common::v1::{Setting, Urgency},
+    directory::v1::ProviderKind,
     precert::v1::{
         self as pb, clinical_answer::Value, precert_service_client::PrecertServiceClient,
     },
@@ -70,5 +71,31 @@ pub fn mri(request_id: &str, answers: Vec<pb::ClinicalAnswer>) -> pb::SubmitRequ
         urgency: Urgency::Routine as i32,
         answers,
         records: vec![record("rec-1", "clinical_notes")],
+    }
+}
+
+/// A planned stay of `days` days at Riverside General (an acute hospital, which takes
+/// notices by fax), under rule INPT-ACUTE: approved at once for at most five days
+/// with the level of care documented, for a reviewer beyond; case management follows
+/// an approved stay with transition planning. Its date of service is [`line`]'s.
+pub fn hospital_stay(request_id: &str, days: u32) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        request_id: request_id.into(),
+        member_id: MEMBER.into(),
+        requesting_provider_npi: HOSPITAL.into(),
+        servicing_provider_npi: HOSPITAL.into(),
+        lines: vec![pb::ServiceLine {
+            facility_kind: ProviderKind::AcuteHospital as i32,
+            length_of_stay_hours: days * 24,
+            admission: pb::Admission::Elective as i32,
+            ..line("99221", Setting::Inpatient)
+        }],
+        diagnoses: vec!["K57.20".into()],
+        urgency: Urgency::Routine as i32,
+        answers: vec![
+            flag("inpatient_level_of_care_documented", true),
+            number("expected_length_of_stay_days", f64::from(days)),
+        ],
+        records: vec![record("adm-1", "admission_notes")],
     }
 }

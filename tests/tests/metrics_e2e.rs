@@ -27,16 +27,12 @@ use std::{
 
 use carepath_app::auth::Authenticator;
 use carepath_core::{Actor, Role};
-use carepath_proto::{
-    common::v1::{Setting, Urgency},
-    directory::v1::ProviderKind,
-    precert::v1 as pb,
-};
+use carepath_proto::precert::v1 as pb;
 use carepath_tests::{
     TestDb, contract_tests,
     fhir::{fhir_addr, fhir_token, register_client},
     notify_support::{SmtpServer, free_port},
-    precert::{HOSPITAL, IMAGING_IN, client, flag, line, mri, number, record},
+    precert::{HOSPITAL, IMAGING_IN, client, flag, mri, number},
     process::{ServerProcess, binary},
 };
 use tonic::transport::Channel;
@@ -177,28 +173,11 @@ impl Drop for Prometheus {
 }
 
 /// A three-day planned stay at Riverside General (which takes notices by fax),
-/// approved at once.
+/// approved at once, a week from today.
 fn hospital_stay(request_id: &str) -> pb::SubmitRequest {
-    pb::SubmitRequest {
-        request_id: request_id.into(),
-        member_id: "M100001".into(),
-        requesting_provider_npi: HOSPITAL.into(),
-        servicing_provider_npi: HOSPITAL.into(),
-        lines: vec![pb::ServiceLine {
-            facility_kind: ProviderKind::AcuteHospital as i32,
-            length_of_stay_hours: 3 * 24,
-            admission: pb::Admission::Elective as i32,
-            date_of_service: in_a_week(),
-            ..line("99221", Setting::Inpatient)
-        }],
-        diagnoses: vec!["K57.20".into()],
-        urgency: Urgency::Routine as i32,
-        answers: vec![
-            flag("inpatient_level_of_care_documented", true),
-            number("expected_length_of_stay_days", 3.0),
-        ],
-        records: vec![record("adm-1", "admission_notes")],
-    }
+    let mut stay = carepath_tests::precert::hospital_stay(request_id, 3);
+    stay.lines[0].date_of_service = in_a_week();
+    stay
 }
 
 fn in_a_week() -> String {

@@ -7,14 +7,15 @@
 
 use carepath_core::Role;
 use carepath_proto::{
-    common::v1::{PageRequest, Setting, Urgency},
-    directory::v1::ProviderKind,
+    common::v1::{PageRequest, Urgency},
     precert::v1::{self as pb, precert_service_client::PrecertServiceClient},
 };
 use carepath_server::convert::timestamp;
 use carepath_tests::{
     TestDb, TestServer, contract_tests,
-    precert::{HOSPITAL, IMAGING_IN, INTERNIST, MEMBER, client, flag, line, mri, number, record},
+    precert::{
+        HOSPITAL, IMAGING_IN, INTERNIST, MEMBER, client, flag, hospital_stay, mri, number, record,
+    },
 };
 use chrono::{DateTime, Duration, Utc};
 use tonic::{Code, transport::Channel};
@@ -53,30 +54,6 @@ fn criteria_not_met() -> Vec<pb::ClinicalAnswer> {
         flag("red_flag_symptoms", false),
         number("conservative_therapy_weeks", 2.0),
     ]
-}
-
-/// A planned eight-day acute hospital stay (rule INPT-ACUTE: approved at once only for
-/// stays of at most five days; no reviewer specialty named).
-fn stay(request_id: &str) -> pb::SubmitRequest {
-    pb::SubmitRequest {
-        request_id: request_id.into(),
-        member_id: MEMBER.into(),
-        requesting_provider_npi: HOSPITAL.into(),
-        servicing_provider_npi: HOSPITAL.into(),
-        lines: vec![pb::ServiceLine {
-            facility_kind: ProviderKind::AcuteHospital as i32,
-            length_of_stay_hours: 8 * 24,
-            admission: pb::Admission::Elective as i32,
-            ..line("99221", Setting::Inpatient)
-        }],
-        diagnoses: vec!["K57.20".into()],
-        urgency: Urgency::Routine as i32,
-        answers: vec![
-            flag("inpatient_level_of_care_documented", true),
-            number("expected_length_of_stay_days", 8.0),
-        ],
-        records: vec![record("adm-1", "admission_notes")],
-    }
 }
 
 fn instant(ts: Option<&prost_types::Timestamp>) -> DateTime<Utc> {
@@ -1465,7 +1442,7 @@ async fn physicians_approve_in_part_and_the_paths_after_a_partial_approval(db: &
 
     // Days: an eight-day stay, five approved; the appeal overturns it in full.
     let hospital = server.token(Role::Provider, HOSPITAL);
-    let stay_case = f.submit(&hospital, stay("req-part-days")).await;
+    let stay_case = f.submit(&hospital, hospital_stay("req-part-days", 8)).await;
     assert_eq!(
         stay_case.status(),
         pb::CaseStatus::PendedReview,
@@ -1567,8 +1544,11 @@ async fn providers_list_their_cases_by_status_and_date_page_by_page(db: &TestDb)
         .submit(&provider, mri("req-list-c", criteria_not_met()))
         .await;
     // Another provider's case, received in the same days, is never listed.
-    f.submit(&server.token(Role::Provider, HOSPITAL), stay("req-list-h"))
-        .await;
+    f.submit(
+        &server.token(Role::Provider, HOSPITAL),
+        hospital_stay("req-list-h", 8),
+    )
+    .await;
     assert_eq!(
         (a.status(), b.status(), c.status()),
         (

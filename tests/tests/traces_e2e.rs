@@ -19,16 +19,12 @@ use std::{
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
 use carepath_app::auth::Authenticator;
 use carepath_core::{Actor, Role};
-use carepath_proto::{
-    common::v1::{Setting, Urgency},
-    directory::v1::ProviderKind,
-    precert::v1 as pb,
-};
+use carepath_proto::precert::v1 as pb;
 use carepath_tests::{
     TestDb, contract_tests,
     fhir::{example_bundle, fhir_addr, fhir_token, register_client},
     notify_support::{FaxGateway, SmtpServer, free_port},
-    precert::{HOSPITAL, IMAGING_IN, MEMBER, client, flag, line, mri, number, record},
+    precert::{HOSPITAL, IMAGING_IN, MEMBER, client, flag, mri},
     process::{ServerProcess, binary},
 };
 use opentelemetry_proto::tonic::{
@@ -386,31 +382,12 @@ async fn a_fhir_submission_is_one_trace_with_its_hand_off_and_notice(db: &TestDb
     drop(served);
 }
 
-/// A three-day planned stay at an acute hospital, approved at once (rule INPT-ACUTE:
-/// level of care documented, at most five days), which case management follows
-/// with transition planning.
+/// A three-day planned stay, approved at once, a week from today.
 fn hospital_stay(request_id: &str) -> pb::SubmitRequest {
+    let mut stay = carepath_tests::precert::hospital_stay(request_id, 3);
     let in_a_week = chrono::Utc::now().date_naive() + chrono::Duration::days(7);
-    pb::SubmitRequest {
-        request_id: request_id.into(),
-        member_id: MEMBER.into(),
-        requesting_provider_npi: HOSPITAL.into(),
-        servicing_provider_npi: HOSPITAL.into(),
-        lines: vec![pb::ServiceLine {
-            facility_kind: ProviderKind::AcuteHospital as i32,
-            length_of_stay_hours: 3 * 24,
-            admission: pb::Admission::Elective as i32,
-            date_of_service: in_a_week.to_string(),
-            ..line("99221", Setting::Inpatient)
-        }],
-        diagnoses: vec!["K57.20".into()],
-        urgency: Urgency::Routine as i32,
-        answers: vec![
-            flag("inpatient_level_of_care_documented", true),
-            number("expected_length_of_stay_days", 3.0),
-        ],
-        records: vec![record("adm-1", "admission_notes")],
-    }
+    stay.lines[0].date_of_service = in_a_week.to_string();
+    stay
 }
 
 /// One thin service binary (`carepath-precert-server`, `carepath-cases-server`)
