@@ -187,3 +187,21 @@ pub async fn fhir_token(
         .unwrap_or_else(|| panic!("no access token: {answer}"))
         .to_owned()
 }
+
+/// A client `client_id` acting for the provider `npi`, registered with keys in a
+/// `clients` folder under `dir`, and an access token with `scope` from the door at
+/// `fhir`.
+pub async fn registered_client_token(
+    db: &TestDb,
+    dir: &Path,
+    http: &reqwest::Client,
+    fhir: SocketAddr,
+    client_id: &str,
+    npi: &str,
+    scope: &str,
+) -> String {
+    let keys = dir.join("clients");
+    std::fs::create_dir_all(&keys).expect("keys folder");
+    let client = register_client(db, &keys, client_id, npi);
+    fhir_token(http, fhir, client_id, &client.key, scope).await
+}

@@ -21,7 +21,8 @@ use carepath_proto::{
 use carepath_tests::{
     TestDb, contract_tests,
     fhir::{
-        SCOPES, carepath, example_bundle, fhir_addr, fhir_token, register_client, service_date,
+        SCOPES, carepath, example_bundle, fhir_addr, register_client, registered_client_token,
+        service_date,
     },
     precert::{IMAGING_IN, INTERNIST, flag, mri, number},
     process::{ServerProcess, binary},
@@ -334,15 +335,14 @@ async fn coverage_requirements_and_questionnaires_through_the_fhir_door(db: &Tes
 async fn the_same_request_over_grpc_and_over_fhir_is_decided_alike(db: &TestDb) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (server, fhir, signing_key) = start_server(db, dir.path());
-    let keys = dir.path().join("clients");
-    std::fs::create_dir_all(&keys).expect("keys folder");
-    let client = register_client(db, &keys, "clearview-imaging", IMAGING_IN);
     let http = reqwest::Client::new();
-    let fhir_token = fhir_token(
+    let fhir_token = registered_client_token(
+        db,
+        dir.path(),
         &http,
         fhir,
         "clearview-imaging",
-        &client.key,
+        IMAGING_IN,
         "system/Claim.cr",
     )
     .await;

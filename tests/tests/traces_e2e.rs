@@ -22,7 +22,7 @@ use carepath_core::{Actor, Role};
 use carepath_proto::precert::v1 as pb;
 use carepath_tests::{
     TestDb, contract_tests,
-    fhir::{example_bundle, fhir_addr, fhir_token, register_client},
+    fhir::{example_bundle, fhir_addr, registered_client_token},
     notify_support::{FaxGateway, SmtpServer, free_port},
     precert::{HOSPITAL, IMAGING_IN, MEMBER, client, flag, mri},
     process::{ServerProcess, binary},
@@ -330,15 +330,14 @@ async fn a_fhir_submission_is_one_trace_with_its_hand_off_and_notice(db: &TestDb
     let dir = tempfile::tempdir().expect("temp dir");
     let served = serve(db, dir.path(), &endpoint);
     let fhir = fhir_addr(&served.server);
-    let keys = dir.path().join("clients");
-    std::fs::create_dir_all(&keys).expect("keys folder");
-    let client = register_client(db, &keys, "clearview-imaging", IMAGING_IN);
     let http = reqwest::Client::new();
-    let token = fhir_token(
+    let token = registered_client_token(
+        db,
+        dir.path(),
         &http,
         fhir,
         "clearview-imaging",
-        &client.key,
+        IMAGING_IN,
         "system/Claim.cr",
     )
     .await;
