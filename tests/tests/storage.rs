@@ -21,6 +21,7 @@ contract_tests!(
     events_commit_or_roll_back_with_their_change,
     concurrent_writers_commit_together_and_roll_back_alone,
     each_subscriber_gets_each_event_once,
+    a_narrowed_subscription_stops_the_kinds_it_dropped,
     a_batch_of_events_keeps_its_order_and_reaches_each_subscriber,
     an_expired_lease_hands_the_event_out_again,
     failures_are_retried_then_parked_as_dead,
@@ -297,6 +298,40 @@ async fn each_subscriber_gets_each_event_once(db: &TestDb) {
     let later = now() + Duration::hours(2);
     let (_, after_ack) = db.store.claim("a", 10, lease, later).await.unwrap();
     assert!(after_ack.is_empty(), "acknowledged events never come back");
+}
+
+async fn a_narrowed_subscription_stops_the_kinds_it_dropped(db: &TestDb) {
+    db.store
+        .subscribe("feed", &["precert.case."])
+        .await
+        .unwrap();
+    append(db, &[event(1, "precert.case.submitted")]).await;
+    db.store
+        .subscribe("feed", &["precert.case.approved", "precert.case.denied"])
+        .await
+        .unwrap();
+    db.store
+        .subscribe("feed", &["precert.case.approved", "precert.case.denied"])
+        .await
+        .unwrap();
+    let events = [
+        event(2, "precert.case.submitted"),
+        event(3, "precert.case.denied"),
+    ];
+    append(db, &events).await;
+    let (_, got) = db
+        .store
+        .claim("feed", 10, Duration::seconds(60), now())
+        .await
+        .unwrap();
+    let kinds: Vec<_> = got.iter().map(|c| c.event.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["precert.case.submitted", "precert.case.denied"],
+        "the delivery made before narrowing stays; the dropped kind is not delivered after"
+    );
+    assert_eq!(got[0].event.aggregate_id, "agg-1");
+    assert!(got.iter().all(|c| c.attempts == 1));
 }
 
 async fn a_batch_of_events_keeps_its_order_and_reaches_each_subscriber(db: &TestDb) {
@@ -1144,6 +1179,16 @@ async fn notice_outcomes_recorded_together_skip_a_lost_lease(db: &TestDb) {
         (a.state.as_str(), a.receipt_reference.as_str()),
         ("sent", "ref-1")
     );
+    let sent_attempts = db.store.notice_attempts(&claimed[0].id).await.unwrap();
+    assert_eq!(sent_attempts.len(), 1);
+    assert_eq!(
+        (
+            sent_attempts[0].outcome.as_str(),
+            sent_attempts[0].detail.as_str()
+        ),
+        ("sent", "ref-1: accepted")
+    );
+    assert!(sent_attempts[0].finished_at.is_some());
     let b = db.store.get_notice(&claimed[1].id).await.unwrap();
     assert_eq!(
         (b.state.as_str(), b.last_error.as_str()),

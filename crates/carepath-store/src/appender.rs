@@ -9,7 +9,10 @@
 //! transaction: one multi-row insert per table for the whole batch. A lone case or
 //! entry is written at once; under load the batches grow by themselves. PostgreSQL binds each
 //! column as an array (`UNNEST`), one statement text for any batch size; SQLite has no
-//! arrays and takes numbered `VALUES` rows.
+//! arrays and takes numbered `VALUES` rows. Either way a batch is two statements
+//! plus the transaction's begin and commit: the cases, their events and the locked
+//! chain head in one (a data-modifying `WITH` on PostgreSQL, three statements in one
+//! query on SQLite), then the audit entries linked onto that head.
 //!
 //! Invariants:
 //! - `create_case` returns only after the transaction holding the case committed;
@@ -27,13 +30,13 @@ use std::sync::Arc;
 
 use carepath_core::DomainEvent;
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, types::Json};
+use sqlx::{Column, PgPool, Row, types::Json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{
-    AuditEntry, CaseRecord, SqliteWriter, Store, StoreError, Tx,
-    audit::{chain_hash, head_sql, next_chain},
-    on_tx, values_sql,
+    AuditEntry, CaseRecord, SqliteTx, SqliteWriter, Store, StoreError, Tx,
+    audit::{chain_hash, next_chain},
+    values_sql,
 };
 
 /// A case to create, with the outbox events and the audit entry that go with it.
@@ -174,19 +177,32 @@ async fn write_jobs(target: &Target, jobs: Vec<Job>) {
     }
 }
 
-const INSERT_CASES: &str = "INSERT INTO precert_case (id, request_key, member_id, requesting_npi,
-        servicing_npi, status, urgency, queue, reviewer_id, received_at, due_at, decided_at, doc,
-        updated_at)
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[],
-        $12::timestamptz[], $13::jsonb[], $14::timestamptz[])
-    ON CONFLICT (request_key) DO NOTHING
-    RETURNING id";
-
-const INSERT_EVENTS: &str = "INSERT INTO outbox_event (id, kind, aggregate_kind, aggregate_id,
-        member_id, occurred_at, payload, trace_context)
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-        $6::timestamptz[], $7::jsonb[], $8::text[])";
+/// The first statement of a PostgreSQL batch: the new cases, the events of the cases
+/// it inserted (in batch order; `$23` names each event's case), and the head of
+/// chain `$24`, locked until commit. Rows: one `(id, NULL)` per case inserted, then
+/// `(NULL, hash)`.
+const CASES_EVENTS_AND_HEAD: &str = "WITH new_cases AS (
+        INSERT INTO precert_case (id, request_key, member_id, requesting_npi, servicing_npi,
+            status, urgency, queue, reviewer_id, received_at, due_at, decided_at, doc, updated_at)
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
+            $11::timestamptz[], $12::timestamptz[], $13::jsonb[], $14::timestamptz[])
+        ON CONFLICT (request_key) DO NOTHING
+        RETURNING id),
+    new_events AS (
+        INSERT INTO outbox_event (id, kind, aggregate_kind, aggregate_id, member_id,
+            occurred_at, payload, trace_context)
+        SELECT e.id, e.kind, e.aggregate_kind, e.aggregate_id, e.member_id, e.occurred_at,
+            e.payload, e.trace_context
+        FROM UNNEST($15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
+            $20::timestamptz[], $21::jsonb[], $22::text[], $23::text[])
+            WITH ORDINALITY AS e(id, kind, aggregate_kind, aggregate_id, member_id,
+                occurred_at, payload, trace_context, case_id, n)
+        WHERE e.case_id IN (SELECT id FROM new_cases)
+        ORDER BY e.n),
+    head AS (SELECT hash FROM audit_head WHERE id = $24 FOR UPDATE)
+    SELECT id, NULL::text AS hash FROM new_cases
+    UNION ALL SELECT NULL::text, hash FROM head";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, subject, role, rpc, record_kind, record_id,
         member_id, outcome, prev_hash, hash, repeats, chain)
@@ -210,9 +226,7 @@ async fn write_batch(
 ) -> Result<Vec<CaseCreated>, StoreError> {
     match target {
         Target::Postgres(pool) => write_batch_postgres(pool, batch).await,
-        Target::Sqlite(writer) => {
-            write_batch_values(Tx::Sqlite(writer.begin().await?), batch).await
-        }
+        Target::Sqlite(writer) => write_batch_sqlite(writer.begin().await?, batch).await,
     }
 }
 
@@ -224,55 +238,66 @@ async fn write_batch_postgres(
 ) -> Result<Vec<CaseCreated>, StoreError> {
     let cases: Vec<&NewCase> = batch.iter().filter_map(|(w, _)| w.case()).collect();
     let cases = cases.as_slice();
+    let events: Vec<(&DomainEvent, Option<&str>, &str)> = batch
+        .iter()
+        .filter_map(|(w, trace)| w.case().map(|case| (case, *trace)))
+        .flat_map(|(case, trace)| {
+            case.events
+                .iter()
+                .map(move |e| (e, trace, case.record.id.as_str()))
+        })
+        .collect();
+    let events = events.as_slice();
+    let chain = next_chain();
     let mut tx = pool.begin().await?;
-    let inserted: Vec<String> = if cases.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_scalar(INSERT_CASES)
-            .bind(column(cases, |c| c.record.id.clone()))
-            .bind(column(cases, |c| c.record.request_key.clone()))
-            .bind(column(cases, |c| c.record.member_id.clone()))
-            .bind(column(cases, |c| c.record.requesting_npi.clone()))
-            .bind(column(cases, |c| c.record.servicing_npi.clone()))
-            .bind(column(cases, |c| c.record.status.clone()))
-            .bind(column(cases, |c| c.record.urgency.clone()))
-            .bind(column(cases, |c| c.record.queue.clone()))
-            .bind(column(cases, |c| c.record.reviewer_id.clone()))
-            .bind(column(cases, |c| c.record.received_at))
-            .bind(column(cases, |c| c.record.due_at))
-            .bind(column(cases, |c| c.record.decided_at))
-            .bind(column(cases, |c| Json(&c.record.doc)))
-            .bind(column(cases, |c| c.at))
-            .fetch_all(&mut *tx)
-            .await?
-    };
+    // One statement: the cases whose request key is new, the events of those cases,
+    // and the chain head, locked until commit.
+    let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(CASES_EVENTS_AND_HEAD)
+        .bind(column(cases, |c| c.record.id.clone()))
+        .bind(column(cases, |c| c.record.request_key.clone()))
+        .bind(column(cases, |c| c.record.member_id.clone()))
+        .bind(column(cases, |c| c.record.requesting_npi.clone()))
+        .bind(column(cases, |c| c.record.servicing_npi.clone()))
+        .bind(column(cases, |c| c.record.status.clone()))
+        .bind(column(cases, |c| c.record.urgency.clone()))
+        .bind(column(cases, |c| c.record.queue.clone()))
+        .bind(column(cases, |c| c.record.reviewer_id.clone()))
+        .bind(column(cases, |c| c.record.received_at))
+        .bind(column(cases, |c| c.record.due_at))
+        .bind(column(cases, |c| c.record.decided_at))
+        .bind(column(cases, |c| Json(&c.record.doc)))
+        .bind(column(cases, |c| c.at))
+        .bind(column(events, |e| e.0.id.clone()))
+        .bind(column(events, |e| e.0.kind.clone()))
+        .bind(column(events, |e| e.0.aggregate_kind.clone()))
+        .bind(column(events, |e| e.0.aggregate_id.clone()))
+        .bind(column(events, |e| {
+            e.0.member_id.as_ref().map(|m| m.as_str().to_owned())
+        }))
+        .bind(column(events, |e| e.0.occurred_at))
+        .bind(column(events, |e| Json(&e.0.payload)))
+        .bind(column(events, |e| e.1.map(str::to_owned)))
+        .bind(column(events, |e| e.2.to_owned()))
+        .bind(chain)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut inserted = Vec::with_capacity(cases.len());
+    let mut head = None;
+    for (id, hash) in rows {
+        match (id, hash) {
+            (Some(id), _) => inserted.push(id),
+            (None, hash) => head = hash,
+        }
+    }
     let written = sort_out(batch, &inserted);
     if written.audit.is_empty() {
         return Ok(written.outcome);
     }
-
-    let events = &written.events;
-    if !events.is_empty() {
-        sqlx::query(INSERT_EVENTS)
-            .bind(column(events, |e| e.0.id.clone()))
-            .bind(column(events, |e| e.0.kind.clone()))
-            .bind(column(events, |e| e.0.aggregate_kind.clone()))
-            .bind(column(events, |e| e.0.aggregate_id.clone()))
-            .bind(column(events, |e| {
-                e.0.member_id.as_ref().map(|m| m.as_str().to_owned())
-            }))
-            .bind(column(events, |e| e.0.occurred_at))
-            .bind(column(events, |e| Json(&e.0.payload)))
-            .bind(column(events, |e| e.1.map(str::to_owned)))
-            .execute(&mut *tx)
-            .await?;
-    }
-
-    let chain = next_chain();
-    let head: String = sqlx::query_scalar(head_sql(crate::Backend::Postgres))
-        .bind(chain)
-        .fetch_one(&mut *tx)
-        .await?;
+    let head = head.ok_or_else(|| StoreError::Corrupt {
+        kind: "audit chain",
+        id: chain.to_string(),
+        reason: "the chain has no head row".into(),
+    })?;
     let audit = &written.audit;
     let links = link(head, audit);
     sqlx::query(INSERT_AUDIT)
@@ -307,59 +332,151 @@ const INSERT_AUDIT_VALUES: &str = "INSERT INTO audit_log (at, subject, role, rpc
     VALUES ";
 const AUDIT_COLUMNS: usize = 12;
 
-/// The batch as numbered `VALUES` rows, in the open transaction `tx` (SQLite: a
-/// savepoint on the writer connection). At most [`MAX_BATCH`] jobs: 896 parameters
-/// for the cases and 768 for the audit entries, far below SQLite's limit.
-async fn write_batch_values(
-    mut tx: Tx,
+/// The batch as numbered `VALUES` rows, in the savepoint `tx` on the SQLite writer
+/// connection. At most [`MAX_BATCH`] jobs: 896 parameters for the cases, 9 per event
+/// and 768 for the audit entries, far below SQLite's limit.
+///
+/// Every statement is a hand-off to the connection's thread, made while the one
+/// writer is held, so the cases, their events and the chain head are one query of
+/// three statements sharing its numbered parameters: the events insert keeps only
+/// the events of cases the first statement inserted (a case whose request key was
+/// taken writes nothing), and the head is read last. The audit entries, linked onto
+/// that head here, are the second query.
+async fn write_batch_sqlite(
+    mut tx: SqliteTx,
     batch: &[(&Work, Option<&str>)],
 ) -> Result<Vec<CaseCreated>, StoreError> {
     let cases: Vec<&NewCase> = batch.iter().filter_map(|(w, _)| w.case()).collect();
-    let cases = cases.as_slice();
-    let inserted: Vec<String> = if cases.is_empty() {
-        Vec::new()
-    } else {
-        let sql =
-            values_sql(INSERT_CASES_VALUES, CASE_COLUMNS, cases.len()) + NEW_REQUEST_KEYS_ONLY;
-        on_tx!(&mut tx, c => {
-            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
-            for case in cases {
-                let r = &case.record;
-                query = query
-                    .bind(&r.id).bind(&r.request_key).bind(&r.member_id).bind(&r.requesting_npi)
-                    .bind(&r.servicing_npi).bind(&r.status).bind(&r.urgency).bind(&r.queue)
-                    .bind(r.reviewer_id.clone()).bind(r.received_at).bind(r.due_at)
-                    .bind(r.decided_at).bind(Json(&r.doc)).bind(case.at);
-            }
-            query.fetch_all(c).await
-        })?
+    let events: Vec<(&DomainEvent, Option<&str>, &str)> = batch
+        .iter()
+        .filter_map(|(w, trace)| w.case().map(|case| (case, *trace)))
+        .flat_map(|(case, trace)| {
+            case.events
+                .iter()
+                .map(move |e| (e, trace, case.record.id.as_str()))
+        })
+        .collect();
+    let chain = next_chain();
+    let sql = cases_events_and_head_sql(cases.len(), events.len());
+    let rows = {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for case in &cases {
+            let r = &case.record;
+            query = query
+                .bind(&r.id)
+                .bind(&r.request_key)
+                .bind(&r.member_id)
+                .bind(&r.requesting_npi)
+                .bind(&r.servicing_npi)
+                .bind(&r.status)
+                .bind(&r.urgency)
+                .bind(&r.queue)
+                .bind(r.reviewer_id.clone())
+                .bind(r.received_at)
+                .bind(r.due_at)
+                .bind(r.decided_at)
+                .bind(Json(&r.doc))
+                .bind(case.at);
+        }
+        for (event, trace, case_id) in &events {
+            let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
+            query = query
+                .bind(&event.id)
+                .bind(&event.kind)
+                .bind(&event.aggregate_kind)
+                .bind(&event.aggregate_id)
+                .bind(member)
+                .bind(event.occurred_at)
+                .bind(Json(&event.payload))
+                .bind(*trace)
+                .bind(*case_id);
+        }
+        query.bind(chain).fetch_all(&mut *tx).await?
     };
+    let mut inserted = Vec::with_capacity(cases.len());
+    let mut head = None;
+    for row in rows {
+        let value: String = row.try_get(0)?;
+        match row.columns().first().map(|c| c.name()) {
+            Some("hash") => head = Some(value),
+            _ => inserted.push(value),
+        }
+    }
     let written = sort_out(batch, &inserted);
     if written.audit.is_empty() {
         return Ok(written.outcome);
     }
-    tx.append_traced_events(&written.events).await?;
-
-    let chain = next_chain();
-    let backend = tx.backend();
-    let head: String =
-        on_tx!(&mut tx, c => sqlx::query_scalar(head_sql(backend)).bind(chain).fetch_one(c).await)?;
+    let head = head.ok_or_else(|| StoreError::Corrupt {
+        kind: "audit chain",
+        id: chain.to_string(),
+        reason: "the chain has no head row".into(),
+    })?;
     let audit = &written.audit;
     let links = link(head, audit);
     let sql = values_sql(INSERT_AUDIT_VALUES, AUDIT_COLUMNS, audit.len());
-    on_tx!(&mut tx, c => {
+    {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
         for ((a, _), (at, prev, hash)) in audit.iter().zip(&links) {
             query = query
-                .bind(*at).bind(&a.subject).bind(&a.role).bind(&a.rpc).bind(&a.record_kind)
-                .bind(&a.record_id).bind(a.member_id.clone()).bind(a.outcome.as_str())
-                .bind(prev).bind(hash).bind(i64::from(a.repeats)).bind(chain);
+                .bind(*at)
+                .bind(&a.subject)
+                .bind(&a.role)
+                .bind(&a.rpc)
+                .bind(&a.record_kind)
+                .bind(&a.record_id)
+                .bind(a.member_id.clone())
+                .bind(a.outcome.as_str())
+                .bind(prev)
+                .bind(hash)
+                .bind(i64::from(a.repeats))
+                .bind(chain);
         }
-        query.execute(c).await.map(|r| r.rows_affected())
-    })?;
+        query.execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     count_audit(audit);
     Ok(written.outcome)
+}
+
+/// Columns of one event row in [`cases_events_and_head_sql`]: the event's eight and
+/// the id of the case it belongs to.
+const EVENT_VALUES_COLUMNS: usize = 9;
+
+/// The first query of a SQLite batch of `cases` cases with `events` events: insert
+/// the cases whose request key is new (returning their ids), insert the events of
+/// those cases in batch order, and read the chain head (`hash`) of the last
+/// parameter's chain. Case rows come first in the parameters, then event rows.
+fn cases_events_and_head_sql(cases: usize, events: usize) -> String {
+    let mut sql = String::new();
+    if cases > 0 {
+        sql.push_str(&values_sql(INSERT_CASES_VALUES, CASE_COLUMNS, cases));
+        sql.push_str(NEW_REQUEST_KEYS_ONLY);
+        sql.push_str(";\n");
+    }
+    if events > 0 {
+        let first = cases * CASE_COLUMNS;
+        let rows: Vec<String> = (0..events)
+            .map(|row| {
+                let cells: Vec<String> = (1..=EVENT_VALUES_COLUMNS)
+                    .map(|col| format!("${}", first + row * EVENT_VALUES_COLUMNS + col))
+                    .collect();
+                // The row's place in the batch, written as a number, keeps the order.
+                format!("({}, {row})", cells.join(", "))
+            })
+            .collect();
+        sql.push_str(&format!(
+            "INSERT INTO outbox_event (id, kind, aggregate_kind, aggregate_id, member_id,
+                occurred_at, payload, trace_context)
+             SELECT column1, column2, column3, column4, column5, column6, column7, column8
+             FROM (VALUES {})
+             WHERE EXISTS (SELECT 1 FROM precert_case WHERE id = column9)
+             ORDER BY column10;\n",
+            rows.join(", ")
+        ));
+    }
+    let chain = cases * CASE_COLUMNS + events * EVENT_VALUES_COLUMNS + 1;
+    sql.push_str(&format!("SELECT hash FROM audit_head WHERE id = ${chain}"));
+    sql
 }
 
 /// Counts the audit entries of a committed batch.

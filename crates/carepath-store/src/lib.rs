@@ -202,6 +202,12 @@ pub enum Tx {
 /// `head` (an `INSERT ... VALUES` without its rows) followed by `rows` rows of
 /// `columns` numbered placeholders each: `($1, $2), ($3, $4)`.
 pub(crate) fn values_sql(head: &str, columns: usize, rows: usize) -> String {
+    values_sql_after(head, columns, rows, 0)
+}
+
+/// [`values_sql`] numbered after `first` leading parameters: two rows of two after two
+/// are `($3, $4), ($5, $6)`.
+pub(crate) fn values_sql_after(head: &str, columns: usize, rows: usize, first: usize) -> String {
     let mut sql = String::from(head);
     for row in 0..rows {
         if row > 0 {
@@ -212,11 +218,20 @@ pub(crate) fn values_sql(head: &str, columns: usize, rows: usize) -> String {
             if col > 1 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", row * columns + col));
+            sql.push_str(&format!("${}", first + row * columns + col));
         }
         sql.push(')');
     }
     sql
+}
+
+/// `IN (...)` list of integer positions, written into the statement (numbers only,
+/// so nothing a caller sends reaches the SQL text).
+pub(crate) fn seq_list(seqs: &[i64]) -> String {
+    seqs.iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -372,6 +387,14 @@ impl Store {
 }
 
 impl Tx {
+    /// Rolls back, ignoring errors: for paths that found nothing to write.
+    pub(crate) async fn rollback_quietly(self) {
+        let _ = match self {
+            Tx::Sqlite(t) => t.rollback().await,
+            Tx::Postgres(t) => t.rollback().await.map_err(StoreError::from),
+        };
+    }
+
     /// Makes every change of the transaction durable, or none of them.
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {

@@ -158,6 +158,9 @@ const CLAIM_POSTGRES: &str = "UPDATE notice
 /// Notices one statement of [`Tx::insert_notices`] stores: 64 rows of 24 parameters,
 /// far below either engine's limit.
 const NOTICES_PER_INSERT: usize = 64;
+/// Most sent notices one statement records.
+const SENT_PER_STATEMENT: usize = 128;
+
 const NOTICE_COLUMNS: usize = 24;
 const INSERT_NOTICES: &str = "INSERT INTO notice (id, idempotency_key, event_id, event_kind,
         rule_id, rules_version, recipient_id, recipient_role, recipient_name, member_id, channel,
@@ -265,6 +268,57 @@ impl Tx {
         Ok(true)
     }
 
+    /// Records that the claimed notices `sent` (id, the channel's reference, its
+    /// answer) were sent, closing their open attempts, in two statements. Returns the
+    /// ids recorded; a notice whose lease was lost is left as it is.
+    async fn finish_sent_notices(
+        &mut self,
+        sent: &[(&str, &str, &str)],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let now = micros(now);
+        let values = crate::values_sql_after("", 3, sent.len(), 2);
+        let sql = format!(
+            "WITH v(nid, reference, detail) AS (VALUES {values})
+             UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = v.reference,
+                receipt_detail = v.detail, last_error = '', next_attempt_at = NULL,
+                lease_owner = NULL, lease_until = NULL, updated_at = $1
+             FROM v WHERE notice.id = v.nid AND notice.lease_owner = $2 AND notice.state = 'sending'
+             RETURNING notice.id"
+        );
+        let recorded: Vec<String> = on_tx!(self, c => {
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(now).bind(owner);
+            for (id, reference, detail) in sent {
+                query = query.bind(*id).bind(*reference).bind(*detail);
+            }
+            query.fetch_all(c).await
+        })?;
+        let closing: Vec<(&str, String)> = sent
+            .iter()
+            .filter(|(id, _, _)| recorded.iter().any(|r| r == id))
+            .map(|(id, reference, detail)| (*id, format!("{reference}: {detail}")))
+            .collect();
+        if closing.is_empty() {
+            return Ok(recorded);
+        }
+        let values = crate::values_sql_after("", 2, closing.len(), 1);
+        let sql = format!(
+            "WITH v(nid, detail) AS (VALUES {values})
+             UPDATE notice_attempt SET outcome = 'sent', detail = v.detail, finished_at = $1
+             FROM v WHERE notice_attempt.notice_id = v.nid AND notice_attempt.finished_at IS NULL"
+        );
+        on_tx!(self, c => {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now);
+            for (id, detail) in &closing {
+                query = query.bind(*id).bind(detail.as_str());
+            }
+            query.execute(c).await.map(|r| r.rows_affected())
+        })?;
+        Ok(recorded)
+    }
+
     /// Makes a failed or dead notice due again now, with a fresh retry budget and,
     /// when given, newly rendered content. Returns false when the notice is in
     /// another state (pending, sending or sent) or has nothing to send, in which case
@@ -321,10 +375,13 @@ impl Store {
             "INSERT INTO notice_attempt (notice_id, number, started_at, outcome)
              SELECT id, attempts, $1, 'sending' FROM notice WHERE lease_owner = $2")
             .bind(now).bind(&owner).execute(c).await.map(|r| r.rows_affected()))?;
-        let rows: Vec<NoticeRecord> = on_tx!(&mut tx, c => sqlx::query_as(select_notice!(
+        tx.commit().await?;
+        // Read on a read connection once the claim committed, so the writer is not
+        // held while the notices' rendered content is read and decoded; only their
+        // owner changes leased notices.
+        let rows: Vec<NoticeRecord> = on_db!(self, c => sqlx::query_as(select_notice!(
             "WHERE lease_owner = $1 AND state = 'sending' ORDER BY priority, created_at, id"))
             .bind(&owner).fetch_all(c).await)?;
-        tx.commit().await?;
         Ok((owner, rows))
     }
 
@@ -352,9 +409,27 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.begin().await?;
+        // Sent notices (nearly all) are recorded together, two statements per
+        // chunk; on SQLite every statement is a hand-off to the writer's thread.
+        let sent: Vec<(&str, &str, &str)> = outcomes
+            .iter()
+            .filter_map(|(id, outcome)| match outcome {
+                DeliveryOutcome::Sent { reference, detail } => {
+                    Some((*id, reference.as_str(), detail.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut recorded = std::collections::HashSet::new();
+        for chunk in sent.chunks(SENT_PER_STATEMENT) {
+            recorded.extend(tx.finish_sent_notices(chunk, owner, now).await?);
+        }
         let mut finished = Vec::with_capacity(outcomes.len());
         for (id, outcome) in outcomes {
-            finished.push(tx.finish_notice(id, owner, outcome, now).await?);
+            finished.push(match outcome {
+                DeliveryOutcome::Sent { .. } => recorded.contains(*id),
+                _ => tx.finish_notice(id, owner, outcome, now).await?,
+            });
         }
         if finished.contains(&true) {
             tx.commit().await?;
@@ -436,16 +511,6 @@ impl Store {
              WHERE created_at >= $1 AND created_at < $2
              GROUP BY channel, state ORDER BY channel, state")
             .bind(from).bind(to).fetch_all(c).await)?)
-    }
-}
-
-impl Tx {
-    /// Rolls back, ignoring errors: for read-nothing paths that opened a transaction.
-    async fn rollback_quietly(self) {
-        let _ = match self {
-            Tx::Sqlite(t) => t.rollback().await,
-            Tx::Postgres(t) => t.rollback().await.map_err(StoreError::from),
-        };
     }
 }
 

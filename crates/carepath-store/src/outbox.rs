@@ -49,6 +49,8 @@ const INSERT_EVENTS: &str = "INSERT INTO outbox_event
 const EVENT_COLUMNS: usize = 8;
 /// Most events [`Store::held_back`] looks at in one call.
 pub const MAX_HELD_BACK_BATCH: usize = 256;
+/// Most deliveries one acknowledging statement names.
+const MAX_ACKNOWLEDGED_PER_STATEMENT: usize = 500;
 /// Most events one insert statement carries.
 const EVENTS_PER_INSERT: usize = 32;
 
@@ -63,7 +65,8 @@ const CLAIM_SQLITE: &str = "UPDATE outbox_delivery
         SELECT seq FROM outbox_delivery
         WHERE consumer = $3 AND done_at IS NULL AND dead_at IS NULL AND available_at <= $4
           AND (lease_until IS NULL OR lease_until < $4)
-        ORDER BY seq LIMIT $5)";
+        ORDER BY seq LIMIT $5)
+    RETURNING seq, attempts";
 
 const CLAIM_POSTGRES: &str = "UPDATE outbox_delivery
     SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
@@ -72,22 +75,13 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox_delivery
         WHERE consumer = $3 AND done_at IS NULL AND dead_at IS NULL AND available_at <= $4
           AND (lease_until IS NULL OR lease_until < $4)
         ORDER BY seq LIMIT $5
-        FOR UPDATE SKIP LOCKED)";
+        FOR UPDATE SKIP LOCKED)
+    RETURNING seq, attempts";
 
-/// The events just claimed, found by their owner (`outbox_delivery_owner`, migration
-/// 0009); SQLite's planner is told to use that index, since the primary key's
-/// `consumer` prefix looks as selective to it and would walk every delivery.
-const CLAIMED_SQLITE: &str = "SELECT d.seq, d.attempts, e.id, e.kind, e.aggregate_kind,
-        e.aggregate_id, e.member_id, e.occurred_at, e.payload, e.trace_context
-    FROM outbox_delivery d INDEXED BY outbox_delivery_owner JOIN outbox_event e ON e.seq = d.seq
-    WHERE d.consumer = $1 AND d.lease_owner = $2 AND d.done_at IS NULL
-    ORDER BY d.seq";
-
-const CLAIMED_POSTGRES: &str = "SELECT d.seq, d.attempts, e.id, e.kind, e.aggregate_kind,
-        e.aggregate_id, e.member_id, e.occurred_at, e.payload, e.trace_context
-    FROM outbox_delivery d JOIN outbox_event e ON e.seq = d.seq
-    WHERE d.consumer = $1 AND d.lease_owner = $2 AND d.done_at IS NULL
-    ORDER BY d.seq";
+/// The claimed events, read after the claim committed, outside the writer.
+const CLAIMED_EVENTS: &str = "SELECT seq, 0, id, kind, aggregate_kind, aggregate_id, member_id,
+        occurred_at, payload, trace_context
+    FROM outbox_event WHERE seq IN ";
 
 type EventRow = (
     i64,
@@ -191,11 +185,21 @@ impl Tx {
 
 impl Store {
     /// Subscribes `consumer` to every event whose kind starts with one of `prefixes`
-    /// (an empty prefix means all events). Idempotent; takes effect for events
-    /// appended from now on.
+    /// (an empty prefix means all events), and to nothing else: prefixes it held
+    /// before and no longer names are dropped, so a consumer that narrows what it
+    /// wants stops receiving the rest. Idempotent; takes effect for events appended
+    /// from now on (deliveries already made stay).
     pub async fn subscribe(&self, consumer: &str, prefixes: &[&str]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        for prefix in prefixes {
+        let held: Vec<String> = on_tx!(&mut tx, c => sqlx::query_scalar(
+            "SELECT kind_prefix FROM outbox_subscription WHERE consumer = $1")
+            .bind(consumer).fetch_all(c).await)?;
+        for stale in held.iter().filter(|h| !prefixes.contains(&h.as_str())) {
+            on_tx!(&mut tx, c => sqlx::query(
+                "DELETE FROM outbox_subscription WHERE consumer = $1 AND kind_prefix = $2")
+                .bind(consumer).bind(stale).execute(c).await.map(|r| r.rows_affected()))?;
+        }
+        for prefix in prefixes.iter().filter(|p| !held.iter().any(|h| h == *p)) {
             on_tx!(&mut tx, c => sqlx::query(
                 "INSERT INTO outbox_subscription (consumer, kind_prefix) VALUES ($1, $2)
                  ON CONFLICT DO NOTHING")
@@ -215,21 +219,36 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(String, Vec<ClaimedEvent>), StoreError> {
         let owner = uuid::Uuid::now_v7().to_string();
-        let (sql, claimed) = match self.backend() {
-            Backend::Sqlite => (CLAIM_SQLITE, CLAIMED_SQLITE),
-            Backend::Postgres => (CLAIM_POSTGRES, CLAIMED_POSTGRES),
+        let sql = match self.backend() {
+            Backend::Sqlite => CLAIM_SQLITE,
+            Backend::Postgres => CLAIM_POSTGRES,
         };
+        // The claim is one statement on the write connection; the events (their
+        // payloads are the bulk of the read) are read afterwards on a read
+        // connection, so the writer is not held while they are decoded. Rows leased
+        // to `owner` stay as they are until it acknowledges or its lease runs out.
         let mut tx = self.begin().await?;
-        on_tx!(&mut tx, c => sqlx::query(sql)
+        let mut leased: Vec<(i64, i32)> = on_tx!(&mut tx, c => sqlx::query_as(sql)
             .bind(&owner).bind(now + lease).bind(consumer).bind(now).bind(i64::from(limit))
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        let rows: Vec<EventRow> = on_tx!(&mut tx, c => sqlx::query_as(claimed)
-            .bind(consumer).bind(&owner).fetch_all(c).await)?;
+            .fetch_all(c).await)?;
+        if leased.is_empty() {
+            tx.rollback_quietly().await;
+            return Ok((owner, Vec::new()));
+        }
         tx.commit().await?;
-        let events = rows
-            .into_iter()
-            .map(event_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        leased.sort_unstable();
+        let seqs: Vec<i64> = leased.iter().map(|(seq, _)| *seq).collect();
+        let sql = format!("{CLAIMED_EVENTS}({}) ORDER BY seq", crate::seq_list(&seqs));
+        let rows: Vec<EventRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .fetch_all(c).await)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut event = event_from_row(row)?;
+            if let Ok(i) = leased.binary_search_by_key(&event.seq, |(seq, _)| *seq) {
+                event.attempts = leased[i].1;
+            }
+            events.push(event);
+        }
         Ok((owner, events))
     }
 
@@ -246,13 +265,18 @@ impl Store {
         if seqs.is_empty() {
             return Ok(0);
         }
+        // One statement per chunk: on SQLite every statement is a hand-off to the
+        // writer's thread, and a batch's acknowledgements are all alike.
         let mut tx = self.begin().await?;
         let mut done = 0;
-        for seq in seqs {
-            done += on_tx!(&mut tx, c => sqlx::query(
+        for chunk in seqs.chunks(MAX_ACKNOWLEDGED_PER_STATEMENT) {
+            let sql = format!(
                 "UPDATE outbox_delivery SET done_at = $1, lease_owner = NULL, lease_until = NULL
-                 WHERE consumer = $2 AND seq = $3 AND lease_owner = $4 AND done_at IS NULL")
-                .bind(now).bind(consumer).bind(seq).bind(owner).execute(c).await.map(|r| r.rows_affected()))?;
+                 WHERE consumer = $2 AND lease_owner = $3 AND done_at IS NULL AND seq IN ({})",
+                crate::seq_list(chunk)
+            );
+            done += on_tx!(&mut tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(now).bind(consumer).bind(owner).execute(c).await.map(|r| r.rows_affected()))?;
         }
         tx.commit().await?;
         Ok(usize::try_from(done).unwrap_or(usize::MAX))

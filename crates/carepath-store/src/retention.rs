@@ -122,14 +122,6 @@ pub fn rest_after(worked: std::time::Duration, share: f64) -> std::time::Duratio
 /// The longest rest between two removal statements.
 const MAX_REST: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// `IN (...)` list of integer positions, written into the statement (numbers only).
-fn seq_list(seqs: &[i64]) -> String {
-    seqs.iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl Store {
     /// Runs one removal statement in its own transaction (on SQLite, through the one
     /// writer), binding `before` and `batch` as `$1` and `$2` when the text names them;
@@ -520,7 +512,10 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut removed = 0;
         for chunk in seqs.chunks(RETENTION_BATCH as usize) {
-            let sql = format!("DELETE FROM audit_log WHERE seq IN ({})", seq_list(chunk));
+            let sql = format!(
+                "DELETE FROM audit_log WHERE seq IN ({})",
+                crate::seq_list(chunk)
+            );
             removed += self.remove_rows(&sql, None, None, 1.0).await?;
         }
         if self.backend() == Backend::Postgres {

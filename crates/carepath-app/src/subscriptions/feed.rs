@@ -112,7 +112,7 @@ impl EventHandler for SubscriptionFeed {
     }
 
     fn prefixes(&self) -> &'static [&'static str] {
-        &["precert.case."]
+        &NOTIFIED_KINDS
     }
 
     fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>> {
