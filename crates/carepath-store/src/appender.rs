@@ -35,7 +35,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{
     AuditEntry, CaseRecord, SqliteTx, SqliteWriter, Store, StoreError, Tx,
-    audit::{chain_hash, next_chain},
+    audit::{chain_hash, head_sql, next_chain},
     values_sql,
 };
 
@@ -226,7 +226,26 @@ async fn write_batch(
 ) -> Result<Vec<CaseCreated>, StoreError> {
     match target {
         Target::Postgres(pool) => write_batch_postgres(pool, batch).await,
-        Target::Sqlite(writer) => write_batch_sqlite(writer.begin().await?, batch).await,
+        Target::Sqlite(writer) => {
+            let chain = next_chain();
+            if let Some(head) = writer.known_head(chain) {
+                match write_batch_sqlite_at_once(writer, batch, chain, head).await {
+                    Ok((outcome, head)) => {
+                        writer.remember_head(chain, Some(head));
+                        return Ok(outcome);
+                    }
+                    // A case whose request key is taken, or a head another process
+                    // moved: the batch again the careful way.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "batch written again with the head read");
+                        writer.remember_head(chain, None);
+                    }
+                }
+            }
+            let (outcome, head) = write_batch_sqlite(writer.begin().await?, batch, chain).await?;
+            writer.remember_head(chain, head);
+            Ok(outcome)
+        }
     }
 }
 
@@ -250,6 +269,16 @@ async fn write_batch_postgres(
     let events = events.as_slice();
     let chain = next_chain();
     let mut tx = pool.begin().await?;
+    if cases.is_empty() {
+        // Audit entries of reads only: the head alone (the statement below would fire
+        // the outbox's statement triggers for no rows).
+        let head: String = sqlx::query_scalar(head_sql(crate::Backend::Postgres))
+            .bind(chain)
+            .fetch_one(&mut *tx)
+            .await?;
+        let written = sort_out(batch, &[]);
+        return write_audit_postgres(tx, written, chain, head).await;
+    }
     // One statement: the cases whose request key is new, the events of those cases,
     // and the chain head, locked until commit.
     let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(CASES_EVENTS_AND_HEAD)
@@ -298,6 +327,17 @@ async fn write_batch_postgres(
         id: chain.to_string(),
         reason: "the chain has no head row".into(),
     })?;
+    write_audit_postgres(tx, written, chain, head).await
+}
+
+/// The rest of a PostgreSQL batch: its audit entries linked onto `head` of `chain`
+/// (locked in `tx`), then the commit.
+async fn write_audit_postgres(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    written: Written<'_>,
+    chain: i32,
+    head: String,
+) -> Result<Vec<CaseCreated>, StoreError> {
     let audit = &written.audit;
     let links = link(head, audit);
     sqlx::query(INSERT_AUDIT)
@@ -345,7 +385,8 @@ const AUDIT_COLUMNS: usize = 12;
 async fn write_batch_sqlite(
     mut tx: SqliteTx,
     batch: &[(&Work, Option<&str>)],
-) -> Result<Vec<CaseCreated>, StoreError> {
+    chain: i32,
+) -> Result<(Vec<CaseCreated>, Option<String>), StoreError> {
     let cases: Vec<&NewCase> = batch.iter().filter_map(|(w, _)| w.case()).collect();
     let events: Vec<(&DomainEvent, Option<&str>, &str)> = batch
         .iter()
@@ -356,7 +397,6 @@ async fn write_batch_sqlite(
                 .map(move |e| (e, trace, case.record.id.as_str()))
         })
         .collect();
-    let chain = next_chain();
     let sql = cases_events_and_head_sql(cases.len(), events.len());
     let rows = {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
@@ -404,7 +444,7 @@ async fn write_batch_sqlite(
     }
     let written = sort_out(batch, &inserted);
     if written.audit.is_empty() {
-        return Ok(written.outcome);
+        return Ok((written.outcome, None));
     }
     let head = head.ok_or_else(|| StoreError::Corrupt {
         kind: "audit chain",
@@ -435,7 +475,123 @@ async fn write_batch_sqlite(
     }
     tx.commit().await?;
     count_audit(audit);
-    Ok(written.outcome)
+    let head = links.last().map(|(_, _, hash)| hash.clone());
+    Ok((written.outcome, head))
+}
+
+/// The SQLite batch in one hand-off to the writer connection's thread, linked onto
+/// `head`, the head of `chain` this process wrote last: the cases (every one must be
+/// new: a request key already taken fails the query), their events and the audit
+/// entries, inside the transaction's savepoint ([`SqliteWriter::write_in_one`]).
+/// If another process moved the head meanwhile, the database refuses the first
+/// entry (`audit_link_checked`) and nothing of the batch stays. Returns the outcomes
+/// and the chain's new head.
+async fn write_batch_sqlite_at_once(
+    writer: &Arc<SqliteWriter>,
+    batch: &[(&Work, Option<&str>)],
+    chain: i32,
+    head: String,
+) -> Result<(Vec<CaseCreated>, String), StoreError> {
+    let cases: Vec<&NewCase> = batch.iter().filter_map(|(w, _)| w.case()).collect();
+    let events: Vec<(&DomainEvent, Option<&str>)> = batch
+        .iter()
+        .filter_map(|(w, trace)| w.case().map(|case| (case, *trace)))
+        .flat_map(|(case, trace)| case.events.iter().map(move |e| (e, trace)))
+        .collect();
+    let written = sort_out(
+        batch,
+        &cases
+            .iter()
+            .map(|c| c.record.id.clone())
+            .collect::<Vec<_>>(),
+    );
+    let audit = &written.audit;
+    let links = link(head, audit);
+    let mut sql = String::new();
+    let mut first = 0;
+    if !cases.is_empty() {
+        sql.push_str(&crate::values_sql_after(
+            INSERT_CASES_VALUES,
+            CASE_COLUMNS,
+            cases.len(),
+            first,
+        ));
+        sql.push_str(";\n");
+        first += cases.len() * CASE_COLUMNS;
+    }
+    if !events.is_empty() {
+        sql.push_str(&crate::values_sql_after(
+            crate::outbox::INSERT_EVENTS,
+            crate::outbox::EVENT_COLUMNS,
+            events.len(),
+            first,
+        ));
+        sql.push_str(";\n");
+        first += events.len() * crate::outbox::EVENT_COLUMNS;
+    }
+    sql.push_str(&crate::values_sql_after(
+        INSERT_AUDIT_VALUES,
+        AUDIT_COLUMNS,
+        audit.len(),
+        first,
+    ));
+    writer
+        .write_in_one(&sql, async |conn, text| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+            for case in &cases {
+                let r = &case.record;
+                query = query
+                    .bind(&r.id)
+                    .bind(&r.request_key)
+                    .bind(&r.member_id)
+                    .bind(&r.requesting_npi)
+                    .bind(&r.servicing_npi)
+                    .bind(&r.status)
+                    .bind(&r.urgency)
+                    .bind(&r.queue)
+                    .bind(r.reviewer_id.clone())
+                    .bind(r.received_at)
+                    .bind(r.due_at)
+                    .bind(r.decided_at)
+                    .bind(Json(&r.doc))
+                    .bind(case.at);
+            }
+            for (event, trace) in &events {
+                let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
+                query = query
+                    .bind(&event.id)
+                    .bind(&event.kind)
+                    .bind(&event.aggregate_kind)
+                    .bind(&event.aggregate_id)
+                    .bind(member)
+                    .bind(event.occurred_at)
+                    .bind(Json(&event.payload))
+                    .bind(*trace);
+            }
+            for ((a, _), (at, prev, hash)) in audit.iter().zip(&links) {
+                query = query
+                    .bind(*at)
+                    .bind(&a.subject)
+                    .bind(&a.role)
+                    .bind(&a.rpc)
+                    .bind(&a.record_kind)
+                    .bind(&a.record_id)
+                    .bind(a.member_id.clone())
+                    .bind(a.outcome.as_str())
+                    .bind(prev)
+                    .bind(hash)
+                    .bind(i64::from(a.repeats))
+                    .bind(chain);
+            }
+            query.execute(conn).await
+        })
+        .await?;
+    count_audit(audit);
+    let head = links
+        .last()
+        .map(|(_, _, hash)| hash.clone())
+        .unwrap_or_default();
+    Ok((written.outcome, head))
 }
 
 /// Columns of one event row in [`cases_events_and_head_sql`]: the event's eight and

@@ -193,6 +193,14 @@ pub(crate) fn stored_time(at: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 impl Tx {
+    /// On SQLite, tells the writer that this transaction moves `chain`'s head, so
+    /// the appender reads it again rather than link onto the one it remembers.
+    fn forget_head(&self, chain: i32) {
+        if let Tx::Sqlite(tx) = self {
+            tx.forget_head(chain);
+        }
+    }
+
     /// Appends an entry in this transaction, chained to the newest entry of one of the
     /// [`AUDIT_CHAINS`] chains. On PostgreSQL that chain's head row is locked until
     /// commit, so appends to the same chain queue and the chain stays linear.
@@ -203,6 +211,7 @@ impl Tx {
     ) -> Result<(), StoreError> {
         let at = stored_time(at);
         let chain = next_chain();
+        self.forget_head(chain);
         let head_sql = head_sql(self.backend());
         let prev: String =
             on_tx!(self, c => sqlx::query_scalar(head_sql).bind(chain).fetch_one(c).await)?;
@@ -244,6 +253,7 @@ impl Tx {
         }
         let at = stored_time(at);
         let chain = next_chain();
+        self.forget_head(chain);
         let head_sql = head_sql(self.backend());
         let mut prev: String =
             on_tx!(self, c => sqlx::query_scalar(head_sql).bind(chain).fetch_one(c).await)?;

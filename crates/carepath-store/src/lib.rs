@@ -175,6 +175,31 @@ macro_rules! on_db {
     };
 }
 
+/// Runs `$body`, one statement made from `$s` (the SQL text `$sql`, asserted safe),
+/// as a transaction of its own with `$c` its connection: on SQLite in one hand-off to
+/// the writer's thread with its savepoint, and the batch's begin and commit when they
+/// fall to it ([`SqliteWriter::write_in_one`]); on PostgreSQL alone on the pool,
+/// where a single statement commits by itself. `$body` returns a `sqlx` result.
+#[macro_export]
+macro_rules! write_alone {
+    ($store:expr, $sql:expr, |$s:ident, $c:ident| $body:expr) => {
+        match $store {
+            $crate::Store::Sqlite { writer, .. } => {
+                writer
+                    .write_in_one($sql, async |$c, text| {
+                        let $s = sqlx::AssertSqlSafe(text);
+                        $body
+                    })
+                    .await
+            }
+            $crate::Store::Postgres { pool: $c, .. } => {
+                let $s = sqlx::AssertSqlSafe($sql);
+                $body.map_err($crate::StoreError::from)
+            }
+        }
+    };
+}
+
 /// Runs `$body` with `$c` bound to the connection of the open transaction `$tx`.
 #[macro_export]
 macro_rules! on_tx {

@@ -14,7 +14,7 @@ use carepath_core::{DomainEvent, MemberId};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use crate::{Backend, Store, StoreError, Tx, on_db, on_tx};
+use crate::{Backend, Store, StoreError, Tx, on_db, on_tx, write_alone};
 
 /// An event handed to a consumer, with how many times it has been handed out so far.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,10 +43,10 @@ pub struct OutboxStats {
     pub dead: i64,
 }
 
-const INSERT_EVENTS: &str = "INSERT INTO outbox_event
+pub(crate) const INSERT_EVENTS: &str = "INSERT INTO outbox_event
     (id, kind, aggregate_kind, aggregate_id, member_id, occurred_at, payload, trace_context) VALUES ";
 /// Columns of one event row in [`INSERT_EVENTS`].
-const EVENT_COLUMNS: usize = 8;
+pub(crate) const EVENT_COLUMNS: usize = 8;
 /// Most events [`Store::held_back`] looks at in one call.
 pub const MAX_HELD_BACK_BATCH: usize = 256;
 /// Most deliveries one acknowledging statement names.
@@ -227,15 +227,17 @@ impl Store {
         // payloads are the bulk of the read) are read afterwards on a read
         // connection, so the writer is not held while they are decoded. Rows leased
         // to `owner` stay as they are until it acknowledges or its lease runs out.
-        let mut tx = self.begin().await?;
-        let mut leased: Vec<(i64, i32)> = on_tx!(&mut tx, c => sqlx::query_as(sql)
-            .bind(&owner).bind(now + lease).bind(consumer).bind(now).bind(i64::from(limit))
-            .fetch_all(c).await)?;
+        let mut leased: Vec<(i64, i32)> = write_alone!(self, sql, |text, c| sqlx::query_as(text)
+            .bind(&owner)
+            .bind(now + lease)
+            .bind(consumer)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(c)
+            .await)?;
         if leased.is_empty() {
-            tx.rollback_quietly().await;
             return Ok((owner, Vec::new()));
         }
-        tx.commit().await?;
         leased.sort_unstable();
         let seqs: Vec<i64> = leased.iter().map(|(seq, _)| *seq).collect();
         let sql = format!("{CLAIMED_EVENTS}({}) ORDER BY seq", crate::seq_list(&seqs));
@@ -265,21 +267,29 @@ impl Store {
         if seqs.is_empty() {
             return Ok(0);
         }
-        // One statement per chunk: on SQLite every statement is a hand-off to the
-        // writer's thread, and a batch's acknowledgements are all alike.
-        let mut tx = self.begin().await?;
+        // One statement per chunk, each a transaction of its own (an acknowledgement
+        // stands alone): on SQLite every statement is a hand-off to the writer's
+        // thread, and a batch's acknowledgements are all alike.
         let mut done = 0;
         for chunk in seqs.chunks(MAX_ACKNOWLEDGED_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE outbox_delivery SET done_at = $1, lease_owner = NULL, lease_until = NULL
-                 WHERE consumer = $2 AND lease_owner = $3 AND done_at IS NULL AND seq IN ({})",
+                 WHERE consumer = $2 AND lease_owner = $3 AND done_at IS NULL AND seq IN ({})
+                 RETURNING seq",
                 crate::seq_list(chunk)
             );
-            done += on_tx!(&mut tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(now).bind(consumer).bind(owner).execute(c).await.map(|r| r.rows_affected()))?;
+            // Counted from the rows returned: SQLite's count of changes is not the
+            // update's alone when the statement travels with others.
+            let acknowledged: Vec<i64> =
+                write_alone!(self, sql.as_str(), |text, c| sqlx::query_scalar(text)
+                    .bind(now)
+                    .bind(consumer)
+                    .bind(owner)
+                    .fetch_all(c)
+                    .await)?;
+            done += acknowledged.len();
         }
-        tx.commit().await?;
-        Ok(usize::try_from(done).unwrap_or(usize::MAX))
+        Ok(done)
     }
 
     /// Gives a delivery back after a failure: it becomes due again at `retry_at`, or is

@@ -29,7 +29,7 @@
 //!   it, and a waiter that sees no progress for [`FLUSH_AFTER`] commits it itself.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex as StdMutex, Weak,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -65,6 +65,12 @@ pub struct SqliteWriter {
     failed: StdMutex<HashSet<u64>>,
     /// Set by [`SqliteWriter::close`]; ends the checkpoint task.
     closed: AtomicBool,
+    /// The newest hash of each audit chain as this process last wrote it, so the
+    /// appender can link a batch without reading the head first. Only a hint: the
+    /// database refuses an entry that does not link onto its chain's head
+    /// (`audit_link_checked`, migration 0022), and a transaction that appends to a
+    /// chain any other way forgets it here.
+    heads: StdMutex<HashMap<i32, String>>,
     options: SqliteConnectOptions,
 }
 
@@ -105,6 +111,24 @@ impl std::fmt::Debug for SqliteTx {
 }
 
 impl SqliteWriter {
+    /// The head of audit chain `chain` as this process last wrote it, if known.
+    pub(crate) fn known_head(&self, chain: i32) -> Option<String> {
+        self.heads
+            .lock()
+            .expect("not poisoned")
+            .get(&chain)
+            .cloned()
+    }
+
+    /// Records the head of `chain` after a write of this process, or forgets it.
+    pub(crate) fn remember_head(&self, chain: i32, head: Option<String>) {
+        let mut heads = self.heads.lock().expect("not poisoned");
+        match head {
+            Some(hash) => heads.insert(chain, hash),
+            None => heads.remove(&chain),
+        };
+    }
+
     /// Transactions waiting for the connection now.
     pub fn queued(&self) -> u32 {
         u32::try_from(self.queued.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
@@ -130,6 +154,7 @@ impl SqliteWriter {
             finished: watch::Sender::new(0),
             failed: StdMutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
+            heads: StdMutex::new(HashMap::new()),
             options,
         });
         tokio::spawn(checkpoint(checkpointer, Arc::downgrade(&writer)));
@@ -166,6 +191,76 @@ impl SqliteWriter {
             guard: Some(guard),
             writer: self.clone(),
         })
+    }
+
+    /// Runs a whole transaction in one hand-off to the connection's thread: `run` is
+    /// given the connection and the text to send, `sql` wrapped in the
+    /// transaction's savepoint, behind the batch's `BEGIN IMMEDIATE` when this opens
+    /// the batch and ahead of its `COMMIT` when nobody else is waiting to write.
+    /// `sql` may hold several statements; `run` must send the text as one query
+    /// (its numbered parameters are shared by the statements).
+    ///
+    /// If the query fails, its savepoint is undone and the batch goes on as if the
+    /// transaction never began (committed now if this one was to end it); where
+    /// SQLite no longer holds the savepoint (the failure was the batch's own begin
+    /// or commit), the whole batch is rolled back and each of its transactions gets
+    /// the error, as when a commit fails. Returns once the transaction is durable.
+    pub async fn write_in_one<T>(
+        self: &Arc<Self>,
+        sql: &str,
+        run: impl AsyncFnOnce(&mut SqliteConnection, &str) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.lock().await;
+        guard.undo_dangling().await?;
+        let opens = !guard.open;
+        let ends = self.queued.load(Ordering::SeqCst) == 0 || guard.members + 1 >= MAX_BATCH;
+        let text = format!(
+            "{}SAVEPOINT tx;\n{sql};\nRELEASE tx{}",
+            if opens { "BEGIN IMMEDIATE; " } else { "" },
+            if ends { "; COMMIT" } else { "" }
+        );
+        let conn = guard.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        let outcome = run(conn, &text).await;
+        // From here the batch is open unless the text ended it (or failed to begin it).
+        guard.open = true;
+        match outcome {
+            Ok(value) => {
+                guard.members += 1;
+                if ends {
+                    let batch = guard.batch;
+                    guard.open = false;
+                    guard.members = 0;
+                    guard.batch += 1;
+                    self.finished.send_replace(batch);
+                    Ok(value)
+                } else {
+                    let batch = guard.batch;
+                    drop(guard);
+                    self.durable(batch).await?;
+                    Ok(value)
+                }
+            }
+            Err(e) => {
+                if guard.execute("ROLLBACK TO tx; RELEASE tx").await.is_ok() {
+                    // Only this transaction's statements are undone; the batch holds
+                    // what others released into it.
+                    if ends {
+                        let _ = self.end_batch(&mut guard, "COMMIT").await;
+                    }
+                } else {
+                    // The begin, the savepoint or the commit itself failed: nothing
+                    // of the batch is known to stand.
+                    let batch = guard.batch;
+                    let _ = guard.execute("ROLLBACK").await;
+                    self.failed.lock().expect("not poisoned").insert(batch);
+                    guard.open = false;
+                    guard.members = 0;
+                    guard.batch += 1;
+                    self.finished.send_replace(batch);
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Runs `f` on the write connection outside any batch (migrations): the open batch
@@ -309,6 +404,12 @@ impl WriterState {
 }
 
 impl SqliteTx {
+    /// Forgets the remembered head of audit chain `chain`, which this transaction
+    /// appends to outside the appender.
+    pub(crate) fn forget_head(&self, chain: i32) {
+        self.writer.remember_head(chain, None);
+    }
+
     fn state(&mut self) -> &mut OwnedMutexGuard<WriterState> {
         self.guard.as_mut().expect("transaction in use")
     }
