@@ -155,6 +155,18 @@ const CLAIM_POSTGRES: &str = "UPDATE notice
         ORDER BY priority, created_at, id LIMIT $4
         FOR UPDATE SKIP LOCKED)";
 
+/// Closes as abandoned the attempts a dead worker left open on the notices just leased
+/// to `$1`, at `$3` (SQLite, after [`CLAIM_SQLITE`] in the same query).
+const CLOSE_ABANDONED_SQLITE: &str = "UPDATE notice_attempt SET outcome = 'abandoned',
+        finished_at = $3,
+        detail = 'the worker stopped before recording an outcome; lease expired'
+    WHERE finished_at IS NULL AND notice_id IN (SELECT id FROM notice WHERE lease_owner = $1)";
+
+/// Opens an attempt, started at `$3`, on each notice leased to `$1`.
+const OPEN_ATTEMPTS_SQLITE: &str =
+    "INSERT INTO notice_attempt (notice_id, number, started_at, outcome)
+    SELECT id, attempts, $3, 'sending' FROM notice WHERE lease_owner = $1";
+
 /// Notices one statement of [`Tx::insert_notices`] stores: 64 rows of 24 parameters,
 /// far below either engine's limit.
 const NOTICES_PER_INSERT: usize = 64;
@@ -357,6 +369,28 @@ impl Store {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,
         };
+        if let Store::Sqlite { writer, .. } = self {
+            // The claim, the attempts closed and opened, in one hand-off.
+            let text = format!(
+                "{CLAIM_SQLITE} RETURNING id;\n{CLOSE_ABANDONED_SQLITE};\n{OPEN_ATTEMPTS_SQLITE}"
+            );
+            let claimed: Vec<String> = writer
+                .write_in_one(&text, async |c, text| {
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(text))
+                        .bind(&owner)
+                        .bind(now + lease)
+                        .bind(now)
+                        .bind(i64::from(limit))
+                        .fetch_all(c)
+                        .await
+                })
+                .await?;
+            if claimed.is_empty() {
+                return Ok((owner, Vec::new()));
+            }
+            let rows = self.leased_notices(&owner).await?;
+            return Ok((owner, rows));
+        }
         let mut tx = self.begin().await?;
         let claimed = on_tx!(&mut tx, c => sqlx::query(sql)
             .bind(&owner).bind(now + lease).bind(now).bind(i64::from(limit))
@@ -376,13 +410,17 @@ impl Store {
              SELECT id, attempts, $1, 'sending' FROM notice WHERE lease_owner = $2")
             .bind(now).bind(&owner).execute(c).await.map(|r| r.rows_affected()))?;
         tx.commit().await?;
-        // Read on a read connection once the claim committed, so the writer is not
-        // held while the notices' rendered content is read and decoded; only their
-        // owner changes leased notices.
-        let rows: Vec<NoticeRecord> = on_db!(self, c => sqlx::query_as(select_notice!(
-            "WHERE lease_owner = $1 AND state = 'sending' ORDER BY priority, created_at, id"))
-            .bind(&owner).fetch_all(c).await)?;
+        let rows = self.leased_notices(&owner).await?;
         Ok((owner, rows))
+    }
+
+    /// The notices leased to `owner`, read on a read connection once the claim
+    /// committed, so the writer is not held while their rendered content is read and
+    /// decoded; only their owner changes leased notices.
+    async fn leased_notices(&self, owner: &str) -> Result<Vec<NoticeRecord>, StoreError> {
+        Ok(on_db!(self, c => sqlx::query_as(select_notice!(
+            "WHERE lease_owner = $1 AND state = 'sending' ORDER BY priority, created_at, id"))
+            .bind(owner).fetch_all(c).await)?)
     }
 
     /// Records how the attempt on a claimed notice ended. Returns false when the lease
