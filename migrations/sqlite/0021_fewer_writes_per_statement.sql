@@ -14,3 +14,7 @@ WHEN NEW.prev_hash IS NOT (SELECT hash FROM audit_head WHERE id = NEW.chain)
 BEGIN
     SELECT RAISE(ABORT, 'audit entry does not link onto its chain head');
 END;
+
+-- Notices whose dispatcher's lease ran out, in the order the claim takes them back,
+-- so a claim does not visit every notice ever leased.
+CREATE INDEX notice_lease_expiry ON notice (lease_until) WHERE state = 'sending';

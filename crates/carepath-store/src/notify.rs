@@ -145,15 +145,34 @@ const CLAIM_SQLITE: &str = "UPDATE notice
                 ORDER BY lease_until LIMIT $4))
         ORDER BY priority, created_at, id LIMIT $4)";
 
-const CLAIM_POSTGRES: &str = "UPDATE notice
+/// The same on PostgreSQL: each state's candidates locked as they are read
+/// (`SKIP LOCKED`, so concurrent dispatchers take different notices), then the first
+/// `$4` of them leased. A single query over the three states with `OR` cannot use the
+/// indexes' order and sorted every pending notice on each claim.
+const CLAIM_POSTGRES: &str = "WITH pending AS (
+        SELECT id, priority, created_at FROM notice
+        WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= $3)
+        ORDER BY priority, created_at, id LIMIT $4
+        FOR UPDATE SKIP LOCKED),
+    failed AS (
+        SELECT id, priority, created_at FROM notice
+        WHERE state = 'failed' AND next_attempt_at <= $3
+        ORDER BY next_attempt_at LIMIT $4
+        FOR UPDATE SKIP LOCKED),
+    expired AS (
+        SELECT id, priority, created_at FROM notice
+        WHERE state = 'sending' AND lease_until < $3
+        ORDER BY lease_until LIMIT $4
+        FOR UPDATE SKIP LOCKED),
+    chosen AS (
+        SELECT id FROM (
+            SELECT * FROM pending UNION ALL SELECT * FROM failed UNION ALL SELECT * FROM expired
+        ) c
+        ORDER BY priority, created_at, id LIMIT $4)
+    UPDATE notice
     SET state = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1,
         tries = tries + 1, updated_at = $3
-    WHERE id IN (
-        SELECT id FROM notice
-        WHERE (state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= $3))
-           OR (state = 'sending' AND lease_until < $3)
-        ORDER BY priority, created_at, id LIMIT $4
-        FOR UPDATE SKIP LOCKED)";
+    WHERE id IN (SELECT id FROM chosen)";
 
 /// Closes as abandoned the attempts a dead worker left open on the notices just leased
 /// to `$1`, at `$3` (SQLite, after [`CLAIM_SQLITE`] in the same query).
