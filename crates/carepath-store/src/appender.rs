@@ -257,15 +257,7 @@ async fn write_batch_postgres(
 ) -> Result<Vec<CaseCreated>, StoreError> {
     let cases: Vec<&NewCase> = batch.iter().filter_map(|(w, _)| w.case()).collect();
     let cases = cases.as_slice();
-    let events: Vec<(&DomainEvent, Option<&str>, &str)> = batch
-        .iter()
-        .filter_map(|(w, trace)| w.case().map(|case| (case, *trace)))
-        .flat_map(|(case, trace)| {
-            case.events
-                .iter()
-                .map(move |e| (e, trace, case.record.id.as_str()))
-        })
-        .collect();
+    let events = case_events(batch);
     let events = events.as_slice();
     let chain = next_chain();
     let mut tx = pool.begin().await?;
@@ -388,48 +380,15 @@ async fn write_batch_sqlite(
     chain: i32,
 ) -> Result<(Vec<CaseCreated>, Option<String>), StoreError> {
     let cases: Vec<&NewCase> = batch.iter().filter_map(|(w, _)| w.case()).collect();
-    let events: Vec<(&DomainEvent, Option<&str>, &str)> = batch
-        .iter()
-        .filter_map(|(w, trace)| w.case().map(|case| (case, *trace)))
-        .flat_map(|(case, trace)| {
-            case.events
-                .iter()
-                .map(move |e| (e, trace, case.record.id.as_str()))
-        })
-        .collect();
+    let events = case_events(batch);
     let sql = cases_events_and_head_sql(cases.len(), events.len());
     let rows = {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
         for case in &cases {
-            let r = &case.record;
-            query = query
-                .bind(&r.id)
-                .bind(&r.request_key)
-                .bind(&r.member_id)
-                .bind(&r.requesting_npi)
-                .bind(&r.servicing_npi)
-                .bind(&r.status)
-                .bind(&r.urgency)
-                .bind(&r.queue)
-                .bind(r.reviewer_id.clone())
-                .bind(r.received_at)
-                .bind(r.due_at)
-                .bind(r.decided_at)
-                .bind(Json(&r.doc))
-                .bind(case.at);
+            query = bind_case(query, case);
         }
         for (event, trace, case_id) in &events {
-            let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
-            query = query
-                .bind(&event.id)
-                .bind(&event.kind)
-                .bind(&event.aggregate_kind)
-                .bind(&event.aggregate_id)
-                .bind(member)
-                .bind(event.occurred_at)
-                .bind(Json(&event.payload))
-                .bind(*trace)
-                .bind(*case_id);
+            query = bind_event(query, event, *trace).bind(*case_id);
         }
         query.bind(chain).fetch_all(&mut *tx).await?
     };
@@ -456,21 +415,7 @@ async fn write_batch_sqlite(
     let sql = values_sql(INSERT_AUDIT_VALUES, AUDIT_COLUMNS, audit.len());
     {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for ((a, _), (at, prev, hash)) in audit.iter().zip(&links) {
-            query = query
-                .bind(*at)
-                .bind(&a.subject)
-                .bind(&a.role)
-                .bind(&a.rpc)
-                .bind(&a.record_kind)
-                .bind(&a.record_id)
-                .bind(a.member_id.clone())
-                .bind(a.outcome.as_str())
-                .bind(prev)
-                .bind(hash)
-                .bind(i64::from(a.repeats))
-                .bind(chain);
-        }
+        query = bind_audit(query, audit, &links, chain);
         query.execute(&mut *tx).await?;
     }
     tx.commit().await?;
@@ -493,11 +438,7 @@ async fn write_batch_sqlite_at_once(
     head: String,
 ) -> Result<(Vec<CaseCreated>, String), StoreError> {
     let cases: Vec<&NewCase> = batch.iter().filter_map(|(w, _)| w.case()).collect();
-    let events: Vec<(&DomainEvent, Option<&str>)> = batch
-        .iter()
-        .filter_map(|(w, trace)| w.case().map(|case| (case, *trace)))
-        .flat_map(|(case, trace)| case.events.iter().map(move |e| (e, trace)))
-        .collect();
+    let events = case_events(batch);
     let written = sort_out(
         batch,
         &cases
@@ -539,50 +480,12 @@ async fn write_batch_sqlite_at_once(
         .write_in_one(&sql, async |conn, text| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
             for case in &cases {
-                let r = &case.record;
-                query = query
-                    .bind(&r.id)
-                    .bind(&r.request_key)
-                    .bind(&r.member_id)
-                    .bind(&r.requesting_npi)
-                    .bind(&r.servicing_npi)
-                    .bind(&r.status)
-                    .bind(&r.urgency)
-                    .bind(&r.queue)
-                    .bind(r.reviewer_id.clone())
-                    .bind(r.received_at)
-                    .bind(r.due_at)
-                    .bind(r.decided_at)
-                    .bind(Json(&r.doc))
-                    .bind(case.at);
+                query = bind_case(query, case);
             }
-            for (event, trace) in &events {
-                let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
-                query = query
-                    .bind(&event.id)
-                    .bind(&event.kind)
-                    .bind(&event.aggregate_kind)
-                    .bind(&event.aggregate_id)
-                    .bind(member)
-                    .bind(event.occurred_at)
-                    .bind(Json(&event.payload))
-                    .bind(*trace);
+            for (event, trace, _) in &events {
+                query = bind_event(query, event, *trace);
             }
-            for ((a, _), (at, prev, hash)) in audit.iter().zip(&links) {
-                query = query
-                    .bind(*at)
-                    .bind(&a.subject)
-                    .bind(&a.role)
-                    .bind(&a.rpc)
-                    .bind(&a.record_kind)
-                    .bind(&a.record_id)
-                    .bind(a.member_id.clone())
-                    .bind(a.outcome.as_str())
-                    .bind(prev)
-                    .bind(hash)
-                    .bind(i64::from(a.repeats))
-                    .bind(chain);
-            }
+            query = bind_audit(query, audit, &links, chain);
             query.execute(conn).await
         })
         .await?;
@@ -592,6 +495,88 @@ async fn write_batch_sqlite_at_once(
         .map(|(_, _, hash)| hash.clone())
         .unwrap_or_default();
     Ok((written.outcome, head))
+}
+
+/// The events of every case in `batch`, in batch order, each with the trace context
+/// of the call that queued its case and the id of its case.
+fn case_events<'a>(
+    batch: &[(&'a Work, Option<&'a str>)],
+) -> Vec<(&'a DomainEvent, Option<&'a str>, &'a str)> {
+    batch
+        .iter()
+        .filter_map(|(w, trace)| w.case().map(|case| (case, *trace)))
+        .flat_map(|(case, trace)| {
+            case.events
+                .iter()
+                .map(move |e| (e, trace, case.record.id.as_str()))
+        })
+        .collect()
+}
+
+/// A query of numbered `VALUES` rows on SQLite.
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds the [`CASE_COLUMNS`] columns of `case`.
+fn bind_case<'q>(query: SqliteQuery<'q>, case: &'q NewCase) -> SqliteQuery<'q> {
+    let r = &case.record;
+    query
+        .bind(&r.id)
+        .bind(&r.request_key)
+        .bind(&r.member_id)
+        .bind(&r.requesting_npi)
+        .bind(&r.servicing_npi)
+        .bind(&r.status)
+        .bind(&r.urgency)
+        .bind(&r.queue)
+        .bind(r.reviewer_id.clone())
+        .bind(r.received_at)
+        .bind(r.due_at)
+        .bind(r.decided_at)
+        .bind(Json(&r.doc))
+        .bind(case.at)
+}
+
+/// Binds the eight columns of `event` in the outbox, with the trace context it carries.
+fn bind_event<'q>(
+    query: SqliteQuery<'q>,
+    event: &'q DomainEvent,
+    trace: Option<&'q str>,
+) -> SqliteQuery<'q> {
+    let member = event.member_id.as_ref().map(|m| m.as_str().to_owned());
+    query
+        .bind(&event.id)
+        .bind(&event.kind)
+        .bind(&event.aggregate_kind)
+        .bind(&event.aggregate_id)
+        .bind(member)
+        .bind(event.occurred_at)
+        .bind(Json(&event.payload))
+        .bind(trace)
+}
+
+/// Binds the [`AUDIT_COLUMNS`] columns of each audit entry with its link on `chain`.
+fn bind_audit<'q>(
+    mut query: SqliteQuery<'q>,
+    audit: &'q [(&'q AuditEntry, DateTime<Utc>)],
+    links: &'q [(DateTime<Utc>, String, String)],
+    chain: i32,
+) -> SqliteQuery<'q> {
+    for ((a, _), (at, prev, hash)) in audit.iter().zip(links) {
+        query = query
+            .bind(*at)
+            .bind(&a.subject)
+            .bind(&a.role)
+            .bind(&a.rpc)
+            .bind(&a.record_kind)
+            .bind(&a.record_id)
+            .bind(a.member_id.clone())
+            .bind(a.outcome.as_str())
+            .bind(prev)
+            .bind(hash)
+            .bind(i64::from(a.repeats))
+            .bind(chain);
+    }
+    query
 }
 
 /// Columns of one event row in [`cases_events_and_head_sql`]: the event's eight and

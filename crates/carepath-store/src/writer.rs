@@ -227,11 +227,7 @@ impl SqliteWriter {
             Ok(value) => {
                 guard.members += 1;
                 if ends {
-                    let batch = guard.batch;
-                    guard.open = false;
-                    guard.members = 0;
-                    guard.batch += 1;
-                    self.finished.send_replace(batch);
+                    self.close_batch(&mut guard, false);
                     Ok(value)
                 } else {
                     let batch = guard.batch;
@@ -250,13 +246,8 @@ impl SqliteWriter {
                 } else {
                     // The begin, the savepoint or the commit itself failed: nothing
                     // of the batch is known to stand.
-                    let batch = guard.batch;
                     let _ = guard.execute("ROLLBACK").await;
-                    self.failed.lock().expect("not poisoned").insert(batch);
-                    guard.open = false;
-                    guard.members = 0;
-                    guard.batch += 1;
-                    self.finished.send_replace(batch);
+                    self.close_batch(&mut guard, true);
                 }
                 Err(e.into())
             }
@@ -310,18 +301,26 @@ impl SqliteWriter {
         if !guard.open {
             return Ok(());
         }
-        let batch = guard.batch;
         let result = guard.execute(sql).await;
         if result.is_err() {
             // Whatever SQLite kept of the batch is abandoned with it.
             let _ = guard.execute("ROLLBACK").await;
+        }
+        self.close_batch(guard, result.is_err());
+        result
+    }
+
+    /// Records that the open batch ended, committed or (`failed`) not, and tells its
+    /// waiting transactions.
+    fn close_batch(&self, guard: &mut WriterState, failed: bool) {
+        let batch = guard.batch;
+        if failed {
             self.failed.lock().expect("not poisoned").insert(batch);
         }
         guard.open = false;
         guard.members = 0;
         guard.batch += 1;
         self.finished.send_replace(batch);
-        result
     }
 
     /// Waits until `batch` is committed, committing it after [`FLUSH_AFTER`] without
