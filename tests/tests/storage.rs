@@ -1128,9 +1128,7 @@ async fn notices_stored_together_skip_those_stored_before_and_repeats_within(db:
     let mut repeat = notices[1].clone();
     repeat.id = format!("{}-again", repeat.id);
     rows.push(&repeat);
-    let mut tx = db.store.begin().await.unwrap();
-    assert_eq!(tx.insert_notices(&rows, now()).await.unwrap(), 149);
-    tx.commit().await.unwrap();
+    assert_eq!(db.store.store_notices(&rows, now()).await.unwrap(), 149);
     for n in &notices {
         let stored = db.store.get_notice(&n.id).await.unwrap();
         assert_eq!(stored.idempotency_key, n.idempotency_key);

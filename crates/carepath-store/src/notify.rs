@@ -189,6 +189,9 @@ const OPEN_ATTEMPTS_SQLITE: &str =
 /// Notices one statement of [`Tx::insert_notices`] stores: 64 rows of 24 parameters,
 /// far below either engine's limit.
 const NOTICES_PER_INSERT: usize = 64;
+/// Most notices [`Store::store_notices`] sends in one query on SQLite (24 parameters
+/// each, far below SQLite's limit); more go through a transaction chunk by chunk.
+const MAX_NOTICES_AT_ONCE: usize = 1024;
 /// Most sent notices one statement records.
 const SENT_PER_STATEMENT: usize = 128;
 
@@ -202,7 +205,9 @@ const INSERT_NOTICES: &str = "INSERT INTO notice (id, idempotency_key, event_id,
 impl Tx {
     /// Stores every notice of `notices` unless one with the same key, or for the same
     /// event, rule and recipient, already exists: one multi-row statement per
-    /// [`NOTICES_PER_INSERT`] notices. Returns how many were inserted.
+    /// [`NOTICES_PER_INSERT`] notices. Returns how many were inserted. Outside a
+    /// larger transaction, [`Store::store_notices`] does the same in one hand-off on
+    /// SQLite.
     pub async fn insert_notices(
         &mut self,
         notices: &[&NewNotice],
@@ -373,6 +378,83 @@ impl Tx {
 }
 
 impl Store {
+    /// [`Tx::insert_notices`] as a transaction of its own. On SQLite every chunk's
+    /// statement travels in one query, one hand-off to the writer's thread
+    /// ([`crate::SqliteWriter::write_in_one`]), and what was inserted is counted from
+    /// the ids returned.
+    pub async fn store_notices(
+        &self,
+        notices: &[&NewNotice],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if notices.is_empty() {
+            return Ok(0);
+        }
+        let Store::Sqlite { writer, .. } = self else {
+            return self.store_notices_in_tx(notices, now).await;
+        };
+        if notices.len() > MAX_NOTICES_AT_ONCE {
+            return self.store_notices_in_tx(notices, now).await;
+        }
+        let now = micros(now);
+        let mut sql = String::new();
+        for (i, chunk) in notices.chunks(NOTICES_PER_INSERT).enumerate() {
+            let first = i * NOTICES_PER_INSERT * NOTICE_COLUMNS;
+            sql.push_str(&crate::values_sql_after(
+                INSERT_NOTICES,
+                NOTICE_COLUMNS,
+                chunk.len(),
+                first,
+            ));
+            sql.push_str(" ON CONFLICT DO NOTHING RETURNING id;\n");
+        }
+        let inserted: Vec<String> = writer
+            .write_in_one(sql.trim_end_matches(";\n"), async |c, text| {
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(text));
+                for n in notices {
+                    query = query
+                        .bind(&n.id)
+                        .bind(&n.idempotency_key)
+                        .bind(&n.event_id)
+                        .bind(&n.event_kind)
+                        .bind(&n.rule_id)
+                        .bind(&n.rules_version)
+                        .bind(&n.recipient_id)
+                        .bind(&n.recipient_role)
+                        .bind(&n.recipient_name)
+                        .bind(n.member_id.clone())
+                        .bind(&n.channel)
+                        .bind(&n.destination)
+                        .bind(&n.template_id)
+                        .bind(n.template_version)
+                        .bind(&n.language)
+                        .bind(&n.subject)
+                        .bind(n.priority)
+                        .bind(n.planned.as_ref().map(Json))
+                        .bind(n.rendered.as_ref().map(Json))
+                        .bind(&n.state)
+                        .bind(&n.last_error)
+                        .bind(now)
+                        .bind(now)
+                        .bind(now);
+                }
+                query.fetch_all(c).await
+            })
+            .await?;
+        Ok(u64::try_from(inserted.len()).unwrap_or(u64::MAX))
+    }
+
+    async fn store_notices_in_tx(
+        &self,
+        notices: &[&NewNotice],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let inserted = tx.insert_notices(notices, now).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     /// Claims up to `limit` due notices for a fresh owner until `now + lease`, and
     /// opens an attempt for each (closing as abandoned any attempt a dead worker left
     /// open). Concurrent dispatchers never get the same notice while its lease runs.

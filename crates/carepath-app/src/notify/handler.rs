@@ -147,12 +147,11 @@ impl NotifyHandler {
             return Ok(());
         }
         let rows: Vec<&NewNotice> = events.iter().flat_map(|rows| rows.iter()).collect();
-        let mut tx = self.store.begin().await.map_err(|e| e.to_string())?;
-        let added = tx
-            .insert_notices(&rows, self.clock.now())
+        let added = self
+            .store
+            .store_notices(&rows, self.clock.now())
             .await
             .map_err(|e| e.to_string())?;
-        tx.commit().await.map_err(|e| e.to_string())?;
         tracing::info!(events = events.len(), rows = count, added, "notices stored");
         Ok(())
     }
