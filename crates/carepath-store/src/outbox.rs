@@ -14,7 +14,7 @@ use carepath_core::{DomainEvent, MemberId};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use crate::{Backend, Store, StoreError, Tx, on_db, on_tx, write_alone};
+use crate::{Store, StoreError, Tx, on_db, on_tx, write_alone};
 
 /// An event handed to a consumer, with how many times it has been handed out so far.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,15 +68,22 @@ const CLAIM_SQLITE: &str = "UPDATE outbox_delivery
         ORDER BY seq LIMIT $5)
     RETURNING seq, attempts";
 
-const CLAIM_POSTGRES: &str = "UPDATE outbox_delivery
-    SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
-    WHERE consumer = $3 AND seq IN (
-        SELECT seq FROM outbox_delivery
-        WHERE consumer = $3 AND done_at IS NULL AND dead_at IS NULL AND available_at <= $4
-          AND (lease_until IS NULL OR lease_until < $4)
-        ORDER BY seq LIMIT $5
-        FOR UPDATE SKIP LOCKED)
-    RETURNING seq, attempts";
+/// The claim on PostgreSQL, returning the events leased in the same statement (so a
+/// lease is never taken without its events read).
+const CLAIM_POSTGRES: &str = "WITH leased AS (
+        UPDATE outbox_delivery
+        SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
+        WHERE consumer = $3 AND seq IN (
+            SELECT seq FROM outbox_delivery
+            WHERE consumer = $3 AND done_at IS NULL AND dead_at IS NULL AND available_at <= $4
+              AND (lease_until IS NULL OR lease_until < $4)
+            ORDER BY seq LIMIT $5
+            FOR UPDATE SKIP LOCKED)
+        RETURNING seq, attempts)
+    SELECT l.seq, l.attempts, e.id, e.kind, e.aggregate_kind, e.aggregate_id, e.member_id,
+        e.occurred_at, e.payload, e.trace_context
+    FROM leased l JOIN outbox_event e ON e.seq = l.seq
+    ORDER BY l.seq";
 
 /// The claimed events, read after the claim committed, outside the writer.
 const CLAIMED_EVENTS: &str = "SELECT seq, 0, id, kind, aggregate_kind, aggregate_id, member_id,
@@ -219,30 +226,49 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(String, Vec<ClaimedEvent>), StoreError> {
         let owner = uuid::Uuid::now_v7().to_string();
-        let sql = match self.backend() {
-            Backend::Sqlite => CLAIM_SQLITE,
-            Backend::Postgres => CLAIM_POSTGRES,
+        let Store::Sqlite { writer, .. } = self else {
+            // One statement leases the deliveries and returns their events.
+            let rows: Vec<EventRow> = on_db!(self, c => sqlx::query_as(CLAIM_POSTGRES)
+                .bind(&owner).bind(now + lease).bind(consumer).bind(now).bind(i64::from(limit))
+                .fetch_all(c).await)?;
+            let events = rows
+                .into_iter()
+                .map(event_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok((owner, events));
         };
-        // The claim is one statement on the write connection; the events (their
+        // On SQLite the claim is one hand-off to the writer; the events (their
         // payloads are the bulk of the read) are read afterwards on a read
-        // connection, so the writer is not held while they are decoded. Rows leased
-        // to `owner` stay as they are until it acknowledges or its lease runs out.
-        let mut leased: Vec<(i64, i32)> = write_alone!(self, sql, |text, c| sqlx::query_as(text)
-            .bind(&owner)
-            .bind(now + lease)
-            .bind(consumer)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(c)
-            .await)?;
+        // connection, so the writer is not held while they are decoded.
+        let mut leased: Vec<(i64, i32)> = writer
+            .write_in_one(CLAIM_SQLITE, async |c, text| {
+                sqlx::query_as(sqlx::AssertSqlSafe(text))
+                    .bind(&owner)
+                    .bind(now + lease)
+                    .bind(consumer)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(c)
+                    .await
+            })
+            .await?;
         if leased.is_empty() {
             return Ok((owner, Vec::new()));
         }
         leased.sort_unstable();
         let seqs: Vec<i64> = leased.iter().map(|(seq, _)| *seq).collect();
         let sql = format!("{CLAIMED_EVENTS}({}) ORDER BY seq", crate::seq_list(&seqs));
-        let rows: Vec<EventRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-            .fetch_all(c).await)?;
+        let rows: Result<Vec<EventRow>, StoreError> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .fetch_all(c).await.map_err(StoreError::from));
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Give the leases back, so the events are not held until the lease
+                // runs out; if that fails too, the lease's end frees them.
+                let _ = self.give_back(consumer, &owner).await;
+                return Err(e);
+            }
+        };
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             let mut event = event_from_row(row)?;
@@ -252,6 +278,24 @@ impl Store {
             events.push(event);
         }
         Ok((owner, events))
+    }
+
+    /// Ends the leases of `owner` on `consumer`'s deliveries without counting the
+    /// attempt, after a claim whose events could not be read.
+    async fn give_back(&self, consumer: &str, owner: &str) -> Result<(), StoreError> {
+        let _: Vec<i64> = write_alone!(
+            self,
+            "UPDATE outbox_delivery
+                SET lease_owner = NULL, lease_until = NULL, attempts = attempts - 1
+                WHERE consumer = $1 AND lease_owner = $2 AND done_at IS NULL
+                RETURNING seq",
+            |text, c| sqlx::query_scalar(text)
+                .bind(consumer)
+                .bind(owner)
+                .fetch_all(c)
+                .await
+        )?;
+        Ok(())
     }
 
     /// Acknowledges processed deliveries, all in one transaction. Returns how many
