@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::{
-    Backend, Page, Store, StoreError, Tx, on_db, on_tx,
+    Page, Store, StoreError, Tx, on_db, on_tx,
     page::{decode_token, encode_token, json_bytes, micros},
 };
 
@@ -466,10 +466,6 @@ impl Store {
     ) -> Result<(String, Vec<NoticeRecord>), StoreError> {
         let now = micros(now);
         let owner = uuid::Uuid::now_v7().to_string();
-        let sql = match self.backend() {
-            Backend::Sqlite => CLAIM_SQLITE,
-            Backend::Postgres => CLAIM_POSTGRES,
-        };
         if let Store::Sqlite { writer, .. } = self {
             // The claim, the attempts closed and opened, in one hand-off.
             let text = format!(
@@ -492,8 +488,9 @@ impl Store {
             let rows = self.leased_notices(&owner).await?;
             return Ok((owner, rows));
         }
+        // PostgreSQL: the three statements in one transaction.
         let mut tx = self.begin().await?;
-        let claimed = on_tx!(&mut tx, c => sqlx::query(sql)
+        let claimed = on_tx!(&mut tx, c => sqlx::query(CLAIM_POSTGRES)
             .bind(&owner).bind(now + lease).bind(now).bind(i64::from(limit))
             .execute(c).await.map(|r| r.rows_affected()))?;
         if claimed == 0 {

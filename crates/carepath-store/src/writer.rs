@@ -68,7 +68,7 @@ pub struct SqliteWriter {
     /// The newest hash of each audit chain as this process last wrote it, so the
     /// appender can link a batch without reading the head first. Only a hint: the
     /// database refuses an entry that does not link onto its chain's head
-    /// (`audit_link_checked`, migration 0022), and a transaction that appends to a
+    /// (`audit_link_checked`, migration 0021), and a transaction that appends to a
     /// chain any other way forgets it here.
     heads: StdMutex<HashMap<i32, String>>,
     options: SqliteConnectOptions,
