@@ -448,33 +448,28 @@ async fn write_batch_sqlite_at_once(
     );
     let audit = &written.audit;
     let links = link(head, audit);
+    // Anonymous placeholders, bound in the order of the statements.
     let mut sql = String::new();
-    let mut first = 0;
     if !cases.is_empty() {
-        sql.push_str(&crate::values_sql_after(
+        sql.push_str(&crate::anonymous_values_sql(
             INSERT_CASES_VALUES,
             CASE_COLUMNS,
             cases.len(),
-            first,
         ));
         sql.push_str(";\n");
-        first += cases.len() * CASE_COLUMNS;
     }
     if !events.is_empty() {
-        sql.push_str(&crate::values_sql_after(
+        sql.push_str(&crate::anonymous_values_sql(
             crate::outbox::INSERT_EVENTS,
             crate::outbox::EVENT_COLUMNS,
             events.len(),
-            first,
         ));
         sql.push_str(";\n");
-        first += events.len() * crate::outbox::EVENT_COLUMNS;
     }
-    sql.push_str(&crate::values_sql_after(
+    sql.push_str(&crate::anonymous_values_sql(
         INSERT_AUDIT_VALUES,
         AUDIT_COLUMNS,
         audit.len(),
-        first,
     ));
     writer
         .write_in_one(&sql, async |conn, text| {

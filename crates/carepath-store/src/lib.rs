@@ -55,11 +55,15 @@ pub use gauges::{
 };
 pub use history::{HistoryCase, HistoryNotice, HistoryWritten, MAX_HISTORY_BATCH, SentNotice};
 pub use jobs::{JOB_RUNS_KEPT, JobRun, NOTICE_CHANNEL, OPINION_CHANNEL, OUTBOX_CHANNEL, Wakeups};
-pub use notify::{DeliveryOutcome, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord};
+pub use notify::{
+    DeliveryOutcome, LeasedNotice, NewNotice, NoticeAttempt, NoticeCount, NoticeRecord,
+};
 pub use oncology::PlanRecord;
 pub use outbox::{ClaimedEvent, DeliveryState, OutboxStats};
 pub use page::{Page, json_bytes, micros};
-pub use precert::{CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties};
+pub use precert::{
+    CASES_PER_READ, CaseFilter, CaseRecord, GoldCardRecord, RuleListRecord, SubmissionParties,
+};
 pub use retention::{
     AUDIT_CHAIN_START, ArchivedAudit, AuditSegmentRecord, ChainedAuditRecord, MAX_ARCHIVE_READ,
     MAX_PARTITION_MONTHS, OutboxRemoved, RETENTION_BATCH, audit_entry_hash, rest_after,
@@ -70,7 +74,7 @@ pub use smart::{ASSERTION_PURGE_BATCH, FhirClientRecord};
 pub use sqlx::types::Json;
 pub use subscriptions::{
     FailureRecorded, MAX_DELIVERY_ERROR_CHARS, NewSubscriptionRecord, NotificationRecord,
-    SubscriptionRecord,
+    OWNERS_PER_READ, SubscriptionRecord,
 };
 pub use writer::{SqliteTx, SqliteWriter};
 
@@ -246,6 +250,23 @@ pub(crate) fn values_sql_after(head: &str, columns: usize, rows: usize, first: u
             sql.push_str(&format!("${}", first + row * columns + col));
         }
         sql.push(')');
+    }
+    sql
+}
+
+/// [`values_sql`] with anonymous placeholders, `(?, ?), (?, ?)`, for SQLite only,
+/// in a query whose parameters are all anonymous (they are bound in order, across
+/// its statements). SQLite finds a numbered parameter's name by a walk over the
+/// statement's names, so binding n of them costs n²; anonymous ones cost n.
+pub(crate) fn anonymous_values_sql(head: &str, columns: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    let mut sql = String::with_capacity(head.len() + rows * (row.len() + 2));
+    sql.push_str(head);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&row);
     }
     sql
 }

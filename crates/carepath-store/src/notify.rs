@@ -81,6 +81,23 @@ pub struct NoticeRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A claimed notice as its dispatcher sends it: what sending and recording the
+/// outcome need, with the rendered content as its stored JSON text (decoded by the
+/// sender into its own type, with no generic JSON tree in between).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LeasedNotice {
+    pub id: String,
+    pub idempotency_key: String,
+    pub event_id: String,
+    pub channel: String,
+    pub attempts: i32,
+    pub tries: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// The rendered notice (JSON); none for a notice that cannot be sent.
+    pub rendered: Option<String>,
+}
+
 /// One delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct NoticeAttempt {
@@ -194,6 +211,46 @@ const NOTICES_PER_INSERT: usize = 64;
 const MAX_NOTICES_AT_ONCE: usize = 1024;
 /// Most sent notices one statement records.
 const SENT_PER_STATEMENT: usize = 128;
+
+/// Records on SQLite, in one hand-off to the writer, that the claimed notices `sent`
+/// (id, the channel's reference, its answer) were sent: their open attempts are
+/// closed, then the notices marked sent, both only where `owner` still holds the
+/// lease (read before either changes, in the same transaction). Returns the ids
+/// recorded.
+async fn finish_sent_sqlite(
+    writer: &std::sync::Arc<crate::writer::SqliteWriter>,
+    sent: &[(&str, &str, &str)],
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let values = crate::values_sql_after("", 3, sent.len(), 2);
+    let sql = format!(
+        "WITH v(nid, reference, detail) AS (VALUES {values})
+         UPDATE notice_attempt SET outcome = 'sent', detail = v.reference || ': ' || v.detail,
+            finished_at = $1
+         FROM v JOIN notice ON notice.id = v.nid AND notice.lease_owner = $2
+            AND notice.state = 'sending'
+         WHERE notice_attempt.notice_id = v.nid AND notice_attempt.finished_at IS NULL;
+         WITH v(nid, reference, detail) AS (VALUES {values})
+         UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = v.reference,
+            receipt_detail = v.detail, last_error = '', next_attempt_at = NULL,
+            lease_owner = NULL, lease_until = NULL, updated_at = $1
+         FROM v WHERE notice.id = v.nid AND notice.lease_owner = $2 AND notice.state = 'sending'
+         RETURNING notice.id"
+    );
+    let now = micros(now);
+    writer
+        .write_in_one(&sql, async |c, text| {
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(text))
+                .bind(now)
+                .bind(owner);
+            for (id, reference, detail) in sent {
+                query = query.bind(*id).bind(*reference).bind(*detail);
+            }
+            query.fetch_all(c).await
+        })
+        .await
+}
 
 const NOTICE_COLUMNS: usize = 24;
 const INSERT_NOTICES: &str = "INSERT INTO notice (id, idempotency_key, event_id, event_kind,
@@ -398,13 +455,11 @@ impl Store {
         }
         let now = micros(now);
         let mut sql = String::new();
-        for (i, chunk) in notices.chunks(NOTICES_PER_INSERT).enumerate() {
-            let first = i * NOTICES_PER_INSERT * NOTICE_COLUMNS;
-            sql.push_str(&crate::values_sql_after(
+        for chunk in notices.chunks(NOTICES_PER_INSERT) {
+            sql.push_str(&crate::anonymous_values_sql(
                 INSERT_NOTICES,
                 NOTICE_COLUMNS,
                 chunk.len(),
-                first,
             ));
             sql.push_str(" ON CONFLICT DO NOTHING RETURNING id;\n");
         }
@@ -463,7 +518,7 @@ impl Store {
         limit: u32,
         lease: chrono::Duration,
         now: DateTime<Utc>,
-    ) -> Result<(String, Vec<NoticeRecord>), StoreError> {
+    ) -> Result<(String, Vec<LeasedNotice>), StoreError> {
         let now = micros(now);
         let owner = uuid::Uuid::now_v7().to_string();
         if let Store::Sqlite { writer, .. } = self {
@@ -515,9 +570,12 @@ impl Store {
     /// The notices leased to `owner`, read on a read connection once the claim
     /// committed, so the writer is not held while their rendered content is read and
     /// decoded; only their owner changes leased notices.
-    async fn leased_notices(&self, owner: &str) -> Result<Vec<NoticeRecord>, StoreError> {
-        Ok(on_db!(self, c => sqlx::query_as(select_notice!(
-            "WHERE lease_owner = $1 AND state = 'sending' ORDER BY priority, created_at, id"))
+    async fn leased_notices(&self, owner: &str) -> Result<Vec<LeasedNotice>, StoreError> {
+        Ok(on_db!(self, c => sqlx::query_as(
+            "SELECT id, idempotency_key, event_id, channel, attempts, tries, next_attempt_at,
+                created_at, CAST(rendered AS TEXT) AS rendered
+             FROM notice WHERE lease_owner = $1 AND state = 'sending'
+             ORDER BY priority, created_at, id")
             .bind(owner).fetch_all(c).await)?)
     }
 
@@ -544,9 +602,9 @@ impl Store {
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.begin().await?;
         // Sent notices (nearly all) are recorded together, two statements per
-        // chunk; on SQLite every statement is a hand-off to the writer's thread.
+        // chunk; on SQLite every statement is a hand-off to the writer's thread, so a
+        // round of sent notices alone goes in one.
         let sent: Vec<(&str, &str, &str)> = outcomes
             .iter()
             .filter_map(|(id, outcome)| match outcome {
@@ -556,6 +614,17 @@ impl Store {
                 _ => None,
             })
             .collect();
+        if let Store::Sqlite { writer, .. } = self
+            && sent.len() == outcomes.len()
+            && sent.len() <= SENT_PER_STATEMENT
+        {
+            let recorded = finish_sent_sqlite(writer, &sent, owner, now).await?;
+            return Ok(sent
+                .iter()
+                .map(|(id, _, _)| recorded.iter().any(|r| r == id))
+                .collect());
+        }
+        let mut tx = self.begin().await?;
         let mut recorded = std::collections::HashSet::new();
         for chunk in sent.chunks(SENT_PER_STATEMENT) {
             recorded.extend(tx.finish_sent_notices(chunk, owner, now).await?);

@@ -250,6 +250,9 @@ impl Tx {
     }
 }
 
+/// Most cases [`Store::get_cases`] reads at once.
+pub const CASES_PER_READ: usize = 256;
+
 impl Store {
     pub async fn get_case(&self, id: &str) -> Result<CaseRecord, StoreError> {
         let row: Option<CaseRow> = on_db!(self, c => sqlx::query_as(select_case!("WHERE id = $1")).bind(id).fetch_optional(c).await)?;
@@ -259,7 +262,36 @@ impl Store {
         })
     }
 
-    /// The case a request key already made, if any.
+    /// The cases among `ids` that are stored, in one read (at most
+    /// [`CASES_PER_READ`] ids a call; more are an error).
+    pub async fn get_cases(&self, ids: &[&str]) -> Result<Vec<CaseRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if ids.len() > CASES_PER_READ {
+            return Err(StoreError::Invalid {
+                field: "ids",
+                reason: format!(
+                    "at most {CASES_PER_READ} cases are read at once, {} asked",
+                    ids.len()
+                ),
+            });
+        }
+        let placeholders = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("{} WHERE id IN ({placeholders})", select_case!(""));
+        let rows: Vec<CaseRow> = on_db!(self, c => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(c).await
+        })?;
+        Ok(rows.into_iter().map(record).collect())
+    }
+
     /// The case already made under `request_key` (if any), the member with their plan,
     /// and the two providers, in one read.
     pub async fn submission_parties(

@@ -207,6 +207,9 @@ impl Tx {
     }
 }
 
+/// Most providers [`Store::subscribed_owners`] looks up at once.
+pub const OWNERS_PER_READ: usize = 512;
+
 impl Store {
     /// One subscription, whatever its status.
     pub async fn get_subscription(&self, id: &str) -> Result<SubscriptionRecord, StoreError> {
@@ -250,6 +253,42 @@ impl Store {
     /// pending notification numbered with the new count, due now. A subscription that
     /// already has a notification for `source_event_id` (a redelivered event) gets
     /// nothing and keeps its count. Returns how many notifications were added.
+    /// Which of the providers `owner_npis` have a subscription that is not off, in
+    /// one read (at most [`OWNERS_PER_READ`] a call; more are an error).
+    pub async fn subscribed_owners(
+        &self,
+        owner_npis: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        if owner_npis.is_empty() {
+            return Ok(Default::default());
+        }
+        if owner_npis.len() > OWNERS_PER_READ {
+            return Err(StoreError::Invalid {
+                field: "owner_npis",
+                reason: format!(
+                    "at most {OWNERS_PER_READ} providers are looked up at once, {} asked",
+                    owner_npis.len()
+                ),
+            });
+        }
+        let placeholders = (1..=owner_npis.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT DISTINCT owner_npi FROM fhir_subscription
+             WHERE owner_npi IN ({placeholders}) AND status <> 'off'"
+        );
+        let owners: Vec<String> = on_db!(self, c => {
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
+            for npi in owner_npis {
+                query = query.bind(*npi);
+            }
+            query.fetch_all(c).await
+        })?;
+        Ok(owners.into_iter().collect())
+    }
+
     pub async fn enqueue_notifications(
         &self,
         source_event_id: &str,

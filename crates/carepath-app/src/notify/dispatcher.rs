@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use carepath_core::Clock;
 use carepath_notify::{ChannelError, Channels, RenderedNotice, RetryDecision, RetryPolicy};
-use carepath_store::{DeliveryOutcome, NoticeRecord, Store, StoreError};
+use carepath_store::{DeliveryOutcome, LeasedNotice, Store, StoreError};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -46,7 +46,7 @@ impl Dispatcher {
             .claim_notices(self.options.batch, lease, claimed_at)
             .await?;
         // A notice is due from its creation, or from the retry it waits for.
-        let due = |n: &NoticeRecord| {
+        let due = |n: &LeasedNotice| {
             n.next_attempt_at
                 .map_or(n.created_at, |at| at.max(n.created_at))
         };
@@ -97,7 +97,7 @@ impl Dispatcher {
 
     /// With traces on, makes the notice's span a child of the span that appended the
     /// event the notice was made for, so its delivery joins that call's trace.
-    async fn follow_event(&self, span: &tracing::Span, notice: &NoticeRecord) {
+    async fn follow_event(&self, span: &tracing::Span, notice: &LeasedNotice) {
         if !carepath_store::trace::enabled() {
             return;
         }
@@ -108,7 +108,7 @@ impl Dispatcher {
     }
 
     /// Hands the notice to its channel; returns its id and how the attempt ended.
-    async fn deliver(&self, notice: NoticeRecord) -> (String, DeliveryOutcome) {
+    async fn deliver(&self, notice: LeasedNotice) -> (String, DeliveryOutcome) {
         let outcome = match rendered(&notice) {
             Ok(rendered) => match self.channels.deliver(&rendered).await {
                 Ok(receipt) => DeliveryOutcome::Sent {
@@ -156,7 +156,7 @@ impl Dispatcher {
         (notice.id, outcome)
     }
 
-    fn after_failure(&self, notice: &NoticeRecord, error: &ChannelError) -> DeliveryOutcome {
+    fn after_failure(&self, notice: &LeasedNotice, error: &ChannelError) -> DeliveryOutcome {
         let tries = u32::try_from(notice.tries).unwrap_or(u32::MAX);
         match self.retry.after_failure(tries, self.clock.now(), error) {
             RetryDecision::RetryAt { at } => DeliveryOutcome::Failed {
@@ -169,12 +169,12 @@ impl Dispatcher {
 }
 
 /// The stored rendered notice; a row without one cannot be sent.
-fn rendered(notice: &NoticeRecord) -> Result<RenderedNotice, ChannelError> {
+fn rendered(notice: &LeasedNotice) -> Result<RenderedNotice, ChannelError> {
     let doc = notice
         .rendered
-        .as_ref()
+        .as_deref()
         .ok_or_else(|| ChannelError::permanent("the notice has no rendered content"))?;
-    serde_json::from_value(doc.0.clone())
+    serde_json::from_str(doc)
         .map_err(|e| ChannelError::permanent(format!("stored notice unreadable: {e}")))
 }
 

@@ -79,6 +79,14 @@ impl NotifyHandler {
     /// hand-off span.
     pub async fn store_batch(&self, batch: &[Handed<'_>]) -> Vec<Result<(), String>> {
         let reads = BatchReads::new(&self.store);
+        // The cases the batch's notices are about, in one read.
+        let cases: Vec<&str> = batch
+            .iter()
+            .map(|handed| handed.event)
+            .filter(|event| event.kind.starts_with("precert.case.") && self.has_rules(event))
+            .map(|event| event.aggregate_id.as_str())
+            .collect();
+        reads.read_cases(&cases).await;
         let plans: Vec<_> = batch
             .iter()
             .map(|handed| {
@@ -121,7 +129,7 @@ impl NotifyHandler {
         reads: &BatchReads,
         event: &DomainEvent,
     ) -> Result<Vec<NewNotice>, String> {
-        if !self.rules.rules.iter().any(|r| r.matches_kind(&event.kind)) {
+        if !self.has_rules(event) {
             return Ok(Vec::new());
         }
         let event = if event.kind.starts_with("precert.case.") {
@@ -137,6 +145,11 @@ impl NotifyHandler {
                 .map(|u| unreachable_row(&event, &self.rules.version, u)),
         );
         Ok(rows)
+    }
+
+    /// Whether any rule calls for notices on events of `event`'s kind.
+    fn has_rules(&self, event: &DomainEvent) -> bool {
+        self.rules.rules.iter().any(|r| r.matches_kind(&event.kind))
     }
 
     /// Inserts the rows of one or more events in one transaction, with multi-row

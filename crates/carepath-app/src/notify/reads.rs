@@ -47,6 +47,37 @@ impl BatchReads {
         once(&self.cases, id.to_owned(), self.store.get_case(id)).await
     }
 
+    /// Reads the cases `ids` in one go (a batch's events name up to one case each),
+    /// keeping each, and keeping as absent those not stored. A failed read keeps
+    /// nothing: each case is then read on its own when asked for.
+    pub async fn read_cases(&self, ids: &[&str]) {
+        let mut wanted: Vec<&str> = {
+            let kept = self.cases.lock().expect("not poisoned");
+            ids.iter()
+                .copied()
+                .filter(|id| !kept.contains_key(*id))
+                .collect()
+        };
+        wanted.sort_unstable();
+        wanted.dedup();
+        for chunk in wanted.chunks(carepath_store::CASES_PER_READ) {
+            match self.store.get_cases(chunk).await {
+                Ok(found) => {
+                    let mut kept = self.cases.lock().expect("not poisoned");
+                    for id in chunk {
+                        kept.insert((*id).to_owned(), None);
+                    }
+                    for case in found {
+                        kept.insert(case.id.clone(), Some(Arc::new(case)));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cases not read together; each is read alone");
+                }
+            }
+        }
+    }
+
     /// The member `id`, if in the directory.
     pub async fn member(&self, id: &MemberId) -> Result<Option<Arc<Member>>, StoreError> {
         once(&self.members, id.clone(), self.store.get_member(id)).await

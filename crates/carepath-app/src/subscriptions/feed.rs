@@ -15,7 +15,12 @@ use carepath_precert::{AGGREGATE_KIND, event_kinds};
 use carepath_store::Store;
 use futures::future::BoxFuture;
 
-use crate::{App, outbox::EventHandler};
+use tracing::Instrument;
+
+use crate::{
+    App,
+    outbox::{EventHandler, Handed},
+};
 
 /// The consumer name the feed's outbox deliveries are tracked under.
 pub const FEED_CONSUMER: &str = "fhir-subscriptions";
@@ -67,6 +72,51 @@ impl SubscriptionFeed {
             .map_err(|e| format!("enqueue notifications: {e}"))
     }
 
+    /// Adds the notifications of a batch of events. The providers the events name
+    /// are looked up together first: an event none of whose providers has a
+    /// subscription calls for nothing, and needs no read of its own.
+    async fn enqueue_batch(&self, batch: &[Handed<'_>]) -> Vec<Result<(), String>> {
+        let named: Vec<Option<(String, String)>> = batch
+            .iter()
+            .map(|handed| named_providers(handed.event))
+            .collect();
+        let mut owners: Vec<&str> = named
+            .iter()
+            .flatten()
+            .flat_map(|(requesting, servicing)| [requesting.as_str(), servicing.as_str()])
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let subscribed = match owners.len() {
+            0 => Some(Default::default()),
+            n if n > carepath_store::OWNERS_PER_READ => None,
+            _ => match self.store.subscribed_owners(&owners).await {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    tracing::debug!(error = %e, "subscribers not looked up together; each event is");
+                    None
+                }
+            },
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (handed, named) in batch.iter().zip(&named) {
+            let event = handed.event;
+            let unsubscribed = match (&subscribed, named) {
+                (Some(subscribed), Some((requesting, servicing))) => {
+                    !subscribed.contains(requesting) && !subscribed.contains(servicing)
+                }
+                _ => false,
+            };
+            if unsubscribed || !NOTIFIED_KINDS.contains(&event.kind.as_str()) {
+                outcomes.push(Ok(()));
+                continue;
+            }
+            let span = tracing::info_span!(parent: &handed.span, "event", consumer = FEED_CONSUMER, kind = %event.kind, event_id = %event.id);
+            outcomes.push(self.enqueue(event).instrument(span).await.map(|_| ()));
+        }
+        outcomes
+    }
+
     /// Whether `event` is the outcome of the submission itself: the command that
     /// files a case appends `submitted` and its outcome together, so the outcome
     /// directly follows `submitted` in the case's events.
@@ -85,17 +135,8 @@ impl SubscriptionFeed {
     /// The requesting and servicing NPIs: from the event, or from the stored case for
     /// an event that does not name them.
     async fn providers(&self, event: &DomainEvent) -> Result<(String, String), String> {
-        let named = |field: &str| {
-            event
-                .payload
-                .get(field)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        if let (Some(requesting), Some(servicing)) =
-            (named("requesting_provider"), named("servicing_provider"))
-        {
-            return Ok((requesting, servicing));
+        if let Some(named) = named_providers(event) {
+            return Ok(named);
         }
         let case = self
             .store
@@ -104,6 +145,18 @@ impl SubscriptionFeed {
             .map_err(|e| format!("case {}: {e}", event.aggregate_id))?;
         Ok((case.requesting_npi, case.servicing_npi))
     }
+}
+
+/// The requesting and servicing NPIs `event` names, when it names both.
+fn named_providers(event: &DomainEvent) -> Option<(String, String)> {
+    let named = |field: &str| {
+        event
+            .payload
+            .get(field)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    Some((named("requesting_provider")?, named("servicing_provider")?))
 }
 
 impl EventHandler for SubscriptionFeed {
@@ -117,5 +170,14 @@ impl EventHandler for SubscriptionFeed {
 
     fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move { self.enqueue(event).await.map(|_| ()) })
+    }
+
+    /// The batch's subscribers are looked up once; each event with one is handled in
+    /// order, under its hand-off span.
+    fn handle_batch<'a>(
+        &'a self,
+        batch: &'a [Handed<'a>],
+    ) -> BoxFuture<'a, Vec<Result<(), String>>> {
+        Box::pin(self.enqueue_batch(batch))
     }
 }
