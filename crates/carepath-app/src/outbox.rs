@@ -79,7 +79,9 @@ pub struct ConsumerOptions {
 impl Default for ConsumerOptions {
     fn default() -> Self {
         ConsumerOptions {
-            batch: 32,
+            // Each claim and each acknowledgement is a commit; under load a larger
+            // batch shares them among more events.
+            batch: 64,
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_millis(200),
             max_attempts: 10,

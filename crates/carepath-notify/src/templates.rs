@@ -465,22 +465,17 @@ impl TemplateCatalog {
         };
         let required = version.profile.required_parts();
 
-        let mut ctx = notice.context.clone();
-        if let Some(obj) = ctx.as_object_mut() {
-            obj.insert(
-                "plan".into(),
-                serde_json::to_value(&self.sender).unwrap_or_default(),
-            );
-            obj.insert(
-                "notice".into(),
-                serde_json::json!({
-                    "date": date.to_string(),
-                    "reference": notice.key.as_str(),
-                    "language": language.as_str(),
-                }),
-            );
-        }
-        let ctx = JinjaValue::from(minijinja::value::Serde(&ctx));
+        // The notice's context with `plan` and `notice` added (they win over keys of
+        // the same name), merged as it is read rather than copied.
+        let ctx = minijinja::context! {
+            plan => JinjaValue::from(minijinja::value::Serde(&self.sender)),
+            notice => minijinja::context! {
+                date => date.to_string(),
+                reference => notice.key.as_str(),
+                language => language.as_str(),
+            },
+            ..JinjaValue::from(minijinja::value::Serde(&notice.context))
+        };
 
         let template = self
             .env

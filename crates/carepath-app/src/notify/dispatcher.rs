@@ -19,6 +19,9 @@ use tracing::Instrument;
 use super::settings::DispatchOptions;
 use crate::pacing::{Pacing, Round};
 
+/// The longest an outcome waits for the rest of its round before it is recorded.
+const RECORD_WITHIN: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Delivers stored notices.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
@@ -52,47 +55,78 @@ impl Dispatcher {
         };
         let round = Round::of(claimed.len(), claimed.iter().map(due).min(), claimed_at);
         // Notices are independent (each has its own lease and key): several are sent
-        // at once, and the outcomes that are in when one is recorded are recorded with
-        // it, in one transaction; a slow channel holds back no other notice's record.
+        // at once, and their outcomes are recorded together, in one transaction, when
+        // the round's sends are over or when the first outcome not yet recorded has
+        // waited [`RECORD_WITHIN`], so a slow channel holds back no other notice's
+        // record for longer than that.
         let mut sent = futures::stream::iter(claimed)
             .map(|notice| async move {
                 let span = tracing::info_span!("notice", id = %notice.id, channel = %notice.channel, key = %notice.idempotency_key);
                 self.follow_event(&span, &notice).await;
                 self.deliver(notice).instrument(span).await
             })
-            .buffer_unordered(self.options.parallelism.max(1))
-            .ready_chunks(self.options.parallelism.max(1));
+            .buffer_unordered(self.options.parallelism.max(1));
         // A failure to record is reported only once every send under way has ended:
         // a send cut off midway could not be recorded at all.
         let mut failure = None;
-        while let Some(outcomes) = sent.next().await {
-            let pairs: Vec<(&str, &DeliveryOutcome)> = outcomes
-                .iter()
-                .map(|(id, outcome)| (id.as_str(), outcome))
-                .collect();
-            match self
-                .store
-                .finish_notices(&pairs, &owner, self.clock.now())
-                .await
+        let mut outcomes: Vec<(String, DeliveryOutcome)> = Vec::new();
+        let mut record_by = None;
+        loop {
+            let next = match record_by {
+                Some(at) => tokio::select! {
+                    next = sent.next() => Some(next),
+                    () = tokio::time::sleep_until(at) => None,
+                },
+                None => Some(sent.next().await),
+            };
+            let finished = match next {
+                Some(Some(outcome)) => {
+                    record_by.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_WITHIN);
+                    outcomes.push(outcome);
+                    continue;
+                }
+                Some(None) => true,
+                None => false,
+            };
+            record_by = None;
+            if !outcomes.is_empty()
+                && let Err(e) = self.record(&outcomes, &owner).await
             {
-                Ok(recorded) => {
-                    let lost = recorded.iter().filter(|r| !**r).count();
-                    if lost > 0 {
-                        tracing::warn!(
-                            lost,
-                            "lease lost before the outcome was recorded; another dispatcher owns the notice"
-                        );
-                    }
-                }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
+                failure.get_or_insert(e);
+            }
+            outcomes.clear();
+            if finished {
+                break;
             }
         }
         match failure {
             Some(e) => Err(e),
             None => Ok(round),
         }
+    }
+
+    /// Records the outcomes of claimed notices, in one transaction.
+    async fn record(
+        &self,
+        outcomes: &[(String, DeliveryOutcome)],
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let pairs: Vec<(&str, &DeliveryOutcome)> = outcomes
+            .iter()
+            .map(|(id, outcome)| (id.as_str(), outcome))
+            .collect();
+        let recorded = self
+            .store
+            .finish_notices(&pairs, owner, self.clock.now())
+            .await?;
+        let lost = recorded.iter().filter(|r| !**r).count();
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                "lease lost before the outcome was recorded; another dispatcher owns the notice"
+            );
+        }
+        Ok(())
     }
 
     /// With traces on, makes the notice's span a child of the span that appended the
