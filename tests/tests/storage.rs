@@ -7,7 +7,7 @@ use carepath_core::{DirectoryBundle, DomainEvent, MemberId, PlanId};
 use carepath_store::{
     AuditEntry, AuditOutcome, AuditQuery, AuditVerification, CaseCreated, CaseRecord,
     DeliveryOutcome, DeliveryState, GoldCardRecord, MemberFilter, NewCase, NewNotice,
-    ProviderFilter, StoreError, on_db,
+    NewSubscriptionRecord, ProviderFilter, StoreError, on_db,
 };
 use carepath_tests::{TestDb, contract_tests};
 use chrono::{DateTime, Duration, Utc};
@@ -38,6 +38,7 @@ contract_tests!(
     a_case_that_cannot_be_written_fails_alone,
     notice_outcomes_recorded_together_skip_a_lost_lease,
     notices_stored_together_skip_those_stored_before_and_repeats_within,
+    cases_and_subscribers_are_read_a_batch_at_a_time,
 );
 
 fn now() -> DateTime<Utc> {
@@ -1223,11 +1224,88 @@ async fn notice_outcomes_recorded_together_skip_a_lost_lease(db: &TestDb) {
         [false, true]
     );
     assert_eq!(db.store.get_notice(c).await.unwrap().state, "sent");
+    let c_attempts = db.store.notice_attempts(c).await.unwrap();
+    assert_eq!(
+        c_attempts
+            .iter()
+            .map(|a| (
+                a.outcome.as_str(),
+                a.detail.as_str(),
+                a.finished_at.is_some()
+            ))
+            .collect::<Vec<_>>(),
+        [("sent", "ref-1: accepted", true)],
+        "the open attempt of the notice recorded is closed with the channel's answer"
+    );
     assert_eq!(
         db.store.get_notice(&claimed[0].id).await.unwrap(),
         a,
         "a notice another owner finished is left as it was"
     );
+    assert_eq!(
+        db.store.notice_attempts(&claimed[0].id).await.unwrap(),
+        sent_attempts,
+        "and so are its attempts"
+    );
+}
+
+/// The notifier reads a batch's cases in one read, and the subscription feed looks up
+/// a batch's providers in one: absent ids are simply not returned, ended
+/// subscriptions do not count, and an oversized batch is refused by name.
+async fn cases_and_subscribers_are_read_a_batch_at_a_time(db: &TestDb) {
+    let mut tx = db.store.begin().await.unwrap();
+    for id in ["PA-1", "PA-2", "PA-3"] {
+        tx.insert_case(&case_record(id, &format!("k:{id}"), now(), None), now())
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut found: Vec<String> = db
+        .store
+        .get_cases(&["PA-3", "PA-9", "PA-1"])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    found.sort();
+    assert_eq!(found, ["PA-1", "PA-3"]);
+    assert!(db.store.get_cases(&[]).await.unwrap().is_empty());
+    let many: Vec<String> = (0..=carepath_store::CASES_PER_READ)
+        .map(|i| format!("PA-{i}"))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert!(matches!(
+        db.store.get_cases(&many).await,
+        Err(StoreError::Invalid { field: "ids", .. })
+    ));
+
+    let mut tx = db.store.begin().await.unwrap();
+    for (id, owner) in [("sub-a", "1111111111"), ("sub-b", "2222222222")] {
+        tx.insert_subscription(
+            &NewSubscriptionRecord {
+                id: id.into(),
+                owner_npi: owner.into(),
+                topic: "topic".into(),
+                endpoint: "https://ehr.example/hook".into(),
+                content: "id-only".into(),
+                header: None,
+                created_by: format!("npi:{owner}"),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(tx.end_subscription("sub-b", now()).await.unwrap());
+    tx.commit().await.unwrap();
+    let subscribed = db
+        .store
+        .subscribed_owners(&["1111111111", "2222222222", "3333333333"])
+        .await
+        .unwrap();
+    assert_eq!(subscribed, HashSet::from(["1111111111".to_owned()]));
+    assert!(db.store.subscribed_owners(&[]).await.unwrap().is_empty());
 }
 
 /// The lease of a periodic job goes to one holder at a time, passes on only once it
