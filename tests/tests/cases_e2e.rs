@@ -39,6 +39,7 @@ contract_tests!(
     cases_are_visible_only_to_those_entitled,
     illegal_moves_and_bad_input_are_refused_and_a_decline_closes_the_case,
     supervisors_assign_by_specialty_and_language_and_reassignment_keeps_history,
+    consumers_are_subscribed_before_they_first_run,
 );
 
 const ONCOLOGIST: &str = "1381083801";
@@ -111,7 +112,13 @@ async fn wait_for_case(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no {kind:?} case for {member} after 30 s");
+    let waiting: Vec<(String, i64, i32, Option<String>)> =
+        carepath_store::on_db!(&server.app.store, conn => sqlx::query_as(
+        "SELECT consumer, seq, attempts, last_error FROM outbox_delivery
+         WHERE done_at IS NULL ORDER BY seq")
+        .fetch_all(conn).await)
+        .unwrap_or_default();
+    panic!("no {kind:?} case for {member} after 30 s; deliveries not done: {waiting:?}");
 }
 
 fn event(id: &str, kind: &str, member: &str, payload: serde_json::Value) -> DomainEvent {
@@ -1413,4 +1420,31 @@ async fn supervisors_assign_by_specialty_and_language_and_reassignment_keeps_his
     assert_eq!(assigned.len(), 2);
     assert_eq!(assigned[1].payload["previous_nurse_id"], "RN-005");
     server.stop().await;
+}
+
+/// The migrations subscribe the case-referral consumer and the subscription feed to
+/// exactly the kinds they handle, so an event committed before either first runs (a
+/// call taken while it is still starting, or before the process running it has
+/// started at all) is kept for it.
+async fn consumers_are_subscribed_before_they_first_run(db: &TestDb) {
+    let held: Vec<(String, String)> = carepath_store::on_db!(&db.store, conn => sqlx::query_as(
+        "SELECT consumer, kind_prefix FROM outbox_subscription ORDER BY consumer, kind_prefix")
+        .fetch_all(conn).await)
+    .unwrap();
+    let of = |consumer: &str| {
+        held.iter()
+            .filter(|(c, _)| c == consumer)
+            .map(|(_, k)| k.clone())
+            .collect::<Vec<_>>()
+    };
+    let sorted = |kinds: &[&str]| {
+        let mut kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+        kinds.sort();
+        kinds
+    };
+    assert_eq!(of(CONSUMER), sorted(carepath_cases::REFERRAL_EVENT_KINDS));
+    assert_eq!(
+        of(carepath_app::subscriptions::feed::FEED_CONSUMER),
+        sorted(&carepath_app::subscriptions::feed::NOTIFIED_KINDS)
+    );
 }
