@@ -79,9 +79,7 @@ pub struct ConsumerOptions {
 impl Default for ConsumerOptions {
     fn default() -> Self {
         ConsumerOptions {
-            // Each claim and each acknowledgement is a commit; under load a larger
-            // batch shares them among more events.
-            batch: 64,
+            batch: 32,
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_millis(200),
             max_attempts: 10,
