@@ -508,7 +508,7 @@ fn case_events<'a>(
         .collect()
 }
 
-/// A query of numbered `VALUES` rows on SQLite.
+/// A query of `VALUES` rows on SQLite.
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 /// Binds the [`CASE_COLUMNS`] columns of `case`.

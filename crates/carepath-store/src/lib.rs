@@ -271,6 +271,14 @@ pub(crate) fn anonymous_values_sql(head: &str, columns: usize, rows: usize) -> S
     sql
 }
 
+/// `$1, $2, …, $count`: the numbered placeholders of an `IN (...)` list.
+pub(crate) fn placeholder_list(count: usize) -> String {
+    (1..=count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `IN (...)` list of integer positions, written into the statement (numbers only,
 /// so nothing a caller sends reaches the SQL text).
 pub(crate) fn seq_list(seqs: &[i64]) -> String {

@@ -277,11 +277,11 @@ impl Store {
                 ),
             });
         }
-        let placeholders = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("{} WHERE id IN ({placeholders})", select_case!(""));
+        let sql = format!(
+            "{} WHERE id IN ({})",
+            select_case!(""),
+            crate::placeholder_list(ids.len())
+        );
         let rows: Vec<CaseRow> = on_db!(self, c => {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
             for id in ids {

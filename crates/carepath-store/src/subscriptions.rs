@@ -248,11 +248,6 @@ impl Store {
             .bind(owner_npi).fetch_one(c).await)?)
     }
 
-    /// Hands one domain event to every subscription of `owner_npis` that has not
-    /// ended, in one transaction: each such subscription counts the event and gets a
-    /// pending notification numbered with the new count, due now. A subscription that
-    /// already has a notification for `source_event_id` (a redelivered event) gets
-    /// nothing and keeps its count. Returns how many notifications were added.
     /// Which of the providers `owner_npis` have a subscription that is not off, in
     /// one read (at most [`OWNERS_PER_READ`] a call; more are an error).
     pub async fn subscribed_owners(
@@ -271,13 +266,10 @@ impl Store {
                 ),
             });
         }
-        let placeholders = (1..=owner_npis.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
             "SELECT DISTINCT owner_npi FROM fhir_subscription
-             WHERE owner_npi IN ({placeholders}) AND status <> 'off'"
+             WHERE owner_npi IN ({}) AND status <> 'off'",
+            crate::placeholder_list(owner_npis.len())
         );
         let owners: Vec<String> = on_db!(self, c => {
             let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
@@ -289,6 +281,11 @@ impl Store {
         Ok(owners.into_iter().collect())
     }
 
+    /// Hands one domain event to every subscription of `owner_npis` that has not
+    /// ended, in one transaction: each such subscription counts the event and gets a
+    /// pending notification numbered with the new count, due now. A subscription that
+    /// already has a notification for `source_event_id` (a redelivered event) gets
+    /// nothing and keeps its count. Returns how many notifications were added.
     pub async fn enqueue_notifications(
         &self,
         source_event_id: &str,
