@@ -22,6 +22,22 @@ use crate::pacing::{Pacing, Round};
 /// The longest an outcome waits for the rest of its round before it is recorded.
 const RECORD_WITHIN: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// What the dispatcher's round waits for next.
+enum Step {
+    /// A notice's send ended.
+    Outcome((String, DeliveryOutcome)),
+    /// The first outcome not yet recorded has waited [`RECORD_WITHIN`].
+    RecordDue,
+    /// Every send of the round has ended.
+    RoundOver,
+}
+
+impl From<Option<(String, DeliveryOutcome)>> for Step {
+    fn from(next: Option<(String, DeliveryOutcome)>) -> Self {
+        next.map_or(Step::RoundOver, Step::Outcome)
+    }
+}
+
 /// Delivers stored notices.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
@@ -72,30 +88,25 @@ impl Dispatcher {
         let mut outcomes: Vec<(String, DeliveryOutcome)> = Vec::new();
         let mut record_by = None;
         loop {
-            let next = match record_by {
+            let step = match record_by {
                 Some(at) => tokio::select! {
-                    next = sent.next() => Some(next),
-                    () = tokio::time::sleep_until(at) => None,
+                    next = sent.next() => Step::from(next),
+                    () = tokio::time::sleep_until(at) => Step::RecordDue,
                 },
-                None => Some(sent.next().await),
+                None => Step::from(sent.next().await),
             };
-            let finished = match next {
-                Some(Some(outcome)) => {
-                    record_by.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_WITHIN);
-                    outcomes.push(outcome);
-                    continue;
-                }
-                Some(None) => true,
-                None => false,
-            };
+            if let Step::Outcome(outcome) = step {
+                record_by.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_WITHIN);
+                outcomes.push(outcome);
+                continue;
+            }
             record_by = None;
             if !outcomes.is_empty()
-                && let Err(e) = self.record(&outcomes, &owner).await
+                && let Err(e) = self.record(&std::mem::take(&mut outcomes), &owner).await
             {
                 failure.get_or_insert(e);
             }
-            outcomes.clear();
-            if finished {
+            if let Step::RoundOver = step {
                 break;
             }
         }

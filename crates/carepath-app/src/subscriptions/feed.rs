@@ -107,7 +107,7 @@ impl SubscriptionFeed {
                 }
                 _ => false,
             };
-            if unsubscribed || !NOTIFIED_KINDS.contains(&event.kind.as_str()) {
+            if unsubscribed {
                 outcomes.push(Ok(()));
                 continue;
             }
