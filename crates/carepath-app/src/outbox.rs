@@ -6,10 +6,7 @@
 //! to one of them at a time. Handlers must be idempotent, since an event whose
 //! acknowledgement was lost (a crash between handling and acknowledging) comes back.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use carepath_core::{Clock, DomainEvent};
 use carepath_store::{ClaimedEvent, Store};
@@ -17,7 +14,7 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::pacing::{Pacing, Round};
+use crate::pacing::{Lanes, Pacing, Round, run_rounds};
 
 /// Something that reacts to domain events: notifications, case referrals.
 pub trait EventHandler: Send + Sync + 'static {
@@ -25,6 +22,12 @@ pub trait EventHandler: Send + Sync + 'static {
     fn consumer(&self) -> &'static str;
     /// Event-kind prefixes it wants, e.g. `["precert.case."]`.
     fn prefixes(&self) -> &'static [&'static str];
+    /// Batches handled at once while a backlog lasts. One (the default) keeps the
+    /// events of one process in the order they were appended; a handler whose events
+    /// are independent of each other's order can take more.
+    fn lanes(&self) -> usize {
+        1
+    }
     /// Processes one event. An error is retried later; it must describe the cause.
     fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>>;
     /// Processes the events of one claimed batch and returns one outcome per event,
@@ -116,29 +119,23 @@ pub async fn run_consumer(
         return;
     }
     let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::seconds(60));
+    let lanes = Lanes {
+        most: handler.lanes(),
+        full: usize::try_from(options.batch).unwrap_or(usize::MAX),
+        idle_poll: options.idle_poll,
+    };
     // Commits on any process wake the consumer (PostgreSQL with a listener); the poll
     // stays for events due later (retries) and where nothing wakes it.
-    let mut appended = store.wakeups().outbox();
-    while !stop.is_cancelled() {
-        let started = Instant::now();
-        let round =
-            match process_round(&store, clock.as_ref(), handler.as_ref(), &options, lease).await {
-                Ok(round) => round,
-                Err(e) => {
-                    tracing::warn!(consumer, error = %e, "outbox claim failed; retrying");
-                    Round::default()
-                }
-            };
-        if round.handled == 0 {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(options.idle_poll) => {}
-                _ = appended.changed() => {}
-            }
-        } else {
-            pacing.rest(started.elapsed(), round.behind, &stop).await;
-        }
-    }
+    let appended = store.wakeups().outbox();
+    run_rounds(lanes, &pacing, appended, &stop, async || {
+        process_round(&store, clock.as_ref(), handler.as_ref(), &options, lease)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(consumer, error = %e, "outbox claim failed; retrying");
+                Round::default()
+            })
+    })
+    .await;
     tracing::info!(consumer, "consumer stopped");
 }
 

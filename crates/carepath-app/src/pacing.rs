@@ -9,6 +9,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The longest rest after one round.
@@ -98,6 +99,59 @@ impl Pacing {
     }
 }
 
+/// How a loop of background rounds runs ([`run_rounds`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Lanes {
+    /// Rounds under way at once while rounds come back full.
+    pub most: usize,
+    /// Items a full round handles (its claim's limit).
+    pub full: usize,
+    /// Pause after a round that found nothing, unless woken first.
+    pub idle_poll: Duration,
+}
+
+/// Runs rounds of background work until `stop` is cancelled; the rounds under way
+/// are finished first. After a round that found nothing the loop waits for
+/// `idle_poll` or a change on `wake`; after one that handled something it rests as
+/// `pacing` says. One lane of rounds runs always; while rounds come back full (a
+/// backlog), up to `lanes.most` run at once, each working while the others wait on
+/// the store, until one comes back short.
+pub async fn run_rounds(
+    lanes: Lanes,
+    pacing: &Pacing,
+    wake: watch::Receiver<u64>,
+    stop: &CancellationToken,
+    round: impl AsyncFn() -> Round,
+) {
+    let backlog = watch::Sender::new(false);
+    let lane = async |first: bool| {
+        let mut wake = wake.clone();
+        let mut full = backlog.subscribe();
+        while !stop.is_cancelled() {
+            if !first {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    seen = full.wait_for(|full| *full) => if seen.is_err() { break },
+                }
+            }
+            let started = std::time::Instant::now();
+            let done = round().await;
+            let now_full = done.handled >= lanes.full;
+            backlog.send_if_modified(|full| std::mem::replace(full, now_full) != now_full);
+            if done.handled > 0 {
+                pacing.rest(started.elapsed(), done.behind, stop).await;
+            } else if first {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(lanes.idle_poll) => {}
+                    _ = wake.changed() => {}
+                }
+            }
+        }
+    };
+    futures::future::join_all((0..lanes.most.max(1)).map(|n| lane(n == 0))).await;
+}
+
 fn rest(worked: Duration, busy: bool, share: f64) -> Duration {
     if !busy || share >= 1.0 {
         return Duration::ZERO;
@@ -123,6 +177,56 @@ mod tests {
             "a share of 1 never rests"
         );
         assert_eq!(rest(Duration::from_secs(2), true, 0.25), MAX_REST);
+    }
+
+    /// Runs rounds of `sizes` (one round's items each, in turn) in `most` lanes and
+    /// returns the most rounds that were under way at once, and the items handled.
+    async fn rounds_at_once(most: usize, full: usize, sizes: Vec<usize>) -> (usize, usize) {
+        let lanes = Lanes {
+            most,
+            full,
+            idle_poll: Duration::from_millis(1),
+        };
+        let stop = CancellationToken::new();
+        let (_wake, woken) = watch::channel(0);
+        let next = AtomicUsize::new(0);
+        let (under_way, most_at_once, handled) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        run_rounds(lanes, &Pacing::flat_out(), woken, &stop, async || {
+            let now = under_way.fetch_add(1, Ordering::SeqCst) + 1;
+            most_at_once.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            under_way.fetch_sub(1, Ordering::SeqCst);
+            let size = sizes
+                .get(next.fetch_add(1, Ordering::SeqCst))
+                .copied()
+                .unwrap_or_else(|| {
+                    stop.cancel();
+                    0
+                });
+            handled.fetch_add(size, Ordering::SeqCst);
+            Round {
+                handled: size,
+                behind: Duration::ZERO,
+            }
+        })
+        .await;
+        (most_at_once.into_inner(), handled.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_backlog_runs_in_several_lanes_and_light_work_in_one() {
+        let (at_once, handled) = rounds_at_once(4, 8, vec![8; 40]).await;
+        assert_eq!(at_once, 4, "full rounds bring every lane in");
+        assert_eq!(handled, 320);
+        let (at_once, handled) = rounds_at_once(4, 8, vec![7; 40]).await;
+        assert_eq!(at_once, 1, "rounds short of full stay in one lane");
+        assert_eq!(handled, 280);
+        let (at_once, _) = rounds_at_once(1, 8, vec![8; 40]).await;
+        assert_eq!(at_once, 1, "one lane at most");
     }
 
     #[derive(Debug, Default)]

@@ -38,7 +38,10 @@ pub struct NewNotice {
     pub subject: String,
     /// 0 for notices someone waits on, 1 otherwise; claimed in this order.
     pub priority: i32,
+    /// The plan of a notice that could not be rendered (so a resend can render it
+    /// again), or an unreachable recipient's explanation; none for a rendered notice.
     pub planned: Option<Value>,
+    /// What the channel sends; none when rendering failed.
     pub rendered: Option<Value>,
     /// `pending`, or `dead` when it cannot be sent at all (unreachable, unrenderable).
     pub state: String,

@@ -6,7 +6,8 @@
 //! savepoint inside a longer batch transaction. When a transaction commits, its
 //! savepoint is released; if other transactions are queued behind it, it leaves the
 //! batch open for them and waits, and the last one of a burst (or the one that fills
-//! the batch) commits the batch with a single fsync for all of them. A transaction's
+//! the batch, or finds it open for longer than [`MAX_BATCH_OPEN`]) commits the batch
+//! with a single fsync for all of them. A transaction's
 //! `commit` returns only once its batch is durable, so an acknowledged write is on
 //! disk exactly as before; a caller alone pays no wait at all.
 //!
@@ -27,6 +28,8 @@
 //! - a transaction dropped or rolled back undoes only its own savepoint;
 //! - no batch stays open while nobody is writing: the last writer of a burst commits
 //!   it, and a waiter that sees no progress for [`FLUSH_AFTER`] commits it itself.
+//! - no transaction's commit waits on the writers queued behind it for much longer
+//!   than [`MAX_BATCH_OPEN`] plus the one transaction running then.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -34,7 +37,7 @@ use std::{
         Arc, Mutex as StdMutex, Weak,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sqlx::{ConnectOptions, Connection, SqliteConnection, sqlite::SqliteConnectOptions};
@@ -44,6 +47,11 @@ use crate::StoreError;
 
 /// Most transactions one batch holds before it is committed regardless of waiters.
 const MAX_BATCH: usize = 256;
+/// How long a batch stays open for the transactions queued behind it: the transaction
+/// that finds it older commits it, others waiting or not. Without it a steady queue of
+/// writers (background work catching up) would hold the first transaction's commit
+/// back until the batch was full.
+const MAX_BATCH_OPEN: Duration = Duration::from_millis(4);
 /// How long a transaction waits for its batch to be committed by others before it
 /// commits the batch itself.
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
@@ -90,6 +98,8 @@ struct WriterState {
     batch: u64,
     /// Whether the batch transaction has begun.
     open: bool,
+    /// When the open batch began.
+    opened_at: Option<Instant>,
     /// Transactions released into the open batch and waiting for its commit.
     members: usize,
     /// A transaction's savepoint that was neither released nor rolled back (its `Tx`
@@ -147,6 +157,7 @@ impl SqliteWriter {
                 conn: Some(conn),
                 batch: 1,
                 open: false,
+                opened_at: None,
                 members: 0,
                 dangling: false,
             })),
@@ -185,6 +196,7 @@ impl SqliteWriter {
                 return Err(e);
             }
             guard.open = true;
+            guard.opened_at = Some(Instant::now());
         }
         guard.dangling = true;
         Ok(SqliteTx {
@@ -213,7 +225,7 @@ impl SqliteWriter {
         let mut guard = self.lock().await;
         guard.undo_dangling().await?;
         let opens = !guard.open;
-        let ends = self.queued.load(Ordering::SeqCst) == 0 || guard.members + 1 >= MAX_BATCH;
+        let ends = self.ends_batch(&guard);
         let text = format!(
             "{}SAVEPOINT tx;\n{sql};\nRELEASE tx{}",
             if opens { "BEGIN IMMEDIATE; " } else { "" },
@@ -223,6 +235,9 @@ impl SqliteWriter {
         let outcome = run(conn, &text).await;
         // From here the batch is open unless the text ended it (or failed to begin it).
         guard.open = true;
+        if opens {
+            guard.opened_at = Some(Instant::now());
+        }
         match outcome {
             Ok(value) => {
                 guard.members += 1;
@@ -252,6 +267,17 @@ impl SqliteWriter {
                 Err(e.into())
             }
         }
+    }
+
+    /// Whether the transaction releasing its savepoint now commits the batch: nobody
+    /// else is waiting to write, the batch is full, or it has been open for
+    /// [`MAX_BATCH_OPEN`].
+    fn ends_batch(&self, state: &WriterState) -> bool {
+        self.queued.load(Ordering::SeqCst) == 0
+            || state.members + 1 >= MAX_BATCH
+            || state
+                .opened_at
+                .is_some_and(|at| at.elapsed() >= MAX_BATCH_OPEN)
     }
 
     /// Runs `f` on the write connection outside any batch (migrations): the open batch
@@ -318,6 +344,7 @@ impl SqliteWriter {
             self.failed.lock().expect("not poisoned").insert(batch);
         }
         guard.open = false;
+        guard.opened_at = None;
         guard.members = 0;
         guard.batch += 1;
         self.finished.send_replace(batch);
@@ -417,7 +444,7 @@ impl SqliteTx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let writer = self.writer.clone();
         let mut guard = self.guard.take().expect("transaction in use");
-        if writer.queued.load(Ordering::SeqCst) > 0 && guard.members + 1 < MAX_BATCH {
+        if !writer.ends_batch(&guard) {
             // Others are waiting: leave the batch open for them.
             // If the release fails the savepoint stays dangling and is undone later.
             guard.execute("RELEASE tx").await?;
@@ -476,8 +503,6 @@ impl std::ops::DerefMut for SqliteTx {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use sqlx::sqlite::SqliteJournalMode;
 
     use super::*;
@@ -517,6 +542,69 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        writer.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_open_too_long_commits_though_others_wait() {
+        let dir = std::env::temp_dir().join(format!("carepath-batch-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("db.sqlite"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let writer = SqliteWriter::open(options.clone()).await.unwrap();
+        let mut tx = writer.begin().await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut first = writer.begin().await.unwrap();
+        sqlx::query("INSERT INTO t (x) VALUES (1)")
+            .execute(&mut *first)
+            .await
+            .unwrap();
+        // A second writer queues behind the first and, once it has the connection,
+        // holds it until told to commit.
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let second = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                let mut tx = writer.begin().await.unwrap();
+                sqlx::query("INSERT INTO t (x) VALUES (2)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                wait.await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        });
+        while writer.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(MAX_BATCH_OPEN * 2).await;
+        // The batch is older than MAX_BATCH_OPEN: the first commits it at once instead
+        // of leaving it open for the second, which would hold it until told.
+        tokio::time::timeout(Duration::from_secs(10), first.commit())
+            .await
+            .expect("the first transaction's commit waited for the writer queued behind it")
+            .unwrap();
+        let mut reader = options.connect().await.unwrap();
+        let seen: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&mut reader)
+            .await
+            .unwrap();
+        assert_eq!(seen, [1], "the first write is durable, the second not yet");
+        go.send(()).unwrap();
+        second.await.unwrap();
+        let seen: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&mut reader)
+            .await
+            .unwrap();
+        assert_eq!(seen, [1, 2]);
         writer.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }

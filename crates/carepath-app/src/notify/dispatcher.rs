@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::settings::DispatchOptions;
-use crate::pacing::{Pacing, Round};
+use crate::pacing::{Lanes, Pacing, Round, run_rounds};
 
 /// The longest an outcome waits for the rest of its round before it is recorded.
 const RECORD_WITHIN: std::time::Duration = std::time::Duration::from_millis(250);
@@ -223,30 +223,24 @@ fn rendered(notice: &LeasedNotice) -> Result<RenderedNotice, ChannelError> {
         .map_err(|e| ChannelError::permanent(format!("stored notice unreadable: {e}")))
 }
 
-/// Delivers due notices until `stop` is cancelled; the notice in hand is finished
-/// first.
+/// Delivers due notices until `stop` is cancelled; the notices in hand are finished
+/// first. While claims come back full, up to [`DispatchOptions::lanes`] rounds run at
+/// once.
 pub async fn run_dispatcher(dispatcher: Dispatcher, pacing: Pacing, stop: CancellationToken) {
+    let lanes = Lanes {
+        most: dispatcher.options.lanes,
+        full: usize::try_from(dispatcher.options.batch).unwrap_or(usize::MAX),
+        idle_poll: dispatcher.options.idle_poll,
+    };
     // Notices stored on any process wake the dispatcher (PostgreSQL with a listener);
     // the poll stays for retries due later and where nothing wakes it.
-    let mut stored = dispatcher.store.wakeups().notices();
-    while !stop.is_cancelled() {
-        let started = std::time::Instant::now();
-        let round = match dispatcher.dispatch_once().await {
-            Ok(round) => round,
-            Err(e) => {
-                tracing::warn!(error = %e, "notice dispatch failed; retrying");
-                Round::default()
-            }
-        };
-        if round.handled == 0 {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(dispatcher.options.idle_poll) => {}
-                _ = stored.changed() => {}
-            }
-        } else {
-            pacing.rest(started.elapsed(), round.behind, &stop).await;
-        }
-    }
+    let stored = dispatcher.store.wakeups().notices();
+    run_rounds(lanes, &pacing, stored, &stop, async || {
+        dispatcher.dispatch_once().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "notice dispatch failed; retrying");
+            Round::default()
+        })
+    })
+    .await;
     tracing::info!("notice dispatcher stopped");
 }

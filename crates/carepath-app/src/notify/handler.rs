@@ -48,6 +48,12 @@ impl EventHandler for NotifyHandler {
         PREFIXES
     }
 
+    /// An event's notices depend on that event (and the case as it stands) alone, so
+    /// several batches can be planned and stored at once, in any order.
+    fn lanes(&self) -> usize {
+        4
+    }
+
     fn handle<'a>(&'a self, event: &'a DomainEvent) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.store_notices(event))
     }
@@ -202,10 +208,12 @@ impl NotifyHandler {
 
 /// The stored row of a planned notice: rendered now (on the event's date, so a
 /// redelivery renders the same words), or kept dead with the reason when the
-/// template cannot be filled.
+/// template cannot be filled. Only a notice that could not be rendered keeps its plan,
+/// so that a resend renders it with the templates in force then; a rendered notice is
+/// what goes out, and its plan would only double the row.
 pub fn notice_row(catalog: &TemplateCatalog, planned: &PlannedNotice) -> NewNotice {
     let rendered = catalog.render(planned, planned.event_date);
-    let (state, last_error, subject, template_version, language, rendered) = match rendered {
+    let (state, last_error, subject, template_version, language, rendered, plan) = match rendered {
         Ok(r) => (
             NoticeState::Pending,
             String::new(),
@@ -213,6 +221,7 @@ pub fn notice_row(catalog: &TemplateCatalog, planned: &PlannedNotice) -> NewNoti
             i32::try_from(r.template.version).unwrap_or(i32::MAX),
             r.template.language.to_string(),
             serde_json::to_value(&r).ok(),
+            None,
         ),
         Err(e) => (
             NoticeState::Dead,
@@ -221,6 +230,7 @@ pub fn notice_row(catalog: &TemplateCatalog, planned: &PlannedNotice) -> NewNoti
             0,
             planned.language.to_string(),
             None,
+            serde_json::to_value(planned).ok(),
         ),
     };
     NewNotice {
@@ -248,7 +258,7 @@ pub fn notice_row(catalog: &TemplateCatalog, planned: &PlannedNotice) -> NewNoti
             Priority::Immediate => 0,
             Priority::Normal => 1,
         },
-        planned: serde_json::to_value(planned).ok(),
+        planned: plan,
         rendered,
         state: state.as_str().to_owned(),
         last_error,

@@ -21,12 +21,17 @@ pub struct DispatchOptions {
     pub idle_poll: Duration,
     /// Notices of a batch sent at once.
     pub parallelism: usize,
+    /// Rounds under way at once while claims come back full (a backlog): each round
+    /// waits on the store twice (its claim, its record) besides its sends, and other
+    /// rounds work in those waits. One round at a time when the notices are few.
+    pub lanes: usize,
 }
 
 impl Default for DispatchOptions {
     fn default() -> Self {
         DispatchOptions {
             parallelism: 8,
+            lanes: 4,
             // Larger claims (64) cost fewer writes in all but hold the one SQLite
             // writer longer each, and the calls' tail latency grew with them.
             batch: 32,
