@@ -127,8 +127,9 @@ pub async fn run_consumer(
     // Commits on any process wake the consumer (PostgreSQL with a listener); the poll
     // stays for events due later (retries) and where nothing wakes it.
     let appended = store.wakeups().outbox();
-    run_rounds(lanes, &pacing, appended, &stop, async || {
-        process_round(&store, clock.as_ref(), handler.as_ref(), &options, lease)
+    let (store, clock, handler, options) = (&store, clock.as_ref(), handler.as_ref(), &options);
+    run_rounds(lanes, &pacing, appended, &stop, || async move {
+        process_round(store, clock, handler, options, lease)
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(consumer, error = %e, "outbox claim failed; retrying");

@@ -116,40 +116,58 @@ pub struct Lanes {
 /// `pacing` says. One lane of rounds runs always; while rounds come back full (a
 /// backlog), up to `lanes.most` run at once, each working while the others wait on
 /// the store, until one comes back short.
-pub async fn run_rounds(
+pub async fn run_rounds<R, F>(
     lanes: Lanes,
     pacing: &Pacing,
     wake: watch::Receiver<u64>,
     stop: &CancellationToken,
-    round: impl AsyncFn() -> Round,
-) {
+    round: R,
+) where
+    R: Fn() -> F,
+    F: Future<Output = Round>,
+{
     let backlog = watch::Sender::new(false);
-    let lane = async |first: bool| {
-        let mut wake = wake.clone();
-        let mut full = backlog.subscribe();
-        while !stop.is_cancelled() {
-            if !first {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    seen = full.wait_for(|full| *full) => if seen.is_err() { break },
-                }
-            }
-            let started = std::time::Instant::now();
-            let done = round().await;
-            let now_full = done.handled >= lanes.full;
-            backlog.send_if_modified(|full| std::mem::replace(full, now_full) != now_full);
-            if done.handled > 0 {
-                pacing.rest(started.elapsed(), done.behind, stop).await;
-            } else if first {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(lanes.idle_poll) => {}
-                    _ = wake.changed() => {}
-                }
+    let all = (0..lanes.most.max(1))
+        .map(|n| run_lane(n == 0, lanes, pacing, wake.clone(), &backlog, stop, &round));
+    futures::future::join_all(all).await;
+}
+
+/// One lane of [`run_rounds`]: the first polls for work; the others wait until a
+/// round comes back full, and run until one comes back short.
+async fn run_lane<R, F>(
+    first: bool,
+    lanes: Lanes,
+    pacing: &Pacing,
+    mut wake: watch::Receiver<u64>,
+    backlog: &watch::Sender<bool>,
+    stop: &CancellationToken,
+    round: &R,
+) where
+    R: Fn() -> F,
+    F: Future<Output = Round>,
+{
+    let mut full = backlog.subscribe();
+    while !stop.is_cancelled() {
+        if !first {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                seen = full.wait_for(|full| *full) => if seen.is_err() { break },
             }
         }
-    };
-    futures::future::join_all((0..lanes.most.max(1)).map(|n| lane(n == 0))).await;
+        let started = std::time::Instant::now();
+        let done = round().await;
+        let now_full = done.handled >= lanes.full;
+        backlog.send_if_modified(|full| std::mem::replace(full, now_full) != now_full);
+        if done.handled > 0 {
+            pacing.rest(started.elapsed(), done.behind, stop).await;
+        } else if first {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(lanes.idle_poll) => {}
+                _ = wake.changed() => {}
+            }
+        }
+    }
 }
 
 fn rest(worked: Duration, busy: bool, share: f64) -> Duration {
@@ -195,7 +213,9 @@ mod tests {
             AtomicUsize::new(0),
             AtomicUsize::new(0),
         );
-        run_rounds(lanes, &Pacing::flat_out(), woken, &stop, async || {
+        let (sizes, next, stop) = (&sizes, &next, &stop);
+        let (under_way, most_at_once, handled) = (&under_way, &most_at_once, &handled);
+        run_rounds(lanes, &Pacing::flat_out(), woken, stop, || async move {
             let now = under_way.fetch_add(1, Ordering::SeqCst) + 1;
             most_at_once.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -214,7 +234,10 @@ mod tests {
             }
         })
         .await;
-        (most_at_once.into_inner(), handled.into_inner())
+        (
+            most_at_once.load(Ordering::SeqCst),
+            handled.load(Ordering::SeqCst),
+        )
     }
 
     #[tokio::test]

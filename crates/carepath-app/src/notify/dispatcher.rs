@@ -235,7 +235,8 @@ pub async fn run_dispatcher(dispatcher: Dispatcher, pacing: Pacing, stop: Cancel
     // Notices stored on any process wake the dispatcher (PostgreSQL with a listener);
     // the poll stays for retries due later and where nothing wakes it.
     let stored = dispatcher.store.wakeups().notices();
-    run_rounds(lanes, &pacing, stored, &stop, async || {
+    let dispatcher = &dispatcher;
+    run_rounds(lanes, &pacing, stored, &stop, || async move {
         dispatcher.dispatch_once().await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "notice dispatch failed; retrying");
             Round::default()
