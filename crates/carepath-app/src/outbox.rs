@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::pacing::{Lanes, Pacing, Round, run_rounds};
+use crate::pacing::{GATHER, Lanes, Pacing, Round, run_rounds};
 
 /// Something that reacts to domain events: notifications, case referrals.
 pub trait EventHandler: Send + Sync + 'static {
@@ -123,6 +123,7 @@ pub async fn run_consumer(
         most: handler.lanes(),
         full: usize::try_from(options.batch).unwrap_or(usize::MAX),
         idle_poll: options.idle_poll,
+        gather: GATHER,
     };
     // Commits on any process wake the consumer (PostgreSQL with a listener); the poll
     // stays for events due later (retries) and where nothing wakes it.

@@ -108,7 +108,15 @@ pub struct Lanes {
     pub full: usize,
     /// Pause after a round that found nothing, unless woken first.
     pub idle_poll: Duration,
+    /// Pause after a round that came back short of full: the backlog is gone, and the
+    /// next claim waits this long to find a batch's worth, instead of claiming
+    /// whatever one commit brought (each claim is a write and a commit of its own).
+    pub gather: Duration,
 }
+
+/// The usual [`Lanes::gather`]: far below the seconds a notice or a referral may take,
+/// and long enough that a steady trickle of events is claimed a dozen at a time.
+pub const GATHER: Duration = Duration::from_millis(50);
 
 /// Runs rounds of background work until `stop` is cancelled; the rounds under way
 /// are finished first. After a round that found nothing the loop waits for
@@ -159,7 +167,14 @@ async fn run_lane<R, F>(
         let now_full = done.handled >= lanes.full;
         backlog.send_if_modified(|full| std::mem::replace(full, now_full) != now_full);
         if done.handled > 0 {
-            pacing.rest(started.elapsed(), done.behind, stop).await;
+            let worked = started.elapsed();
+            pacing.rest(worked, done.behind, stop).await;
+            if !now_full {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(lanes.gather.saturating_sub(started.elapsed())) => {}
+                }
+            }
         } else if first {
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -204,6 +219,7 @@ mod tests {
             most,
             full,
             idle_poll: Duration::from_millis(1),
+            gather: Duration::from_millis(1),
         };
         let stop = CancellationToken::new();
         let (_wake, woken) = watch::channel(0);

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::settings::DispatchOptions;
-use crate::pacing::{Lanes, Pacing, Round, run_rounds};
+use crate::pacing::{GATHER, Lanes, Pacing, Round, run_rounds};
 
 /// The longest an outcome waits for the rest of its round before it is recorded.
 const RECORD_WITHIN: std::time::Duration = std::time::Duration::from_millis(250);
@@ -231,6 +231,7 @@ pub async fn run_dispatcher(dispatcher: Dispatcher, pacing: Pacing, stop: Cancel
         most: dispatcher.options.lanes,
         full: usize::try_from(dispatcher.options.batch).unwrap_or(usize::MAX),
         idle_poll: dispatcher.options.idle_poll,
+        gather: GATHER,
     };
     // Notices stored on any process wake the dispatcher (PostgreSQL with a listener);
     // the poll stays for retries due later and where nothing wakes it.
