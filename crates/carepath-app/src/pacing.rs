@@ -122,8 +122,9 @@ pub const GATHER: Duration = Duration::from_millis(50);
 /// are finished first. After a round that found nothing the loop waits for
 /// `idle_poll` or a change on `wake`; after one that handled something it rests as
 /// `pacing` says. One lane of rounds runs always; while rounds come back full (a
-/// backlog), up to `lanes.most` run at once, each working while the others wait on
-/// the store, until one comes back short.
+/// backlog) and `pacing` lets them run without rest (no call in progress, or the work
+/// has fallen behind), up to `lanes.most` run at once, each working while the others
+/// wait on the store, until one comes back short or has to rest.
 pub async fn run_rounds<R, F>(
     lanes: Lanes,
     pacing: &Pacing,
@@ -141,7 +142,7 @@ pub async fn run_rounds<R, F>(
 }
 
 /// One lane of [`run_rounds`]: the first polls for work; the others wait until a
-/// round comes back full, and run until one comes back short.
+/// round comes back full with no rest owed, and run until one does not.
 async fn run_lane<R, F>(
     first: bool,
     lanes: Lanes,
@@ -164,12 +165,15 @@ async fn run_lane<R, F>(
         }
         let started = std::time::Instant::now();
         let done = round().await;
-        let now_full = done.handled >= lanes.full;
-        backlog.send_if_modified(|full| std::mem::replace(full, now_full) != now_full);
+        let worked = started.elapsed();
+        let short = done.handled < lanes.full;
+        // More lanes only where the work may run flat out (no call in progress, or
+        // fallen behind): while it gives way to calls, one lane holds its share.
+        let more = !short && pacing.rest_after(worked, done.behind).is_zero();
+        backlog.send_if_modified(|full| std::mem::replace(full, more) != more);
         if done.handled > 0 {
-            let worked = started.elapsed();
             pacing.rest(worked, done.behind, stop).await;
-            if !now_full {
+            if short {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(lanes.gather.saturating_sub(started.elapsed())) => {}
@@ -215,6 +219,17 @@ mod tests {
     /// Runs rounds of `sizes` (one round's items each, in turn) in `most` lanes and
     /// returns the most rounds that were under way at once, and the items handled.
     async fn rounds_at_once(most: usize, full: usize, sizes: Vec<usize>) -> (usize, usize) {
+        rounds_paced(Pacing::flat_out(), Duration::ZERO, most, full, sizes).await
+    }
+
+    /// As [`rounds_at_once`], under `pacing`, every round's oldest item `behind`.
+    async fn rounds_paced(
+        pacing: Pacing,
+        behind: Duration,
+        most: usize,
+        full: usize,
+        sizes: Vec<usize>,
+    ) -> (usize, usize) {
         let lanes = Lanes {
             most,
             full,
@@ -231,7 +246,7 @@ mod tests {
         );
         let (sizes, next, stop) = (&sizes, &next, &stop);
         let (under_way, most_at_once, handled) = (&under_way, &most_at_once, &handled);
-        run_rounds(lanes, &Pacing::flat_out(), woken, stop, || async move {
+        run_rounds(lanes, &pacing, woken, stop, || async move {
             let now = under_way.fetch_add(1, Ordering::SeqCst) + 1;
             most_at_once.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -246,7 +261,7 @@ mod tests {
             handled.fetch_add(size, Ordering::SeqCst);
             Round {
                 handled: size,
-                behind: Duration::ZERO,
+                behind,
             }
         })
         .await;
@@ -266,6 +281,20 @@ mod tests {
         assert_eq!(handled, 280);
         let (at_once, _) = rounds_at_once(1, 8, vec![8; 40]).await;
         assert_eq!(at_once, 1, "one lane at most");
+    }
+
+    #[tokio::test]
+    async fn work_that_gives_way_to_calls_keeps_to_one_lane_until_it_falls_behind() {
+        let calls = Arc::new(Gauge::default());
+        calls.0.store(3, Ordering::Relaxed);
+        let pacing = Pacing::behind(calls, 0.9);
+        let (at_once, handled) =
+            rounds_paced(pacing.clone(), Duration::ZERO, 4, 8, vec![8; 20]).await;
+        assert_eq!(at_once, 1, "calls in progress, and the work not behind");
+        assert_eq!(handled, 160);
+        let behind = CATCH_UP_AFTER + Duration::from_secs(1);
+        let (at_once, _) = rounds_paced(pacing, behind, 4, 8, vec![8; 20]).await;
+        assert_eq!(at_once, 4, "fallen behind: every lane");
     }
 
     #[derive(Debug, Default)]
