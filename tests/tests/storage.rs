@@ -37,6 +37,7 @@ contract_tests!(
     cases_created_together_commit_once_each_with_events_and_audit,
     a_case_that_cannot_be_written_fails_alone,
     notice_outcomes_recorded_together_skip_a_lost_lease,
+    the_oldest_pending_notice_is_found_whatever_its_priority,
     notices_stored_together_skip_those_stored_before_and_repeats_within,
     cases_and_subscribers_are_read_a_batch_at_a_time,
 );
@@ -1139,6 +1140,53 @@ async fn notices_stored_together_skip_those_stored_before_and_repeats_within(db:
         db.store.get_notice(&repeat.id).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+async fn the_oldest_pending_notice_is_found_whatever_its_priority(db: &TestDb) {
+    assert_eq!(db.store.oldest_pending_notice().await.unwrap(), None);
+    // An older notice of the later priority, and two newer ones someone waits on.
+    let mut tx = db.store.begin().await.unwrap();
+    let later = pending_notice("later");
+    assert!(
+        tx.insert_notice(&later, now() - Duration::minutes(10))
+            .await
+            .unwrap()
+    );
+    for key in ["urgent-1", "urgent-2"] {
+        let urgent = NewNotice {
+            priority: 0,
+            ..pending_notice(key)
+        };
+        assert!(
+            tx.insert_notice(&urgent, now() - Duration::minutes(1))
+                .await
+                .unwrap()
+        );
+    }
+    tx.commit().await.unwrap();
+    let (_, claimed) = db
+        .store
+        .claim_notices(2, Duration::minutes(2), now())
+        .await
+        .unwrap();
+    let keys: Vec<&str> = claimed.iter().map(|n| n.idempotency_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["urgent-1", "urgent-2"],
+        "notices someone waits on first"
+    );
+    assert_eq!(
+        db.store.oldest_pending_notice().await.unwrap(),
+        Some(now() - Duration::minutes(10)),
+        "the older notice left behind"
+    );
+    let (_, claimed) = db
+        .store
+        .claim_notices(2, Duration::minutes(2), now())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(db.store.oldest_pending_notice().await.unwrap(), None);
 }
 
 async fn notice_outcomes_recorded_together_skip_a_lost_lease(db: &TestDb) {

@@ -570,6 +570,20 @@ impl Store {
         Ok((owner, rows))
     }
 
+    /// When the oldest pending notice was stored, of either priority: a claim takes
+    /// notices someone waits on first, so under a backlog the oldest of the others
+    /// can be far older than any notice claimed. Two index probes.
+    pub async fn oldest_pending_notice(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(on_db!(self, c => sqlx::query_scalar(
+            "SELECT MIN(at) FROM (
+                SELECT (SELECT created_at FROM notice WHERE state = 'pending' AND priority = 0
+                        ORDER BY created_at LIMIT 1) AS at
+                UNION ALL
+                SELECT (SELECT created_at FROM notice WHERE state = 'pending' AND priority = 1
+                        ORDER BY created_at LIMIT 1)) oldest")
+            .fetch_one(c).await)?)
+    }
+
     /// The notices leased to `owner`, read on a read connection once the claim
     /// committed, so the writer is not held while their rendered content is read and
     /// decoded; only their owner changes leased notices.

@@ -69,7 +69,23 @@ impl Dispatcher {
             n.next_attempt_at
                 .map_or(n.created_at, |at| at.max(n.created_at))
         };
-        let round = Round::of(claimed.len(), claimed.iter().map(due).min(), claimed_at);
+        let mut oldest = claimed.iter().map(due).min();
+        // A full claim may have left older notices of the other priority behind: the
+        // round is as far behind as the oldest of them.
+        if claimed.len() >= usize::try_from(self.options.batch).unwrap_or(usize::MAX)
+            && let Some(waiting) = self
+                .store
+                .oldest_pending_notice()
+                .await
+                .unwrap_or_else(|e| {
+                    // Only the pacing misses it; the claimed notices go out all the same.
+                    tracing::debug!(error = %e, "oldest pending notice not read");
+                    None
+                })
+        {
+            oldest = oldest.map(|o| o.min(waiting)).or(Some(waiting));
+        }
+        let round = Round::of(claimed.len(), oldest, claimed_at);
         // Notices are independent (each has its own lease and key): several are sent
         // at once, and their outcomes are recorded together, in one transaction, when
         // the round's sends are over or when the first outcome not yet recorded has
