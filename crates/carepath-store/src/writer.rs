@@ -507,22 +507,36 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn the_log_reaches_the_database_file_without_the_writer_checkpointing() {
-        let dir = std::env::temp_dir().join(format!("carepath-wal-{}", uuid::Uuid::now_v7()));
+    /// A writer on a new database in a new folder, with `table` created; returns the
+    /// folder, the database file and its connect options too.
+    async fn writer_with(
+        table: &str,
+    ) -> (
+        Arc<SqliteWriter>,
+        std::path::PathBuf,
+        std::path::PathBuf,
+        SqliteConnectOptions,
+    ) {
+        let dir = std::env::temp_dir().join(format!("carepath-writer-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("db.sqlite");
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal);
-        let writer = SqliteWriter::open(options).await.unwrap();
+        let writer = SqliteWriter::open(options.clone()).await.unwrap();
         let mut tx = writer.begin().await.unwrap();
-        sqlx::query("CREATE TABLE t (x BLOB)")
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {table}")))
             .execute(&mut *tx)
             .await
             .unwrap();
         tx.commit().await.unwrap();
+        (writer, dir, path, options)
+    }
+
+    #[tokio::test]
+    async fn the_log_reaches_the_database_file_without_the_writer_checkpointing() {
+        let (writer, dir, path, _) = writer_with("t (x BLOB)").await;
         let before = std::fs::metadata(&path).unwrap().len();
         // 2 MiB in 64 commits: far below the writer's own checkpoint threshold, so
         // only the checkpoint task can copy it into the database file.
@@ -548,19 +562,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_open_too_long_commits_though_others_wait() {
-        let dir = std::env::temp_dir().join(format!("carepath-batch-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(dir.join("db.sqlite"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let writer = SqliteWriter::open(options.clone()).await.unwrap();
-        let mut tx = writer.begin().await.unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
+        let (writer, dir, _, options) = writer_with("t (x INTEGER)").await;
 
         let mut first = writer.begin().await.unwrap();
         sqlx::query("INSERT INTO t (x) VALUES (1)")
