@@ -449,11 +449,15 @@ async fn a_referral_opened_later_by_another_process_joins_the_submission_trace(d
 
     let cases = thin("carepath-cases-server", db, dir.path(), &endpoint);
     let referrals = carepath_app::cases::referrals::CONSUMER;
+    // The event's span ends before its hand-off's, and may be exported in an earlier
+    // batch: the trace is complete once both have arrived.
     let spans = trace_once(&received, |spans| {
-        spans.iter().any(|s| {
-            s.name == "event"
-                && attribute(s, "consumer").as_deref() == Some(referrals)
-                && attribute(s, "kind").as_deref() == Some("precert.case.approved")
+        ["event", "outbox.handoff"].iter().all(|name| {
+            spans.iter().any(|s| {
+                s.name == *name
+                    && attribute(s, "consumer").as_deref() == Some(referrals)
+                    && attribute(s, "kind").as_deref() == Some("precert.case.approved")
+            })
         })
     })
     .await;
