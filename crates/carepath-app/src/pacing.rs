@@ -102,7 +102,7 @@ impl Pacing {
 /// How a loop of background rounds runs ([`run_rounds`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Lanes {
-    /// Rounds under way at once while rounds come back full.
+    /// Rounds under way at once while rounds come back full and need no rest.
     pub most: usize,
     /// Items a full round handles (its claim's limit).
     pub full: usize,

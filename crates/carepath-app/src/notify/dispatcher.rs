@@ -83,7 +83,7 @@ impl Dispatcher {
                     None
                 })
         {
-            oldest = oldest.map(|o| o.min(waiting)).or(Some(waiting));
+            oldest = Some(oldest.map_or(waiting, |o| o.min(waiting)));
         }
         let round = Round::of(claimed.len(), oldest, claimed_at);
         // Notices are independent (each has its own lease and key): several are sent
@@ -240,8 +240,8 @@ fn rendered(notice: &LeasedNotice) -> Result<RenderedNotice, ChannelError> {
 }
 
 /// Delivers due notices until `stop` is cancelled; the notices in hand are finished
-/// first. While claims come back full, up to [`DispatchOptions::lanes`] rounds run at
-/// once.
+/// first. While claims come back full and the work may run without rest, up to
+/// [`DispatchOptions::lanes`] rounds run at once ([`run_rounds`]).
 pub async fn run_dispatcher(dispatcher: Dispatcher, pacing: Pacing, stop: CancellationToken) {
     let lanes = Lanes {
         most: dispatcher.options.lanes,

@@ -21,7 +21,8 @@ pub struct DispatchOptions {
     pub idle_poll: Duration,
     /// Notices of a batch sent at once.
     pub parallelism: usize,
-    /// Rounds under way at once while claims come back full (a backlog): each round
+    /// Rounds under way at once while claims come back full (a backlog) and the work
+    /// may run without rest (no call in progress, or fallen behind): each round
     /// waits on the store twice (its claim, its record) besides its sends, and other
     /// rounds work in those waits. One round at a time when the notices are few.
     pub lanes: usize,
