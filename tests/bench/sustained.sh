@@ -45,6 +45,13 @@ postgres)
     query() { psql -h 127.0.0.1 -U postgres -d carepath_sustained -F ' ' -Atc "$1" 2>/dev/null || echo busy; }
     seconds_between() { echo "extract(epoch from ($2 - $1))"; }
     not_before() { echo "$1 >= '$2'::timestamptz"; }
+    # Production servers vacuum by themselves; a test server may not. Turn autovacuum
+    # on for the run (the server's own setting comes back on exit).
+    if [ "$(psql -h 127.0.0.1 -U postgres -Atc 'SHOW autovacuum')" = off ]; then
+        echo "PostgreSQL's autovacuum is off on this server: on for this run, as in production"
+        psql -h 127.0.0.1 -U postgres -qAtc "ALTER SYSTEM SET autovacuum = on" -c "SELECT pg_reload_conf()" >/dev/null
+        restore_autovacuum=1
+    fi
     ;;
 *) echo "unknown backend $backend (sqlite or postgres)" >&2; exit 2 ;;
 esac
@@ -55,7 +62,13 @@ sink=$!
     --rate-limit-per-caller 0 --rate-limit-per-person 0 --max-calls-per-caller 64 \
     >"$work/server.log" 2>&1 &
 srv=$!
-trap 'kill $srv $sink 2>/dev/null' EXIT
+cleanup() {
+    kill $srv $sink 2>/dev/null
+    if [ -n "${restore_autovacuum:-}" ]; then
+        psql -h 127.0.0.1 -U postgres -qAtc "ALTER SYSTEM RESET autovacuum" -c "SELECT pg_reload_conf()" >/dev/null
+    fi
+}
+trap cleanup EXIT
 for _ in $(seq 1 150); do
     grep -q "listening" "$work/server.log" && break
     sleep 0.2

@@ -288,6 +288,21 @@ pub(crate) fn seq_list(seqs: &[i64]) -> String {
         .join(", ")
 }
 
+/// Warns when the PostgreSQL server does not vacuum by itself: the claimed queues
+/// (migration 0023) then keep every dead row version, and each claim walks past more
+/// of them until someone runs `VACUUM`.
+async fn warn_without_autovacuum(pool: &PgPool) {
+    let setting: Result<String, _> = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(pool)
+        .await;
+    if setting.is_ok_and(|on| on == "off") {
+        tracing::warn!(
+            "PostgreSQL's autovacuum is off: the notice and outbox queues will slow down as \
+             dead rows gather in their claim indexes; turn it on, or vacuum them regularly"
+        );
+    }
+}
+
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -386,7 +401,10 @@ impl Store {
                     .exclusive(async |conn| Ok(SQLITE_MIGRATOR.run(conn).await?))
                     .await?
             }
-            Store::Postgres { pool, .. } => POSTGRES_MIGRATOR.run(pool).await?,
+            Store::Postgres { pool, .. } => {
+                POSTGRES_MIGRATOR.run(pool).await?;
+                warn_without_autovacuum(pool).await;
+            }
         }
         Ok(())
     }

@@ -165,9 +165,11 @@ const CLAIM_SQLITE: &str = "UPDATE notice
                 ORDER BY lease_until LIMIT $4))
         ORDER BY priority, created_at, id LIMIT $4)";
 
-/// The same on PostgreSQL: each state's candidates locked as they are read
-/// (`SKIP LOCKED`, so concurrent dispatchers take different notices), then the first
-/// `$4` of them leased. A single query over the three states with `OR` cannot use the
+/// The same on PostgreSQL, in one statement: each state's candidates locked as they
+/// are read (`SKIP LOCKED`, so concurrent dispatchers take different notices), the
+/// first `$4` of them leased, the attempts a dead worker left open on them closed as
+/// abandoned and a new attempt opened on each; the leased notices come back in the
+/// order they are sent. A single query over the three states with `OR` cannot use the
 /// indexes' order and sorted every pending notice on each claim.
 const CLAIM_POSTGRES: &str = "WITH pending AS (
         SELECT id, priority, created_at FROM notice
@@ -188,11 +190,24 @@ const CLAIM_POSTGRES: &str = "WITH pending AS (
         SELECT id FROM (
             SELECT * FROM pending UNION ALL SELECT * FROM failed UNION ALL SELECT * FROM expired
         ) c
-        ORDER BY priority, created_at, id LIMIT $4)
-    UPDATE notice
-    SET state = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1,
-        tries = tries + 1, updated_at = $3
-    WHERE id IN (SELECT id FROM chosen)";
+        ORDER BY priority, created_at, id LIMIT $4),
+    leased AS (
+        UPDATE notice
+        SET state = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1,
+            tries = tries + 1, updated_at = $3
+        WHERE id IN (SELECT id FROM chosen)
+        RETURNING id, idempotency_key, event_id, channel, attempts, tries, next_attempt_at,
+            created_at, priority, rendered),
+    abandoned AS (
+        UPDATE notice_attempt SET outcome = 'abandoned', finished_at = $3,
+            detail = 'the worker stopped before recording an outcome; lease expired'
+        WHERE finished_at IS NULL AND notice_id IN (SELECT id FROM leased)),
+    opened AS (
+        INSERT INTO notice_attempt (notice_id, number, started_at, outcome)
+        SELECT id, attempts, $3, 'sending' FROM leased)
+    SELECT id, idempotency_key, event_id, channel, attempts, tries, next_attempt_at, created_at,
+        CAST(rendered AS TEXT) AS rendered
+    FROM leased ORDER BY priority, created_at, id";
 
 /// Closes as abandoned the attempts a dead worker left open on the notices just leased
 /// to `$1`, at `$3` (SQLite, after [`CLAIM_SQLITE`] in the same query).
@@ -253,6 +268,41 @@ async fn finish_sent_sqlite(
             query.fetch_all(c).await
         })
         .await
+}
+
+/// [`finish_sent_sqlite`] on PostgreSQL: one statement, a transaction of its own, the
+/// attempts closed on the notices its first part marked sent.
+async fn finish_sent_postgres(
+    pool: &sqlx::PgPool,
+    sent: &[(&str, &str, &str)],
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let values = crate::values_sql_after("", 3, sent.len(), 2);
+    let sql = format!(
+        "WITH v(nid, reference, detail) AS (VALUES {values}),
+         recorded AS (
+            UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = v.reference,
+                receipt_detail = v.detail, last_error = '', next_attempt_at = NULL,
+                lease_owner = NULL, lease_until = NULL, updated_at = $1
+            FROM v WHERE notice.id = v.nid AND notice.lease_owner = $2
+                AND notice.state = 'sending'
+            RETURNING notice.id, v.reference || ': ' || v.detail AS detail),
+         closed AS (
+            UPDATE notice_attempt SET outcome = 'sent', detail = recorded.detail,
+                finished_at = $1
+            FROM recorded
+            WHERE notice_attempt.notice_id = recorded.id
+                AND notice_attempt.finished_at IS NULL)
+         SELECT id FROM recorded"
+    );
+    let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+        .bind(micros(now))
+        .bind(owner);
+    for (id, reference, detail) in sent {
+        query = query.bind(*id).bind(*reference).bind(*detail);
+    }
+    Ok(query.fetch_all(pool).await?)
 }
 
 const NOTICE_COLUMNS: usize = 24;
@@ -524,48 +574,38 @@ impl Store {
     ) -> Result<(String, Vec<LeasedNotice>), StoreError> {
         let now = micros(now);
         let owner = uuid::Uuid::now_v7().to_string();
-        if let Store::Sqlite { writer, .. } = self {
-            // The claim, the attempts closed and opened, in one hand-off.
-            let text = format!(
-                "{CLAIM_SQLITE} RETURNING id;\n{CLOSE_ABANDONED_SQLITE};\n{OPEN_ATTEMPTS_SQLITE}"
-            );
-            let claimed: Vec<String> = writer
-                .write_in_one(&text, async |c, text| {
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(text))
-                        .bind(&owner)
-                        .bind(now + lease)
-                        .bind(now)
-                        .bind(i64::from(limit))
-                        .fetch_all(c)
-                        .await
-                })
-                .await?;
-            if claimed.is_empty() {
-                return Ok((owner, Vec::new()));
+        let writer = match self {
+            Store::Sqlite { writer, .. } => writer,
+            Store::Postgres { pool, .. } => {
+                // One statement, a transaction of its own.
+                let rows = sqlx::query_as(CLAIM_POSTGRES)
+                    .bind(&owner)
+                    .bind(now + lease)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(pool)
+                    .await?;
+                return Ok((owner, rows));
             }
-            let rows = self.leased_notices(&owner).await?;
-            return Ok((owner, rows));
-        }
-        // PostgreSQL: the three statements in one transaction.
-        let mut tx = self.begin().await?;
-        let claimed = on_tx!(&mut tx, c => sqlx::query(CLAIM_POSTGRES)
-            .bind(&owner).bind(now + lease).bind(now).bind(i64::from(limit))
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        if claimed == 0 {
-            tx.rollback_quietly().await;
+        };
+        // The claim, the attempts closed and opened, in one hand-off.
+        let text = format!(
+            "{CLAIM_SQLITE} RETURNING id;\n{CLOSE_ABANDONED_SQLITE};\n{OPEN_ATTEMPTS_SQLITE}"
+        );
+        let claimed: Vec<String> = writer
+            .write_in_one(&text, async |c, text| {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(text))
+                    .bind(&owner)
+                    .bind(now + lease)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(c)
+                    .await
+            })
+            .await?;
+        if claimed.is_empty() {
             return Ok((owner, Vec::new()));
         }
-        on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE notice_attempt SET outcome = 'abandoned', finished_at = $1,
-                detail = 'the worker stopped before recording an outcome; lease expired'
-             WHERE finished_at IS NULL
-               AND notice_id IN (SELECT id FROM notice WHERE lease_owner = $2)")
-            .bind(now).bind(&owner).execute(c).await.map(|r| r.rows_affected()))?;
-        on_tx!(&mut tx, c => sqlx::query(
-            "INSERT INTO notice_attempt (notice_id, number, started_at, outcome)
-             SELECT id, attempts, $1, 'sending' FROM notice WHERE lease_owner = $2")
-            .bind(now).bind(&owner).execute(c).await.map(|r| r.rows_affected()))?;
-        tx.commit().await?;
         let rows = self.leased_notices(&owner).await?;
         Ok((owner, rows))
     }
@@ -619,9 +659,9 @@ impl Store {
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
-        // Sent notices (nearly all) are recorded together, two statements per
-        // chunk; on SQLite every statement is a hand-off to the writer's thread, so a
-        // round of sent notices alone goes in one.
+        // Sent notices (nearly all) are recorded together. A round of sent notices
+        // alone is recorded at once: on SQLite in one hand-off to the writer's thread,
+        // on PostgreSQL in one statement.
         let sent: Vec<(&str, &str, &str)> = outcomes
             .iter()
             .filter_map(|(id, outcome)| match outcome {
@@ -631,11 +671,15 @@ impl Store {
                 _ => None,
             })
             .collect();
-        if let Store::Sqlite { writer, .. } = self
-            && sent.len() == outcomes.len()
-            && sent.len() <= SENT_PER_STATEMENT
-        {
-            let recorded = finish_sent_sqlite(writer, &sent, owner, now).await?;
+        if sent.len() == outcomes.len() && sent.len() <= SENT_PER_STATEMENT {
+            let recorded = match self {
+                Store::Sqlite { writer, .. } => {
+                    finish_sent_sqlite(writer, &sent, owner, now).await?
+                }
+                Store::Postgres { pool, .. } => {
+                    finish_sent_postgres(pool, &sent, owner, now).await?
+                }
+            };
             return Ok(sent
                 .iter()
                 .map(|(id, _, _)| recorded.iter().any(|r| r == id))
