@@ -14,6 +14,7 @@ use sqlx::types::Json;
 use crate::{
     Page, Store, StoreError, Tx, on_db, on_tx,
     page::{decode_token, encode_token, json_bytes, micros},
+    write_alone,
 };
 
 /// A notice to store, as planned and rendered.
@@ -230,79 +231,59 @@ const MAX_NOTICES_AT_ONCE: usize = 1024;
 /// Most sent notices one statement records.
 const SENT_PER_STATEMENT: usize = 128;
 
-/// Records on SQLite, in one hand-off to the writer, that the claimed notices `sent`
-/// (id, the channel's reference, its answer) were sent: their open attempts are
-/// closed, then the notices marked sent, both only where `owner` still holds the
-/// lease (read before either changes, in the same transaction). Returns the ids
-/// recorded.
-async fn finish_sent_sqlite(
-    writer: &std::sync::Arc<crate::writer::SqliteWriter>,
-    sent: &[(&str, &str, &str)],
-    owner: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<String>, StoreError> {
-    let values = crate::values_sql_after("", 3, sent.len(), 2);
-    let sql = format!(
-        "WITH v(nid, reference, detail) AS (VALUES {values})
-         UPDATE notice_attempt SET outcome = 'sent', detail = v.reference || ': ' || v.detail,
-            finished_at = $1
-         FROM v JOIN notice ON notice.id = v.nid AND notice.lease_owner = $2
-            AND notice.state = 'sending'
-         WHERE notice_attempt.notice_id = v.nid AND notice_attempt.finished_at IS NULL;
-         WITH v(nid, reference, detail) AS (VALUES {values})
-         UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = v.reference,
-            receipt_detail = v.detail, last_error = '', next_attempt_at = NULL,
-            lease_owner = NULL, lease_until = NULL, updated_at = $1
-         FROM v WHERE notice.id = v.nid AND notice.lease_owner = $2 AND notice.state = 'sending'
-         RETURNING notice.id"
-    );
-    let now = micros(now);
-    writer
-        .write_in_one(&sql, async |c, text| {
-            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(text))
-                .bind(now)
-                .bind(owner);
-            for (id, reference, detail) in sent {
-                query = query.bind(*id).bind(*reference).bind(*detail);
-            }
-            query.fetch_all(c).await
-        })
-        .await
-}
+/// Marks sent, from the values `v(nid, reference, detail)`, the notices still leased
+/// to `$2`, at `$1`.
+const MARK_SENT: &str =
+    "UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = v.reference,
+        receipt_detail = v.detail, last_error = '', next_attempt_at = NULL,
+        lease_owner = NULL, lease_until = NULL, updated_at = $1
+    FROM v WHERE notice.id = v.nid AND notice.lease_owner = $2 AND notice.state = 'sending'";
 
-/// [`finish_sent_sqlite`] on PostgreSQL: one statement, a transaction of its own, the
-/// attempts closed on the notices its first part marked sent.
-async fn finish_sent_postgres(
-    pool: &sqlx::PgPool,
+/// Records at once that the claimed notices `sent` (id, the channel's reference, its
+/// answer) were sent: their open attempts are closed and the notices marked sent,
+/// only where `owner` still holds the lease. On SQLite two statements in one hand-off
+/// to the writer (the attempts first, reading the lease before either changes); on
+/// PostgreSQL one statement whose second part closes the attempts of the notices its
+/// first part marked. Returns the ids recorded.
+async fn finish_sent_at_once(
+    store: &Store,
     sent: &[(&str, &str, &str)],
     owner: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
     let values = crate::values_sql_after("", 3, sent.len(), 2);
-    let sql = format!(
-        "WITH v(nid, reference, detail) AS (VALUES {values}),
-         recorded AS (
-            UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = v.reference,
-                receipt_detail = v.detail, last_error = '', next_attempt_at = NULL,
-                lease_owner = NULL, lease_until = NULL, updated_at = $1
-            FROM v WHERE notice.id = v.nid AND notice.lease_owner = $2
-                AND notice.state = 'sending'
-            RETURNING notice.id, v.reference || ': ' || v.detail AS detail),
-         closed AS (
-            UPDATE notice_attempt SET outcome = 'sent', detail = recorded.detail,
+    let sql = match store.backend() {
+        crate::Backend::Sqlite => format!(
+            "WITH v(nid, reference, detail) AS (VALUES {values})
+             UPDATE notice_attempt SET outcome = 'sent', detail = v.reference || ': ' || v.detail,
                 finished_at = $1
-            FROM recorded
-            WHERE notice_attempt.notice_id = recorded.id
-                AND notice_attempt.finished_at IS NULL)
-         SELECT id FROM recorded"
-    );
-    let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
-        .bind(micros(now))
-        .bind(owner);
-    for (id, reference, detail) in sent {
-        query = query.bind(*id).bind(*reference).bind(*detail);
-    }
-    Ok(query.fetch_all(pool).await?)
+             FROM v JOIN notice ON notice.id = v.nid AND notice.lease_owner = $2
+                AND notice.state = 'sending'
+             WHERE notice_attempt.notice_id = v.nid AND notice_attempt.finished_at IS NULL;
+             WITH v(nid, reference, detail) AS (VALUES {values})
+             {MARK_SENT} RETURNING notice.id"
+        ),
+        crate::Backend::Postgres => format!(
+            "WITH v(nid, reference, detail) AS (VALUES {values}),
+             recorded AS ({MARK_SENT}
+                RETURNING notice.id, v.reference || ': ' || v.detail AS detail),
+             closed AS (
+                UPDATE notice_attempt SET outcome = 'sent', detail = recorded.detail,
+                    finished_at = $1
+                FROM recorded
+                WHERE notice_attempt.notice_id = recorded.id
+                    AND notice_attempt.finished_at IS NULL)
+             SELECT id FROM recorded"
+        ),
+    };
+    let now = micros(now);
+    write_alone!(store, sql.as_str(), |text, c| {
+        let mut query = sqlx::query_scalar::<_, String>(text).bind(now).bind(owner);
+        for (id, reference, detail) in sent {
+            query = query.bind(*id).bind(*reference).bind(*detail);
+        }
+        query.fetch_all(c).await
+    })
 }
 
 const NOTICE_COLUMNS: usize = 24;
@@ -427,11 +408,7 @@ impl Tx {
         let values = crate::values_sql_after("", 3, sent.len(), 2);
         let sql = format!(
             "WITH v(nid, reference, detail) AS (VALUES {values})
-             UPDATE notice SET state = 'sent', sent_at = $1, receipt_reference = v.reference,
-                receipt_detail = v.detail, last_error = '', next_attempt_at = NULL,
-                lease_owner = NULL, lease_until = NULL, updated_at = $1
-             FROM v WHERE notice.id = v.nid AND notice.lease_owner = $2 AND notice.state = 'sending'
-             RETURNING notice.id"
+             {MARK_SENT} RETURNING notice.id"
         );
         let recorded: Vec<String> = on_tx!(self, c => {
             let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.as_str()))
@@ -672,14 +649,7 @@ impl Store {
             })
             .collect();
         if sent.len() == outcomes.len() && sent.len() <= SENT_PER_STATEMENT {
-            let recorded = match self {
-                Store::Sqlite { writer, .. } => {
-                    finish_sent_sqlite(writer, &sent, owner, now).await?
-                }
-                Store::Postgres { pool, .. } => {
-                    finish_sent_postgres(pool, &sent, owner, now).await?
-                }
-            };
+            let recorded = finish_sent_at_once(self, &sent, owner, now).await?;
             return Ok(sent
                 .iter()
                 .map(|(id, _, _)| recorded.iter().any(|r| r == id))
