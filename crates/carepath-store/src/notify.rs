@@ -601,9 +601,10 @@ impl Store {
             .fetch_one(c).await)?)
     }
 
-    /// The notices leased to `owner`, read on a read connection once the claim
-    /// committed, so the writer is not held while their rendered content is read and
-    /// decoded; only their owner changes leased notices.
+    /// The notices leased to `owner`, read on SQLite on a read connection once the
+    /// claim committed, so the writer is not held while their rendered content is read
+    /// and decoded; only their owner changes leased notices. (PostgreSQL's claim
+    /// returns them itself.)
     async fn leased_notices(&self, owner: &str) -> Result<Vec<LeasedNotice>, StoreError> {
         Ok(on_db!(self, c => sqlx::query_as(
             "SELECT id, idempotency_key, event_id, channel, attempts, tries, next_attempt_at,
